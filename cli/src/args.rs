@@ -1,0 +1,194 @@
+//! Command-line flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// swarmlabel: label data for machine learning together, peer to peer.
+///
+/// Data owners turn a folder of images, a CSV or a JSONL file into a signed, content-addressed
+/// dataset; volunteers fetch samples, label the ones the model is least sure of, and share labels
+/// and models with every peer.
+///
+/// Start with `swarmlabel init`, then `swarmlabel dataset create PATH --name NAME --labels a,b,c`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "swarmlabel",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    /// The node's home directory (key, config, stored datasets).
+    /// Default: the platform data directory, e.g. ~/.local/share/swarmlabel.
+    #[arg(long, global = true, env = "SWARMLABEL_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+
+    /// Print only what scripts need (ids, errors); no progress bars.
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
+
+    /// Log format on stderr (set the level with RUST_LOG, e.g. RUST_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the node's key (its identity) and config in the home.
+    ///
+    /// The key is the node's libp2p identity and signs its datasets and labels. It is written
+    /// with mode 0600. An existing key is never replaced without --force (then it is kept as
+    /// key.replaced-N).
+    Init {
+        /// Replace an existing key (the node's peer id changes).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the node's peer id and public key.
+    Id {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create, list, check and export datasets.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Remove stored blobs that no listed dataset references, and leftovers of interrupted imports.
+    Gc {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DatasetCommand {
+    /// Import a folder of images, a CSV file or a JSONL file as a signed dataset.
+    ///
+    /// Every sample is stored under the BLAKE3 hash of its bytes; the manifest is signed with
+    /// this node's key, and its hash is the dataset id. Nothing is listed until the whole
+    /// dataset is durable, so an interrupted import leaves nothing behind but blobs that
+    /// `swarmlabel gc` removes.
+    ///
+    /// Images: PNG/JPEG files under PATH, recursively; images in a sub-folder named like a label
+    /// get that label as a gold label (PATH/cat/1.png is a cat).
+    /// CSV: a header row, numeric feature columns, and optionally a label column.
+    /// JSONL: one object per line with a text field and optionally a label field.
+    ///
+    /// Example: swarmlabel dataset create ./photos --name pets --labels cat,dog,other
+    #[command(verbatim_doc_comment)]
+    Create(CreateArgs),
+    /// List the datasets stored in this home.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a dataset's manifest (ID may be a unique prefix of at least 4 characters).
+    Show {
+        /// The dataset id or a unique prefix.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every stored sample and check the manifest signature.
+    ///
+    /// Names every missing or corrupt sample; exits with code 1 if there is any.
+    Verify {
+        /// The dataset id or a unique prefix.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a dataset's samples and gold labels as CSV or JSONL.
+    Export {
+        /// The dataset id or a unique prefix.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Write to FILE instead of standard output (written atomically).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Generate a dataset folder to try swarmlabel with.
+    ///
+    /// `shapes` draws images of circles, squares, triangles and crosses with random colours,
+    /// sizes, positions and noise, in one sub-folder per class (import them with
+    /// --labels circle,square,triangle,cross).
+    Generate {
+        /// What to generate.
+        #[arg(value_enum)]
+        kind: GenerateKind,
+        /// How many images.
+        #[arg(long, default_value_t = 500)]
+        count: usize,
+        /// The folder to create (must be new or empty).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Seed: the same seed gives the same images.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// The folder or file to import.
+    pub(crate) path: PathBuf,
+    /// The dataset's name.
+    #[arg(long)]
+    pub(crate) name: String,
+    /// The label set, comma separated (e.g. cat,dog,other).
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1)]
+    pub(crate) labels: Vec<String>,
+    /// The source format (auto: a folder is images, .csv is CSV, .jsonl/.ndjson is JSONL).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub(crate) format: Format,
+    /// The CSV column or JSONL field with gold labels (default: `label` when there is one).
+    #[arg(long, value_name = "COL")]
+    pub(crate) label_column: Option<String>,
+    /// The JSONL field with the text.
+    #[arg(long, value_name = "FIELD", default_value = "text")]
+    pub(crate) text_field: String,
+    /// Free text describing the dataset.
+    #[arg(long, default_value = "")]
+    pub(crate) description: String,
+    /// Fail on files that are not images instead of skipping them with a warning.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Auto,
+    Images,
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum GenerateKind {
+    Shapes,
+}

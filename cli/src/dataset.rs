@@ -1,0 +1,272 @@
+//! `swarmlabel dataset …`.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use swarmlabel_node::dataset::export::{self, ExportFormat};
+use swarmlabel_node::dataset::import::{self, Format, Options};
+use swarmlabel_node::dataset::manifest::Task;
+use swarmlabel_node::dataset::{Listed, shapes, verify};
+use swarmlabel_node::progress::NoProgress;
+
+use crate::args::{self, CreateArgs, DatasetCommand, GenerateKind};
+use crate::progress::Bar;
+use crate::{Outcome, open};
+
+pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow::Result<Outcome> {
+    match cmd {
+        DatasetCommand::Create(a) => create(a, home_path, quiet),
+        DatasetCommand::Ls { json } => {
+            let home = open(home_path)?;
+            let listed = home.catalog().list()?;
+            if json {
+                let all: Vec<_> = listed.iter().map(summary).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if listed.is_empty() {
+                if !quiet {
+                    println!(
+                        "no datasets yet; create one with `swarmlabel dataset create PATH --name NAME --labels a,b`"
+                    );
+                }
+            } else {
+                println!(
+                    "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  LABELS",
+                    "ID", "NAME", "TASK", "SAMPLES", "GOLD"
+                );
+                for l in &listed {
+                    let r = l.root.root();
+                    println!(
+                        "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  {}",
+                        &l.id.to_string()[..16],
+                        r.name,
+                        r.task.kind(),
+                        r.sample_count,
+                        r.gold_count,
+                        r.labels.join(",")
+                    );
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        DatasetCommand::Show { id, json } => {
+            let home = open(home_path)?;
+            let catalog = home.catalog();
+            let listed = catalog.get(&catalog.resolve(&id)?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary(&listed))?);
+            } else {
+                let r = listed.root.root();
+                println!("id:          {}", listed.id);
+                println!("name:        {}", r.name);
+                if !r.description.is_empty() {
+                    println!("description: {}", r.description);
+                }
+                println!("task:        {}", task_text(&r.task));
+                println!("labels:      {}", r.labels.join(","));
+                println!(
+                    "samples:     {} ({} with gold labels)",
+                    r.sample_count, r.gold_count
+                );
+                println!("bytes:       {}", r.total_bytes);
+                println!("pages:       {}", r.pages.len());
+                println!("owner:       {} ({})", r.owner, peer_text(&listed));
+                let created =
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.created_at_ms);
+                println!(
+                    "created:     {}",
+                    humantime::format_rfc3339_seconds(created)
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+        DatasetCommand::Verify { id, json } => {
+            let home = open(home_path)?;
+            let catalog = home.catalog();
+            let id = catalog.resolve(&id)?;
+            let report = verify::verify(&catalog, &id, &Bar::new(quiet || json))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for p in &report.problems {
+                    println!("{p}");
+                }
+                if report.ok() {
+                    if !quiet {
+                        println!(
+                            "dataset {id}: signature valid, all {} samples intact",
+                            report.samples
+                        );
+                    }
+                } else {
+                    eprintln!(
+                        "error: dataset {id} is damaged: {} problems, {} of {} samples intact; fetch the damaged samples again or re-import the dataset",
+                        report.problems.len(),
+                        report.intact,
+                        report.samples
+                    );
+                }
+            }
+            Ok(if report.ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            })
+        }
+        DatasetCommand::Export { id, format, out } => {
+            let home = open(home_path)?;
+            let catalog = home.catalog();
+            let id = catalog.resolve(&id)?;
+            let format = match format {
+                args::ExportFormat::Csv => ExportFormat::Csv,
+                args::ExportFormat::Jsonl => ExportFormat::Jsonl,
+            };
+            match out {
+                Some(path) => {
+                    let dir = path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                        .with_context(|| format!("cannot write in {}", dir.display()))?;
+                    let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
+                    let n = export::export(&catalog, &id, format, &mut writer, &Bar::new(quiet))?;
+                    writer.flush()?;
+                    drop(writer);
+                    tmp.persist(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    if !quiet {
+                        eprintln!("wrote {n} samples to {}", path.display());
+                    }
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut lock = std::io::BufWriter::new(stdout.lock());
+                    export::export(&catalog, &id, format, &mut lock, &NoProgress)?;
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        DatasetCommand::Generate {
+            kind: GenerateKind::Shapes,
+            count,
+            out,
+            seed,
+        } => {
+            shapes::generate(&out, count, seed, &Bar::new(quiet))?;
+            if !quiet {
+                println!("wrote {count} images to {}", out.display());
+                println!(
+                    "import them with: swarmlabel dataset create {} --name shapes --labels {}",
+                    out.display(),
+                    shapes::CLASSES.join(",")
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcome> {
+    let home = open(home_path)?;
+    let identity = home.identity()?;
+    let opts = Options {
+        name: a.name,
+        description: a.description,
+        labels: a.labels,
+        format: match a.format {
+            args::Format::Auto => Format::Auto,
+            args::Format::Images => Format::Images,
+            args::Format::Csv => Format::Csv,
+            args::Format::Jsonl => Format::Jsonl,
+        },
+        label_column: a.label_column,
+        text_field: a.text_field,
+        strict: a.strict,
+        created_at_ms: None,
+    };
+    let report = import::import(&home, &identity, &a.path, &opts, &Bar::new(quiet || a.json))?;
+    if !quiet {
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        if report.skipped > report.warnings.len() as u64 {
+            eprintln!(
+                "warning: {} files skipped in all (not PNG or JPEG)",
+                report.skipped
+            );
+        }
+        for d in &report.duplicate_examples {
+            eprintln!("duplicate: {d}");
+        }
+    }
+    let root = report.root.root();
+    if a.json {
+        let mut value = summary(&Listed {
+            id: report.id,
+            root: report.root.clone(),
+        });
+        value["duplicates"] = report.duplicates.into();
+        value["skipped"] = report.skipped.into();
+        value["already_stored"] = report.existing_blobs.into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else if quiet {
+        println!("{}", report.id);
+    } else {
+        println!("created dataset {}", report.id);
+        println!(
+            "  {}: {} samples ({} with gold labels), {} bytes, {} duplicates stored once, {} already stored",
+            root.name,
+            root.sample_count,
+            root.gold_count,
+            root.total_bytes,
+            report.duplicates,
+            report.existing_blobs
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+fn summary(l: &Listed) -> serde_json::Value {
+    let r = l.root.root();
+    let features = match &r.task {
+        Task::TabularClassification { features } => Some(features.clone()),
+        _ => None,
+    };
+    serde_json::json!({
+        "id": l.id.to_string(),
+        "name": r.name,
+        "description": r.description,
+        "task": r.task.kind(),
+        "features": features,
+        "labels": r.labels,
+        "samples": r.sample_count,
+        "gold": r.gold_count,
+        "bytes": r.total_bytes,
+        "pages": r.pages.len(),
+        "owner": r.owner.to_hex(),
+        "owner_peer_id": peer_text(l),
+        "created_at_ms": r.created_at_ms,
+    })
+}
+
+fn peer_text(l: &Listed) -> String {
+    l.root
+        .root()
+        .owner
+        .peer_id()
+        .map_or_else(|| "invalid key".into(), |p| p.to_string())
+}
+
+fn task_text(task: &Task) -> String {
+    match task {
+        Task::ImageClassification => "image classification".into(),
+        Task::TabularClassification { features } => {
+            format!(
+                "classification of numeric rows ({} features)",
+                features.len()
+            )
+        }
+        Task::TextClassification => "text classification".into(),
+    }
+}

@@ -1,0 +1,129 @@
+//! The `swarmlabel` command: parses flags, wires library parts together, maps errors to exit
+//! codes. Everything it does is in `swarmlabel-node`, where it can be tested without a process.
+
+mod args;
+mod dataset;
+mod progress;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use swarmlabel_node::Home;
+
+use args::{Cli, Command, LogFormat};
+
+/// A command's outcome that is not an error but still fails the process (`verify` found damage).
+pub(crate) enum Outcome {
+    Ok,
+    Failed,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", message(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes as one sentence. Library errors already name their cause, so a cause
+/// whose text is in the message so far is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+/// Whether output stopped because the reader went away (`swarmlabel dataset export ID | head`):
+/// not an error worth reporting.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let home_path = Home::default_path(cli.home.clone())?;
+    match cli.command {
+        Command::Init { force } => {
+            let (home, identity) = Home::init(&home_path, force)?;
+            if cli.quiet {
+                println!("{}", identity.peer_id());
+            } else {
+                println!("initialised {}", home.root().display());
+                println!("peer id:    {}", identity.peer_id());
+                println!("public key: {}", identity.public_key());
+                println!(
+                    "key file:   {} (back it up: it is this node's identity)",
+                    home.key_path().display()
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Id { json } => {
+            let identity = open(&home_path)?.identity()?;
+            if json {
+                let value = serde_json::json!({
+                    "peer_id": identity.peer_id().to_string(),
+                    "public_key": identity.public_key().to_hex(),
+                });
+                println!("{value}");
+            } else {
+                println!("peer id:    {}", identity.peer_id());
+                println!("public key: {}", identity.public_key());
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Dataset(cmd) => dataset::run(cmd, &home_path, cli.quiet),
+        Command::Gc { json } => {
+            let home = open(&home_path)?;
+            let _lock = home.try_lock_exclusive()?;
+            let report = home.catalog().gc()?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else if !cli.quiet {
+                println!(
+                    "removed {} unreferenced blobs and {} leftover temporary files ({} bytes); kept {} blobs",
+                    report.removed_blobs,
+                    report.removed_temporary,
+                    report.removed_bytes,
+                    report.kept_blobs
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+pub(crate) fn open(home: &Path) -> anyhow::Result<Home> {
+    Home::open(home).context("cannot use the home")
+}
