@@ -1,73 +1,122 @@
-//! `swarmlabel-bootstrap`: the peer that new nodes dial first.
-//!
-//! Today it manages its identity only (create or load `--key-file`, print the peer id); the
-//! libp2p swarm (DHT server, relay, AutoNAT) arrives with issue 4.
+//! `swarmlabel-bootstrap`: parses flags, starts the peer, serves metrics, stops on Ctrl-C or
+//! SIGTERM.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
+use libp2p::Multiaddr;
+use swarmlabel_bootstrap::{Bootstrap, Config, key};
 
-/// The swarmlabel bootstrap peer: the first peer new nodes dial.
+/// The swarmlabel bootstrap peer: the first peer new nodes dial. It is a Kademlia DHT server, a
+/// relay for peers behind NAT (with limits), an AutoNAT server, and forwards dataset
+/// announcements. It keeps the same peer id across restarts (its key is in --key-file).
+///
+/// Example: swarmlabel-bootstrap --key-file /var/lib/swarmlabel/bootstrap.key \
+///   --listen /ip4/0.0.0.0/tcp/4001 --external /ip4/203.0.113.7/tcp/4001 --metrics 127.0.0.1:9464
 #[derive(Debug, Parser)]
-#[command(name = "swarmlabel-bootstrap", version, max_term_width = 100)]
+#[command(
+    name = "swarmlabel-bootstrap",
+    version,
+    max_term_width = 100,
+    verbatim_doc_comment
+)]
 struct Cli {
-    /// The peer's ed25519 key (created with mode 0600 if missing). Back it up: it is the peer id
-    /// that every node's config names.
+    /// The peer's ed25519 key (created with mode 0600 if missing). Back it up: nodes' configs
+    /// name this peer id.
     #[arg(long, value_name = "FILE")]
     key_file: PathBuf,
+    /// Addresses to listen on (repeat for several).
+    #[arg(long, value_name = "MULTIADDR", default_values_t = [
+        "/ip4/0.0.0.0/tcp/4001".parse::<Multiaddr>().expect("a valid default"),
+        "/ip4/0.0.0.0/udp/4001/quic-v1".parse::<Multiaddr>().expect("a valid default"),
+    ])]
+    listen: Vec<Multiaddr>,
+    /// Public addresses at which nodes reach this peer (repeat for several).
+    #[arg(long, value_name = "MULTIADDR")]
+    external: Vec<Multiaddr>,
+    /// Treat the listen addresses as reachable (a host with a public address, or a LAN).
+    #[arg(long)]
+    listen_addrs_reachable: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Established connections at most.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: u32,
     /// Print the peer id and exit.
     #[arg(long)]
     print_peer_id: bool,
+    /// Log format on stderr (level with RUST_LOG).
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let keypair = load_or_create(&cli.key_file)?;
-    let peer_id = keypair.public().to_peer_id();
-    println!("{peer_id}");
-    if !cli.print_peer_id {
-        anyhow::bail!(
-            "the bootstrap peer's networking is not built yet (issue 4); only --print-peer-id works"
-        );
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
     }
+    let keypair = key::load_or_create(&cli.key_file)?;
+    if cli.print_peer_id {
+        println!("{}", keypair.public().to_peer_id());
+        return Ok(());
+    }
+    let mut config = Config {
+        listen: cli.listen,
+        external: cli.external,
+        listen_addrs_reachable: cli.listen_addrs_reachable,
+        ..Config::default()
+    };
+    config.limits.max_connections = cli.max_connections;
+    let bootstrap = Bootstrap::start(keypair, config).await?;
+    println!("peer id: {}", bootstrap.peer_id());
+    for addr in bootstrap.listen_addrs() {
+        println!("listening on {addr}");
+    }
+    if let Some(addr) = cli.metrics {
+        let registry = bootstrap.registry();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        println!("metrics on http://{}/metrics", listener.local_addr()?);
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move {
+                    let text = {
+                        let registry = registry
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        swarmlabel_node::net::metrics::encode(&registry)
+                    };
+                    ([("content-type", "text/plain; version=0.0.4")], text)
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    wait_for_signal().await;
+    eprintln!("stopping");
+    bootstrap.shutdown().await;
     Ok(())
 }
 
-/// Loads the hex ed25519 secret in `path`, or creates one there (mode 0600, never overwriting).
-fn load_or_create(path: &Path) -> anyhow::Result<libp2p_identity::Keypair> {
-    let secret = match std::fs::read_to_string(path) {
-        Ok(text) => hex::decode(text.trim())
-            .ok()
-            .filter(|b| b.len() == 32)
-            .with_context(|| {
-                format!(
-                    "{} is not a key file (64 hex characters); restore it from its backup",
-                    path.display()
-                )
-            })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = [0u8; 32];
-            getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("cannot create the key file {}", path.display()))?;
-            writeln!(file, "{}", hex::encode(secret))?;
-            file.sync_all()?;
-            secret.to_vec()
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read the key file {}", path.display()));
-        }
-    };
-    let secret = libp2p_identity::ed25519::SecretKey::try_from_bytes(secret)
-        .context("the key file does not hold a valid ed25519 key")?;
-    Ok(libp2p_identity::Keypair::from(
-        libp2p_identity::ed25519::Keypair::from(secret),
-    ))
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("invariant: installing a SIGTERM handler succeeds on Unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -4,6 +4,7 @@
 pub mod dataset;
 pub mod home;
 pub mod identity;
+pub mod net;
 pub mod progress;
 pub mod store;
 

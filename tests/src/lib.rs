@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod network;
+
 use std::path::{Path, PathBuf};
 
 use swarmlabel_node::{Home, Identity};

@@ -1,0 +1,187 @@
+//! The blob protocol `/swarmlabel/blob/1.0.0`: fetch a content-addressed blob, or a dataset's
+//! signed manifest root, from a peer.
+//!
+//! One request per stream. A request is 33 bytes: a kind (`1` blob by its BLAKE3 hash, `2` signed
+//! root by dataset id) and the 32-byte hash; the requester then closes its write side. A response is
+//! a status byte (`0` found, `1` not found, `2` refused: the request came over a relayed connection
+//! or the peer is shedding load) followed, when found, by the bytes until the stream ends. Sizes
+//! are bounded on both sides; the receiver hashes what it got before it trusts it.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use libp2p::StreamProtocol;
+
+use crate::dataset::import::MAX_SAMPLE_BYTES;
+use crate::store::BlobId;
+
+/// The protocol id.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmlabel/blob/1.0.0");
+/// Bytes of a request.
+pub const REQUEST_LEN: usize = 33;
+/// Bytes of a response at most: a status byte and the largest blob (a sample of at most 64 MiB;
+/// manifest pages and roots are smaller).
+pub const MAX_RESPONSE_LEN: u64 = 1 + MAX_SAMPLE_BYTES;
+
+/// What is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Request {
+    /// The blob with this hash.
+    Blob(BlobId),
+    /// The signed root of the dataset with this id.
+    Root(BlobId),
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The bytes asked for (unverified until the receiver hashes them).
+    Found(Vec<u8>),
+    /// The peer does not have it.
+    NotFound,
+    /// The peer will not serve it on this connection (relayed) or now (overloaded).
+    Refused,
+}
+
+/// The codec of the blob protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Codec;
+
+impl libp2p::request_response::Codec for Codec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut buf = Vec::with_capacity(REQUEST_LEN);
+        io.take(REQUEST_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .await?;
+        decode_request(&buf)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut buf = Vec::new();
+        io.take(MAX_RESPONSE_LEN + 1).read_to_end(&mut buf).await?;
+        decode_response(buf)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode_request(&req)).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match res {
+            Response::Found(bytes) => {
+                io.write_all(&[0]).await?;
+                io.write_all(&bytes).await?;
+            }
+            Response::NotFound => io.write_all(&[1]).await?,
+            Response::Refused => io.write_all(&[2]).await?,
+        }
+        io.close().await
+    }
+}
+
+/// The 33 bytes of a request.
+pub fn encode_request(req: &Request) -> [u8; REQUEST_LEN] {
+    let (kind, id) = match req {
+        Request::Blob(id) => (1, id),
+        Request::Root(id) => (2, id),
+    };
+    let mut out = [0u8; REQUEST_LEN];
+    out[0] = kind;
+    out[1..].copy_from_slice(&id.0);
+    out
+}
+
+/// Decodes a request; anything but exactly 33 bytes of a known kind is an error.
+pub fn decode_request(buf: &[u8]) -> io::Result<Request> {
+    let invalid = |what| io::Error::new(io::ErrorKind::InvalidData, what);
+    if buf.len() != REQUEST_LEN {
+        return Err(invalid("a blob request is exactly 33 bytes"));
+    }
+    let id = BlobId(
+        buf[1..]
+            .try_into()
+            .map_err(|_| invalid("a blob request is exactly 33 bytes"))?,
+    );
+    match buf[0] {
+        1 => Ok(Request::Blob(id)),
+        2 => Ok(Request::Root(id)),
+        _ => Err(invalid("unknown blob request kind")),
+    }
+}
+
+/// Decodes a response; an empty, oversized or unknown-status response is an error.
+pub fn decode_response(mut buf: Vec<u8>) -> io::Result<Response> {
+    let invalid = |what| io::Error::new(io::ErrorKind::InvalidData, what);
+    if buf.len() as u64 > MAX_RESPONSE_LEN {
+        return Err(invalid("blob response over the size limit"));
+    }
+    match buf.first() {
+        Some(0) => {
+            buf.remove(0);
+            Ok(Response::Found(buf))
+        }
+        Some(1) if buf.len() == 1 => Ok(Response::NotFound),
+        Some(2) if buf.len() == 1 => Ok(Response::Refused),
+        _ => Err(invalid("malformed blob response")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_malformed_ones_are_errors() {
+        for req in [
+            Request::Blob(BlobId([7; 32])),
+            Request::Root(BlobId([9; 32])),
+        ] {
+            assert_eq!(decode_request(&encode_request(&req)).unwrap(), req);
+        }
+        assert!(decode_request(&[1; 32]).is_err());
+        assert!(decode_request(&[1; 34]).is_err());
+        assert!(decode_request(&[3; 33]).is_err());
+        assert!(decode_request(&[]).is_err());
+    }
+
+    #[test]
+    fn responses_decode_strictly() {
+        assert_eq!(
+            decode_response(vec![0, 1, 2]).unwrap(),
+            Response::Found(vec![1, 2])
+        );
+        assert_eq!(decode_response(vec![0]).unwrap(), Response::Found(vec![]));
+        assert_eq!(decode_response(vec![1]).unwrap(), Response::NotFound);
+        assert_eq!(decode_response(vec![2]).unwrap(), Response::Refused);
+        assert!(decode_response(vec![]).is_err());
+        assert!(decode_response(vec![1, 0]).is_err());
+        assert!(decode_response(vec![9]).is_err());
+    }
+}

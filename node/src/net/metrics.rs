@@ -1,0 +1,71 @@
+//! Prometheus metrics of a node: libp2p's own (connections, bandwidth, Kademlia, gossipsub,
+//! identify, ping) and ours (blobs verified and rejected, bytes fetched, fetch progress).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The node's own series, registered under the `swarmlabel` prefix.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Fetched blobs whose hash matched.
+    pub blobs_verified: Counter,
+    /// Fetched blobs whose hash did not match (the provider is penalised).
+    pub blobs_rejected: Counter,
+    /// Bytes of verified blobs fetched.
+    pub fetched_bytes: Counter,
+    /// Blobs served to peers.
+    pub blobs_served: Counter,
+    /// Blobs that running fetches still need.
+    pub fetch_remaining: Gauge,
+    /// Peers connected now.
+    pub peers: Gauge,
+    /// Peers banned for sending corrupt data.
+    pub peers_banned: Counter,
+}
+
+impl Metrics {
+    /// Registers the series in `registry` (under `swarmlabel_`).
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("swarmlabel");
+        r.register(
+            "blobs_verified",
+            "Fetched blobs whose hash matched",
+            self.blobs_verified.clone(),
+        );
+        r.register(
+            "blobs_rejected",
+            "Fetched blobs whose hash did not match",
+            self.blobs_rejected.clone(),
+        );
+        r.register(
+            "fetched_bytes",
+            "Bytes of verified blobs fetched",
+            self.fetched_bytes.clone(),
+        );
+        r.register(
+            "blobs_served",
+            "Blobs served to peers",
+            self.blobs_served.clone(),
+        );
+        r.register(
+            "fetch_remaining_blobs",
+            "Blobs that running fetches still need",
+            self.fetch_remaining.clone(),
+        );
+        r.register("peers", "Peers connected now", self.peers.clone());
+        r.register(
+            "peers_banned",
+            "Peers banned for sending corrupt data",
+            self.peers_banned.clone(),
+        );
+    }
+}
+
+/// Encodes `registry` in the Prometheus text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("invariant: writing to a String cannot fail");
+    out
+}
