@@ -1,8 +1,10 @@
 //! Command-line flags.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use libp2p::Multiaddr;
 
 /// swarmlabel: label data for machine learning together, peer to peer.
 ///
@@ -60,9 +62,36 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create, list, check and export datasets.
+    /// Create, list, check, fetch and export datasets.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Run the node: serve this home's datasets, fetch joined ones, answer the CLI.
+    ///
+    /// Prints the node's listen addresses (with /p2p/ID: give one to other nodes as --bootstrap)
+    /// and stops cleanly on Ctrl-C or SIGTERM. Listen and bootstrap addresses default to the
+    /// home's config.toml.
+    ///
+    /// Example: swarmlabel run --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW... --join ID
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
+    /// Show the running node's peers, datasets and joins.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the running node's connected peers.
+    Peers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running node to fetch a dataset and then serve it (in the background; see
+    /// `swarmlabel status`).
+    Join {
+        /// The dataset id (64 hex characters).
+        id: String,
+    },
     /// Remove stored blobs that no listed dataset references, and leftovers of interrupted imports.
     Gc {
         /// Print JSON.
@@ -123,6 +152,23 @@ pub(crate) enum DatasetCommand {
         #[arg(long, short, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Fetch a dataset through the running node and wait until it is stored and verified.
+    Fetch {
+        /// The dataset id (64 hex characters).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the datasets the running node has heard of on the network (by name, description,
+    /// label or id prefix).
+    Search {
+        /// Text to look for (all datasets when omitted).
+        text: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a dataset folder to try swarmlabel with.
     ///
     /// `shapes` draws images of circles, squares, triangles and crosses with random colours,
@@ -142,6 +188,31 @@ pub(crate) enum DatasetCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Addresses to listen on (repeat for several; default: the config's).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<Multiaddr>,
+    /// Bootstrap peers to dial, with /p2p/ID (repeat for several; default: the config's).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Datasets of this home to serve (every listed dataset is served; this checks they exist).
+    #[arg(long, value_name = "ID")]
+    pub(crate) serve: Vec<String>,
+    /// Datasets to fetch from the network and then serve.
+    #[arg(long, value_name = "ID")]
+    pub(crate) join: Vec<String>,
+    /// Public addresses at which peers reach this node (repeat for several).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) external: Vec<Multiaddr>,
+    /// Treat the listen addresses as reachable by peers (a LAN, loopback, a public host).
+    #[arg(long)]
+    pub(crate) listen_addrs_reachable: bool,
+    /// Where the local API listens (loopback only).
+    #[arg(long, value_name = "ADDR", default_value_t = crate::run::default_api())]
+    pub(crate) api: SocketAddr,
 }
 
 #[derive(Debug, Args)]

@@ -147,6 +147,77 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
             }
             Ok(Outcome::Ok)
         }
+        DatasetCommand::Fetch { id, json } => {
+            let client = crate::client::Client::connect(&open(home_path)?)?;
+            let report: serde_json::Value =
+                client.post("/api/v1/fetch", serde_json::json!({ "dataset": id.trim() }))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if !quiet {
+                println!(
+                    "fetched dataset {}: {} samples wanted, {} blobs downloaded ({} bytes), {} already stored, {} rejected",
+                    report["dataset"].as_str().unwrap_or_default(),
+                    report["samples_wanted"],
+                    report["fetched"],
+                    report["bytes"],
+                    report["already_stored"],
+                    report["rejected"]
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+        DatasetCommand::Search { text, json } => {
+            let client = crate::client::Client::connect(&open(home_path)?)?;
+            let q: String = text
+                .unwrap_or_default()
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            let known: Vec<serde_json::Value> =
+                client.get(&format!("/api/v1/datasets/known?q={q}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&known)?);
+            } else if known.is_empty() {
+                if !quiet {
+                    println!(
+                        "no matching dataset heard of yet (announcements arrive within a minute of connecting)"
+                    );
+                }
+            } else {
+                println!(
+                    "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  LABELS",
+                    "ID", "NAME", "TASK", "SAMPLES", "PROVIDERS"
+                );
+                for k in &known {
+                    let labels: Vec<&str> = k["labels"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|l| l.as_str())
+                        .collect();
+                    println!(
+                        "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  {}",
+                        k["id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .get(..16)
+                            .unwrap_or_default(),
+                        k["name"].as_str().unwrap_or_default(),
+                        k["task"].as_str().unwrap_or_default(),
+                        k["samples"],
+                        k["providers"].as_array().map_or(0, Vec::len),
+                        labels.join(",")
+                    );
+                }
+            }
+            Ok(Outcome::Ok)
+        }
         DatasetCommand::Generate {
             kind: GenerateKind::Shapes,
             count,

@@ -2,8 +2,10 @@
 //! codes. Everything it does is in `swarmlabel-node`, where it can be tested without a process.
 
 mod args;
+mod client;
 mod dataset;
 mod progress;
+mod run;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -104,6 +106,71 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Command::Dataset(cmd) => dataset::run(cmd, &home_path, cli.quiet),
+        Command::Run(args) => {
+            run::run(open(&home_path)?, args)?;
+            Ok(Outcome::Ok)
+        }
+        Command::Status { json } => {
+            let status: serde_json::Value =
+                client::Client::connect(&open(&home_path)?)?.get("/api/v1/status")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!(
+                    "peer id:        {}",
+                    status["peer_id"].as_str().unwrap_or_default()
+                );
+                for a in status["listen_addrs"].as_array().into_iter().flatten() {
+                    println!("listening on:   {}", a.as_str().unwrap_or_default());
+                }
+                println!("peers:          {}", status["peers"]);
+                println!("routing table:  {} peers", status["routing_table"]);
+                println!("known datasets: {}", status["known_datasets"]);
+                for d in status["serving"].as_array().into_iter().flatten() {
+                    println!("serving:        {}", d.as_str().unwrap_or_default());
+                }
+                for (id, join) in status["joins"].as_object().into_iter().flatten() {
+                    let state = join["state"].as_str().unwrap_or_default();
+                    let detail = join["error"].as_str().unwrap_or_default();
+                    println!("joining:        {id} {state} {detail}");
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Peers { json } => {
+            let peers: Vec<serde_json::Value> =
+                client::Client::connect(&open(&home_path)?)?.get("/api/v1/peers")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&peers)?);
+            } else {
+                for p in &peers {
+                    let addrs: Vec<&str> = p["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str())
+                        .collect();
+                    println!(
+                        "{}  {}",
+                        p["peer_id"].as_str().unwrap_or_default(),
+                        addrs.join(" ")
+                    );
+                }
+                if !cli.quiet {
+                    eprintln!("{} peers connected", peers.len());
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Join { id } => {
+            let client = client::Client::connect(&open(&home_path)?)?;
+            let _: serde_json::Value =
+                client.post("/api/v1/join", serde_json::json!({ "dataset": id.trim() }))?;
+            if !cli.quiet {
+                println!("joining {}; follow it with `swarmlabel status`", id.trim());
+            }
+            Ok(Outcome::Ok)
+        }
         Command::Gc { json } => {
             let home = open(&home_path)?;
             let _lock = home.try_lock_exclusive()?;

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod daemon;
 pub mod dataset;
 pub mod home;
 pub mod identity;

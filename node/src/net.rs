@@ -47,7 +47,8 @@ pub struct Config {
     pub limits: behaviour::Limits,
     /// Connections with no open stream are closed after this long.
     pub idle_timeout: Duration,
-    /// How often bootstrap peers we are not connected to are dialled again.
+    /// How often the node does its upkeep: dials bootstrap peers it lost, and announces its
+    /// datasets to peers that newly subscribed.
     pub redial_interval: Duration,
 }
 
@@ -69,7 +70,7 @@ impl Default for Config {
             max_in_flight_per_provider: 32,
             limits: behaviour::Limits::default(),
             idle_timeout: Duration::from_secs(60),
-            redial_interval: Duration::from_secs(10),
+            redial_interval: Duration::from_secs(1),
         }
     }
 }

@@ -158,7 +158,9 @@ async fn a_restarted_node_resumes_without_downloading_stored_blobs() {
     )
     .await
     .unwrap();
-    assert_eq!(report.already_stored, stored_before, "{report:?}");
+    // A store write already under way when the fetch was aborted may land after the scan, so
+    // the resumed fetch can find one or two more blobs than were counted; none is fetched twice.
+    assert!(report.already_stored >= stored_before, "{report:?}");
     assert_eq!(
         report.fetched + report.already_stored,
         DIGITS + 1,

@@ -175,6 +175,7 @@ struct NodeActor {
     announce_topic: gossipsub::IdentTopic,
     bootstrap: Vec<Multiaddr>,
     redial_interval: Duration,
+    announce_due: bool,
 }
 
 /// Builds the swarm, starts listening, and spawns the actor. Returns once every listen address
@@ -290,6 +291,7 @@ pub(crate) async fn spawn(
         announce_topic,
         bootstrap: config.bootstrap.clone(),
         redial_interval: config.redial_interval,
+        announce_due: false,
     };
     tokio::spawn(actor.run());
     Ok((tx, peer_id))
@@ -316,7 +318,12 @@ impl NodeActor {
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = announce.tick() => self.announce_all(),
-                _ = redial.tick() => self.redial_bootstrap(),
+                _ = redial.tick() => {
+                    self.redial_bootstrap();
+                    if self.announce_due {
+                        self.announce_all();
+                    }
+                }
             }
         }
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -513,6 +520,7 @@ impl NodeActor {
     }
 
     fn announce_all(&mut self) {
+        self.announce_due = false;
         let roots: Vec<SignedRoot> = self.served.values().cloned().collect();
         for root in &roots {
             self.announce(root);
@@ -623,13 +631,22 @@ impl NodeActor {
             }
             BehaviourEvent::Gossipsub(event) => {
                 self.libp2p_metrics.record(&event);
-                if let gossipsub::Event::Message {
-                    propagation_source,
-                    message_id,
-                    message,
-                } = event
-                {
-                    self.on_gossip(propagation_source, message_id, message);
+                match event {
+                    gossipsub::Event::Message {
+                        propagation_source,
+                        message_id,
+                        message,
+                    } => {
+                        self.on_gossip(propagation_source, message_id, message);
+                    }
+                    // A new listener: tell it what we serve at the next upkeep tick rather than
+                    // at the next announcement (once per tick, however many newcomers).
+                    gossipsub::Event::Subscribed { topic, .. }
+                        if topic == self.announce_topic.hash() =>
+                    {
+                        self.announce_due = true;
+                    }
+                    _ => {}
                 }
             }
             BehaviourEvent::Blob(event) => self.on_blob_event(event),

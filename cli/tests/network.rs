@@ -1,0 +1,273 @@
+//! The README's network walkthrough with the built binaries, each in its own process: a bootstrap
+//! peer, a node serving digits, a node that joins the dataset by id alone.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const DIGITS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/datasets/digits.csv"
+);
+const HANG: Duration = Duration::from_secs(120);
+
+fn swarmlabel() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_swarmlabel"))
+}
+
+/// The bootstrap binary, built beside ours by `cargo test --workspace` (its package has tests).
+fn bootstrap_bin() -> PathBuf {
+    let path = swarmlabel().with_file_name("swarmlabel-bootstrap");
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole suite (scripts/test or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed on drop, whose stdout lines arrive on a channel.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    fn spawn(cmd: &mut Command) -> Process {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::sync_channel(1024);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// The first stdout line that starts with `prefix`, without it.
+    fn line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => {
+                    return line[prefix.len()..].trim().to_owned();
+                }
+                Ok(_) => {}
+                Err(_) => panic!("the process never printed a line starting with {prefix:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(swarmlabel())
+        .args(args)
+        .env("SWARMLABEL_HOME", home)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = cli(home, args);
+    assert!(
+        out.status.success(),
+        "swarmlabel {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn get(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+/// Polls `check` (every 100 ms: the condition is the event) until true; fails with `what`.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < HANG, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_node_joins_a_dataset_by_id_alone_and_ends_with_a_verified_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("bootstrap.key");
+    let boot = Process::spawn(Command::new(bootstrap_bin()).args([
+        "--key-file",
+        key.to_str().unwrap(),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--listen-addrs-reachable",
+        "--metrics",
+        "127.0.0.1:0",
+    ]));
+    let boot_addr = boot.line("listening on ");
+    let boot_metrics = boot.line("metrics on ");
+
+    let owner = dir.path().join("owner");
+    ok(&owner, &["init"]);
+    let id = ok(
+        &owner,
+        &[
+            "-q",
+            "dataset",
+            "create",
+            DIGITS,
+            "--name",
+            "digits",
+            "--labels",
+            "0,1,2,3,4,5,6,7,8,9",
+        ],
+    );
+    let id = id.trim().to_owned();
+    let run_args = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen-addrs-reachable",
+            "--bootstrap",
+            &boot_addr,
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let owner_node = Process::spawn(
+        Command::new(swarmlabel())
+            .args(run_args(&[]))
+            .env("SWARMLABEL_HOME", &owner),
+    );
+    let owner_id: serde_json::Value = serde_json::from_str(&ok(&owner, &["id", "--json"])).unwrap();
+    let owner_addr = owner_node.line("listening on ");
+    assert!(
+        owner_addr.ends_with(owner_id["peer_id"].as_str().unwrap()),
+        "{owner_addr}"
+    );
+
+    let labeler = dir.path().join("labeler");
+    ok(&labeler, &["init"]);
+    let labeler_node = Process::spawn(
+        Command::new(swarmlabel())
+            .args(run_args(&["--join", &id]))
+            .env("SWARMLABEL_HOME", &labeler),
+    );
+    let labeler_metrics = labeler_node.line("metrics: ");
+    wait_until("the join to finish", || {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(&labeler, &["status", "--json"])).unwrap();
+        match status["joins"][&id]["state"].as_str() {
+            Some("done") => true,
+            Some("failed") => panic!("the join failed: {status}"),
+            _ => false,
+        }
+    });
+    let verify = ok(&labeler, &["dataset", "verify", &id]);
+    assert!(verify.contains("all 1797 samples intact"), "{verify}");
+
+    // The joined dataset is heard of on gossip and the owner's node is a peer.
+    wait_until("the announcement", || {
+        ok(&labeler, &["dataset", "search", "digits"]).contains("digits")
+    });
+    let peers = ok(&labeler, &["peers", "--json"]);
+    assert!(peers.contains(&boot_addr.rsplit('/').next().unwrap().to_owned()));
+
+    // Both processes serve Prometheus text with the series the runbook documents.
+    let node_text = get(&labeler_metrics);
+    for series in [
+        "swarmlabel_blobs_verified_total 1798",
+        "swarmlabel_blobs_rejected_total 0",
+        "swarmlabel_fetched_bytes_total",
+        "swarmlabel_peers ",
+        "libp2p_bandwidth_bytes_total",
+        "libp2p_kad_query_result_get_providers",
+    ] {
+        assert!(
+            node_text.contains(series),
+            "node metrics lack {series:?}:\n{node_text}"
+        );
+    }
+    let boot_text = get(&boot_metrics);
+    for series in [
+        "libp2p_swarm_connections_established_total",
+        "libp2p_kad_inbound_requests_total",
+        "libp2p_bandwidth_bytes_total",
+    ] {
+        assert!(
+            boot_text.contains(series),
+            "bootstrap metrics lack {series:?}:\n{boot_text}"
+        );
+    }
+
+    // Without the token, or with a foreign Host header, the API refuses and says why.
+    let api: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(labeler.join("api.json")).unwrap()).unwrap();
+    let url = format!("{}/api/v1/status", api["url"].as_str().unwrap());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut no_token = agent.get(&url).call().unwrap();
+    assert_eq!(no_token.status(), 401);
+    assert!(
+        no_token
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("token")
+    );
+    let token = format!("Bearer {}", api["token"].as_str().unwrap());
+    let mut foreign = agent
+        .get(&url)
+        .header("Authorization", &token)
+        .header("Host", "evil.example:80")
+        .call()
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(
+        foreign
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("Host header")
+    );
+    assert_eq!(
+        agent
+            .get(&url)
+            .header("Authorization", &token)
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+
+    drop(labeler_node);
+    drop(owner_node);
+    drop(boot);
+}

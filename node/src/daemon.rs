@@ -1,0 +1,396 @@
+//! The long-running node behind `swarmlabel run`: the network [`Node`], the datasets it serves and
+//! joins, and the loopback HTTP API the CLI (and later the labeling page) talks to.
+//!
+//! The API listens on 127.0.0.1 only. Every `/api` request needs the token written, with the
+//! API's address, to `HOME/api.json` (mode 0600), and a `Host` header naming the loopback address
+//! (no DNS rebinding). `/metrics` needs no token: it is read-only and loopback-only.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::dataset::DatasetId;
+use crate::home::Home;
+use crate::net::{self, Node, fetch};
+
+/// Where a running daemon's API is, as written to `HOME/api.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiInfo {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The bearer token every `/api` request needs.
+    pub token: String,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+impl ApiInfo {
+    /// The file in `home` that holds it.
+    pub fn path(home: &Home) -> PathBuf {
+        home.root().join("api.json")
+    }
+
+    /// Reads it from `home`, if a daemon wrote one.
+    pub fn read(home: &Home) -> Option<ApiInfo> {
+        let text = std::fs::read_to_string(Self::path(home)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// How a joined dataset is doing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JoinState {
+    /// Being fetched.
+    Fetching,
+    /// Fetched, verified and served.
+    Done {
+        /// What the fetch did.
+        report: fetch::Report,
+    },
+    /// The fetch failed (it resumes when joined again).
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Settings of a daemon.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The network.
+    pub net: net::Config,
+    /// Serve these listed datasets (all listed datasets are served anyway).
+    pub serve: Vec<DatasetId>,
+    /// Fetch and then serve these datasets.
+    pub join: Vec<DatasetId>,
+    /// Where the API listens (a loopback address; port 0 picks one).
+    pub api: SocketAddr,
+}
+
+/// Why a daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The network failed to start.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// The API address is not loopback.
+    #[error("the API address {0} is not a loopback address; use 127.0.0.1:PORT")]
+    NotLoopback(SocketAddr),
+    /// The API could not listen or its file could not be written.
+    #[error("cannot start the API on {addr}: {source}")]
+    Api {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Listing or reading the datasets failed.
+    #[error(transparent)]
+    Catalog(#[from] crate::dataset::CatalogError),
+}
+
+#[derive(Clone)]
+struct AppState {
+    node: Node,
+    token: Arc<String>,
+    host: Arc<Vec<String>>,
+    joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    node: Node,
+    api: SocketAddr,
+    stop_api: Option<oneshot::Sender<()>>,
+    api_file: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the node, serves every listed dataset and `options.serve`, starts joining
+    /// `options.join`, and starts the API.
+    pub async fn start(home: Home, options: Options) -> Result<Daemon, DaemonError> {
+        if !options.api.ip().is_loopback() {
+            return Err(DaemonError::NotLoopback(options.api));
+        }
+        let catalog = home.catalog();
+        let listed = tokio::task::spawn_blocking(move || catalog.list())
+            .await
+            .map_err(|e| net::NetError::Build(e.to_string()))??;
+        for id in &options.serve {
+            if !listed.iter().any(|l| l.id == *id) {
+                return Err(crate::dataset::CatalogError::NotFound(id.to_string()).into());
+            }
+        }
+        let node = Node::start(home.clone(), options.net.clone()).await?;
+        for l in &listed {
+            node.serve(l.id).await?;
+        }
+        let joins = Arc::new(Mutex::new(BTreeMap::new()));
+        for id in &options.join {
+            spawn_join(node.clone(), *id, joins.clone());
+        }
+
+        let listener = tokio::net::TcpListener::bind(options.api)
+            .await
+            .map_err(|source| DaemonError::Api {
+                addr: options.api,
+                source,
+            })?;
+        let api = listener.local_addr().map_err(|source| DaemonError::Api {
+            addr: options.api,
+            source,
+        })?;
+        let mut token = [0u8; 32];
+        getrandom::fill(&mut token).map_err(|e| DaemonError::Api {
+            addr: api,
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let token = hex::encode(token);
+        let host = vec![
+            format!("127.0.0.1:{}", api.port()),
+            format!("localhost:{}", api.port()),
+        ];
+        let state = AppState {
+            node: node.clone(),
+            token: Arc::new(token.clone()),
+            host: Arc::new(host),
+            joins,
+        };
+        let app = router(state);
+        let (stop_api, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let info = ApiInfo {
+            url: format!("http://{api}"),
+            token,
+            pid: std::process::id(),
+        };
+        let api_file = ApiInfo::path(&home);
+        let json = serde_json::to_vec_pretty(&info).expect("invariant: ApiInfo serialises");
+        crate::home::write_atomic(&api_file, &json)
+            .map_err(|source| DaemonError::Api { addr: api, source })?;
+        Ok(Daemon {
+            node,
+            api,
+            stop_api: Some(stop_api),
+            api_file,
+        })
+    }
+
+    /// The network node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Where the API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api
+    }
+
+    /// Stops the API and the node, and removes `api.json`.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop_api.take() {
+            let _ = stop.send(());
+        }
+        let _ = std::fs::remove_file(&self.api_file);
+        self.node.shutdown().await;
+    }
+}
+
+fn spawn_join(node: Node, id: DatasetId, joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>) {
+    let set = move |joins: &Mutex<BTreeMap<DatasetId, JoinState>>, state| {
+        joins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, state);
+    };
+    set(&joins, JoinState::Fetching);
+    tokio::spawn(async move {
+        let state = match node.fetch(id, fetch::Options::default()).await {
+            Ok(report) => match node.serve(id).await {
+                Ok(()) => JoinState::Done { report },
+                Err(e) => JoinState::Failed {
+                    error: e.to_string(),
+                },
+            },
+            Err(e) => JoinState::Failed {
+                error: e.to_string(),
+            },
+        };
+        if let JoinState::Failed { error } = &state {
+            tracing::warn!(dataset = %id, %error, "joining failed");
+        }
+        set(&joins, state);
+    });
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/peers", get(peers))
+        .route("/api/v1/datasets/known", get(known))
+        .route("/api/v1/join", post(join))
+        .route("/api/v1/fetch", post(fetch_now))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// An API error: a status and one sentence.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl AppState {
+    fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        if !self.host.iter().any(|h| h == host) {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the Host header '{host}' is not this node's loopback address; use {}",
+                    self.host[0]
+                ),
+            ));
+        }
+        let token = headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if token != self.token.as_str() {
+            return Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token; send 'Authorization: Bearer TOKEN' with the token from api.json in the node's home".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn net_error(e: net::NetError) -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+async fn status(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.check(&headers)?;
+    let status = s.node.status().await.map_err(net_error)?;
+    let joins = s
+        .joins
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let joins: BTreeMap<String, JoinState> =
+        joins.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut value = serde_json::to_value(status).expect("invariant: Status serialises");
+    value["joins"] = serde_json::to_value(joins).expect("invariant: JoinState serialises");
+    Ok(Json(value))
+}
+
+async fn peers(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<net::PeerInfo>>, ApiError> {
+    s.check(&headers)?;
+    Ok(Json(s.node.peers().await.map_err(net_error)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct Search {
+    q: Option<String>,
+}
+
+async fn known(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(search): Query<Search>,
+) -> Result<Json<Vec<net::KnownDataset>>, ApiError> {
+    s.check(&headers)?;
+    let mut known = s.node.known_datasets().await.map_err(net_error)?;
+    if let Some(q) = search.q.map(|q| q.to_lowercase()).filter(|q| !q.is_empty()) {
+        known.retain(|k| {
+            k.name.to_lowercase().contains(&q)
+                || k.description.to_lowercase().contains(&q)
+                || k.labels.iter().any(|l| l.to_lowercase().contains(&q))
+                || k.id.starts_with(&q)
+        });
+    }
+    Ok(Json(known))
+}
+
+#[derive(Debug, Deserialize)]
+struct DatasetBody {
+    dataset: String,
+}
+
+fn parse_dataset(body: &DatasetBody) -> Result<DatasetId, ApiError> {
+    body.dataset.parse().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("'{}' is not a dataset id (64 hex characters)", body.dataset),
+        )
+    })
+}
+
+async fn join(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<DatasetBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    s.check(&headers)?;
+    let id = parse_dataset(&body)?;
+    spawn_join(s.node.clone(), id, s.joins.clone());
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "dataset": id.to_string(), "state": "fetching" })),
+    ))
+}
+
+async fn fetch_now(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<DatasetBody>,
+) -> Result<Json<fetch::Report>, ApiError> {
+    s.check(&headers)?;
+    let id = parse_dataset(&body)?;
+    let report = s
+        .node
+        .fetch(id, fetch::Options::default())
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    s.node.serve(id).await.map_err(net_error)?;
+    Ok(Json(report))
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.node.encode_metrics(),
+    )
+}
