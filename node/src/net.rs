@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::dataset::DatasetId;
 use crate::home::Home;
 
-pub use actor::{KnownDataset, PeerInfo, Status};
+pub use actor::{KnownDataset, PeerInfo, ProviderLookup, Status};
 
 /// Settings of a node's network.
 #[derive(Debug, Clone)]
@@ -263,10 +263,32 @@ impl Node {
         rx.await.map_err(|_| RequestError::Stopped)?
     }
 
-    /// The providers of `dataset` that the DHT knows (not this node, not banned peers).
+    /// The providers of `dataset` that the DHT and gossip announcements know (not this node, not
+    /// banned peers).
     pub async fn find_providers(&self, dataset: DatasetId) -> Result<Vec<PeerId>, NetError> {
-        self.call(|reply| actor::Command::FindProviders { dataset, reply })
-            .await
+        let lookup = self
+            .call(|reply| actor::Command::FindProviders {
+                dataset,
+                dht_only: false,
+                reply,
+            })
+            .await?;
+        Ok(lookup.providers)
+    }
+
+    /// Looks `dataset` up on the DHT alone, with the lookup's statistics.
+    pub async fn dht_providers(&self, dataset: DatasetId) -> Result<ProviderLookup, NetError> {
+        self.call(|reply| actor::Command::FindProviders {
+            dataset,
+            dht_only: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Starts a Kademlia bootstrap (a lookup of our own id, which fills the routing table).
+    pub async fn bootstrap_dht(&self) -> Result<(), NetError> {
+        self.call(actor::Command::BootstrapDht).await
     }
 
     /// Bans `peer`: closes its connections and refuses new ones.

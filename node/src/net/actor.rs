@@ -88,6 +88,20 @@ pub struct KnownDataset {
     pub last_seen_s: u64,
 }
 
+/// The outcome of a provider lookup.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderLookup {
+    /// Providers found (not this node, not banned peers), sorted.
+    pub providers: Vec<PeerId>,
+    /// Kademlia requests the lookup sent.
+    pub requests: u32,
+    /// Kademlia requests that were answered.
+    pub successes: u32,
+    /// Requests answered when the first provider was found (`None`: none was found), the
+    /// closest thing to a hop count that libp2p exposes.
+    pub answered_until_found: Option<u32>,
+}
+
 /// A summary of the node.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
@@ -122,8 +136,10 @@ pub(crate) enum Command {
     },
     FindProviders {
         dataset: DatasetId,
-        reply: oneshot::Sender<Vec<PeerId>>,
+        dht_only: bool,
+        reply: oneshot::Sender<ProviderLookup>,
     },
+    BootstrapDht(oneshot::Sender<()>),
     Ban {
         peer: PeerId,
         reply: oneshot::Sender<()>,
@@ -144,6 +160,12 @@ enum Internal {
         channel: ResponseChannel<Response>,
         response: Response,
     },
+}
+
+struct ProviderQuery {
+    found: HashSet<PeerId>,
+    answered_until_found: Option<u32>,
+    reply: oneshot::Sender<ProviderLookup>,
 }
 
 struct Known {
@@ -168,7 +190,7 @@ struct NodeActor {
     banned: HashSet<PeerId>,
     connections: HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>,
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, RequestError>>>,
-    provider_queries: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+    provider_queries: HashMap<kad::QueryId, ProviderQuery>,
     dials: HashMap<ConnectionId, oneshot::Sender<Result<(), NetError>>>,
     known: HashMap<DatasetId, Known>,
     listen_addrs: Vec<Multiaddr>,
@@ -399,7 +421,11 @@ impl NodeActor {
                 let id = self.swarm.behaviour_mut().blob.send_request(&peer, request);
                 self.requests.insert(id, reply);
             }
-            Command::FindProviders { dataset, reply } => {
+            Command::FindProviders {
+                dataset,
+                dht_only,
+                reply,
+            } => {
                 let id = self
                     .swarm
                     .behaviour_mut()
@@ -407,10 +433,22 @@ impl NodeActor {
                     .get_providers(kad::RecordKey::new(&dataset.0.0));
                 let mut found = HashSet::new();
                 // Gossip announcements name providers too; the DHT adds the rest.
-                if let Some(known) = self.known.get(&dataset) {
+                if let Some(known) = self.known.get(&dataset).filter(|_| !dht_only) {
                     found.extend(known.providers.iter().copied());
                 }
-                self.provider_queries.insert(id, (found, reply));
+                self.provider_queries.insert(
+                    id,
+                    ProviderQuery {
+                        answered_until_found: None,
+                        found,
+                        reply,
+                    },
+                );
+            }
+            Command::BootstrapDht(reply) => {
+                // Fails only when no peer is known yet; the next upkeep or a later call retries.
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                let _ = reply.send(());
             }
             Command::Ban { peer, reply } => {
                 self.banned.insert(peer);
@@ -658,7 +696,10 @@ impl NodeActor {
 
     fn on_kad_event(&mut self, event: kad::Event) {
         let kad::Event::OutboundQueryProgressed {
-            id, result, step, ..
+            id,
+            result,
+            step,
+            stats,
         } = event
         else {
             return;
@@ -676,20 +717,29 @@ impl NodeActor {
                 if !self.swarm.is_connected(&peer) {
                     let _ = self.swarm.dial(peer);
                 }
-                if let Some((found, _)) = self.provider_queries.get_mut(&id) {
-                    found.insert(peer);
+                if let Some(query) = self.provider_queries.get_mut(&id) {
+                    query.found.insert(peer);
+                    query
+                        .answered_until_found
+                        .get_or_insert(stats.num_successes());
                 }
             }
         }
         if step.last
-            && let Some((found, reply)) = self.provider_queries.remove(&id)
+            && let Some(query) = self.provider_queries.remove(&id)
         {
-            let mut found: Vec<PeerId> = found
+            let mut providers: Vec<PeerId> = query
+                .found
                 .into_iter()
                 .filter(|p| *p != local && !self.banned.contains(p))
                 .collect();
-            found.sort();
-            let _ = reply.send(found);
+            providers.sort();
+            let _ = query.reply.send(ProviderLookup {
+                providers,
+                requests: stats.num_requests(),
+                successes: stats.num_successes(),
+                answered_until_found: query.answered_until_found,
+            });
         }
     }
 

@@ -4,8 +4,9 @@
 //! One request per stream. A request is 33 bytes: a kind (`1` blob by its BLAKE3 hash, `2` signed
 //! root by dataset id) and the 32-byte hash; the requester then closes its write side. A response is
 //! a status byte (`0` found, `1` not found, `2` refused: the request came over a relayed connection
-//! or the peer is shedding load) followed, when found, by the bytes until the stream ends. Sizes
-//! are bounded on both sides; the receiver hashes what it got before it trusts it.
+//! or the peer is shedding load) followed, when found, by a `u64` little-endian length and that
+//! many bytes. Sizes are bounded on both sides; the receiver hashes what it got before it trusts
+//! it.
 
 use std::io;
 
@@ -19,9 +20,9 @@ use crate::store::BlobId;
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmlabel/blob/1.0.0");
 /// Bytes of a request.
 pub const REQUEST_LEN: usize = 33;
-/// Bytes of a response at most: a status byte and the largest blob (a sample of at most 64 MiB;
-/// manifest pages and roots are smaller).
-pub const MAX_RESPONSE_LEN: u64 = 1 + MAX_SAMPLE_BYTES;
+/// Bytes of a blob in a response at most: the largest sample (64 MiB; manifest pages and roots
+/// are smaller).
+pub const MAX_BLOB_LEN: u64 = MAX_SAMPLE_BYTES;
 
 /// What is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,9 +68,32 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let mut buf = Vec::new();
-        io.take(MAX_RESPONSE_LEN + 1).read_to_end(&mut buf).await?;
-        decode_response(buf)
+        let invalid = |what| io::Error::new(io::ErrorKind::InvalidData, what);
+        let mut status = [0u8; 1];
+        io.read_exact(&mut status).await?;
+        let response = match status[0] {
+            0 => {
+                let mut len = [0u8; 8];
+                io.read_exact(&mut len).await?;
+                let len = u64::from_le_bytes(len);
+                if len > MAX_BLOB_LEN {
+                    return Err(invalid("blob response over the size limit"));
+                }
+                // One allocation of the announced size, filled in place.
+                let mut bytes = vec![0u8; len as usize];
+                io.read_exact(&mut bytes).await?;
+                Response::Found(bytes)
+            }
+            1 => Response::NotFound,
+            2 => Response::Refused,
+            _ => return Err(invalid("unknown blob response status")),
+        };
+        // Nothing may follow.
+        let mut rest = [0u8; 1];
+        if io.read(&mut rest).await? != 0 {
+            return Err(invalid("trailing bytes after a blob response"));
+        }
+        Ok(response)
     }
 
     async fn write_request<T>(
@@ -97,6 +121,7 @@ impl libp2p::request_response::Codec for Codec {
         match res {
             Response::Found(bytes) => {
                 io.write_all(&[0]).await?;
+                io.write_all(&(bytes.len() as u64).to_le_bytes()).await?;
                 io.write_all(&bytes).await?;
             }
             Response::NotFound => io.write_all(&[1]).await?,
@@ -136,23 +161,6 @@ pub fn decode_request(buf: &[u8]) -> io::Result<Request> {
     }
 }
 
-/// Decodes a response; an empty, oversized or unknown-status response is an error.
-pub fn decode_response(mut buf: Vec<u8>) -> io::Result<Response> {
-    let invalid = |what| io::Error::new(io::ErrorKind::InvalidData, what);
-    if buf.len() as u64 > MAX_RESPONSE_LEN {
-        return Err(invalid("blob response over the size limit"));
-    }
-    match buf.first() {
-        Some(0) => {
-            buf.remove(0);
-            Ok(Response::Found(buf))
-        }
-        Some(1) if buf.len() == 1 => Ok(Response::NotFound),
-        Some(2) if buf.len() == 1 => Ok(Response::Refused),
-        _ => Err(invalid("malformed blob response")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,17 +179,49 @@ mod tests {
         assert!(decode_request(&[]).is_err());
     }
 
-    #[test]
-    fn responses_decode_strictly() {
+    async fn read(bytes: &[u8]) -> io::Result<Response> {
+        use libp2p::request_response::Codec as _;
+        Codec
+            .read_response(&PROTOCOL, &mut futures::io::Cursor::new(bytes.to_vec()))
+            .await
+    }
+
+    async fn write(response: Response) -> Vec<u8> {
+        use libp2p::request_response::Codec as _;
+        let mut out = futures::io::Cursor::new(Vec::new());
+        Codec
+            .write_response(&PROTOCOL, &mut out, response)
+            .await
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[tokio::test]
+    async fn responses_round_trip_and_decode_strictly() {
+        for r in [
+            Response::Found(vec![1, 2, 3]),
+            Response::Found(vec![]),
+            Response::NotFound,
+            Response::Refused,
+        ] {
+            assert_eq!(read(&write(r.clone()).await).await.unwrap(), r);
+        }
         assert_eq!(
-            decode_response(vec![0, 1, 2]).unwrap(),
-            Response::Found(vec![1, 2])
+            write(Response::Found(vec![9])).await,
+            [0, 1, 0, 0, 0, 0, 0, 0, 0, 9]
         );
-        assert_eq!(decode_response(vec![0]).unwrap(), Response::Found(vec![]));
-        assert_eq!(decode_response(vec![1]).unwrap(), Response::NotFound);
-        assert_eq!(decode_response(vec![2]).unwrap(), Response::Refused);
-        assert!(decode_response(vec![]).is_err());
-        assert!(decode_response(vec![1, 0]).is_err());
-        assert!(decode_response(vec![9]).is_err());
+        assert!(read(&[]).await.is_err(), "empty");
+        assert!(read(&[1, 0]).await.is_err(), "trailing bytes");
+        assert!(read(&[9]).await.is_err(), "unknown status");
+        assert!(
+            read(&[0, 5, 0, 0, 0, 0, 0, 0, 0, 1]).await.is_err(),
+            "shorter than announced"
+        );
+        let mut huge = vec![0u8];
+        huge.extend_from_slice(&(MAX_BLOB_LEN + 1).to_le_bytes());
+        assert!(
+            read(&huge).await.is_err(),
+            "over the limit, refused before allocating"
+        );
     }
 }
