@@ -106,7 +106,7 @@ fn round(x: f64) -> f64 {
 }
 
 /// Writes `n` noise PNGs of about `kib` KiB each; returns their paths in order.
-fn generate(dir: &Path, n: usize, kib: usize) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn generate(dir: &Path, n: usize, kib: usize) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     // RGB noise does not compress: the PNG is about width*height*3 bytes.
     let side = ((kib * 1024) as f64 / 3.0).sqrt().max(1.0) as u32;

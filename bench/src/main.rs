@@ -2,8 +2,11 @@
 //! (progress and logs go to stderr) with the keys of `../shared/BENCHMARKS.md`, and measures the
 //! peer or physical limit in the same run where one exists.
 
+mod crdt;
+mod dht;
 mod import;
 mod rss;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 
@@ -19,13 +22,21 @@ struct Cli {
 enum Command {
     /// Dataset import throughput against a plain copy of the same files made durable.
     Import(import::Args),
-    // Further benchmarks (al, score, ...) are registered here, one module each.
+    /// Fetching a whole dataset between nodes, against raw TCP into files on loopback.
+    Transfer(transfer::Args),
+    /// Provider discovery on the DHT of a network of nodes on loopback.
+    Dht(dht::Args),
+    /// Signed annotations at scale: merge, load, memory and delta-sync overhead of the CRDT.
+    Crdt(crdt::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let value = match cli.command {
         Command::Import(args) => import::run(args)?,
+        Command::Transfer(args) => transfer::run(args)?,
+        Command::Dht(args) => dht::run(args)?,
+        Command::Crdt(args) => crdt::run(args)?,
     };
     println!("{value}");
     Ok(())

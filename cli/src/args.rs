@@ -86,6 +86,37 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Record a label for a sample through the running node (signed with this node's key,
+    /// acknowledged once it is durable).
+    ///
+    /// Example: swarmlabel label ID SAMPLE cat      (or --skip, or --unsure instead of a label)
+    #[command(verbatim_doc_comment)]
+    Label {
+        /// The dataset id.
+        id: String,
+        /// The sample id (as `dataset export` lists them).
+        sample: String,
+        /// A label from the dataset's label set.
+        #[arg(required_unless_present_any = ["skip", "unsure"], conflicts_with_all = ["skip", "unsure"])]
+        label: Option<String>,
+        /// Skip the sample (no label).
+        #[arg(long, conflicts_with = "unsure")]
+        skip: bool,
+        /// Mark the sample as unsure.
+        #[arg(long)]
+        unsure: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a dataset's labels from everyone, as the running node holds them.
+    Labels {
+        /// The dataset id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the running node to fetch a dataset and then serve it (in the background; see
     /// `swarmlabel status`).
     Join {

@@ -162,6 +162,64 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+        Command::Label {
+            id,
+            sample,
+            label,
+            skip,
+            unsure,
+            json,
+        } => {
+            let client = client::Client::connect(&open(&home_path)?)?;
+            let home = open(&home_path)?;
+            let id = home
+                .catalog()
+                .resolve(&id)
+                .map(|d| d.to_string())
+                .unwrap_or(id);
+            let body = serde_json::json!({ "sample": sample.trim(), "label": label, "skip": skip, "unsure": unsure });
+            let view: serde_json::Value =
+                client.post(&format!("/api/v1/datasets/{id}/labels"), body)?;
+            if json {
+                println!("{view}");
+            } else if !cli.quiet {
+                println!(
+                    "labelled {} as {}",
+                    view["sample"].as_str().unwrap_or_default(),
+                    view["value"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Labels { id, json } => {
+            let home = open(&home_path)?;
+            let client = client::Client::connect(&home)?;
+            let id = home
+                .catalog()
+                .resolve(&id)
+                .map(|d| d.to_string())
+                .unwrap_or(id);
+            let list: serde_json::Value = client.get(&format!("/api/v1/datasets/{id}/labels"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for a in list["annotations"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}  {}",
+                        a["sample"].as_str().unwrap_or_default(),
+                        a["value"].as_str().unwrap_or_default(),
+                        a["annotator"].as_str().unwrap_or_default()
+                    );
+                }
+                if !cli.quiet {
+                    eprintln!(
+                        "{} labels",
+                        list["annotations"].as_array().map_or(0, Vec::len)
+                    );
+                }
+            }
+            Ok(Outcome::Ok)
+        }
         Command::Join { id } => {
             let client = client::Client::connect(&open(&home_path)?)?;
             let _: serde_json::Value =

@@ -3,17 +3,18 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const DIGITS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/datasets/digits.csv"
 );
-const HANG: Duration = Duration::from_secs(120);
+#[path = "support/process.rs"]
+mod process;
+
+use process::{HANG, Process};
 
 fn swarmlabel() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_swarmlabel"))
@@ -28,54 +29,6 @@ fn bootstrap_bin() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A child process killed on drop, whose stdout lines arrive on a channel.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn spawn(cmd: &mut Command) -> Process {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::sync_channel(1024);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Process { child, lines }
-    }
-
-    /// The first stdout line that starts with `prefix`, without it.
-    fn line(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + HANG;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => {
-                    return line[prefix.len()..].trim().to_owned();
-                }
-                Ok(_) => {}
-                Err(_) => panic!("the process never printed a line starting with {prefix:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn cli(home: &Path, args: &[&str]) -> std::process::Output {

@@ -18,8 +18,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+#[cfg(feature = "labels")]
+mod labels;
+
 use crate::dataset::DatasetId;
 use crate::home::Home;
+use crate::identity::Identity;
 use crate::net::{self, Node, fetch};
 
 /// Where a running daemon's API is, as written to `HOME/api.json`.
@@ -103,9 +107,12 @@ pub enum DaemonError {
 #[derive(Clone)]
 struct AppState {
     node: Node,
+    identity: Arc<Identity>,
     token: Arc<String>,
     host: Arc<Vec<String>>,
     joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
+    #[cfg(feature = "labels")]
+    books: labels::Books,
 }
 
 /// A running daemon.
@@ -162,11 +169,17 @@ impl Daemon {
             format!("127.0.0.1:{}", api.port()),
             format!("localhost:{}", api.port()),
         ];
+        let identity = home
+            .identity()
+            .map_err(|e| net::NetError::Build(e.to_string()))?;
         let state = AppState {
             node: node.clone(),
+            identity: Arc::new(identity),
             token: Arc::new(token.clone()),
             host: Arc::new(host),
             joins,
+            #[cfg(feature = "labels")]
+            books: labels::Books::default(),
         };
         let app = router(state);
         let (stop_api, stopped) = oneshot::channel::<()>();
@@ -242,7 +255,14 @@ fn spawn_join(node: Node, id: DatasetId, joins: Arc<Mutex<BTreeMap<DatasetId, Jo
 }
 
 fn router(state: AppState) -> Router {
-    Router::new()
+    #[cfg(feature = "labels")]
+    let router = Router::new().route(
+        "/api/v1/datasets/{id}/labels",
+        post(labels::record).get(labels::list),
+    );
+    #[cfg(not(feature = "labels"))]
+    let router = Router::new();
+    router
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/datasets/known", get(known))

@@ -5,6 +5,8 @@ pub mod daemon;
 pub mod dataset;
 pub mod home;
 pub mod identity;
+#[cfg(feature = "labels")]
+pub mod labels;
 pub mod net;
 pub mod progress;
 pub mod store;

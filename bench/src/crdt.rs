@@ -1,0 +1,537 @@
+//! `crdt`: signed annotations at scale in sharded automerge documents.
+//!
+//! `annotators` simulated volunteers, spread over `peers` replicas, each label every one of
+//! `samples` samples (so `samples × annotators` annotations), in sample order, committing every
+//! `commit-batch` annotations per peer. The run works shard by shard so that only the merged
+//! replica is ever whole in memory:
+//!
+//! 1. every peer records its annotations of the shard except the last `delta-fraction` of each
+//!    annotator's, which are merged into the replica (timed, `merge_s`) and into two *lagging*
+//!    replicas; one of them syncs with the merged replica, so both sides know their shared heads;
+//! 2. the peers record the rest, merged into the replica (timed, `merge_s`);
+//! 3. `delta_sync_bytes`: automerge's sync protocol with fresh sync states (a peer that kept no
+//!    state: both directions, every byte of every message) brings the first lagging replica up to
+//!    date, checked by equal heads; `delta_raw_bytes` is the size of the missing signed records
+//!    (177 bytes each); `sync_overhead` is their ratio. `delta_sync_bytes_resumed` does the same
+//!    for the second, resuming the states of its earlier session (`State::new_round`).
+//!
+//! Then the merged replica is saved to a file (`disk_bytes`), dropped, loaded back from the file
+//! (`load_s`, file read included), every annotation is read and verified (`validate_s`), and
+//! Dawid–Skene runs on all votes. `peak_rss_mb` is the process's `VmHWM` at the end, so it covers
+//! the merge phase too; `--save-to FILE` then `--load-from FILE` measures a fresh process that
+//! only loads, verifies and aggregates.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail, ensure};
+use ed25519_dalek::SigningKey;
+use rand::{RngCore as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use swarmlabel_crdt::aggregate::{self, TieBreak, Votes};
+use swarmlabel_crdt::annotation::SIGNED_LEN;
+use swarmlabel_crdt::{
+    Annotation, AnnotatorKey, Dataset, DatasetId, Replica, SampleId, ShardId, ShardLayout,
+    SignedAnnotation, Signer as _, Suggestion, Value, sync,
+};
+
+/// Flags of `swarmlabel-bench crdt`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Samples in the dataset; every annotator labels each of them.
+    #[arg(long, default_value_t = 100_000)]
+    samples: u32,
+    /// Simulated annotators (accuracy 0.95, 0.90, ... down to 0.40).
+    #[arg(long, default_value_t = 10)]
+    annotators: u32,
+    /// Replicas the annotators write on (annotator `a` on peer `a % peers`).
+    #[arg(long, default_value_t = 10)]
+    peers: u32,
+    /// Share of each annotator's annotations (its last ones) that the lagging replica misses.
+    #[arg(long, default_value_t = 0.01)]
+    delta_fraction: f64,
+    /// Annotations per commit on each peer (one automerge change per touched shard).
+    #[arg(long, default_value_t = 1000)]
+    commit_batch: u64,
+    /// Labels in the label set.
+    #[arg(long, default_value_t = 10)]
+    labels: u16,
+    /// Directory for the saved replica (default: the system temp directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the saved replica in this file (for a later `--load-from`).
+    #[arg(long)]
+    save_to: Option<PathBuf>,
+    /// Only load, verify and aggregate a replica saved by `--save-to` with the same `--samples`,
+    /// `--annotators` and `--labels`: measures a fresh process holding the replica.
+    #[arg(long)]
+    load_from: Option<PathBuf>,
+}
+
+const T0_MS: u64 = 1_700_000_000_000;
+
+fn sample_id(i: u32) -> SampleId {
+    SampleId(*blake3::hash(&i.to_le_bytes()).as_bytes())
+}
+
+/// A deterministic draw in [0, 1) for (annotator, sample, salt).
+fn unit(a: u32, i: u32, salt: u64) -> f64 {
+    let mut x = (u64::from(a) << 32 | u64::from(i)) ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn truth(i: u32, labels: u16) -> u16 {
+    u16::from(sample_id(i).0[1]) % labels
+}
+
+fn accuracy(a: u32) -> f64 {
+    (0.95 - 0.05 * f64::from(a)).max(0.4)
+}
+
+struct Sim<'a> {
+    args: &'a Args,
+    dataset: Dataset,
+    keys: Vec<SigningKey>,
+}
+
+impl Sim<'_> {
+    /// Annotator `a`'s signed annotation of sample `i`.
+    fn annotation(&self, a: u32, i: u32) -> anyhow::Result<SignedAnnotation> {
+        let labels = self.args.labels;
+        let t = truth(i, labels);
+        let label = if unit(a, i, 1) < accuracy(a) {
+            t
+        } else {
+            // A wrong label, uniform over the others.
+            let l = (unit(a, i, 2) * f64::from(labels - 1)) as u16;
+            if l >= t { l + 1 } else { l }
+        };
+        let key = &self.keys[a as usize];
+        let annotation = Annotation {
+            dataset: self.dataset.id,
+            sample: sample_id(i),
+            annotator: AnnotatorKey(key.public_key()),
+            time_ms: T0_MS + u64::from(i) * 1000 + u64::from(a),
+            value: Value::Label(label),
+            suggestion: Some(Suggestion::with_probability(t, unit(a, i, 3))),
+        };
+        Ok(SignedAnnotation::sign(annotation, key)?)
+    }
+
+    /// Records peer `p`'s annotations of `samples` (in order), committing at the peer's global
+    /// batch boundaries; returns the number recorded.
+    fn record(&self, peer: &mut Replica, p: u32, samples: &[u32]) -> anyhow::Result<u64> {
+        let mine: Vec<u32> = (0..self.args.annotators)
+            .filter(|a| a % self.args.peers == p)
+            .collect();
+        let per_sample = mine.len() as u64;
+        let mut last_batch = None;
+        let mut n = 0;
+        for &i in samples {
+            for (j, &a) in mine.iter().enumerate() {
+                let k = u64::from(i) * per_sample + j as u64;
+                let batch = k / self.args.commit_batch;
+                if last_batch != Some(batch) {
+                    peer.commit();
+                    last_batch = Some(batch);
+                }
+                peer.record(&self.annotation(a, i)?)?;
+                n += 1;
+            }
+        }
+        peer.commit();
+        Ok(n)
+    }
+}
+
+/// Runs a sync session between `a` and `b` on `shard` until both are quiet; returns (bytes sent
+/// both ways, messages, largest message).
+fn sync_shard(
+    a: &mut Replica,
+    sa: &mut sync::State,
+    b: &mut Replica,
+    sb: &mut sync::State,
+    shard: ShardId,
+) -> anyhow::Result<(u64, u64, u64)> {
+    let (mut bytes, mut messages, mut largest) = (0u64, 0u64, 0u64);
+    for _ in 0..100 {
+        let m1 = a.generate_sync_message(shard, sa);
+        if let Some(m) = &m1 {
+            b.receive_sync_message(shard, sb, m)?;
+            bytes += m.len() as u64;
+            messages += 1;
+            largest = largest.max(m.len() as u64);
+        }
+        let m2 = b.generate_sync_message(shard, sb);
+        if let Some(m) = &m2 {
+            a.receive_sync_message(shard, sa, m)?;
+            bytes += m.len() as u64;
+            messages += 1;
+            largest = largest.max(m.len() as u64);
+        }
+        if m1.is_none() && m2.is_none() {
+            ensure!(
+                a.heads(shard) == b.heads(shard),
+                "sync of shard {} ended with different heads",
+                shard.0
+            );
+            return Ok((bytes, messages, largest));
+        }
+    }
+    bail!("sync of shard {} did not finish in 100 rounds", shard.0)
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+    ensure!(
+        args.samples > 0 && args.annotators > 0 && args.peers > 0 && args.commit_batch > 0,
+        "samples, annotators, peers and commit-batch must be at least 1"
+    );
+    ensure!(args.labels >= 2, "the label set needs at least 2 labels");
+    ensure!(
+        (0.0..1.0).contains(&args.delta_fraction),
+        "delta-fraction must be in [0, 1)"
+    );
+    let layout = ShardLayout::for_sample_count(u64::from(args.samples));
+    let dataset = Dataset {
+        id: DatasetId(*blake3::hash(b"swarmlabel-bench crdt dataset").as_bytes()),
+        label_count: args.labels,
+        layout,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let keys = (0..args.annotators)
+        .map(|_| {
+            let mut secret = [0u8; 32];
+            rng.fill_bytes(&mut secret);
+            SigningKey::from_bytes(&secret)
+        })
+        .collect();
+    let sim = Sim {
+        args: &args,
+        dataset,
+        keys,
+    };
+    let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); usize::from(layout.shard_count())];
+    for i in 0..args.samples {
+        by_shard[usize::from(layout.shard_of(&sample_id(i)).0)].push(i);
+    }
+
+    let work = match &args.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .context("cannot create a working directory")?;
+    let (path, built) = match (&args.load_from, &args.save_to) {
+        (Some(from), _) => {
+            eprintln!("crdt: loading {} only", from.display());
+            (from.clone(), None)
+        }
+        (None, to) => {
+            let path = to
+                .clone()
+                .unwrap_or_else(|| work.path().join("replica.bin"));
+            (path.clone(), Some(build_and_save(&sim, &by_shard, &path)?))
+        }
+    };
+    let disk_bytes = std::fs::metadata(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+
+    eprintln!("loading (rss peak {:.0} MB)", crate::rss::peak_rss_mb());
+    let start = Instant::now();
+    let mut loaded = load(dataset, &path)?;
+    let load_s = start.elapsed().as_secs_f64();
+    let rss_after_load_mb = current_rss_mb();
+    if let Some(b) = &built {
+        let heads: Vec<_> = layout.shards().map(|s| loaded.heads(s)).collect();
+        ensure!(
+            heads == b.heads,
+            "the loaded replica differs from the saved one"
+        );
+    }
+
+    eprintln!(
+        "reading and verifying every annotation (rss peak {:.0} MB)",
+        crate::rss::peak_rss_mb()
+    );
+    let start = Instant::now();
+    let mut votes = Votes::new(args.labels)?;
+    let mut validated = 0u64;
+    let mut rejected = 0u64;
+    let sample_index: HashMap<SampleId, u32> =
+        (0..args.samples).map(|i| (sample_id(i), i)).collect();
+    let key_index: HashMap<AnnotatorKey, u32> = (0..args.annotators)
+        .map(|a| (AnnotatorKey(sim.keys[a as usize].public_key()), a))
+        .collect();
+    for shard in layout.shards() {
+        let read = loaded.read_shard(shard);
+        validated += read.annotations.len() as u64;
+        rejected += read.rejected.total();
+        for s in &read.annotations {
+            let a = s.annotation();
+            let (Some(&item), Some(&rater)) =
+                (sample_index.get(&a.sample), key_index.get(&a.annotator))
+            else {
+                bail!(
+                    "an annotation by an unknown annotator or of an unknown sample: were the flags the same as when the file was saved?"
+                );
+            };
+            if let Some(label) = a.value.label() {
+                votes.push(item, rater, label)?;
+            }
+        }
+    }
+    let validate_s = start.elapsed().as_secs_f64();
+    let expected = u64::from(args.samples) * u64::from(args.annotators);
+    ensure!(
+        validated == expected && rejected == 0,
+        "read {validated} valid and {rejected} rejected annotations, expected {expected} valid"
+    );
+    drop(loaded);
+
+    eprintln!("aggregating (rss peak {:.0} MB)", crate::rss::peak_rss_mb());
+    let start = Instant::now();
+    let fit = aggregate::dawid_skene(&votes, &[], aggregate::Config::default());
+    let ds_s = start.elapsed().as_secs_f64();
+    let majority = aggregate::majority(&votes);
+    let (mut ds_right, mut mv_right) = (0u64, 0u64);
+    for i in 0..args.samples {
+        let t = truth(i, args.labels);
+        ds_right += u64::from(fit.consensus(i).map(|c| c.0) == Some(t));
+        mv_right += u64::from(majority[i as usize].label(TieBreak::LowestIndex) == Some(t));
+    }
+
+    let mut out = json!({
+        "bench": "crdt",
+        "annotations": validated,
+        "load_s": load_s,
+        "peak_rss_mb": crate::rss::peak_rss_mb(),
+        "disk_bytes": disk_bytes,
+        "samples": args.samples,
+        "annotators": args.annotators,
+        "shards": layout.shard_count(),
+        "rss_after_load_mb": rss_after_load_mb,
+        "validate_s": validate_s,
+        "dawid_skene_s": ds_s,
+        "dawid_skene_iterations": fit.iterations,
+        "dawid_skene_accuracy": ds_right as f64 / f64::from(args.samples),
+        "majority_accuracy": mv_right as f64 / f64::from(args.samples),
+    });
+    if let (Some(b), Some(map)) = (built, out.as_object_mut()) {
+        let delta_raw_bytes = b.delta_annotations * SIGNED_LEN as u64;
+        for (k, v) in [
+            ("merge_s", json!(b.merge_s)),
+            ("delta_sync_bytes", json!(b.delta_sync_bytes)),
+            ("delta_raw_bytes", json!(delta_raw_bytes)),
+            (
+                "sync_overhead",
+                json!(b.delta_sync_bytes as f64 / delta_raw_bytes.max(1) as f64),
+            ),
+            (
+                "delta_sync_bytes_resumed",
+                json!(b.delta_sync_bytes_resumed),
+            ),
+            (
+                "sync_overhead_resumed",
+                json!(b.delta_sync_bytes_resumed as f64 / delta_raw_bytes.max(1) as f64),
+            ),
+            ("peers", json!(args.peers)),
+            ("commit_batch", json!(args.commit_batch)),
+            ("delta_fraction", json!(args.delta_fraction)),
+            ("delta_annotations", json!(b.delta_annotations)),
+            ("delta_sync_messages", json!(b.delta_messages)),
+            ("largest_sync_message_bytes", json!(b.largest_message)),
+            ("largest_shard_bytes", json!(b.largest_shard)),
+            ("record_s", json!(b.record_s)),
+            ("save_s", json!(b.save_s)),
+            ("rss_peak_after_merge_mb", json!(b.rss_peak_mb)),
+        ] {
+            map.insert(k.into(), v);
+        }
+    }
+    Ok(out)
+}
+
+/// What building, merging, syncing and saving measured.
+struct Built {
+    heads: Vec<Vec<swarmlabel_crdt::ChangeHash>>,
+    record_s: f64,
+    merge_s: f64,
+    save_s: f64,
+    delta_annotations: u64,
+    delta_sync_bytes: u64,
+    delta_sync_bytes_resumed: u64,
+    delta_messages: u64,
+    largest_message: u64,
+    largest_shard: u64,
+    rss_peak_mb: f64,
+}
+
+/// Steps 1 to 3 of the module docs, shard by shard, then the merged replica saved to `path`.
+fn build_and_save(sim: &Sim<'_>, by_shard: &[Vec<u32>], path: &Path) -> anyhow::Result<Built> {
+    let args = sim.args;
+    let dataset = sim.dataset;
+    let layout = dataset.layout;
+    let shards = by_shard.len();
+    // Each annotator labels samples in index order, so its last `delta_fraction` are these.
+    let delta_from = ((1.0 - args.delta_fraction) * f64::from(args.samples)).round() as u32;
+    eprintln!(
+        "crdt: {} samples x {} annotators on {} peers, {} shards, commit every {}",
+        args.samples, args.annotators, args.peers, shards, args.commit_batch
+    );
+    let mut full = Replica::new(dataset, b"bench-merged-replica")?;
+    let (mut record_s, mut merge_s) = (0.0, 0.0);
+    let (mut annotations, mut delta_annotations) = (0u64, 0u64);
+    let (mut delta_sync_bytes, mut delta_messages, mut largest_message) = (0u64, 0u64, 0u64);
+    let mut delta_sync_bytes_resumed = 0u64;
+    for shard in layout.shards() {
+        let samples = &by_shard[usize::from(shard.0)];
+        let split = samples.partition_point(|&i| i < delta_from);
+        let (before, delta) = samples.split_at(split);
+        // Two lagging replicas with the same content: one syncs with fresh states (a peer that
+        // kept no sync state), the other resumes states from a session held before the delta.
+        let mut fresh = Replica::new(dataset, b"bench-lagging-fresh")?;
+        let mut resumed = Replica::new(dataset, b"bench-lagging-resumed")?;
+        let mut peers = (0..args.peers)
+            .map(|p| Replica::new(dataset, format!("bench-peer-{p}").as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let start = Instant::now();
+        for (p, peer) in (0..).zip(peers.iter_mut()) {
+            annotations += sim.record(peer, p, before)?;
+        }
+        record_s += start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for peer in &mut peers {
+            full.merge(peer)?;
+        }
+        merge_s += start.elapsed().as_secs_f64();
+        for peer in &mut peers {
+            fresh.merge(peer)?;
+            resumed.merge(peer)?;
+        }
+        let (mut full_state, mut resumed_state) = (sync::State::new(), sync::State::new());
+        sync_shard(
+            &mut full,
+            &mut full_state,
+            &mut resumed,
+            &mut resumed_state,
+            shard,
+        )?;
+
+        let start = Instant::now();
+        for (p, peer) in (0..).zip(peers.iter_mut()) {
+            let n = sim.record(peer, p, delta)?;
+            annotations += n;
+            delta_annotations += n;
+        }
+        record_s += start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for peer in &mut peers {
+            full.merge(peer)?;
+        }
+        merge_s += start.elapsed().as_secs_f64();
+        drop(peers);
+
+        let (bytes, messages, largest) = sync_shard(
+            &mut full,
+            &mut sync::State::new(),
+            &mut fresh,
+            &mut sync::State::new(),
+            shard,
+        )?;
+        delta_sync_bytes += bytes;
+        delta_messages += messages;
+        largest_message = largest_message.max(largest);
+        full_state.new_round();
+        resumed_state.new_round();
+        let (bytes, _, _) = sync_shard(
+            &mut full,
+            &mut full_state,
+            &mut resumed,
+            &mut resumed_state,
+            shard,
+        )?;
+        delta_sync_bytes_resumed += bytes;
+        if shard.0 % 8 == 7 {
+            eprintln!(
+                "  shard {}/{shards}: {annotations} annotations, record {record_s:.1} s, merge \
+                 {merge_s:.1} s, rss peak {:.0} MB",
+                shard.0 + 1,
+                crate::rss::peak_rss_mb()
+            );
+        }
+    }
+    let heads: Vec<_> = layout.shards().map(|s| full.heads(s)).collect();
+    let rss_peak_mb = crate::rss::peak_rss_mb();
+    eprintln!(
+        "merged {annotations} annotations (rss peak {rss_peak_mb:.0} MB); saving to {}",
+        path.display()
+    );
+    let start = Instant::now();
+    let mut largest_shard = 0u64;
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = BufWriter::new(file);
+    for shard in layout.shards() {
+        let bytes = full.save_shard(shard);
+        largest_shard = largest_shard.max(bytes.len() as u64);
+        out.write_all(&shard.0.to_le_bytes())?;
+        out.write_all(&(bytes.len() as u64).to_le_bytes())?;
+        out.write_all(&bytes)?;
+    }
+    out.into_inner()?.sync_all()?;
+    let save_s = start.elapsed().as_secs_f64();
+    Ok(Built {
+        heads,
+        record_s,
+        merge_s,
+        save_s,
+        delta_annotations,
+        delta_sync_bytes,
+        delta_sync_bytes_resumed,
+        delta_messages,
+        largest_message,
+        largest_shard,
+        rss_peak_mb,
+    })
+}
+
+/// Reads a replica saved by [`build_and_save`]: per shard a `u16` shard id, a `u64` length and
+/// the shard's saved bytes.
+fn load(dataset: Dataset, path: &Path) -> anyhow::Result<Replica> {
+    let mut loaded = Replica::new(dataset, b"bench-loaded-replica")?;
+    let mut input = BufReader::new(
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let mut header = [0u8; 10];
+    let mut buf = Vec::new();
+    for _ in 0..dataset.layout.shard_count() {
+        input
+            .read_exact(&mut header)
+            .with_context(|| format!("{} is cut short", path.display()))?;
+        let shard = ShardId(u16::from_le_bytes([header[0], header[1]]));
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&header[2..]);
+        buf.resize(usize::try_from(u64::from_le_bytes(len))?, 0);
+        input.read_exact(&mut buf)?;
+        loaded
+            .load_shard(shard, &buf)
+            .with_context(|| format!("shard {} of {}", shard.0, path.display()))?;
+    }
+    Ok(loaded)
+}
+
+/// Current resident set size in MB (`VmRSS`), or 0 where unknown.
+fn current_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

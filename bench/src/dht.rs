@@ -1,0 +1,165 @@
+//! `dht`: provider discovery in a network of real nodes on loopback.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use swarmlabel_node::dataset::import::{self, Options};
+use swarmlabel_node::net::{Config, Node};
+use swarmlabel_node::progress::NoProgress;
+use swarmlabel_node::{DatasetId, Home};
+
+/// Flags of `swarmlabel-bench dht`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Nodes in the network (besides one bootstrap peer).
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Datasets, each provided by one random node.
+    #[arg(long, default_value_t = 50)]
+    datasets: usize,
+    /// Lookups, each by a random node for a random dataset.
+    #[arg(long, default_value_t = 500)]
+    lookups: usize,
+    /// Seed of the random choices.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        args.nodes >= 2 && args.datasets >= 1,
+        "--nodes must be at least 2 and --datasets at least 1"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> anyhow::Result<serde_json::Value> {
+    let work = tempfile::tempdir().context("cannot create a working directory")?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let bootstrap = swarmlabel_bootstrap::Bootstrap::start(
+        libp2p::identity::Keypair::generate_ed25519(),
+        swarmlabel_bootstrap::Config {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            listen_addrs_reachable: true,
+            ..swarmlabel_bootstrap::Config::default()
+        },
+    )
+    .await?;
+    let config = Config {
+        bootstrap: bootstrap.listen_addrs().to_vec(),
+        ..Config::loopback()
+    };
+    eprintln!("starting {} nodes", args.nodes);
+    let mut nodes = Vec::new();
+    for i in 0..args.nodes {
+        let (home, _) = Home::init(&work.path().join(format!("n{i}")), false)?;
+        nodes.push(Node::start(home, config.clone()).await?);
+    }
+    for node in &nodes {
+        node.bootstrap_dht().await?;
+    }
+    // Let routing tables fill: wait until every node knows a few peers besides the bootstrap.
+    let want = 5.min(args.nodes - 1);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut ready = 0;
+        for node in &nodes {
+            ready += usize::from(node.status().await?.routing_table > want);
+        }
+        if ready == nodes.len() {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "routing tables did not fill ({ready} of {} nodes)",
+            nodes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    eprintln!("providing {} datasets", args.datasets);
+    let mut datasets: Vec<(DatasetId, usize)> = Vec::new();
+    for d in 0..args.datasets {
+        let provider = rng.random_range(0..nodes.len());
+        let home = nodes[provider].home().clone();
+        let csv = work.path().join(format!("d{d}.csv"));
+        std::fs::write(&csv, format!("x,label\n{d},a\n"))?;
+        let id = tokio::task::spawn_blocking(move || {
+            let identity = home.identity()?;
+            anyhow::Ok(
+                import::import(
+                    &home,
+                    &identity,
+                    &csv,
+                    &Options::new(format!("d{d}"), vec!["a".into()]),
+                    &NoProgress,
+                )?
+                .id,
+            )
+        })
+        .await??;
+        nodes[provider].serve(id).await?;
+        datasets.push((id, provider));
+    }
+    // Publication is asynchronous: wait until one node finds each dataset before measuring.
+    for (id, provider) in &datasets {
+        let asker = &nodes[(provider + 1) % nodes.len()];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !asker
+            .dht_providers(*id)
+            .await?
+            .providers
+            .contains(&nodes[*provider].peer_id())
+        {
+            anyhow::ensure!(Instant::now() < deadline, "dataset {id} was never found");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    eprintln!("{} lookups", args.lookups);
+    let mut latencies = Vec::new();
+    let mut hops = Vec::new();
+    let mut requests = Vec::new();
+    let mut successes = 0usize;
+    for _ in 0..args.lookups {
+        let (id, provider) = datasets[rng.random_range(0..datasets.len())];
+        let mut asker = rng.random_range(0..nodes.len());
+        if asker == provider {
+            asker = (asker + 1) % nodes.len();
+        }
+        let start = Instant::now();
+        let lookup = nodes[asker].dht_providers(id).await?;
+        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        hops.push(lookup.answered_until_found.unwrap_or(lookup.successes));
+        requests.push(lookup.requests);
+        successes += usize::from(lookup.providers.contains(&nodes[provider].peer_id()));
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    bootstrap.shutdown().await;
+    latencies.sort_by(f64::total_cmp);
+    hops.sort_unstable();
+    requests.sort_unstable();
+    let pct = |v: &[f64], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    Ok(serde_json::json!({
+        "bench": "dht",
+        "nodes": args.nodes,
+        "datasets": args.datasets,
+        "lookups": args.lookups,
+        "success_rate": round(successes as f64 / args.lookups as f64),
+        "hops_p50": hops[hops.len() / 2],
+        "hops_max": hops[hops.len() - 1],
+        "requests_p50": requests[requests.len() / 2],
+        "latency_ms_p50": round(pct(&latencies, 0.5)),
+        "latency_ms_p99": round(pct(&latencies, 0.99)),
+        "peak_rss_mb": round(crate::rss::peak_rss_mb()),
+    }))
+}

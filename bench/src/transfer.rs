@@ -1,0 +1,172 @@
+//! `transfer`: fetching a whole dataset between nodes on loopback, against the same bytes over
+//! one plain TCP connection written into files and synced once (the machine's limit for this job).
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use swarmlabel_node::dataset::import::{self, Format, Options};
+use swarmlabel_node::net::{Config, Node, fetch};
+use swarmlabel_node::progress::NoProgress;
+use swarmlabel_node::store::sync_filesystem;
+use swarmlabel_node::{DatasetId, Home};
+
+/// Flags of `swarmlabel-bench transfer`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Size of the dataset in MiB.
+    #[arg(long, default_value_t = 1024)]
+    mib: usize,
+    /// Size of each sample in KiB.
+    #[arg(long, default_value_t = 1024)]
+    sample_kib: usize,
+    /// Nodes serving the dataset (the first imports it, the others fetch it first).
+    #[arg(long, default_value_t = 1)]
+    providers: usize,
+    /// Directory to work in (default: the system temp directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(args.providers >= 1, "--providers must be at least 1");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let work = match &args.dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .context("cannot create a working directory")?;
+    let count = (args.mib * 1024 / args.sample_kib).max(1);
+    eprintln!("generating {count} samples of ~{} KiB", args.sample_kib);
+    let source = work.path().join("source");
+    crate::import::generate(&source, count, args.sample_kib)?;
+    let (owner_home, owner_key) = Home::init(&work.path().join("owner"), false)?;
+    let mut opts = Options::new("transfer", vec!["noise".into()]);
+    opts.format = Format::Images;
+    let report = import::import(&owner_home, &owner_key, &source, &opts, &NoProgress)?;
+    std::fs::remove_dir_all(&source)?;
+    let id = report.id;
+    let bytes = report.root.root().total_bytes;
+
+    let (fetch_s, samples) = runtime.block_on(fetch_phase(
+        work.path(),
+        owner_home.clone(),
+        id,
+        args.providers,
+    ))?;
+    eprintln!("swarmlabel: {bytes} bytes in {fetch_s:.2} s");
+
+    // The same sample bytes over one TCP connection, written into files and synced once.
+    let paths: Vec<PathBuf> = samples.iter().map(|s| owner_home.blobs().path(s)).collect();
+    let raw_dir = work.path().join("raw");
+    std::fs::create_dir(&raw_dir)?;
+    let raw_s = raw_tcp(&paths, &raw_dir)?;
+    eprintln!("raw tcp: {bytes} bytes in {raw_s:.2} s");
+
+    let mb = bytes as f64 / 1e6;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    Ok(serde_json::json!({
+        "bench": "transfer",
+        "bytes": bytes,
+        "samples": count,
+        "providers": args.providers,
+        "swarmlabel_mb_s": round(mb / fetch_s),
+        "raw_tcp_mb_s": round(mb / raw_s),
+        "ratio": round(raw_s / fetch_s),
+        "fetch_s": round(fetch_s),
+        "raw_s": round(raw_s),
+        "peak_rss_mb": round(crate::rss::peak_rss_mb()),
+    }))
+}
+
+/// Starts the providers and a fetcher; returns the fetch time and the sample ids.
+async fn fetch_phase(
+    work: &std::path::Path,
+    owner_home: Home,
+    id: DatasetId,
+    providers: usize,
+) -> anyhow::Result<(f64, Vec<swarmlabel_node::store::BlobId>)> {
+    let owner = Node::start(owner_home.clone(), Config::loopback()).await?;
+    owner.serve(id).await?;
+    let bootstrap = owner.listen_addrs().await?;
+    let config = Config {
+        bootstrap: bootstrap.clone(),
+        ..Config::loopback()
+    };
+    let mut nodes = vec![owner];
+    for i in 1..providers {
+        let (home, _) = Home::init(&work.join(format!("provider{i}")), false)?;
+        let node = Node::start(home, config.clone()).await?;
+        node.fetch(id, fetch::Options::default()).await?;
+        node.serve(id).await?;
+        nodes.push(node);
+    }
+    let (home, _) = Home::init(&work.join("fetcher"), false)?;
+    let fetcher = Node::start(home.clone(), config).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fetcher.find_providers(id).await?.len() < providers {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the fetcher did not find all {providers} providers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let start = Instant::now();
+    let report = fetcher.fetch(id, fetch::Options::default()).await?;
+    let fetch_s = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        report.already_stored == 0,
+        "the fetcher had blobs before the fetch"
+    );
+    let catalog = home.catalog();
+    let listed = catalog.get(&id)?;
+    let mut samples = Vec::new();
+    for index in 0..listed.root.root().pages.len() {
+        samples.extend(catalog.page(&listed, index)?.samples.iter().map(|s| s.id));
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    fetcher.shutdown().await;
+    Ok((fetch_s, samples))
+}
+
+/// Sends every file over one loopback TCP connection (length-prefixed); the receiver writes each
+/// into a file of its own and syncs once. Returns the seconds from connect to durable.
+fn raw_tcp(paths: &[PathBuf], out: &std::path::Path) -> anyhow::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let out = out.to_owned();
+    let receiver = std::thread::spawn(move || -> anyhow::Result<()> {
+        let (mut stream, _) = listener.accept()?;
+        let mut len = [0u8; 8];
+        let mut i = 0u64;
+        let mut buf = Vec::new();
+        while stream.read_exact(&mut len).is_ok() {
+            buf.resize(u64::from_le_bytes(len) as usize, 0);
+            stream.read_exact(&mut buf)?;
+            std::fs::write(out.join(i.to_string()), &buf)?;
+            i += 1;
+        }
+        sync_filesystem(&out)?;
+        Ok(())
+    });
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    for path in paths {
+        let data = std::fs::read(path)?;
+        stream.write_all(&(data.len() as u64).to_le_bytes())?;
+        stream.write_all(&data)?;
+    }
+    drop(stream);
+    receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the receiver thread panicked"))??;
+    Ok(start.elapsed().as_secs_f64())
+}

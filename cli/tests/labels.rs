@@ -1,0 +1,176 @@
+//! Labels recorded through the CLI survive the daemon being killed with SIGKILL at any point.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+
+use rand::{Rng as _, SeedableRng as _};
+
+#[path = "support/process.rs"]
+mod process;
+
+use process::{HANG, Process};
+
+const DIGITS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/datasets/digits.csv"
+);
+
+fn cli(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_swarmlabel"))
+        .args(args)
+        .env("SWARMLABEL_HOME", home)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = cli(home, args);
+    assert!(
+        out.status.success(),
+        "swarmlabel {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn start_daemon(home: &Path) -> Process {
+    let daemon = Process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_swarmlabel"))
+            .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .env("SWARMLABEL_HOME", home),
+    );
+    daemon.line("api: ");
+    daemon
+}
+
+/// The labels the daemon holds, sample -> value.
+fn stored(home: &Path, id: &str) -> BTreeMap<String, String> {
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(home, &["labels", id, "--json"])).unwrap();
+    list["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["sample"].as_str().unwrap().to_owned(),
+                a["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_acknowledged_label_survives_sigkill_at_random_points() {
+    const ROUNDS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&home, &["init"]);
+    let id = ok(
+        &home,
+        &[
+            "-q",
+            "dataset",
+            "create",
+            DIGITS,
+            "--name",
+            "digits",
+            "--labels",
+            "0,1,2,3,4,5,6,7,8,9",
+        ],
+    );
+    let id = id.trim().to_owned();
+    let samples: Vec<String> = ok(&home, &["dataset", "export", &id, "--format", "jsonl"])
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["sample_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    // Every label goes to a new sample, so what is stored is exactly what was acknowledged, plus
+    // at most the one label in flight at each kill.
+    let mut next_sample = 0;
+    let mut acknowledged: BTreeMap<String, String> = BTreeMap::new();
+    let mut attempted: BTreeMap<String, String> = BTreeMap::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut killed_in_flight = 0;
+
+    for _ in 0..ROUNDS {
+        let mut daemon = start_daemon(&home);
+        let kill_after = rng.random_range(1..=6);
+        let batch: Vec<(String, String)> = (0..kill_after + 4)
+            .map(|_| {
+                next_sample += 1;
+                (
+                    samples[next_sample].clone(),
+                    rng.random_range(0..10).to_string(),
+                )
+            })
+            .collect();
+        for (s, l) in &batch {
+            attempted.insert(s.clone(), l.clone());
+        }
+        let (tx, acks) = mpsc::sync_channel(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (home, id, stop) = (home.clone(), id.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for (sample, label) in batch {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let out = cli(&home, &["label", &id, &sample, &label, "--json"]);
+                    if !out.status.success() {
+                        break;
+                    }
+                    let _ = tx.send((sample, label));
+                }
+            })
+        };
+        for _ in 0..kill_after {
+            let (sample, label) = acks
+                .recv_timeout(HANG)
+                .expect("the daemon acknowledges labels");
+            acknowledged.insert(sample, label);
+        }
+        // SIGKILL, possibly in the middle of the next label's write.
+        daemon.child.kill().unwrap();
+        daemon.child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        while let Ok((sample, label)) = acks.try_recv() {
+            acknowledged.insert(sample, label);
+        }
+
+        let _daemon = start_daemon(&home);
+        let held = stored(&home, &id);
+        for (sample, label) in &acknowledged {
+            assert_eq!(
+                held.get(sample),
+                Some(label),
+                "acknowledged label of {sample} lost"
+            );
+        }
+        for (sample, label) in &held {
+            assert_eq!(
+                attempted.get(sample),
+                Some(label),
+                "a label nobody recorded appeared"
+            );
+        }
+        killed_in_flight = held.len() - acknowledged.len();
+    }
+    eprintln!(
+        "{} labels acknowledged across {ROUNDS} kills; {killed_in_flight} more were stored though the kill came before their acknowledgement",
+        acknowledged.len()
+    );
+    assert!(acknowledged.len() >= ROUNDS);
+}

@@ -1,0 +1,61 @@
+//! Child processes for the CLI's process tests.
+
+#![allow(dead_code)] // Each test binary uses a part.
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a step may take before a test calls it a hang.
+pub(crate) const HANG: Duration = Duration::from_secs(120);
+
+/// A child process killed on drop, whose stdout lines arrive on a channel.
+pub(crate) struct Process {
+    /// The child.
+    pub(crate) child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    pub(crate) fn spawn(cmd: &mut Command) -> Process {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::sync_channel(1024);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// The first stdout line that starts with `prefix`, without it.
+    pub(crate) fn line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => {
+                    return line[prefix.len()..].trim().to_owned();
+                }
+                Ok(_) => {}
+                Err(_) => panic!("the process never printed a line starting with {prefix:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

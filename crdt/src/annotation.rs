@@ -1,0 +1,351 @@
+//! One signed annotation: what a volunteer said about one sample, bound to their key.
+//!
+//! The canonical encoding is fixed-length (113 bytes) and documented byte for byte in the crate
+//! README; the signed record appends the 64-byte ed25519 signature (177 bytes). The signature is
+//! made over `b"swarmlabel/annotation/v1" ‖ 0x00 ‖ canonical encoding`, the same domain scheme as
+//! the node's `Identity::sign`, and checked with `verify_strict`.
+
+mod codec;
+
+pub use codec::{DecodeError, ENCODED_LEN, SIGNED_LEN};
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+/// The signature domain of annotations: a signature made for anything else never verifies here.
+pub const DOMAIN: &str = "swarmlabel/annotation/v1";
+
+macro_rules! id32 {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; 32]);
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}(", stringify!($name))?;
+                for b in &self.0[..8] {
+                    write!(f, "{b:02x}")?;
+                }
+                f.write_str("…)")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in &self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+id32!(
+    /// A dataset id: the BLAKE3 hash of the dataset's signed manifest root.
+    DatasetId
+);
+id32!(
+    /// A sample id: the BLAKE3 hash of the sample's bytes. Shards are chosen by its first byte.
+    SampleId
+);
+id32!(
+    /// An annotator: the ed25519 public key that signs the annotation.
+    AnnotatorKey
+);
+
+/// What the annotator said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Value {
+    /// An index into the dataset's label set.
+    Label(u16),
+    /// The annotator chose not to label this sample.
+    Skip,
+    /// The annotator could not decide.
+    Unsure,
+}
+
+impl Value {
+    /// The label index when this is a label.
+    pub fn label(self) -> Option<u16> {
+        match self {
+            Value::Label(l) => Some(l),
+            Value::Skip | Value::Unsure => None,
+        }
+    }
+}
+
+/// The model's suggestion shown to the human when they labelled, kept so that aggregation and
+/// audits can see whether people just accepted the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Suggestion {
+    /// The suggested label index.
+    pub label: u16,
+    /// The model's confidence in units of 1/65535 (0 = 0.0, 65535 = 1.0); see
+    /// [`Suggestion::with_probability`].
+    pub confidence: u16,
+}
+
+impl Suggestion {
+    /// A suggestion with `probability` in `[0, 1]` (clamped; NaN counts as 0), rounded to the
+    /// nearest 1/65535.
+    pub fn with_probability(label: u16, probability: f64) -> Self {
+        let p = if probability.is_nan() {
+            0.0
+        } else {
+            probability.clamp(0.0, 1.0)
+        };
+        // In range by the clamp above, so the cast neither wraps nor saturates.
+        let confidence = (p * f64::from(u16::MAX)).round() as u16;
+        Self { label, confidence }
+    }
+
+    /// The confidence as a probability in `[0, 1]`.
+    pub fn probability(self) -> f64 {
+        f64::from(self.confidence) / f64::from(u16::MAX)
+    }
+}
+
+/// An annotation before signing. Every field is covered by the signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Annotation {
+    /// The dataset the sample belongs to.
+    pub dataset: DatasetId,
+    /// The sample labelled.
+    pub sample: SampleId,
+    /// The key that signs it; also the owner of the slot it is stored in.
+    pub annotator: AnnotatorKey,
+    /// When the human answered, in milliseconds since the Unix epoch, as given by the caller (the
+    /// crate never reads a clock). A later time by the same annotator replaces an earlier one.
+    pub time_ms: u64,
+    /// The answer.
+    pub value: Value,
+    /// The model suggestion shown to the human, if any.
+    pub suggestion: Option<Suggestion>,
+}
+
+/// Something that signs with an ed25519 key under a domain: the message signed is
+/// `domain ‖ 0x00 ‖ message`. The node implements it for its `Identity`; it is implemented here
+/// for [`ed25519_dalek::SigningKey`].
+pub trait Signer {
+    /// The ed25519 public key of the signing key.
+    fn public_key(&self) -> [u8; 32];
+    /// Signs `domain ‖ 0x00 ‖ message`.
+    fn sign(&self, domain: &str, message: &[u8]) -> [u8; 64];
+}
+
+impl Signer for ed25519_dalek::SigningKey {
+    fn public_key(&self) -> [u8; 32] {
+        self.verifying_key().to_bytes()
+    }
+
+    fn sign(&self, domain: &str, message: &[u8]) -> [u8; 64] {
+        ed25519_dalek::Signer::sign(self, &domain_message(domain, message)).to_bytes()
+    }
+}
+
+/// Errors of signing an annotation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The annotation names another annotator than the signing key, so the signature could never
+    /// verify.
+    #[error(
+        "the annotation names annotator {named} but the signing key is {signer}; build the \
+         annotation with the signer's public key"
+    )]
+    NotTheAnnotator {
+        /// The annotator named in the annotation.
+        named: AnnotatorKey,
+        /// The public key of the signer.
+        signer: AnnotatorKey,
+    },
+}
+
+/// An annotation with its signature: the unit stored, synced and aggregated.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SignedAnnotation {
+    annotation: Annotation,
+    signature: [u8; 64],
+}
+
+impl fmt::Debug for SignedAnnotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedAnnotation")
+            .field("annotation", &self.annotation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignedAnnotation {
+    /// Signs `annotation` with `signer`, whose public key must be the annotation's annotator.
+    pub fn sign(annotation: Annotation, signer: &impl Signer) -> Result<Self, SignError> {
+        let signer_key = AnnotatorKey(signer.public_key());
+        if signer_key != annotation.annotator {
+            return Err(SignError::NotTheAnnotator {
+                named: annotation.annotator,
+                signer: signer_key,
+            });
+        }
+        let signature = signer.sign(DOMAIN, &annotation.encode());
+        Ok(Self {
+            annotation,
+            signature,
+        })
+    }
+
+    /// Pairs an annotation with a signature without checking it (for decoding and for tests of
+    /// forgeries); check with [`SignedAnnotation::verify`].
+    pub fn from_parts(annotation: Annotation, signature: [u8; 64]) -> Self {
+        Self {
+            annotation,
+            signature,
+        }
+    }
+
+    /// The annotation.
+    pub fn annotation(&self) -> &Annotation {
+        &self.annotation
+    }
+
+    /// The signature bytes.
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+
+    /// Whether the signature is a valid strict ed25519 signature (canonical `S`, no small-order
+    /// key) by the annotator over [`DOMAIN`] and the canonical encoding.
+    pub fn verify(&self) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.annotation.annotator.0) else {
+            return false;
+        };
+        key.verify_strict(
+            &domain_message(DOMAIN, &self.annotation.encode()),
+            &Signature::from_bytes(&self.signature),
+        )
+        .is_ok()
+    }
+
+    /// The signed record: the canonical encoding followed by the signature.
+    pub fn to_bytes(&self) -> [u8; SIGNED_LEN] {
+        let mut out = [0u8; SIGNED_LEN];
+        out[..ENCODED_LEN].copy_from_slice(&self.annotation.encode());
+        out[ENCODED_LEN..].copy_from_slice(&self.signature);
+        out
+    }
+
+    /// Decodes a signed record (does not verify the signature).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() != SIGNED_LEN {
+            return Err(DecodeError::Length {
+                expected: SIGNED_LEN,
+                found: bytes.len(),
+            });
+        }
+        let annotation = Annotation::decode(&bytes[..ENCODED_LEN])?;
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(&bytes[ENCODED_LEN..]);
+        Ok(Self {
+            annotation,
+            signature,
+        })
+    }
+}
+
+fn domain_message(domain: &str, message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(domain.len() + 1 + message.len());
+    out.extend_from_slice(domain.as_bytes());
+    out.push(0);
+    out.extend_from_slice(message);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn sample_annotation(key: &SigningKey) -> Annotation {
+        Annotation {
+            dataset: DatasetId([1; 32]),
+            sample: SampleId([2; 32]),
+            annotator: AnnotatorKey(key.public_key()),
+            time_ms: 1_700_000_000_000,
+            value: Value::Label(3),
+            suggestion: Some(Suggestion::with_probability(4, 0.75)),
+        }
+    }
+
+    #[test]
+    fn signs_and_verifies_and_rejects_every_changed_field() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let signed = SignedAnnotation::sign(sample_annotation(&key), &key).unwrap();
+        assert!(signed.verify());
+        let base = *signed.annotation();
+        let variants = [
+            Annotation {
+                dataset: DatasetId([9; 32]),
+                ..base
+            },
+            Annotation {
+                sample: SampleId([9; 32]),
+                ..base
+            },
+            Annotation {
+                time_ms: base.time_ms + 1,
+                ..base
+            },
+            Annotation {
+                value: Value::Skip,
+                ..base
+            },
+            Annotation {
+                suggestion: None,
+                ..base
+            },
+            Annotation {
+                suggestion: Some(Suggestion::with_probability(4, 0.5)),
+                ..base
+            },
+        ];
+        for changed in variants {
+            let forged = SignedAnnotation::from_parts(changed, *signed.signature());
+            assert!(
+                !forged.verify(),
+                "{changed:?} verified with the old signature"
+            );
+        }
+    }
+
+    #[test]
+    fn signature_uses_the_node_domain_scheme() {
+        // The node signs `domain ‖ 0 ‖ message` with plain ed25519; check against that directly.
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let a = sample_annotation(&key);
+        let mut msg = b"swarmlabel/annotation/v1".to_vec();
+        msg.push(0);
+        msg.extend_from_slice(&a.encode());
+        let sig = ed25519_dalek::Signer::sign(&key, &msg).to_bytes();
+        assert!(SignedAnnotation::from_parts(a, sig).verify());
+        let other_domain = Signer::sign(&key, "swarmlabel/manifest-root/v1", &a.encode());
+        assert!(!SignedAnnotation::from_parts(a, other_domain).verify());
+    }
+
+    #[test]
+    fn refuses_to_sign_for_another_annotator() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let err = SignedAnnotation::sign(sample_annotation(&key), &other).unwrap_err();
+        assert!(matches!(err, SignError::NotTheAnnotator { .. }));
+    }
+
+    #[test]
+    fn suggestion_probability_round_trips_to_the_nearest_step() {
+        assert_eq!(Suggestion::with_probability(0, 1.5).confidence, u16::MAX);
+        assert_eq!(Suggestion::with_probability(0, f64::NAN).confidence, 0);
+        let s = Suggestion::with_probability(0, 0.3);
+        assert!((s.probability() - 0.3).abs() <= 0.5 / 65535.0);
+    }
+}

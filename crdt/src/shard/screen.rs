@@ -1,0 +1,84 @@
+//! Screening of changes that arrive from a peer, before automerge applies them.
+//!
+//! Reading already ignores invalid values, but in automerge a put *supersedes* the values it
+//! names as predecessors: a stranger could otherwise hide an honest label by writing over its
+//! slot (with garbage, or with a replay of that annotator's older label). So a peer's change is
+//! applied only if every op in it is a put of a valid record (the same [`check`] as reading) on
+//! the root map, and no put replaces a valid value of its slot that is as new or newer. Honest
+//! replicas never make anything else: [`crate::Replica::record`] enforces the same rules.
+
+use automerge::legacy::{Key, ObjectId, OpType};
+use automerge::{Automerge, Change, ScalarValue};
+
+use super::Shard;
+use super::storage::{ChunkKind, split_chunks};
+use crate::sync::Refusal;
+use crate::validate::{Dataset, check};
+
+/// Checks all changes in the chunk lists of a sync message; returns the number of ops checked.
+pub(crate) fn screen<'a>(
+    shard: &Shard,
+    dataset: &Dataset,
+    items: impl Iterator<Item = &'a [u8]>,
+) -> Result<usize, Refusal> {
+    let mut ops = 0;
+    for item in items {
+        // An item is a sequence of chunks (one per change, or a whole document); every one of
+        // them is checked, and bytes that do not split into chunks are refused.
+        let chunks = split_chunks(item).map_err(|e| Refusal::Undecodable(e.to_string()))?;
+        for chunk in chunks {
+            let bytes = &item[chunk.range.clone()];
+            match chunk.kind {
+                ChunkKind::Document => {
+                    let doc = Automerge::load(bytes)
+                        .map_err(|e| Refusal::Undecodable(format!("document chunk: {e}")))?;
+                    for change in doc.get_changes(&[]) {
+                        ops += screen_change(shard, dataset, &change)?;
+                    }
+                }
+                ChunkKind::Change | ChunkKind::CompressedChange => {
+                    let change = Change::try_from(bytes)
+                        .map_err(|e| Refusal::Undecodable(format!("change chunk: {e}")))?;
+                    if change.hash().0[..4] != bytes[4..8] {
+                        return Err(Refusal::Undecodable("change chunk: bad checksum".into()));
+                    }
+                    ops += screen_change(shard, dataset, &change)?;
+                }
+                ChunkKind::Bundle => {
+                    return Err(Refusal::Undecodable(
+                        "bundle chunks are not part of the sync protocol".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(ops)
+}
+
+fn screen_change(shard: &Shard, dataset: &Dataset, change: &Change) -> Result<usize, Refusal> {
+    let expanded = change.decode();
+    for op in &expanded.operations {
+        let (ObjectId::Root, Key::Map(key), OpType::Put(ScalarValue::Bytes(value)), false) =
+            (&op.obj, &op.key, &op.action, op.insert)
+        else {
+            return Err(Refusal::NotAnnotationPut);
+        };
+        let key: &str = key;
+        let signed = check(dataset, shard.id, key, value).map_err(Refusal::Invalid)?;
+        if op.pred.is_empty() {
+            continue;
+        }
+        let (visible, _) = shard.slot_values(dataset, key);
+        for (old, counter, actor) in visible {
+            let superseded = op.pred.iter().any(|p| p.0 == counter && p.1 == actor);
+            if superseded && old.annotation().time_ms >= signed.annotation().time_ms {
+                return Err(Refusal::Stale {
+                    key: key.to_owned(),
+                    kept_ms: old.annotation().time_ms,
+                    offered_ms: signed.annotation().time_ms,
+                });
+            }
+        }
+    }
+    Ok(expanded.operations.len())
+}

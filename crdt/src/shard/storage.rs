@@ -1,0 +1,294 @@
+//! Saving a shard to bytes and loading it back, recovering what can be recovered.
+//!
+//! Saved bytes are automerge's own format: a compressed document chunk from a full save,
+//! followed by the change chunks of any incremental saves appended after it. Every chunk starts
+//! with a header (magic `85 6f 4a 83`, a 4-byte checksum, a type byte, a ULEB128 length), so a
+//! file whose tail was cut off or damaged still yields the chunks before the damage: loading
+//! walks the chunks, checks each one, and reports how much was kept and lost.
+
+use std::ops::Range;
+
+use automerge::{Automerge, Change, ReadDoc as _};
+
+use super::Shard;
+use crate::layout::ShardId;
+
+const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChunkKind {
+    Document,
+    Change,
+    CompressedChange,
+    Bundle,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkSpan {
+    pub(crate) kind: ChunkKind,
+    pub(crate) range: Range<usize>,
+}
+
+/// A chunk header that does not parse, at a byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad chunk header at byte {offset}: {reason}")]
+pub(crate) struct SplitError {
+    pub(crate) offset: usize,
+    pub(crate) reason: &'static str,
+    /// The chunks that were complete before the bad header.
+    pub(crate) complete: Vec<ChunkSpan>,
+}
+
+/// Splits automerge bytes into chunks by their headers (contents are not checked here).
+pub(crate) fn split_chunks(bytes: &[u8]) -> Result<Vec<ChunkSpan>, SplitError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let fail = |reason, complete| SplitError {
+            offset: at,
+            reason,
+            complete,
+        };
+        let rest = &bytes[at..];
+        if rest.len() < 9 {
+            return Err(fail("truncated header", out));
+        }
+        if rest[..4] != MAGIC {
+            return Err(fail("not an automerge chunk (bad magic bytes)", out));
+        }
+        let kind = match rest[8] {
+            0 => ChunkKind::Document,
+            1 => ChunkKind::Change,
+            2 => ChunkKind::CompressedChange,
+            3 => ChunkKind::Bundle,
+            _ => return Err(fail("unknown chunk type", out)),
+        };
+        let mut len: u64 = 0;
+        let mut header = 9;
+        let mut shift = 0;
+        loop {
+            let Some(&b) = rest.get(header) else {
+                return Err(fail("truncated header", out));
+            };
+            header += 1;
+            if shift > 56 {
+                return Err(fail("chunk length overflows", out));
+            }
+            len |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_add(header))
+            .filter(|&end| end <= rest.len());
+        let Some(end) = end else {
+            return Err(fail("truncated chunk", out));
+        };
+        out.push(ChunkSpan {
+            kind,
+            range: at..at + end,
+        });
+        at += end;
+    }
+    Ok(out)
+}
+
+/// Errors of loading a shard from bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// Nothing could be loaded: the first chunk is missing or damaged. The shard is unchanged.
+    #[error(
+        "shard {} could not be loaded: {reason}; nothing was recovered, fetch it from peers",
+        shard.0
+    )]
+    Unreadable {
+        /// The shard.
+        shard: ShardId,
+        /// What is wrong with the bytes.
+        reason: String,
+    },
+    /// A valid prefix was loaded into the shard; the rest is damaged or cut off.
+    #[error(
+        "shard {} is damaged at byte {damaged_at}: {reason}; kept {kept_chunks} chunks \
+         ({kept_bytes} bytes), lost {lost_bytes} bytes; sync with peers to get the rest back",
+        shard.0
+    )]
+    Damaged {
+        /// The shard.
+        shard: ShardId,
+        /// Chunks loaded.
+        kept_chunks: usize,
+        /// Bytes loaded (the valid prefix).
+        kept_bytes: usize,
+        /// Bytes not loaded.
+        lost_bytes: usize,
+        /// Offset of the first damaged byte range.
+        damaged_at: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// Every chunk loaded but some changes depend on changes that are not in the bytes (e.g. an
+    /// incremental save without the full save before it); they stay queued until those arrive.
+    #[error(
+        "shard {} lacks {missing} changes that its saved changes depend on; they stay pending \
+         until a peer supplies them",
+        shard.0
+    )]
+    MissingDependencies {
+        /// The shard.
+        shard: ShardId,
+        /// Number of missing dependency hashes.
+        missing: usize,
+    },
+}
+
+/// What a successful load read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Chunks read.
+    pub chunks: usize,
+    /// Bytes read.
+    pub bytes: usize,
+}
+
+impl Shard {
+    /// Full save (a compressed document); later incremental saves are relative to it.
+    pub(crate) fn save(&mut self) -> Vec<u8> {
+        self.commit();
+        self.saved_heads = Some(self.heads());
+        self.doc.save()
+    }
+
+    /// The changes since the last save or load, as change chunks to append to the saved bytes.
+    /// Without a previous save or load this is a full save.
+    pub(crate) fn save_incremental(&mut self) -> Vec<u8> {
+        self.commit();
+        let Some(since) = self.saved_heads.take() else {
+            return self.save();
+        };
+        let bytes = self.doc.save_after(&since);
+        self.saved_heads = Some(self.heads());
+        bytes
+    }
+
+    /// Loads `bytes` into this shard (merged with what it holds). On [`LoadError::Damaged`] the
+    /// valid prefix has been loaded.
+    pub(crate) fn load(&mut self, bytes: &[u8]) -> Result<LoadReport, LoadError> {
+        self.commit();
+        let fast = if self.doc.is_empty() {
+            Automerge::load(bytes).ok()
+        } else {
+            None
+        };
+        if let Some(doc) = fast {
+            self.doc = doc.with_actor(self.doc.get_actor().clone());
+            self.mark_loaded();
+            self.saved_heads = Some(self.heads());
+            let chunks = split_chunks(bytes).map_or(0, |c| c.len());
+            return self.check_deps(LoadReport {
+                chunks,
+                bytes: bytes.len(),
+            });
+        }
+        self.load_chunks(bytes)
+    }
+
+    fn check_deps(&mut self, report: LoadReport) -> Result<LoadReport, LoadError> {
+        let missing = self.doc.get_missing_deps(&[]).len();
+        if missing > 0 {
+            return Err(LoadError::MissingDependencies {
+                shard: self.id,
+                missing,
+            });
+        }
+        Ok(report)
+    }
+
+    /// The slow path: chunk by chunk, stopping at the first damaged one.
+    fn load_chunks(&mut self, bytes: &[u8]) -> Result<LoadReport, LoadError> {
+        let (chunks, split_err) = match split_chunks(bytes) {
+            Ok(c) => (c, None),
+            Err(e) => (e.complete.clone(), Some((e.offset, e.reason.to_string()))),
+        };
+        let mut kept = 0;
+        let mut kept_bytes = 0;
+        let mut failure = None;
+        for chunk in &chunks {
+            if let Err(reason) = self.load_chunk(chunk.kind, &bytes[chunk.range.clone()]) {
+                failure = Some((chunk.range.start, reason));
+                break;
+            }
+            kept += 1;
+            kept_bytes = chunk.range.end;
+        }
+        let failure = failure.or(split_err);
+        self.saved_heads = Some(self.heads());
+        match failure {
+            None => self.check_deps(LoadReport {
+                chunks: kept,
+                bytes: kept_bytes,
+            }),
+            Some((_, reason)) if kept == 0 => Err(LoadError::Unreadable {
+                shard: self.id,
+                reason,
+            }),
+            Some((damaged_at, reason)) => Err(LoadError::Damaged {
+                shard: self.id,
+                kept_chunks: kept,
+                kept_bytes,
+                lost_bytes: bytes.len() - kept_bytes,
+                damaged_at,
+                reason,
+            }),
+        }
+    }
+
+    fn load_chunk(&mut self, kind: ChunkKind, bytes: &[u8]) -> Result<(), String> {
+        match kind {
+            ChunkKind::Document => {
+                let mut doc = Automerge::load(bytes).map_err(|e| e.to_string())?;
+                self.bulk_apply(|d| d.merge(&mut doc))
+                    .map_err(|e| e.to_string())?;
+            }
+            ChunkKind::Change | ChunkKind::CompressedChange => {
+                let change = Change::try_from(bytes).map_err(|e| e.to_string())?;
+                // automerge does not check a change chunk's checksum when decoding one chunk.
+                if change.hash().0[..4] != bytes[4..8] {
+                    return Err("bad checksum".into());
+                }
+                self.bulk_apply(|d| d.apply_changes([change]))
+                    .map_err(|e| e.to_string())?;
+            }
+            ChunkKind::Bundle => return Err("bundle chunks are not used by shards".into()),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_finds_headers_and_refuses_garbage() {
+        let mut doc = Automerge::new();
+        let bytes = doc.save();
+        let spans = split_chunks(&bytes).unwrap();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].kind, ChunkKind::Document);
+        assert_eq!(spans[0].range, 0..bytes.len());
+        let err = split_chunks(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert_eq!(err.reason, "truncated chunk");
+        assert!(err.complete.is_empty());
+        let mut two = bytes.clone();
+        two.extend_from_slice(b"garbage!!!");
+        let err = split_chunks(&two).unwrap_err();
+        assert_eq!(err.offset, bytes.len());
+        assert_eq!(err.complete.len(), 1);
+        let _ = &mut doc;
+    }
+}
