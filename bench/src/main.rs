@@ -2,10 +2,13 @@
 //! (progress and logs go to stderr) with the keys of `../shared/BENCHMARKS.md`, and measures the
 //! peer or physical limit in the same run where one exists.
 
+mod al;
+mod chart;
 mod crdt;
 mod dht;
 mod import;
 mod rss;
+mod score;
 mod transfer;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +25,12 @@ struct Cli {
 enum Command {
     /// Dataset import throughput against a plain copy of the same files made durable.
     Import(import::Args),
+    /// Active-learning learning curve of one strategy (protocol of BENCHMARKS.md, `al`).
+    Al(al::Args),
+    /// Pool scoring throughput against the same model's matrix products alone.
+    Score(score::Args),
+    /// Draws the learning curves of several `al` results into one PNG.
+    Chart(chart::Args),
     /// Fetching a whole dataset between nodes, against raw TCP into files on loopback.
     Transfer(transfer::Args),
     /// Provider discovery on the DHT of a network of nodes on loopback.
@@ -34,6 +43,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let value = match cli.command {
         Command::Import(args) => import::run(args)?,
+        Command::Al(args) => al::run(args)?,
+        Command::Score(args) => score::run(args)?,
+        Command::Chart(args) => chart::run(args)?,
         Command::Transfer(args) => transfer::run(args)?,
         Command::Dht(args) => dht::run(args)?,
         Command::Crdt(args) => crdt::run(args)?,

@@ -217,13 +217,47 @@ impl Shard {
         let mut kept = 0;
         let mut kept_bytes = 0;
         let mut failure = None;
+        // Consecutive change chunks are applied as one batch (one bulk apply instead of one per
+        // chunk); a batch that fails is retried chunk by chunk to find the damaged one.
+        let mut batch: Vec<(Change, &ChunkSpan)> = Vec::new();
         for chunk in &chunks {
-            if let Err(reason) = self.load_chunk(chunk.kind, &bytes[chunk.range.clone()]) {
-                failure = Some((chunk.range.start, reason));
-                break;
+            let data = &bytes[chunk.range.clone()];
+            let result = match chunk.kind {
+                ChunkKind::Change | ChunkKind::CompressedChange => match decode_change(data) {
+                    Ok(change) => {
+                        batch.push((change, chunk));
+                        continue;
+                    }
+                    Err(reason) => Err(reason),
+                },
+                ChunkKind::Document => {
+                    if let Err(f) = self.apply_batch(&mut batch, &mut kept, &mut kept_bytes) {
+                        failure = Some(f);
+                        break;
+                    }
+                    match Automerge::load(data) {
+                        Ok(mut doc) => self
+                            .bulk_apply(|d| d.merge(&mut doc))
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                ChunkKind::Bundle => Err("bundle chunks are not used by shards".into()),
+            };
+            match result {
+                Ok(()) => {
+                    kept += 1;
+                    kept_bytes = chunk.range.end;
+                }
+                Err(reason) => {
+                    failure = Some((chunk.range.start, reason));
+                    break;
+                }
             }
-            kept += 1;
-            kept_bytes = chunk.range.end;
+        }
+        if let Err(f) = self.apply_batch(&mut batch, &mut kept, &mut kept_bytes) {
+            failure = Some(f);
         }
         let failure = failure.or(split_err);
         self.saved_heads = Some(self.heads());
@@ -247,26 +281,42 @@ impl Shard {
         }
     }
 
-    fn load_chunk(&mut self, kind: ChunkKind, bytes: &[u8]) -> Result<(), String> {
-        match kind {
-            ChunkKind::Document => {
-                let mut doc = Automerge::load(bytes).map_err(|e| e.to_string())?;
-                self.bulk_apply(|d| d.merge(&mut doc))
-                    .map_err(|e| e.to_string())?;
-            }
-            ChunkKind::Change | ChunkKind::CompressedChange => {
-                let change = Change::try_from(bytes).map_err(|e| e.to_string())?;
-                // automerge does not check a change chunk's checksum when decoding one chunk.
-                if change.hash().0[..4] != bytes[4..8] {
-                    return Err("bad checksum".into());
-                }
-                self.bulk_apply(|d| d.apply_changes([change]))
-                    .map_err(|e| e.to_string())?;
-            }
-            ChunkKind::Bundle => return Err("bundle chunks are not used by shards".into()),
+    /// Applies the batched change chunks, counting them as kept; on failure returns the offset
+    /// and reason of the first chunk automerge refuses (the ones before it are kept).
+    fn apply_batch(
+        &mut self,
+        batch: &mut Vec<(Change, &ChunkSpan)>,
+        kept: &mut usize,
+        kept_bytes: &mut usize,
+    ) -> Result<(), (usize, String)> {
+        let items = std::mem::take(batch);
+        let Some(last) = items.last().map(|(_, span)| span.range.end) else {
+            return Ok(());
+        };
+        let changes: Vec<Change> = items.iter().map(|(c, _)| c.clone()).collect();
+        if self.bulk_apply(|d| d.apply_changes(changes)).is_ok() {
+            *kept += items.len();
+            *kept_bytes = last;
+            return Ok(());
+        }
+        for (change, span) in items {
+            self.bulk_apply(|d| d.apply_changes([change]))
+                .map_err(|e| (span.range.start, e.to_string()))?;
+            *kept += 1;
+            *kept_bytes = span.range.end;
         }
         Ok(())
     }
+}
+
+/// Decodes one change chunk and checks its checksum (automerge does not when decoding a single
+/// chunk).
+fn decode_change(bytes: &[u8]) -> Result<Change, String> {
+    let change = Change::try_from(bytes).map_err(|e| e.to_string())?;
+    if change.hash().0[..4] != bytes[4..8] {
+        return Err("bad checksum".into());
+    }
+    Ok(change)
 }
 
 #[cfg(test)]

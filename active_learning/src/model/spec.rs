@@ -1,0 +1,178 @@
+//! What a model is: its layers, the shape of its input and its classes.
+
+use super::ModelError;
+
+/// The layers of a model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
+pub enum Architecture {
+    /// Softmax regression; `dropout` applies to the inputs (0 = none; BALD needs some).
+    Linear {
+        /// Probability of dropping an input value in training and Monte Carlo passes.
+        dropout: f32,
+    },
+    /// Fully connected layers with ReLU, dropout after each hidden layer.
+    Mlp {
+        /// Width of each hidden layer, in order.
+        hidden: Vec<usize>,
+        /// Dropout probability after each hidden layer.
+        dropout: f32,
+    },
+    /// 3x3 convolutions (same padding) each followed by ReLU and 2x2 max pooling, then global
+    /// average pooling (so the position of a pattern does not matter and the dense part stays
+    /// small whatever the image size), an optional dense layer and the output layer; dropout
+    /// before each dense layer.
+    Cnn {
+        /// Output channels of each convolution, in order.
+        channels: Vec<usize>,
+        /// Width of the dense layer after the pooling (0 = none).
+        hidden: usize,
+        /// Dropout probability before each dense layer.
+        dropout: f32,
+        /// Whether each image is first standardised per channel (its own mean and standard
+        /// deviation), so that brightness and background colour do not matter. Turn it off when
+        /// the absolute colour is what tells classes apart.
+        standardise: bool,
+    },
+}
+
+/// The shape of one sample's features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Input {
+    /// A flat vector.
+    Vector {
+        /// Number of values.
+        width: usize,
+    },
+    /// An image stored channel-major (`C x H x W`), as [`crate::ImageFeatures`] produces.
+    Image {
+        /// Channels (1 grey, 3 RGB).
+        channels: usize,
+        /// Rows of pixels.
+        height: usize,
+        /// Columns of pixels.
+        width: usize,
+    },
+}
+
+impl Input {
+    /// Number of values per sample.
+    pub fn width(&self) -> usize {
+        match *self {
+            Input::Vector { width } => width,
+            Input::Image {
+                channels,
+                height,
+                width,
+            } => channels * height * width,
+        }
+    }
+}
+
+/// Everything needed to rebuild a model's layers: architecture, input shape, classes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelSpec {
+    /// The layers.
+    pub architecture: Architecture,
+    /// Shape of one sample's features.
+    pub input: Input,
+    /// Number of classes (columns of the probability tables), at least 2.
+    pub classes: usize,
+}
+
+impl ModelSpec {
+    /// Softmax regression on `width` features.
+    pub fn linear(width: usize, classes: usize) -> Self {
+        Self {
+            architecture: Architecture::Linear { dropout: 0.0 },
+            input: Input::Vector { width },
+            classes,
+        }
+    }
+
+    /// A multilayer perceptron on `width` features.
+    pub fn mlp(width: usize, hidden: Vec<usize>, dropout: f32, classes: usize) -> Self {
+        Self {
+            architecture: Architecture::Mlp { hidden, dropout },
+            input: Input::Vector { width },
+            classes,
+        }
+    }
+
+    /// The default small CNN (convolutions of 16, 32 and 64 channels, a dense layer of 64,
+    /// dropout 0.25, per-image standardisation) on `channels x height x width` images.
+    pub fn cnn(channels: usize, height: usize, width: usize, classes: usize) -> Self {
+        Self {
+            architecture: Architecture::Cnn {
+                channels: vec![16, 32, 64],
+                hidden: 64,
+                dropout: 0.25,
+                standardise: true,
+            },
+            input: Input::Image {
+                channels,
+                height,
+                width,
+            },
+            classes,
+        }
+    }
+
+    /// Whether forward passes differ with dropout on (what Monte Carlo dropout needs).
+    pub fn has_dropout(&self) -> bool {
+        match &self.architecture {
+            Architecture::Linear { dropout } => *dropout > 0.0,
+            Architecture::Mlp { hidden, dropout } => *dropout > 0.0 && !hidden.is_empty(),
+            Architecture::Cnn { dropout, .. } => *dropout > 0.0,
+        }
+    }
+
+    /// Checks that the layers can be built.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Spec(m));
+        if self.classes < 2 {
+            return bad(format!(
+                "{} classes; a classifier needs at least 2",
+                self.classes
+            ));
+        }
+        if self.input.width() == 0 {
+            return bad("the input has no values".into());
+        }
+        let dropout = match &self.architecture {
+            Architecture::Linear { dropout } => *dropout,
+            Architecture::Mlp { hidden, dropout } => {
+                if hidden.contains(&0) {
+                    return bad("an mlp hidden layer has width 0".into());
+                }
+                *dropout
+            }
+            Architecture::Cnn {
+                channels, dropout, ..
+            } => {
+                let Input::Image { height, width, .. } = self.input else {
+                    return bad(
+                        "the cnn model needs an image input (channels, height, width)".into(),
+                    );
+                };
+                let shrink = 1usize << channels.len().min(usize::BITS as usize - 1);
+                if channels.is_empty() || channels.contains(&0) {
+                    return bad("the cnn needs at least one convolution, each with channels".into());
+                }
+                if height < shrink || width < shrink {
+                    return bad(format!(
+                        "{height}x{width} images are too small for {} poolings",
+                        channels.len()
+                    ));
+                }
+                *dropout
+            }
+        };
+        if !(0.0..1.0).contains(&dropout) {
+            return bad(format!("dropout {dropout} is not in [0, 1)"));
+        }
+        Ok(())
+    }
+}
