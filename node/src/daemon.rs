@@ -79,6 +79,9 @@ pub struct Options {
     pub join: Vec<DatasetId>,
     /// Where the API listens (a loopback address; port 0 picks one).
     pub api: SocketAddr,
+    /// The labels service: sync and gossip of labels.
+    #[cfg(feature = "labels")]
+    pub labels: crate::labels::Config,
 }
 
 /// Why a daemon could not start.
@@ -113,6 +116,8 @@ struct AppState {
     joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
     #[cfg(feature = "labels")]
     books: labels::Books,
+    #[cfg(feature = "labels")]
+    labels: crate::labels::Labels,
 }
 
 /// A running daemon.
@@ -144,6 +149,31 @@ impl Daemon {
         for l in &listed {
             node.serve(l.id).await?;
         }
+        // Labels of every listed dataset are open from the start, so peers sync them with us
+        // whether or not anyone labels here.
+        #[cfg(feature = "labels")]
+        let labels = {
+            let labels = crate::labels::Labels::start(
+                home.clone(),
+                Some(node.clone()),
+                options.labels.clone(),
+            )
+            .await
+            .map_err(|e| net::NetError::Build(e.to_string()))?;
+            for l in &listed {
+                let root = l.root.root();
+                let dataset = crate::labels::LabelStore::crdt_dataset(
+                    &l.id,
+                    root.labels.len(),
+                    root.sample_count,
+                );
+                labels
+                    .open(dataset)
+                    .await
+                    .map_err(|e| net::NetError::Build(e.to_string()))?;
+            }
+            labels
+        };
         let joins = Arc::new(Mutex::new(BTreeMap::new()));
         for id in &options.join {
             spawn_join(node.clone(), *id, joins.clone());
@@ -180,6 +210,8 @@ impl Daemon {
             joins,
             #[cfg(feature = "labels")]
             books: labels::Books::default(),
+            #[cfg(feature = "labels")]
+            labels: labels.clone(),
         };
         let app = router(state);
         let (stop_api, stopped) = oneshot::channel::<()>();
