@@ -161,22 +161,21 @@ impl Daemon {
             .await
             .map_err(|e| net::NetError::Build(e.to_string()))?;
             for l in &listed {
-                let root = l.root.root();
-                let dataset = crate::labels::LabelStore::crdt_dataset(
-                    &l.id,
-                    root.labels.len(),
-                    root.sample_count,
-                );
-                labels
-                    .open(dataset)
+                open_labels(&labels, &home, l.id)
                     .await
-                    .map_err(|e| net::NetError::Build(e.to_string()))?;
+                    .map_err(net::NetError::Build)?;
             }
             labels
         };
         let joins = Arc::new(Mutex::new(BTreeMap::new()));
+        let joiner = Joiner {
+            node: node.clone(),
+            joins: joins.clone(),
+            #[cfg(feature = "labels")]
+            labels: labels.clone(),
+        };
         for id in &options.join {
-            spawn_join(node.clone(), *id, joins.clone());
+            spawn_join(joiner.clone(), *id);
         }
 
         let listener = tokio::net::TcpListener::bind(options.api)
@@ -259,7 +258,36 @@ impl Daemon {
     }
 }
 
-fn spawn_join(node: Node, id: DatasetId, joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>) {
+/// Opens the labels of listed dataset `id` in the labels service.
+#[cfg(feature = "labels")]
+async fn open_labels(
+    labels: &crate::labels::Labels,
+    home: &Home,
+    id: DatasetId,
+) -> Result<(), String> {
+    let catalog = home.catalog();
+    let listed = tokio::task::spawn_blocking(move || catalog.get(&id))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let root = listed.root.root();
+    let dataset =
+        crate::labels::LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
+    labels.open(dataset).await.map_err(|e| e.to_string())
+}
+
+/// What joining a dataset needs: the node, where join states go and, with labels, the service
+/// that opens the dataset's labels once the dataset is served.
+#[derive(Clone)]
+struct Joiner {
+    node: Node,
+    joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
+    #[cfg(feature = "labels")]
+    labels: crate::labels::Labels,
+}
+
+fn spawn_join(joiner: Joiner, id: DatasetId) {
+    let Joiner { node, joins, .. } = joiner.clone();
     let set = move |joins: &Mutex<BTreeMap<DatasetId, JoinState>>, state| {
         joins
             .lock()
@@ -270,7 +298,14 @@ fn spawn_join(node: Node, id: DatasetId, joins: Arc<Mutex<BTreeMap<DatasetId, Jo
     tokio::spawn(async move {
         let state = match node.fetch(id, fetch::Options::default()).await {
             Ok(report) => match node.serve(id).await {
-                Ok(()) => JoinState::Done { report },
+                Ok(()) => {
+                    // Its labels sync from now on; a failure here leaves the dataset served.
+                    #[cfg(feature = "labels")]
+                    if let Err(error) = open_labels(&joiner.labels, node.home(), id).await {
+                        tracing::warn!(dataset = %id, %error, "cannot open the dataset's labels");
+                    }
+                    JoinState::Done { report }
+                }
                 Err(e) => JoinState::Failed {
                     error: e.to_string(),
                 },
@@ -417,7 +452,15 @@ async fn join(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     s.check(&headers)?;
     let id = parse_dataset(&body)?;
-    spawn_join(s.node.clone(), id, s.joins.clone());
+    spawn_join(
+        Joiner {
+            node: s.node.clone(),
+            joins: s.joins.clone(),
+            #[cfg(feature = "labels")]
+            labels: s.labels.clone(),
+        },
+        id,
+    );
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "dataset": id.to_string(), "state": "fetching" })),
