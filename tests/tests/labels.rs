@@ -119,8 +119,10 @@ async fn ten_nodes_converge_on_the_acknowledged_labels_across_a_partition() {
         c.gossip_accepted > 0,
         "gossip push delivered nothing: {c:?}"
     );
-    // Labels of the partition can only cross it by anti-entropy.
-    assert!(c.sync_applied > 0, "anti-entropy applied nothing: {c:?}");
+    assert!(c.sessions_completed > 0, "anti-entropy never ran: {c:?}");
+    // Which path carries the partition's labels across is a race: anti-entropy, or gossipsub's
+    // own IHAVE/IWANT of its message cache (the last ~1.5 s of messages) right after healing.
+    // The next test takes gossip away to show that anti-entropy alone heals a partition.
     net.stop().await;
 }
 
