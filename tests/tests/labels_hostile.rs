@@ -281,3 +281,104 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
     }
     net.stop().await;
 }
+
+/// A peer that takes label sync requests and never answers them: every node starts a session
+/// with it and the session hangs; the nodes must still converge among themselves meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_does_not_stall_sync_among_the_others() {
+    use std::collections::HashSet;
+    use tokio::sync::{mpsc, oneshot};
+
+    // Gossip off: only anti-entropy can carry the labels, so a stalled session would show.
+    let net = LabelNet::start(3, |i| config(200 + i as u64, true, false)).await;
+    let key = Identity::generate().unwrap().to_libp2p_keypair();
+    let mut silent = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| Hostile {
+            sync: request_response::Behaviour::with_codec(
+                sync::Codec,
+                [(sync::PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default(),
+            ),
+            gossipsub: our_gossipsub(key),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let id = swarmlabel_node::DatasetId(swarmlabel_node::BlobId(dataset().id.0));
+    // Subscribed, so the nodes count it among the holders of the dataset and pick it.
+    silent
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(topic(&id)))
+        .unwrap();
+    for n in &net.nodes {
+        silent.dial(n.addr.clone()).unwrap();
+    }
+    // The silent peer's task: keeps every request's channel unanswered; a query returns the
+    // requesters whose requests are all still waiting (none timed out or was given up).
+    let (query, mut queries) = mpsc::channel::<oneshot::Sender<HashSet<PeerId>>>(4);
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                event = silent.select_next_some() => {
+                    if let SwarmEvent::Behaviour(HostileEvent::Sync(
+                        request_response::Event::Message {
+                            peer,
+                            message: request_response::Message::Request { channel, .. },
+                            ..
+                        },
+                    )) = event
+                    {
+                        held.push((peer, channel));
+                    }
+                }
+                Some(reply) = queries.recv() => {
+                    let waiting = held
+                        .iter()
+                        .filter(|(_, c)| c.is_open())
+                        .map(|(p, _)| *p)
+                        .collect();
+                    let _ = reply.send(waiting);
+                }
+            }
+        }
+    });
+    let stuck = || async {
+        let (reply, rx) = oneshot::channel();
+        query.send(reply).await.unwrap();
+        rx.await.unwrap()
+    };
+    let everyone: HashSet<PeerId> = net.nodes.iter().map(|n| n.peer_id()).collect();
+    wait_until(
+        "every node to be stuck in a session with the silent peer",
+        || async { stuck().await == everyone },
+    )
+    .await;
+
+    // Now every node labels; the others must converge while those sessions still hang.
+    let mut acked = Vec::new();
+    for (i, n) in net.nodes.iter().enumerate() {
+        for s in 0..4u8 {
+            let sample = annotation(key_of(&n.node.home.identity), 10 * i as u8 + s, 1).sample;
+            acked.push(n.label(sample, 1, Value::Label(2)).await);
+        }
+    }
+    acked.sort();
+    net.wait_for("the nodes to converge beside the silent peer", &acked)
+        .await;
+    assert_eq!(
+        stuck().await,
+        everyone,
+        "every node's session with the silent peer was still waiting when they converged"
+    );
+    task.abort();
+    net.stop().await;
+}
