@@ -110,6 +110,8 @@ pub enum DaemonError {
 #[derive(Clone)]
 struct AppState {
     node: Node,
+    // Signs labels; without the labels feature nothing reads it.
+    #[cfg_attr(not(feature = "labels"), allow(dead_code))]
     identity: Arc<Identity>,
     token: Arc<String>,
     host: Arc<Vec<String>>,

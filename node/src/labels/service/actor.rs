@@ -93,6 +93,9 @@ pub(super) struct LabelsActor {
     states: HashMap<StateKey, State>,
     tasks: JoinSet<Done>,
     in_session: HashSet<PeerId>,
+    /// Datasets whose candidate peers are being asked for (one request each at a time, so a
+    /// busy swarm actor cannot pile them up).
+    looking: HashSet<DatasetId>,
 }
 
 impl LabelsActor {
@@ -120,6 +123,7 @@ impl LabelsActor {
             states: HashMap::new(),
             tasks: JoinSet::new(),
             in_session: HashSet::new(),
+            looking: HashSet::new(),
         }
     }
 
@@ -402,6 +406,9 @@ impl LabelsActor {
             return;
         };
         for dataset in self.stores.keys().copied() {
+            if !self.looking.insert(dataset) {
+                continue;
+            }
             let node = node.clone();
             self.tasks.spawn(async move {
                 let peers = node
@@ -416,6 +423,7 @@ impl LabelsActor {
     fn on_done(&mut self, done: Done) {
         match done {
             Done::Candidates { dataset, peers } => {
+                self.looking.remove(&dataset);
                 let room = self
                     .config
                     .max_sessions
