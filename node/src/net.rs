@@ -209,6 +209,15 @@ impl Node {
         metrics::encode(&registry)
     }
 
+    /// Registers more series in the node's registry (those of the services beside it).
+    pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut registry)
+    }
+
     pub(crate) fn max_in_flight_per_provider(&self) -> usize {
         self.max_in_flight_per_provider
     }

@@ -225,6 +225,11 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
             2,
             "node {i} rejected both forged gossip messages"
         );
+        let metrics = n.node.node.encode_metrics();
+        assert!(
+            metrics.contains("swarmlabel_labels_gossip_rejected_total 2"),
+            "node {i}'s /metrics show the rejections"
+        );
     }
 
     // Sync: each forgery in a document of its own, synced with each node as an honest peer

@@ -13,8 +13,10 @@ mod actor;
 mod session;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 use swarmlabel_crdt::{Annotations, SignedAnnotation};
 use tokio::sync::{mpsc, oneshot};
@@ -103,34 +105,83 @@ pub struct Counters {
     pub sessions_failed: u64,
 }
 
+/// The counters, shared with the node's Prometheus registry (`swarmlabel_labels_*`).
 #[derive(Debug, Default)]
 struct Stats {
-    recorded: AtomicU64,
-    gossip_accepted: AtomicU64,
-    gossip_rejected: AtomicU64,
-    gossip_ignored: AtomicU64,
-    sync_refused: AtomicU64,
-    sync_applied: AtomicU64,
-    sessions_completed: AtomicU64,
-    sessions_failed: AtomicU64,
+    recorded: Counter,
+    gossip_accepted: Counter,
+    gossip_rejected: Counter,
+    gossip_ignored: Counter,
+    sync_refused: Counter,
+    sync_applied: Counter,
+    sessions_completed: Counter,
+    sessions_failed: Counter,
 }
 
 impl Stats {
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    fn bump(counter: &Counter) {
+        counter.inc();
     }
 
     fn snapshot(&self) -> Counters {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Counters {
-            recorded: get(&self.recorded),
-            gossip_accepted: get(&self.gossip_accepted),
-            gossip_rejected: get(&self.gossip_rejected),
-            gossip_ignored: get(&self.gossip_ignored),
-            sync_refused: get(&self.sync_refused),
-            sync_applied: get(&self.sync_applied),
-            sessions_completed: get(&self.sessions_completed),
-            sessions_failed: get(&self.sessions_failed),
+            recorded: self.recorded.get(),
+            gossip_accepted: self.gossip_accepted.get(),
+            gossip_rejected: self.gossip_rejected.get(),
+            gossip_ignored: self.gossip_ignored.get(),
+            sync_refused: self.sync_refused.get(),
+            sync_applied: self.sync_applied.get(),
+            sessions_completed: self.sessions_completed.get(),
+            sessions_failed: self.sessions_failed.get(),
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("swarmlabel_labels");
+        let series: [(&str, &str, &Counter); 8] = [
+            (
+                "recorded",
+                "Labels recorded on this node (durable)",
+                &self.recorded,
+            ),
+            (
+                "gossip_accepted",
+                "Label gossip messages accepted",
+                &self.gossip_accepted,
+            ),
+            (
+                "gossip_rejected",
+                "Label gossip messages rejected as invalid",
+                &self.gossip_rejected,
+            ),
+            (
+                "gossip_ignored",
+                "Label gossip messages ignored",
+                &self.gossip_ignored,
+            ),
+            (
+                "sync_refused",
+                "Label sync messages from peers refused by screening",
+                &self.sync_refused,
+            ),
+            (
+                "sync_applied",
+                "Label sync messages from peers that changed a shard",
+                &self.sync_applied,
+            ),
+            (
+                "sessions_completed",
+                "Anti-entropy sessions completed",
+                &self.sessions_completed,
+            ),
+            (
+                "sessions_failed",
+                "Anti-entropy sessions failed",
+                &self.sessions_failed,
+            ),
+        ];
+        for (name, help, counter) in series {
+            r.register(name, help, counter.clone());
         }
     }
 }
@@ -156,6 +207,9 @@ impl Labels {
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let stats = Arc::new(Stats::default());
+        if let Some(node) = &node {
+            node.with_registry(|r| stats.register(r));
+        }
         let seed = match config.seed {
             Some(s) => s,
             None => {
