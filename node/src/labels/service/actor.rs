@@ -96,6 +96,15 @@ pub(super) struct LabelsActor {
     /// Datasets whose candidate peers are being asked for (one request each at a time, so a
     /// busy swarm actor cannot pile them up).
     looking: HashSet<DatasetId>,
+    /// What each task is for, so that a task that panicked still frees its peer or dataset.
+    owners: HashMap<tokio::task::Id, Owner>,
+}
+
+/// What a task holds while it runs.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    Candidates(DatasetId),
+    Session(PeerId),
 }
 
 impl LabelsActor {
@@ -124,6 +133,7 @@ impl LabelsActor {
             tasks: JoinSet::new(),
             in_session: HashSet::new(),
             looking: HashSet::new(),
+            owners: HashMap::new(),
         }
     }
 
@@ -149,9 +159,13 @@ impl LabelsActor {
                     None => break,
                 },
                 Some(inbound) = self.inbound.recv() => self.on_inbound(inbound),
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    if let Ok(done) = done {
-                        self.on_done(done);
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    match done {
+                        Ok((id, done)) => {
+                            self.owners.remove(&id);
+                            self.on_done(done);
+                        }
+                        Err(e) => self.on_task_lost(e.id()),
                     }
                 }
                 _ = tick.tick(), if period.is_some() => self.start_round(),
@@ -410,13 +424,29 @@ impl LabelsActor {
                 continue;
             }
             let node = node.clone();
-            self.tasks.spawn(async move {
+            let task = self.tasks.spawn(async move {
                 let peers = node
                     .label_peers(node_id(&dataset))
                     .await
                     .unwrap_or_default();
                 Done::Candidates { dataset, peers }
             });
+            self.owners.insert(task.id(), Owner::Candidates(dataset));
+        }
+    }
+
+    /// A task panicked (a bug): free what it held so the peer or dataset is synced again.
+    fn on_task_lost(&mut self, id: tokio::task::Id) {
+        tracing::error!("a labels sync task panicked");
+        match self.owners.remove(&id) {
+            Some(Owner::Candidates(dataset)) => {
+                self.looking.remove(&dataset);
+            }
+            Some(Owner::Session(peer)) => {
+                self.in_session.remove(&peer);
+                Stats::bump(&self.stats.sessions_failed);
+            }
+            None => {}
         }
     }
 
@@ -443,12 +473,13 @@ impl LabelsActor {
                         self.config.max_steps_per_shard,
                     );
                     let timeout = self.config.session_timeout;
-                    self.tasks.spawn(async move {
+                    let task = self.tasks.spawn(async move {
                         let outcome = tokio::time::timeout(timeout, run)
                             .await
                             .unwrap_or(Err(session::Error::Timeout));
                         Done::Session { peer, outcome }
                     });
+                    self.owners.insert(task.id(), Owner::Session(peer));
                 }
             }
             Done::Session { peer, outcome } => {
