@@ -58,6 +58,7 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
         serve,
         join,
         api: args.api,
+        labels: swarmlabel_node::labels::Config::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

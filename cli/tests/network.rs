@@ -220,6 +220,46 @@ fn a_node_joins_a_dataset_by_id_alone_and_ends_with_a_verified_copy() {
         200
     );
 
+    // Labels travel between the daemons: each labels a sample through its API, and both end
+    // up listing both labels (gossip push, or anti-entropy if gossip missed it).
+    let samples: Vec<String> = ok(&owner, &["dataset", "export", &id, "--format", "jsonl"])
+        .lines()
+        .take(2)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["sample_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ok(&owner, &["label", &id, &samples[0], "3"]);
+    ok(&labeler, &["label", &id, &samples[1], "7"]);
+    let listed = |home: &Path| -> Vec<(String, String)> {
+        let list: serde_json::Value =
+            serde_json::from_str(&ok(home, &["labels", &id, "--json"])).unwrap();
+        let mut out: Vec<(String, String)> = list["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["sample"].as_str().unwrap().to_owned(),
+                    a["value"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let mut both = vec![
+        (samples[0].clone(), "3".to_owned()),
+        (samples[1].clone(), "7".to_owned()),
+    ];
+    both.sort();
+    wait_until("both daemons to list both labels", || {
+        listed(&owner) == both && listed(&labeler) == both
+    });
+
     drop(labeler_node);
     drop(owner_node);
     drop(boot);

@@ -79,6 +79,9 @@ pub struct Options {
     pub join: Vec<DatasetId>,
     /// Where the API listens (a loopback address; port 0 picks one).
     pub api: SocketAddr,
+    /// The labels service: sync and gossip of labels.
+    #[cfg(feature = "labels")]
+    pub labels: crate::labels::Config,
 }
 
 /// Why a daemon could not start.
@@ -107,12 +110,16 @@ pub enum DaemonError {
 #[derive(Clone)]
 struct AppState {
     node: Node,
+    // Signs labels; without the labels feature nothing reads it.
+    #[cfg_attr(not(feature = "labels"), allow(dead_code))]
     identity: Arc<Identity>,
     token: Arc<String>,
     host: Arc<Vec<String>>,
     joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
     #[cfg(feature = "labels")]
     books: labels::Books,
+    #[cfg(feature = "labels")]
+    labels: crate::labels::Labels,
 }
 
 /// A running daemon.
@@ -144,9 +151,33 @@ impl Daemon {
         for l in &listed {
             node.serve(l.id).await?;
         }
+        // Labels of every listed dataset are open from the start, so peers sync them with us
+        // whether or not anyone labels here.
+        #[cfg(feature = "labels")]
+        let labels = {
+            let labels = crate::labels::Labels::start(
+                home.clone(),
+                Some(node.clone()),
+                options.labels.clone(),
+            )
+            .await
+            .map_err(|e| net::NetError::Build(e.to_string()))?;
+            for l in &listed {
+                open_labels(&labels, &home, l.id)
+                    .await
+                    .map_err(net::NetError::Build)?;
+            }
+            labels
+        };
         let joins = Arc::new(Mutex::new(BTreeMap::new()));
+        let joiner = Joiner {
+            node: node.clone(),
+            joins: joins.clone(),
+            #[cfg(feature = "labels")]
+            labels: labels.clone(),
+        };
         for id in &options.join {
-            spawn_join(node.clone(), *id, joins.clone());
+            spawn_join(joiner.clone(), *id);
         }
 
         let listener = tokio::net::TcpListener::bind(options.api)
@@ -180,6 +211,8 @@ impl Daemon {
             joins,
             #[cfg(feature = "labels")]
             books: labels::Books::default(),
+            #[cfg(feature = "labels")]
+            labels: labels.clone(),
         };
         let app = router(state);
         let (stop_api, stopped) = oneshot::channel::<()>();
@@ -227,7 +260,36 @@ impl Daemon {
     }
 }
 
-fn spawn_join(node: Node, id: DatasetId, joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>) {
+/// Opens the labels of listed dataset `id` in the labels service.
+#[cfg(feature = "labels")]
+async fn open_labels(
+    labels: &crate::labels::Labels,
+    home: &Home,
+    id: DatasetId,
+) -> Result<(), String> {
+    let catalog = home.catalog();
+    let listed = tokio::task::spawn_blocking(move || catalog.get(&id))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let root = listed.root.root();
+    let dataset =
+        crate::labels::LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
+    labels.open(dataset).await.map_err(|e| e.to_string())
+}
+
+/// What joining a dataset needs: the node, where join states go and, with labels, the service
+/// that opens the dataset's labels once the dataset is served.
+#[derive(Clone)]
+struct Joiner {
+    node: Node,
+    joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
+    #[cfg(feature = "labels")]
+    labels: crate::labels::Labels,
+}
+
+fn spawn_join(joiner: Joiner, id: DatasetId) {
+    let Joiner { node, joins, .. } = joiner.clone();
     let set = move |joins: &Mutex<BTreeMap<DatasetId, JoinState>>, state| {
         joins
             .lock()
@@ -238,7 +300,14 @@ fn spawn_join(node: Node, id: DatasetId, joins: Arc<Mutex<BTreeMap<DatasetId, Jo
     tokio::spawn(async move {
         let state = match node.fetch(id, fetch::Options::default()).await {
             Ok(report) => match node.serve(id).await {
-                Ok(()) => JoinState::Done { report },
+                Ok(()) => {
+                    // Its labels sync from now on; a failure here leaves the dataset served.
+                    #[cfg(feature = "labels")]
+                    if let Err(error) = open_labels(&joiner.labels, node.home(), id).await {
+                        tracing::warn!(dataset = %id, %error, "cannot open the dataset's labels");
+                    }
+                    JoinState::Done { report }
+                }
                 Err(e) => JoinState::Failed {
                     error: e.to_string(),
                 },
@@ -385,7 +454,15 @@ async fn join(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     s.check(&headers)?;
     let id = parse_dataset(&body)?;
-    spawn_join(s.node.clone(), id, s.joins.clone());
+    spawn_join(
+        Joiner {
+            node: s.node.clone(),
+            joins: s.joins.clone(),
+            #[cfg(feature = "labels")]
+            labels: s.labels.clone(),
+        },
+        id,
+    );
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "dataset": id.to_string(), "state": "fetching" })),

@@ -9,6 +9,16 @@
 //! whole chunk before it and reports what was lost (the label was not acknowledged, so nothing
 //! acknowledged is lost). Shard files are compacted (rewritten as one full save, atomically) once
 //! they carry many incremental chunks.
+//!
+//! The stores of a running node belong to the labels [`service`]: one actor that both the local
+//! API and the network (sync, gossip) feed, so that every label, local or from a peer, is made
+//! durable the same way.
+
+pub mod gossip;
+pub mod plan;
+pub mod service;
+
+pub use service::{Config, Counters, Labels, LabelsError};
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};

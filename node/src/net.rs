@@ -11,8 +11,10 @@ pub mod announce;
 pub mod behaviour;
 pub mod blob;
 pub mod fetch;
+pub mod labels;
 pub mod metrics;
 pub mod schedule;
+pub mod sync;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,6 +123,9 @@ pub enum NetError {
     /// Serving a dataset failed.
     #[error(transparent)]
     Catalog(#[from] crate::dataset::CatalogError),
+    /// A gossip message could not be published (often: no peer subscribed to its topic yet).
+    #[error("cannot publish on gossip: {0}")]
+    Publish(String),
 }
 
 /// Why a blob request failed.
@@ -202,6 +207,15 @@ impl Node {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         metrics::encode(&registry)
+    }
+
+    /// Registers more series in the node's registry (those of the services beside it).
+    pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut registry)
     }
 
     pub(crate) fn max_in_flight_per_provider(&self) -> usize {
@@ -294,6 +308,69 @@ impl Node {
     /// Bans `peer`: closes its connections and refuses new ones.
     pub async fn ban(&self, peer: PeerId) -> Result<(), NetError> {
         self.call(|reply| actor::Command::Ban { peer, reply }).await
+    }
+
+    /// Lifts a ban: `peer` may connect again (nothing is dialled).
+    pub async fn unban(&self, peer: PeerId) -> Result<(), NetError> {
+        self.call(|reply| actor::Command::Unban { peer, reply })
+            .await
+    }
+
+    /// Hands label sync requests and label gossip to `inbox` from now on (the labels service;
+    /// see [`labels::Inbound`]). Until then they are answered as for a dataset not held.
+    pub async fn attach_labels(
+        &self,
+        inbox: mpsc::Sender<labels::Inbound>,
+    ) -> Result<(), NetError> {
+        self.call(|reply| actor::Command::Labels(actor::LabelsCommand::Attach { inbox, reply }))
+            .await
+    }
+
+    /// Subscribes to the label topic of `dataset`.
+    pub async fn subscribe_labels(&self, dataset: DatasetId) -> Result<(), NetError> {
+        self.call(|reply| {
+            actor::Command::Labels(actor::LabelsCommand::Subscribe { dataset, reply })
+        })
+        .await?
+    }
+
+    /// Publishes `data` on the label topic of `dataset`.
+    pub async fn publish_labels(&self, dataset: DatasetId, data: Vec<u8>) -> Result<(), NetError> {
+        self.call(|reply| {
+            actor::Command::Labels(actor::LabelsCommand::Publish {
+                dataset,
+                data,
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// Connected peers subscribed to the label topic of `dataset` (they hold its labels).
+    pub async fn label_peers(&self, dataset: DatasetId) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| {
+            actor::Command::Labels(actor::LabelsCommand::TopicPeers { dataset, reply })
+        })
+        .await
+    }
+
+    /// Sends a label sync request to `peer` and awaits the response (bounded by the sync
+    /// request timeout of [`behaviour::Limits`]).
+    pub async fn sync_request(
+        &self,
+        peer: PeerId,
+        request: sync::Request,
+    ) -> Result<sync::Response, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(actor::Command::Labels(actor::LabelsCommand::Request {
+                peer,
+                request,
+                reply,
+            }))
+            .await
+            .map_err(|_| RequestError::Stopped)?;
+        rx.await.map_err(|_| RequestError::Stopped)?
     }
 
     /// Closes every connection to `peer` (it may reconnect).

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod labels;
 pub mod network;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,6 @@
-//! The labels part of the API: record a signed label, list a dataset's labels.
+//! The labels part of the API: record a signed label, list a dataset's labels. The stores belong
+//! to the node's labels service ([`crate::labels::Labels`]), which the network feeds too; the API
+//! keeps only what validating a request needs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -11,19 +13,18 @@ use swarmlabel_crdt::{Annotation, AnnotatorKey, RecordError, SampleId, SignedAnn
 
 use super::{ApiError, AppState};
 use crate::dataset::DatasetId;
-use crate::labels::{LabelStore, LabelStoreError};
+use crate::labels::{LabelStore, LabelStoreError, LabelsError};
 use crate::store::BlobId;
 
-/// A dataset's open label store with what validating a label needs.
+/// What validating a label of a dataset needs: its label set and sample ids.
 #[derive(Debug)]
 pub(crate) struct Book {
-    store: LabelStore,
     labels: Vec<String>,
     samples: HashSet<BlobId>,
 }
 
-/// The label stores of the datasets in the home, opened on first use.
-pub(crate) type Books = Arc<Mutex<HashMap<DatasetId, Book>>>;
+/// The books of the datasets in the home, read on first use.
+pub(crate) type Books = Arc<Mutex<HashMap<DatasetId, Arc<Book>>>>;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct LabelBody {
@@ -48,14 +49,15 @@ fn bad(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError(status, message.into())
 }
 
-fn open_book(s: &AppState, id: DatasetId) -> Result<(), ApiError> {
+/// The book of `id` and its crdt view, read from the catalog on first use (blocking).
+fn open_book(
+    s: &AppState,
+    id: DatasetId,
+) -> Result<(Arc<Book>, swarmlabel_crdt::Dataset), ApiError> {
     let mut books = s
         .books
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if books.contains_key(&id) {
-        return Ok(());
-    }
     let home = s.node.home();
     let catalog = home.catalog();
     let listed = catalog.get(&id).map_err(|_| {
@@ -73,20 +75,30 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(), ApiError> {
         samples.extend(page.samples.iter().map(|e| e.id));
     }
     let dataset = LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
-    let (store, recovery) = LabelStore::open(home, dataset)
-        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    for damaged in &recovery.damaged {
-        tracing::warn!(dataset = %id, "{damaged}");
-    }
-    books.insert(
-        id,
-        Book {
-            store,
-            labels: root.labels.clone(),
-            samples,
-        },
-    );
-    Ok(())
+    let book = books
+        .entry(id)
+        .or_insert_with(|| {
+            Arc::new(Book {
+                labels: root.labels.clone(),
+                samples,
+            })
+        })
+        .clone();
+    Ok((book, dataset))
+}
+
+/// The book of `id`, with its labels open in the labels service.
+async fn book(s: &AppState, id: DatasetId) -> Result<Arc<Book>, ApiError> {
+    let state = s.clone();
+    let (book, dataset) = tokio::task::spawn_blocking(move || open_book(&state, id))
+        .await
+        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    s.labels.open(dataset).await.map_err(labels_error)?;
+    Ok(book)
+}
+
+fn labels_error(e: LabelsError) -> ApiError {
+    bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 fn parse_id(text: &str) -> Result<DatasetId, ApiError> {
@@ -106,28 +118,13 @@ pub(crate) async fn record(
 ) -> Result<Json<LabelView>, ApiError> {
     s.check(&headers)?;
     let id = parse_id(&id)?;
-    let state = s.clone();
-    tokio::task::spawn_blocking(move || record_blocking(&state, id, body))
-        .await
-        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map(Json)
-}
-
-fn record_blocking(s: &AppState, id: DatasetId, body: LabelBody) -> Result<LabelView, ApiError> {
-    open_book(s, id)?;
+    let book = book(&s, id).await?;
     let sample: BlobId = body.sample.trim().parse().map_err(|_| {
         bad(
             StatusCode::BAD_REQUEST,
             format!("'{}' is not a sample id (64 hex characters)", body.sample),
         )
     })?;
-    let mut books = s
-        .books
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let book = books
-        .get_mut(&id)
-        .ok_or_else(|| bad(StatusCode::INTERNAL_SERVER_ERROR, "the label store closed"))?;
     if !book.samples.contains(&sample) {
         return Err(bad(
             StatusCode::NOT_FOUND,
@@ -171,22 +168,25 @@ fn record_blocking(s: &AppState, id: DatasetId, body: LabelBody) -> Result<Label
         };
         let signed = SignedAnnotation::sign(annotation, identity.as_ref())
             .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        match book.store.record(&signed) {
+        match s.labels.record(signed).await {
             Ok(()) => break,
             // Two labels of one sample in the same millisecond (or a clock step back): the new
             // one must still replace the old, so it takes the next millisecond.
-            Err(LabelStoreError::Record(RecordError::NotNewer { existing_ms, .. })) => {
+            Err(LabelsError::Store(LabelStoreError::Record(RecordError::NotNewer {
+                existing_ms,
+                ..
+            }))) => {
                 time_ms = existing_ms + 1;
             }
-            Err(e) => return Err(bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            Err(e) => return Err(labels_error(e)),
         }
     }
-    Ok(LabelView {
+    Ok(Json(LabelView {
         sample: sample.to_hex(),
         annotator: identity.public_key().to_hex(),
         value: value_text(value, &book.labels),
         time_ms,
-    })
+    }))
 }
 
 fn value_text(value: Value, labels: &[String]) -> String {
@@ -207,39 +207,30 @@ pub(crate) async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.check(&headers)?;
     let id = parse_id(&id)?;
-    let state = s.clone();
-    tokio::task::spawn_blocking(move || {
-        open_book(&state, id)?;
-        let mut books = state
-            .books
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let book = books
-            .get_mut(&id)
-            .ok_or_else(|| bad(StatusCode::INTERNAL_SERVER_ERROR, "the label store closed"))?;
-        let read = book.store.read();
-        let views: Vec<LabelView> = read
-            .annotations
-            .iter()
-            .map(|a| {
-                let a = a.annotation();
-                LabelView {
-                    sample: hex::encode(a.sample.0),
-                    annotator: hex::encode(a.annotator.0),
-                    value: value_text(a.value, &book.labels),
-                    time_ms: a.time_ms,
-                }
-            })
-            .collect();
-        Ok(serde_json::json!({
-            "dataset": id.to_string(),
-            "labels": book.labels,
-            "annotations": views,
-            "rejected": format!("{:?}", read.rejected),
-            "conflicted_slots": read.conflicted_slots,
-        }))
-    })
-    .await
-    .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map(Json)
+    let book = book(&s, id).await?;
+    let read = s
+        .labels
+        .read(swarmlabel_crdt::DatasetId(id.0.0))
+        .await
+        .map_err(labels_error)?;
+    let views: Vec<LabelView> = read
+        .annotations
+        .iter()
+        .map(|a| {
+            let a = a.annotation();
+            LabelView {
+                sample: hex::encode(a.sample.0),
+                annotator: hex::encode(a.annotator.0),
+                value: value_text(a.value, &book.labels),
+                time_ms: a.time_ms,
+            }
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "dataset": id.to_string(),
+        "labels": book.labels,
+        "annotations": views,
+        "rejected": format!("{:?}", read.rejected),
+        "conflicted_slots": read.conflicted_slots,
+    })))
 }

@@ -15,6 +15,10 @@ use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, noise, tcp, yam
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
+mod labels;
+
+pub(crate) use labels::LabelsCommand;
+
 use super::announce::{self, Announcement};
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::blob::{Request, Response};
@@ -144,10 +148,15 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: oneshot::Sender<()>,
     },
+    Unban {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
     Disconnect {
         peer: PeerId,
         reply: oneshot::Sender<()>,
     },
+    Labels(LabelsCommand),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Known(oneshot::Sender<Vec<KnownDataset>>),
     Status(oneshot::Sender<Status>),
@@ -159,6 +168,16 @@ enum Internal {
     BlobRead {
         channel: ResponseChannel<Response>,
         response: Response,
+    },
+    SyncAnswer {
+        peer: PeerId,
+        channel: ResponseChannel<super::sync::Response>,
+        response: super::sync::Response,
+    },
+    Verdict {
+        source: PeerId,
+        id: gossipsub::MessageId,
+        verdict: super::labels::Verdict,
     },
 }
 
@@ -198,6 +217,7 @@ struct NodeActor {
     bootstrap: Vec<Multiaddr>,
     redial_interval: Duration,
     announce_due: bool,
+    labels: labels::LabelsGlue,
 }
 
 /// Builds the swarm, starts listening, and spawns the actor. Returns once every listen address
@@ -314,6 +334,7 @@ pub(crate) async fn spawn(
         bootstrap: config.bootstrap.clone(),
         redial_interval: config.redial_interval,
         announce_due: false,
+        labels: labels::LabelsGlue::default(),
     };
     tokio::spawn(actor.run());
     Ok((tx, peer_id))
@@ -456,6 +477,12 @@ impl NodeActor {
                 self.metrics.peers_banned.inc();
                 let _ = reply.send(());
             }
+            Command::Unban { peer, reply } => {
+                self.banned.remove(&peer);
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                let _ = reply.send(());
+            }
+            Command::Labels(command) => self.on_labels_command(command),
             Command::Disconnect { peer, reply } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(());
@@ -533,6 +560,16 @@ impl NodeActor {
                     .blob
                     .send_response(channel, response);
             }
+            Internal::SyncAnswer {
+                peer,
+                channel,
+                response,
+            } => self.on_sync_answer(peer, channel, response),
+            Internal::Verdict {
+                source,
+                id,
+                verdict,
+            } => self.on_verdict(source, id, verdict),
         }
     }
 
@@ -688,6 +725,7 @@ impl NodeActor {
                 }
             }
             BehaviourEvent::Blob(event) => self.on_blob_event(event),
+            BehaviourEvent::Sync(event) => self.on_sync_event(event),
             BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
             BehaviourEvent::Dcutr(event) => self.libp2p_metrics.record(&event),
             _ => {}
@@ -744,6 +782,10 @@ impl NodeActor {
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        if let Some(dataset) = super::labels::dataset_of_topic(message.topic.as_str()) {
+            self.on_label_gossip(source, id, dataset, message.data);
+            return;
+        }
         let acceptance = match (message.source, Announcement::decode(&message.data)) {
             (Some(author), Ok(announcement)) if message.topic == self.announce_topic.hash() => {
                 let dataset = announcement.dataset();

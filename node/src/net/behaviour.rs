@@ -11,7 +11,7 @@ use libp2p::{
     ping, relay, request_response,
 };
 
-use super::{announce, blob};
+use super::{announce, blob, sync};
 
 /// Our Kademlia protocol (not the IPFS DHT: our records mean other things).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmlabel/kad/1.0.0");
@@ -33,6 +33,10 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Concurrent streams of the blob protocol per connection.
     pub max_blob_streams: usize,
+    /// How long one label sync request may take (a shard's first sync carries its document).
+    pub sync_request_timeout: Duration,
+    /// Concurrent streams of the label sync protocol per connection.
+    pub max_sync_streams: usize,
 }
 
 impl Default for Limits {
@@ -43,6 +47,8 @@ impl Default for Limits {
             max_pending_incoming: 256,
             request_timeout: Duration::from_secs(60),
             max_blob_streams: 256,
+            sync_request_timeout: Duration::from_secs(30),
+            max_sync_streams: 8,
         }
     }
 }
@@ -110,10 +116,12 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Kademlia: dataset providers.
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
-    /// Gossipsub: dataset announcements (and, later, labels and models).
+    /// Gossipsub: dataset announcements and labels (and, later, models).
     pub gossipsub: gossipsub::Behaviour,
     /// The blob protocol.
     pub blob: request_response::Behaviour<blob::Codec>,
+    /// The label sync protocol.
+    pub sync: request_response::Behaviour<sync::Codec>,
     /// AutoNAT: learns whether our addresses are reachable.
     pub autonat: autonat::Behaviour,
     /// Relay client, for peers behind NAT.
@@ -139,6 +147,13 @@ impl Behaviour {
                 .with_request_timeout(limits.request_timeout)
                 .with_max_concurrent_streams(limits.max_blob_streams),
         );
+        let sync = request_response::Behaviour::with_codec(
+            sync::Codec,
+            [(sync::PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(limits.sync_request_timeout)
+                .with_max_concurrent_streams(limits.max_sync_streams),
+        );
         Self {
             limits: connection_limits(limits),
             blocked: allow_block_list::Behaviour::default(),
@@ -147,6 +162,7 @@ impl Behaviour {
             kad: kad(key),
             gossipsub: gossipsub(key),
             blob,
+            sync,
             autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer),
