@@ -14,6 +14,8 @@ use crate::dataset::DatasetId;
 use crate::labels::{LabelStore, LabelStoreError};
 use crate::store::BlobId;
 
+pub(super) mod consensus;
+
 /// A dataset's open label store with what validating a label needs.
 #[derive(Debug)]
 pub(crate) struct Book {
