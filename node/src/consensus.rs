@@ -90,8 +90,10 @@ pub struct Summary {
 /// Counts, agreement and annotators of a dataset's annotations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
-    /// The consensus method the counts of consensus labels refer to.
+    /// The consensus method used (see [`Stats::note`] when it is not the one asked for).
     pub method: Method,
+    /// Why the method asked for could not be used, when it could not.
+    pub note: Option<String>,
     /// The label set.
     pub labels: Vec<String>,
     /// How much there is.
@@ -193,7 +195,7 @@ pub struct AnnotatorStats {
     /// Unsure answers.
     pub unsure: u64,
     /// Dawid–Skene's probability that this annotator's answer is the true label; `None` without
-    /// votes.
+    /// votes, or when nothing tells skill from truth (see [`summarise`]).
     pub reliability: Option<f64>,
     /// Share of the annotator's votes on samples with a consensus label that match it.
     pub agrees_with_consensus: Option<f64>,
@@ -230,9 +232,19 @@ struct Tally {
     unsure: u32,
 }
 
+/// Why Dawid–Skene is not used when nothing tells an annotator's skill from the truth.
+pub const UNANCHORED: &str = "Dawid-Skene needs a sample labelled by two annotators or a gold \
+    label to tell an annotator's skill from the truth, and there is none yet; the consensus is \
+    majority vote and reliability is not estimated";
+
 /// Summarises a dataset's validated annotations. `labels` is the label set the annotations were
 /// validated against; `gold` holds the manifest's gold labels (indices into `labels`; others are
 /// ignored). Deterministic: the same inputs give the same summary.
+///
+/// When no sample has votes from two annotators and no labelled sample has a gold label (a lone
+/// annotator), Dawid–Skene cannot be fitted meaningfully: EM then drifts towards a "garbage"
+/// class and its confidences mean nothing. The consensus is then majority vote, every
+/// reliability is `None` and [`Stats::note`] says why ([`UNANCHORED`]).
 pub fn summarise(
     read: &Annotations,
     labels: &[String],
@@ -253,6 +265,17 @@ pub fn summarise(
         .filter(|&(_, g)| g < classes)
         .collect();
     let fit = aggregate::dawid_skene(&votes, &gold_items, aggregate::Config::default());
+    let k = usize::from(classes).max(1);
+    let anchored = !gold_items.is_empty()
+        || votes
+            .counts()
+            .chunks(k)
+            .any(|row| row.iter().sum::<u32>() >= 2);
+    let (method, note) = if anchored || votes.items() == 0 {
+        (method, None)
+    } else {
+        (Method::Majority, Some(UNANCHORED.to_owned()))
+    };
     let label_name = |l: u16| labels[usize::from(l)].clone();
 
     // The consensus of every item with votes, as (label, confidence, tied labels).
@@ -347,7 +370,10 @@ pub fn summarise(
                 votes: u64::from(tally.votes),
                 skips: u64::from(tally.skips),
                 unsure: u64::from(tally.unsure),
-                reliability: rater_of.get(key).map(|&j| fit.reliability(j)),
+                reliability: rater_of
+                    .get(key)
+                    .filter(|_| anchored)
+                    .map(|&j| fit.reliability(j)),
                 agrees_with_consensus: share(*agreeing, *with_consensus),
                 gold_votes: *gold_votes,
                 gold_accuracy: share(*gold_right, *gold_votes),
@@ -386,6 +412,7 @@ pub fn summarise(
     Ok(Summary {
         stats: Stats {
             method,
+            note,
             labels: labels.to_vec(),
             counts,
             agreement,

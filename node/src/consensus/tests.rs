@@ -366,3 +366,35 @@ fn simulated_annotators_dawid_skene_beats_majority_and_ranks_them_by_true_accura
         assert!((got - want).abs() < 0.08, "estimated {got:.3}, true {want}");
     }
 }
+
+#[test]
+fn a_lone_annotator_without_gold_gets_majority_and_no_reliability_with_the_reason() {
+    // Dawid–Skene on one annotator drifts to a garbage class (its confidence falls to ~0.6 over
+    // the iterations), so it must not be used.
+    let names = labels(&["a", "b", "c"]);
+    let lone = read(vec![
+        annotation(1, 1, CAT),
+        annotation(1, 2, DOG),
+        annotation(1, 3, CAT),
+    ]);
+    let summary = summarise(&lone, &names, &HashMap::new(), Method::DawidSkene).unwrap();
+    assert_eq!(summary.stats.method, Method::Majority);
+    assert_eq!(summary.stats.note.as_deref(), Some(UNANCHORED));
+    assert_eq!(summary.stats.annotators[0].reliability, None);
+    assert_eq!(
+        summary.samples,
+        [
+            row(1, Some("a"), Some(1.0), (1, 0, 0), &[]),
+            row(2, Some("b"), Some(1.0), (1, 0, 0), &[]),
+            row(3, Some("a"), Some(1.0), (1, 0, 0), &[]),
+        ]
+    );
+
+    // A gold label anchors it: Dawid–Skene is used, and the gold sample is certain.
+    let gold = HashMap::from([(sample(1), 0)]);
+    let anchored = summarise(&lone, &names, &gold, Method::DawidSkene).unwrap();
+    assert_eq!(anchored.stats.method, Method::DawidSkene);
+    assert_eq!(anchored.stats.note, None);
+    assert!(anchored.stats.annotators[0].reliability.is_some());
+    assert_eq!(anchored.samples[0].confidence, Some(1.0));
+}

@@ -128,6 +128,7 @@ async fn stats(
 pub(crate) struct ConsensusView {
     dataset: String,
     method: Method,
+    note: Option<String>,
     samples: Vec<SampleConsensus>,
 }
 
@@ -139,10 +140,12 @@ async fn consensus(
 ) -> Result<Json<ConsensusView>, ApiError> {
     let method = query.method()?;
     with_snapshot(s, &headers, &id, move |id, snapshot| {
+        let summary = summarise(&snapshot, method)?;
         Ok(ConsensusView {
             dataset: id.to_string(),
-            method,
-            samples: summarise(&snapshot, method)?.samples,
+            method: summary.stats.method,
+            note: summary.stats.note,
+            samples: summary.samples,
         })
     })
     .await
