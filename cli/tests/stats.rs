@@ -1,6 +1,7 @@
 //! `swarmlabel labels --stats` and `swarmlabel export` against a running daemon: what one
-//! annotator's labels add up to, exactly, and raw annotations whose signatures check.
-//! (One daemon signs with one key; several annotators are covered by `node::consensus`'s tests.)
+//! annotator's labels add up to, exactly, and raw annotations whose signatures check; then
+//! several annotators, whose labels are written into the home's label store before the daemon
+//! starts (one daemon signs with one key, and sync between nodes is not here yet).
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -8,9 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use ed25519_dalek::SigningKey;
 use serde_json::{Value as Json, json};
 use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, SignedAnnotation, Value};
 use swarmlabel_node::consensus::UNANCHORED;
+use swarmlabel_node::labels::LabelStore;
 
 #[path = "support/process.rs"]
 mod process;
@@ -388,4 +391,181 @@ fn stats_and_exports_are_exact_and_raw_signatures_verify() {
     let bad_method = fails(&home, &["labels", &plain, "--method", "majority"]);
     assert!(bad_method.contains("--stats"), "{bad_method}");
     drop(daemon);
+}
+
+/// The annotation a raw CSV row describes (`labels` names the label indices).
+fn annotation_of(dataset: &str, row: &[&str], labels: &[&str]) -> SignedAnnotation {
+    let bytes = |h: &str| -> [u8; 32] { hex::decode(h).unwrap().try_into().unwrap() };
+    let value = match row[3] {
+        "label" => Value::Label(labels.iter().position(|l| *l == row[4]).unwrap() as u16),
+        "skip" => Value::Skip,
+        _ => Value::Unsure,
+    };
+    let annotation = Annotation {
+        dataset: DatasetId(bytes(dataset)),
+        sample: SampleId(bytes(row[0])),
+        annotator: AnnotatorKey(bytes(row[1])),
+        time_ms: row[2].parse().unwrap(),
+        value,
+        suggestion: None,
+    };
+    SignedAnnotation::from_parts(annotation, hex::decode(row[7]).unwrap().try_into().unwrap())
+}
+
+/// Three annotators' labels written into the home's label store (as sync will deliver them) and
+/// one by the node itself through the API: the daemon aggregates all four.
+#[test]
+fn several_annotators_in_the_store_are_aggregated_by_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&home, &["init"]);
+    let (id, s) = create(&home, dir.path(), "pets", "x,y\n0,1\n1,2\n2,3\n3,4\n4,5\n");
+    let keys: Vec<SigningKey> = (1..=3u8)
+        .map(|n| SigningKey::from_bytes(&[n; 32]))
+        .collect();
+    let hex_key = |k: &SigningKey| hex::encode(k.verifying_key().to_bytes());
+    {
+        let node_home = swarmlabel_node::Home::open(&home).unwrap();
+        let dataset = LabelStore::crdt_dataset(&id.parse().unwrap(), 3, 5);
+        let (mut store, _) = LabelStore::open(&node_home, dataset).unwrap();
+        let (a, b, c) = (Value::Label(0), Value::Label(1), Value::Label(2));
+        // Worked out by hand in node::consensus's tests (cat = a, dog = b, bird = c).
+        for (annotator, sample, value) in [
+            (0, 0, a),
+            (1, 0, a),
+            (2, 0, b),
+            (0, 1, b),
+            (1, 1, b),
+            (2, 1, b),
+            (0, 2, a),
+            (1, 2, b),
+            (0, 3, Value::Skip),
+            (1, 3, Value::Unsure),
+            (0, 4, c),
+            (2, 4, Value::Skip),
+        ] {
+            let key: &SigningKey = &keys[annotator];
+            let annotation = Annotation {
+                dataset: dataset.id,
+                sample: SampleId(hex::decode(&s[sample]).unwrap().try_into().unwrap()),
+                annotator: AnnotatorKey(key.verifying_key().to_bytes()),
+                time_ms: 1_000,
+                value,
+                suggestion: None,
+            };
+            store
+                .record(&SignedAnnotation::sign(annotation, key).unwrap())
+                .unwrap();
+        }
+    }
+    let _daemon = Process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_swarmlabel"))
+            .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .env("SWARMLABEL_HOME", &home),
+    );
+    _daemon.line("api: ");
+    // The node's own annotator agrees with the others on sample 1.
+    ok(&home, &["label", &id, &s[1], "b"]);
+    let me = json(&ok(&home, &["id", "--json"]))["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let stats = json(&ok(
+        &home,
+        &["labels", &id, "--stats", "--json", "--method", "majority"],
+    ));
+    assert_eq!(stats["method"], json!("majority"));
+    assert_eq!(stats["note"], json!(null));
+    let counts = &stats["counts"];
+    assert_eq!(
+        [
+            "samples_annotated",
+            "samples_labelled",
+            "samples_with_consensus",
+            "annotations",
+            "votes",
+            "skips",
+            "unsure",
+            "annotators"
+        ]
+        .map(|f| counts[f].as_u64().unwrap()),
+        [5, 4, 3, 13, 10, 2, 1, 4]
+    );
+    // Coincidences of the samples with two or more votes (sample 1 now has 4 votes for b, each
+    // pair weighted 1/3): a-a 1, a-b 2, b-a 2, b-b 4; n_a = 3, n_b = 6, n = 9;
+    // alpha = 1 - (n - 1) * 4 / (2 * 3 * 6) = 1/9.
+    let alpha = stats["agreement"]["krippendorff_alpha"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!((alpha - 1.0 / 9.0).abs() < 1e-9, "alpha {alpha}");
+    let kappa = &stats["agreement"]["fleiss_kappa"];
+    assert_eq!(kappa["value"], json!(null));
+    assert!(
+        kappa["unavailable"]
+            .as_str()
+            .unwrap()
+            .starts_with("Fleiss' kappa needs the same number of votes on every sample"),
+        "{kappa}"
+    );
+    let ranked: Vec<&str> = stats["annotators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["annotator"].as_str().unwrap())
+        .collect();
+    assert_eq!(ranked.len(), 4);
+    assert_eq!(ranked[3], hex_key(&keys[2]), "the dissenter is ranked last");
+    let of = |key: &str| {
+        stats["annotators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["annotator"] == json!(key))
+            .unwrap()
+            .clone()
+    };
+    let agrees = |key: &str| of(key)["agrees_with_consensus"].as_f64().unwrap();
+    assert_eq!(agrees(&hex_key(&keys[0])), 1.0);
+    assert_eq!(agrees(&hex_key(&keys[2])), 0.5);
+    assert_eq!(of(&me)["votes"], json!(1));
+
+    let rows: BTreeMap<&String, &str> = [
+        (&s[0], "a,0.6667,3,0,0"),
+        (&s[1], "b,1,4,0,0"),
+        (&s[2], ",,2,0,0"),
+        (&s[3], ",,0,1,1"),
+        (&s[4], "c,1,1,1,0"),
+    ]
+    .into_iter()
+    .collect();
+    let expected: Vec<String> = rows.iter().map(|(s, r)| format!("{s},{r}")).collect();
+    assert_eq!(
+        ok(
+            &home,
+            &["export", &id, "--format", "csv", "--method", "majority"]
+        ),
+        format!(
+            "sample_id,label,confidence,votes,skips,unsure\n{}\n",
+            expected.join("\n")
+        )
+    );
+
+    // Every raw annotation, from all four annotators, carries a signature that verifies.
+    let raw = ok(&home, &["export", &id, "--format", "csv", "--raw"]);
+    let raw_rows: Vec<Vec<&str>> = raw
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(raw_rows.len(), 13);
+    let mut annotators = std::collections::BTreeSet::new();
+    for row in &raw_rows {
+        assert!(
+            annotation_of(&id, row, &["a", "b", "c"]).verify(),
+            "{row:?}"
+        );
+        annotators.insert(row[1]);
+    }
+    assert_eq!(annotators.len(), 4);
 }
