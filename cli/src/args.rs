@@ -109,14 +109,53 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List a dataset's labels from everyone, as the running node holds them.
+    /// List a dataset's labels from everyone, as the running node holds them; with --stats,
+    /// what they add up to.
+    ///
+    /// --stats prints counts (samples labelled, annotations, votes, skips, unsure, annotators,
+    /// ignored annotations by reason), agreement between annotators (Krippendorff's alpha, and
+    /// Fleiss' kappa when every sample has the same number of votes; each says why when it is not
+    /// defined) and the annotators ranked by reliability: Dawid-Skene's estimate of the chance
+    /// that their answer is right, anchored by the dataset's gold labels where it has them.
+    /// Skip and unsure are not votes.
+    ///
+    /// Examples: swarmlabel labels ID
+    ///           swarmlabel labels ID --stats
+    ///           swarmlabel labels ID --stats --json --method majority
+    #[command(verbatim_doc_comment)]
     Labels {
-        /// The dataset id.
+        /// The dataset id or a unique prefix.
         id: String,
+        /// Show counts, agreement and annotators instead of the labels.
+        #[arg(long)]
+        stats: bool,
+        /// How consensus labels are chosen for the counts of --stats (see `swarmlabel export`).
+        #[arg(long, value_enum, default_value_t = ConsensusMethod::DawidSkene, requires = "stats")]
+        method: ConsensusMethod,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Write a dataset's consensus labels (or, with --raw, every signed annotation) as CSV or
+    /// JSONL, from the running node.
+    ///
+    /// Consensus: one row per annotated sample: sample_id, label (empty when there is no
+    /// consensus: only skips/unsure, or a majority tie), confidence, votes, skips, unsure.
+    /// With the default method, dawid-skene, each annotator's votes are weighted by how reliable
+    /// they proved (on gold labels where the dataset has them, and against each other), and the
+    /// confidence is the probability of the label. With --method majority the label needs
+    /// strictly the most votes, and the confidence is its share of the votes. While no sample has
+    /// two annotators' votes and none has a gold label (one volunteer so far), Dawid-Skene cannot
+    /// tell skill from truth: majority vote is used, and a note says so.
+    ///
+    /// --raw: one row per signed annotation: sample_id, annotator (public key), time_ms, kind
+    /// (label, skip or unsure), label, suggestion, suggestion_confidence, signature (hex). Anyone
+    /// can check each signature against the annotator's key.
+    ///
+    /// Examples: swarmlabel export ID --format csv --out labels.csv
+    ///           swarmlabel export ID --format jsonl --raw > annotations.jsonl
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
     /// Ask the running node to fetch a dataset and then serve it (in the background; see
     /// `swarmlabel status`).
     Join {
@@ -219,6 +258,34 @@ pub(crate) enum DatasetCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The dataset id or a unique prefix.
+    pub(crate) id: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub(crate) format: ExportFormat,
+    /// Write every signed annotation instead of the consensus labels.
+    #[arg(long)]
+    pub(crate) raw: bool,
+    /// How consensus labels are chosen.
+    #[arg(long, value_enum, default_value_t = ConsensusMethod::DawidSkene, conflicts_with = "raw")]
+    pub(crate) method: ConsensusMethod,
+    /// Write to FILE instead of standard output (complete or not at all: written to a temporary
+    /// file that is renamed when done).
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+/// How a consensus label is chosen.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ConsensusMethod {
+    /// Dawid-Skene: votes weighted by each annotator's estimated reliability.
+    DawidSkene,
+    /// Majority vote: strictly the most votes; a tie gives no label.
+    Majority,
 }
 
 #[derive(Debug, Args)]

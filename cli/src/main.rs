@@ -4,6 +4,7 @@
 mod args;
 mod client;
 mod dataset;
+mod labels;
 mod progress;
 mod run;
 
@@ -191,7 +192,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
-        Command::Labels { id, json } => {
+        Command::Labels {
+            id,
+            stats: true,
+            method,
+            json,
+        } => labels::stats(&home_path, &id, method, json),
+        Command::Export(args) => labels::export(&home_path, args, cli.quiet),
+        Command::Labels { id, json, .. } => {
             let home = open(&home_path)?;
             let client = client::Client::connect(&home)?;
             let id = home

@@ -331,6 +331,8 @@ fn router(state: AppState) -> Router {
     );
     #[cfg(not(feature = "labels"))]
     let router = Router::new();
+    #[cfg(feature = "labels")]
+    let router = labels::consensus::routes(router);
     router
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "labels")]
+pub mod consensus;
 pub mod daemon;
 pub mod dataset;
 pub mod home;

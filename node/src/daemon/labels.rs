@@ -16,6 +16,8 @@ use crate::dataset::DatasetId;
 use crate::labels::{LabelStore, LabelStoreError, LabelsError};
 use crate::store::BlobId;
 
+pub(super) mod consensus;
+
 /// What validating a label of a dataset needs: its label set and sample ids.
 #[derive(Debug)]
 pub(crate) struct Book {

@@ -1,0 +1,221 @@
+//! `swarmlabel labels --stats` and `swarmlabel export`: what a dataset's labels add up to, from
+//! the running node. The numbers and the file formats are `swarmlabel_node::consensus`'s.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use swarmlabel_node::consensus::export::{self, Format, RawAnnotation};
+use swarmlabel_node::consensus::{Coefficient, SampleConsensus, Stats};
+
+use crate::args::{ConsensusMethod, ExportArgs, ExportFormat};
+use crate::client::Client;
+use crate::{Outcome, open};
+
+fn method_name(method: ConsensusMethod) -> &'static str {
+    match method {
+        ConsensusMethod::DawidSkene => "dawid-skene",
+        ConsensusMethod::Majority => "majority",
+    }
+}
+
+/// The full dataset id of `id` (a prefix is enough), and a client of the running node.
+fn connect(home_path: &Path, id: &str) -> anyhow::Result<(String, Client)> {
+    let home = open(home_path)?;
+    let id = home.catalog().resolve(id)?.to_string();
+    Ok((id, Client::connect(&home)?))
+}
+
+pub(crate) fn stats(
+    home_path: &Path,
+    id: &str,
+    method: ConsensusMethod,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let (id, client) = connect(home_path, id)?;
+    let path = format!(
+        "/api/v1/datasets/{id}/labels/stats?method={}",
+        method_name(method)
+    );
+    if json {
+        let value: serde_json::Value = client.get(&path)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(Outcome::Ok);
+    }
+    let stats: Stats = client.get(&path)?;
+    print!("{}", table(&id, &stats));
+    Ok(Outcome::Ok)
+}
+
+fn coefficient(c: &Coefficient) -> String {
+    match (c.value, &c.unavailable) {
+        (Some(v), _) => format!("{v:.3}"),
+        (None, Some(why)) => format!("not given: {why}"),
+        (None, None) => "not given".into(),
+    }
+}
+
+fn percent(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{:.0}%", x * 100.0))
+}
+
+/// The human-readable form of `stats`.
+fn table(id: &str, stats: &Stats) -> String {
+    let c = &stats.counts;
+    let r = &c.rejected;
+    let mut out = format!("dataset {id}\n");
+    if let Some(note) = &stats.note {
+        out += &format!("note: {note}\n");
+    }
+    out += &format!(
+        "samples annotated  {:>8}  ({} with a label vote, {} with a consensus label by {}, {} with a gold label)\n",
+        c.samples_annotated,
+        c.samples_labelled,
+        c.samples_with_consensus,
+        stats.method,
+        c.gold_samples_labelled
+    );
+    out += &format!(
+        "annotations        {:>8}  ({} votes, {} skips, {} unsure) by {} annotators\n",
+        c.annotations, c.votes, c.skips, c.unsure, c.annotators
+    );
+    let reasons: Vec<String> = [
+        ("malformed", r.malformed),
+        ("wrong dataset", r.wrong_dataset),
+        ("wrong slot", r.wrong_slot),
+        ("unknown label", r.unknown_label),
+        ("bad signature", r.bad_signature),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(why, n)| format!("{n} {why}"))
+    .collect();
+    out += &format!("ignored            {:>8}", r.total);
+    if !reasons.is_empty() {
+        out += &format!("  ({})", reasons.join(", "));
+    }
+    out += "\n";
+    if c.conflicted_slots > 0 {
+        out += &format!(
+            "concurrent edits   {:>8}  (resolved to the latest)\n",
+            c.conflicted_slots
+        );
+    }
+    out += &format!(
+        "Krippendorff's alpha    {}\n",
+        coefficient(&stats.agreement.krippendorff_alpha)
+    );
+    out += &format!(
+        "Fleiss' kappa           {}\n",
+        coefficient(&stats.agreement.fleiss_kappa)
+    );
+    if stats.annotators.is_empty() {
+        out += "no annotations yet\n";
+        return out;
+    }
+    out += &format!(
+        "\n{:>4}  {:<16}  {:>11}  {:>6}  {:>6}  {:>6}  {:>9}  {:>13}\n",
+        "RANK", "ANNOTATOR", "RELIABILITY", "VOTES", "SKIPS", "UNSURE", "CONSENSUS", "GOLD"
+    );
+    for (rank, a) in stats.annotators.iter().enumerate() {
+        let reliability = a
+            .reliability
+            .map_or_else(|| "-".into(), |x| format!("{x:.3}"));
+        let gold = if a.gold_votes > 0 {
+            format!("{} of {}", percent(a.gold_accuracy), a.gold_votes)
+        } else {
+            "-".into()
+        };
+        out += &format!(
+            "{:>4}  {:<16}  {:>11}  {:>6}  {:>6}  {:>6}  {:>9}  {:>13}\n",
+            rank + 1,
+            a.annotator.get(..16).unwrap_or(&a.annotator),
+            reliability,
+            a.votes,
+            a.skips,
+            a.unsure,
+            percent(a.agrees_with_consensus),
+            gold
+        );
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct ConsensusBody {
+    note: Option<String>,
+    samples: Vec<SampleConsensus>,
+}
+
+enum Rows {
+    Raw(Vec<RawAnnotation>),
+    Consensus(Vec<SampleConsensus>),
+}
+
+#[derive(Deserialize)]
+struct RawBody {
+    annotations: Vec<RawAnnotation>,
+}
+
+pub(crate) fn export(home_path: &Path, args: ExportArgs, quiet: bool) -> anyhow::Result<Outcome> {
+    let (id, client) = connect(home_path, &args.id)?;
+    let format = match args.format {
+        ExportFormat::Csv => Format::Csv,
+        ExportFormat::Jsonl => Format::Jsonl,
+    };
+    // Fetched whole before anything is written, so a failure leaves no partial output.
+    let rows = if args.raw {
+        let body: RawBody = client.get(&format!("/api/v1/datasets/{id}/labels/raw"))?;
+        Rows::Raw(body.annotations)
+    } else {
+        let body: ConsensusBody = client.get(&format!(
+            "/api/v1/datasets/{id}/labels/consensus?method={}",
+            method_name(args.method)
+        ))?;
+        if let Some(note) = body.note.as_deref().filter(|_| !quiet) {
+            eprintln!("note: {note}");
+        }
+        Rows::Consensus(body.samples)
+    };
+    let what = match rows {
+        Rows::Raw(_) => "annotations",
+        Rows::Consensus(_) => "consensus labels",
+    };
+    let write = |out: &mut dyn std::io::Write| match &rows {
+        Rows::Raw(r) => export::write_raw(r, format, out),
+        Rows::Consensus(r) => export::write_consensus(r, format, out),
+    };
+    match args.out {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write in {}", dir.display()))?;
+            let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
+            let n =
+                write(&mut writer).with_context(|| format!("cannot write {}", path.display()))?;
+            writer
+                .flush()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            drop(writer);
+            tmp.as_file()
+                .sync_all()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tmp.persist(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if !quiet {
+                eprintln!("wrote {n} {what} to {}", path.display());
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            write(&mut lock)?;
+            lock.flush()?;
+        }
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,224 @@
+//! Writing consensus labels and raw signed annotations as CSV or JSONL: the formats of
+//! `swarmlabel export`.
+//!
+//! Consensus rows: `sample_id`, `label` (empty / null without a consensus label), `confidence`
+//! (rounded to 4 decimals), `votes`, `skips`, `unsure`.
+//!
+//! Raw rows, one per valid signed annotation: `sample_id`, `annotator` (ed25519 public key, hex),
+//! `time_ms`, `kind` (`label`, `skip` or `unsure`), `label`, `suggestion` (the model's suggested
+//! label when one was shown), `suggestion_confidence`, `signature` (64 bytes, hex). With the
+//! dataset id these fields are the whole signed annotation: anyone can re-encode it (see
+//! `swarmlabel-crdt`'s README) and check the signature.
+
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+use swarmlabel_crdt::{SignedAnnotation, Value};
+
+use super::SampleConsensus;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// One signed annotation, as exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawAnnotation {
+    /// The sample id, hex.
+    pub sample_id: String,
+    /// The annotator's public key, hex.
+    pub annotator: String,
+    /// When the annotator answered, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// `label`, `skip` or `unsure`.
+    pub kind: String,
+    /// The label's name when `kind` is `label`.
+    pub label: Option<String>,
+    /// The label the model suggested, when a suggestion was shown.
+    pub suggestion: Option<String>,
+    /// The model's confidence in its suggestion, in `[0, 1]`.
+    pub suggestion_confidence: Option<f64>,
+    /// The ed25519 signature, hex.
+    pub signature: String,
+}
+
+impl RawAnnotation {
+    /// The exported form of `signed`, naming labels from `labels` (an index outside it, which
+    /// validation rules out, is written as `#INDEX`).
+    pub fn new(signed: &SignedAnnotation, labels: &[String]) -> Self {
+        let a = signed.annotation();
+        let name = |l: u16| {
+            labels
+                .get(usize::from(l))
+                .cloned()
+                .unwrap_or_else(|| format!("#{l}"))
+        };
+        let (kind, label) = match a.value {
+            Value::Label(l) => ("label", Some(name(l))),
+            Value::Skip => ("skip", None),
+            Value::Unsure => ("unsure", None),
+        };
+        RawAnnotation {
+            sample_id: hex::encode(a.sample.0),
+            annotator: hex::encode(a.annotator.0),
+            time_ms: a.time_ms,
+            kind: kind.into(),
+            label,
+            suggestion: a.suggestion.map(|s| name(s.label)),
+            suggestion_confidence: a.suggestion.map(|s| round(s.probability())),
+            signature: hex::encode(signed.signature()),
+        }
+    }
+}
+
+/// Rounds to 4 decimals, so exports do not carry EM's last-digit noise.
+fn round(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+fn text(x: Option<f64>) -> String {
+    x.map(|x| round(x).to_string()).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct ConsensusLine<'a> {
+    sample_id: &'a str,
+    label: Option<&'a str>,
+    confidence: Option<f64>,
+    votes: u32,
+    skips: u32,
+    unsure: u32,
+}
+
+/// Writes consensus rows. Returns the number of rows.
+pub fn write_consensus(
+    rows: &[SampleConsensus],
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<usize> {
+    match format {
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "sample_id",
+                "label",
+                "confidence",
+                "votes",
+                "skips",
+                "unsure",
+            ])?;
+            for r in rows {
+                w.write_record([
+                    r.sample.clone(),
+                    r.label.clone().unwrap_or_default(),
+                    text(r.confidence),
+                    r.votes.to_string(),
+                    r.skips.to_string(),
+                    r.unsure.to_string(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Jsonl => {
+            for r in rows {
+                let line = ConsensusLine {
+                    sample_id: &r.sample,
+                    label: r.label.as_deref(),
+                    confidence: r.confidence.map(round),
+                    votes: r.votes,
+                    skips: r.skips,
+                    unsure: r.unsure,
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(rows.len())
+}
+
+/// Writes raw annotations. Returns the number of rows.
+pub fn write_raw(rows: &[RawAnnotation], format: Format, out: &mut dyn Write) -> io::Result<usize> {
+    match format {
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "sample_id",
+                "annotator",
+                "time_ms",
+                "kind",
+                "label",
+                "suggestion",
+                "suggestion_confidence",
+                "signature",
+            ])?;
+            for r in rows {
+                w.write_record([
+                    r.sample_id.clone(),
+                    r.annotator.clone(),
+                    r.time_ms.to_string(),
+                    r.kind.clone(),
+                    r.label.clone().unwrap_or_default(),
+                    r.suggestion.clone().unwrap_or_default(),
+                    text(r.suggestion_confidence),
+                    r.signature.clone(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Jsonl => {
+            for r in rows {
+                serde_json::to_writer(&mut *out, r)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn row(sample: &str, label: Option<&str>, confidence: Option<f64>) -> SampleConsensus {
+        SampleConsensus {
+            sample: sample.into(),
+            label: label.map(Into::into),
+            confidence,
+            votes: 3,
+            skips: 1,
+            unsure: 0,
+            tied: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn consensus_csv_and_jsonl_quote_names_and_leave_missing_labels_empty() {
+        let rows = [
+            row("aa", Some("cat, big"), Some(0.987_654)),
+            row("bb", None, None),
+        ];
+        let mut csv = Vec::new();
+        write_consensus(&rows, Format::Csv, &mut csv).unwrap();
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "sample_id,label,confidence,votes,skips,unsure\n\
+             aa,\"cat, big\",0.9877,3,1,0\n\
+             bb,,,3,1,0\n"
+        );
+        let mut jsonl = Vec::new();
+        write_consensus(&rows, Format::Jsonl, &mut jsonl).unwrap();
+        assert_eq!(
+            String::from_utf8(jsonl).unwrap(),
+            "{\"sample_id\":\"aa\",\"label\":\"cat, big\",\"confidence\":0.9877,\"votes\":3,\"skips\":1,\"unsure\":0}\n\
+             {\"sample_id\":\"bb\",\"label\":null,\"confidence\":null,\"votes\":3,\"skips\":1,\"unsure\":0}\n"
+        );
+    }
+}
