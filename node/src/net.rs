@@ -12,6 +12,7 @@ pub mod behaviour;
 pub mod blob;
 pub mod fetch;
 pub mod metrics;
+mod publish;
 pub mod schedule;
 
 use std::sync::{Arc, Mutex};
