@@ -595,7 +595,8 @@ impl NodeActor {
             {
                 self.publisher.failed(dataset, now);
             }
-            tracing::debug!(dataset = ?dataset, error = %e, "a provider record was not published; retrying later");
+            let dataset = dataset.map_or_else(|| hex::encode(e.key().as_ref()), |d| d.to_string());
+            tracing::debug!(%dataset, error = %e, "a provider record was not published; retrying later");
         }
         self.publish_due();
     }
