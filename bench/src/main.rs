@@ -41,6 +41,11 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The nodes' logs, on stderr with the progress, only when asked for (`RUST_LOG`).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let value = match cli.command {
         Command::Import(args) => import::run(args)?,
         Command::Al(args) => al::run(args)?,

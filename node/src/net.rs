@@ -13,6 +13,7 @@ pub mod blob;
 pub mod fetch;
 pub mod labels;
 pub mod metrics;
+mod publish;
 pub mod schedule;
 pub mod sync;
 

@@ -22,6 +22,7 @@ pub(crate) use labels::LabelsCommand;
 use super::announce::{self, Announcement};
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::blob::{Request, Response};
+use super::publish::{self, Publisher};
 use super::{Config, NetError, RequestError, metrics::Metrics};
 use crate::dataset::manifest::SignedRoot;
 use crate::dataset::{Catalog, CatalogError, DatasetId};
@@ -210,6 +211,7 @@ struct NodeActor {
     connections: HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>,
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, RequestError>>>,
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
+    publisher: Publisher<kad::QueryId>,
     dials: HashMap<ConnectionId, oneshot::Sender<Result<(), NetError>>>,
     known: HashMap<DatasetId, Known>,
     listen_addrs: Vec<Multiaddr>,
@@ -327,6 +329,7 @@ pub(crate) async fn spawn(
         connections: HashMap::new(),
         requests: HashMap::new(),
         provider_queries: HashMap::new(),
+        publisher: Publisher::new(publish::MAX_IN_FLIGHT),
         dials: HashMap::new(),
         known: HashMap::new(),
         listen_addrs,
@@ -336,7 +339,10 @@ pub(crate) async fn spawn(
         announce_due: false,
         labels: labels::LabelsGlue::default(),
     };
-    tokio::spawn(actor.run());
+    tokio::spawn(tracing::Instrument::instrument(
+        actor.run(),
+        tracing::info_span!("node", peer = %peer_id),
+    ));
     Ok((tx, peer_id))
 }
 
@@ -363,6 +369,7 @@ impl NodeActor {
                 _ = announce.tick() => self.announce_all(),
                 _ = redial.tick() => {
                     self.redial_bootstrap();
+                    self.publish_due();
                     if self.announce_due {
                         self.announce_all();
                     }
@@ -412,14 +419,8 @@ impl NodeActor {
                 let id = served.root.id();
                 self.servable.extend(served.blobs.iter().copied());
                 self.served.insert(id, served.root.clone());
-                if let Err(e) = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .start_providing(kad::RecordKey::new(&id.0.0))
-                {
-                    tracing::warn!(dataset = %id, error = %e, "cannot provide the dataset on the DHT");
-                }
+                self.publisher.request(id);
+                self.publish_due();
                 self.announce(&served.root);
                 let _ = reply.send(());
             }
@@ -594,6 +595,49 @@ impl NodeActor {
         }
     }
 
+    /// Starts the provider publications that are due, as many as the publisher allows at once.
+    fn publish_due(&mut self) {
+        let now = Instant::now();
+        while let Some(id) = self.publisher.next(now) {
+            if !self.served.contains_key(&id) {
+                continue;
+            }
+            match self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .start_providing(kad::RecordKey::new(&id.0.0))
+            {
+                Ok(query) => self.publisher.started(query, id),
+                // The local store is full: retrying cannot help.
+                Err(e) => {
+                    tracing::warn!(dataset = %id, error = %e, "cannot provide the dataset on the DHT");
+                }
+            }
+        }
+    }
+
+    /// Handles the end of a provider publication: ours (`start_providing`) or libp2p's periodic
+    /// republication. A failed one is tried again later (see `publish`).
+    fn on_published(&mut self, query: kad::QueryId, result: kad::AddProviderResult) {
+        let now = Instant::now();
+        let ours = self.publisher.finished(query, result.is_ok(), now);
+        if let Err(e) = &result {
+            self.metrics.dht_publications_failed.inc();
+            let dataset = <[u8; 32]>::try_from(e.key().as_ref())
+                .ok()
+                .map(|bytes| DatasetId(BlobId(bytes)));
+            if ours.is_none()
+                && let Some(dataset) = dataset.filter(|d| self.served.contains_key(d))
+            {
+                self.publisher.failed(dataset, now);
+            }
+            let dataset = dataset.map_or_else(|| hex::encode(e.key().as_ref()), |d| d.to_string());
+            tracing::debug!(%dataset, error = %e, "a provider record was not published; retrying later");
+        }
+        self.publish_due();
+    }
+
     fn announce_all(&mut self) {
         self.announce_due = false;
         let roots: Vec<SignedRoot> = self.served.values().cloned().collect();
@@ -650,12 +694,9 @@ impl NodeActor {
                 if self.is_bootstrap(&peer_id) {
                     // A bootstrap peer that restarted has lost our provider records.
                     for id in self.served.keys().copied().collect::<Vec<_>>() {
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .kad
-                            .start_providing(kad::RecordKey::new(&id.0.0));
+                        self.publisher.request(id);
                     }
+                    self.publish_due();
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -733,17 +774,24 @@ impl NodeActor {
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {
-        let kad::Event::OutboundQueryProgressed {
-            id,
-            result,
-            step,
-            stats,
-        } = event
-        else {
-            return;
-        };
-        let kad::QueryResult::GetProviders(result) = result else {
-            return;
+        let (id, result, step, stats) = match event {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(result),
+                step,
+                stats,
+            } => (id, result, step, stats),
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result:
+                    kad::QueryResult::StartProviding(result)
+                    | kad::QueryResult::RepublishProvider(result),
+                ..
+            } => {
+                self.on_published(id, result);
+                return;
+            }
+            _ => return,
         };
         let local = *self.swarm.local_peer_id();
         if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub peers: Gauge,
     /// Peers banned for sending corrupt data.
     pub peers_banned: Counter,
+    /// Provider record publications that failed (each is retried later).
+    pub dht_publications_failed: Counter,
 }
 
 impl Metrics {
@@ -58,6 +60,11 @@ impl Metrics {
             "peers_banned",
             "Peers banned for sending corrupt data",
             self.peers_banned.clone(),
+        );
+        r.register(
+            "dht_publications_failed",
+            "Provider record publications that failed and will be retried",
+            self.dht_publications_failed.clone(),
         );
     }
 }
