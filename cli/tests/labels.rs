@@ -13,31 +13,12 @@ use rand::{Rng as _, SeedableRng as _};
 #[path = "support/process.rs"]
 mod process;
 
-use process::{HANG, Process};
+use process::{HANG, Process, cli, ok};
 
 const DIGITS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/datasets/digits.csv"
 );
-
-fn cli(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_swarmlabel"))
-        .args(args)
-        .env("SWARMLABEL_HOME", home)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = cli(home, args);
-    assert!(
-        out.status.success(),
-        "swarmlabel {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn start_daemon(home: &Path) -> Process {
     let daemon = Process::spawn(

@@ -14,7 +14,7 @@ const DIGITS: &str = concat!(
 #[path = "support/process.rs"]
 mod process;
 
-use process::{HANG, Process};
+use process::{HANG, Process, ok};
 
 fn swarmlabel() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_swarmlabel"))
@@ -29,25 +29,6 @@ fn bootstrap_bin() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn cli(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(swarmlabel())
-        .args(args)
-        .env("SWARMLABEL_HOME", home)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = cli(home, args);
-    assert!(
-        out.status.success(),
-        "swarmlabel {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn get(url: &str) -> String {

@@ -18,33 +18,7 @@ use swarmlabel_node::labels::LabelStore;
 #[path = "support/process.rs"]
 mod process;
 
-use process::Process;
-
-fn cli(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_swarmlabel"))
-        .args(args)
-        .env("SWARMLABEL_HOME", home)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = cli(home, args);
-    assert!(
-        out.status.success(),
-        "swarmlabel {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The stderr of a command that must fail.
-fn fails(home: &Path, args: &[&str]) -> String {
-    let out = cli(home, args);
-    assert!(!out.status.success(), "swarmlabel {args:?} succeeded");
-    String::from_utf8(out.stderr).unwrap()
-}
+use process::{Process, fails, ok};
 
 fn json(text: &str) -> Json {
     serde_json::from_str(text).unwrap()

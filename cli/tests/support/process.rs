@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::io::{BufRead as _, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -58,4 +59,32 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `swarmlabel ARGS` with `home` as its home and waits for it.
+pub(crate) fn cli(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_swarmlabel"))
+        .args(args)
+        .env("SWARMLABEL_HOME", home)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a command that must succeed.
+pub(crate) fn ok(home: &Path, args: &[&str]) -> String {
+    let out = cli(home, args);
+    assert!(
+        out.status.success(),
+        "swarmlabel {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The stderr of a command that must fail.
+pub(crate) fn fails(home: &Path, args: &[&str]) -> String {
+    let out = cli(home, args);
+    assert!(!out.status.success(), "swarmlabel {args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
 }
