@@ -1,8 +1,8 @@
 //! Helpers shared by the registry's unit and property tests.
 
-use super::{Architecture, ModelUpdate, Validation, WeightsHash};
+use super::{Architecture, ModelUpdate, SignedUpdate, Validation, WeightsHash};
 use crate::annotation::DatasetId;
-use crate::testing::annotator;
+use crate::testing::{annotator, key};
 
 pub(crate) const DATASET: DatasetId = DatasetId([0xda; 32]);
 
@@ -26,4 +26,14 @@ pub(crate) fn update(seed: u8, version: u64, labels: u64) -> ModelUpdate {
         weights_bytes: 1_000,
         validation: Validation::from_counts(80, 100),
     }
+}
+
+/// [`update`] signed by the key of `seed`.
+pub(crate) fn signed(seed: u8, version: u64, labels: u64) -> SignedUpdate {
+    signed_as(seed, update(seed, version, labels))
+}
+
+/// `update` signed by the key of `seed` (which `update` must name).
+pub(crate) fn signed_as(seed: u8, update: ModelUpdate) -> SignedUpdate {
+    SignedUpdate::sign(update, &key(seed)).expect("the update names the signing key")
 }
