@@ -8,12 +8,18 @@
 //!   version per peer, resolves an equivocation (two contents for one version) by the larger
 //!   encoding and keeps the smaller as evidence. Merge is commutative, associative and idempotent,
 //!   and [`Registry::digest`] lets two nodes compare registries with 32 bytes.
+//! - [`merge`]: the merged model every node derives bit for bit from the same registry and weights
+//!   (weighted mean by labels trained on, trimmed mean, median), with typed exclusions of
+//!   incompatible or non-finite updates.
+//! - [`screen`]: excludes updates that score badly on the node's own held-out labels.
 //!
 //! Like the rest of the crate it does no I/O: weights come in as tensors, scores as numbers.
 
 mod latest;
 #[cfg(test)]
 mod laws;
+pub mod merge;
+pub mod screen;
 #[cfg(test)]
 mod testing;
 pub mod update;

@@ -182,7 +182,7 @@ impl Registry {
         self.entries.iter()
     }
 
-    /// The update in force of each peer, sorted by peer key: what the merged model is made of.
+    /// The update in force of each peer, sorted by peer key: the input of [`super::merge`].
     pub fn latest(&self) -> impl Iterator<Item = &ModelUpdate> {
         self.entries.values().map(|e| e.greatest.update())
     }
