@@ -335,3 +335,58 @@ fn refuses_bad_trim_duplicates_and_nothing() {
     );
     assert_eq!(run(&[], &store, Method::Median), Err(MergeError::NoUpdates));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Finite values over the whole f32 range, with many exact cancellations.
+    fn value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            -10.0f32..10.0,
+            Just(1e30f32),
+            Just(-1e30f32),
+            Just(f32::MAX),
+            Just(-f32::MAX),
+            any::<f32>().prop_filter("finite", |v| v.is_finite()),
+        ]
+    }
+
+    fn peers_strategy() -> impl Strategy<Value = Vec<(u64, Vec<f32>)>> {
+        prop::collection::vec((1u64..5, prop::collection::vec(value(), 3)), 1..8)
+    }
+
+    proptest! {
+        /// Any listing order gives the same bits, and every coordinate lies within the range of
+        /// the values merged (no overflow to infinity, no NaN).
+        #[test]
+        fn merge_is_order_free_and_within_the_input_range(
+            specs in peers_strategy(),
+            order in any::<u64>(),
+        ) {
+            let specs: Vec<_> = specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (labels, values))| (i as u8 + 1, labels, values))
+                .collect();
+            let (updates, store) = peers(&specs);
+            let mut shuffled = updates.clone();
+            shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(order));
+            for method in METHODS {
+                let a = run(&updates, &store, method).unwrap();
+                let b = run(&shuffled, &store, method).unwrap();
+                prop_assert_eq!(bits(&a), bits(&b));
+                for (i, merged) in a.tensors[0].1.iter().enumerate() {
+                    let column = specs.iter().map(|(_, _, v)| v[i]);
+                    let lo = column.clone().fold(f32::INFINITY, f32::min);
+                    let hi = column.fold(f32::NEG_INFINITY, f32::max);
+                    prop_assert!(
+                        (lo..=hi).contains(merged),
+                        "{:?}: {} outside [{}, {}]", method, merged, lo, hi
+                    );
+                }
+            }
+        }
+    }
+}
