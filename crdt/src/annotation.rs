@@ -42,6 +42,8 @@ macro_rules! id32 {
         }
     };
 }
+// The registry's hashes are the same kind of 32-byte id.
+pub(crate) use id32;
 
 id32!(
     /// A dataset id: the BLAKE3 hash of the dataset's signed manifest root.
@@ -254,7 +256,7 @@ impl SignedAnnotation {
     }
 }
 
-fn domain_message(domain: &str, message: &[u8]) -> Vec<u8> {
+pub(crate) fn domain_message(domain: &str, message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(domain.len() + 1 + message.len());
     out.extend_from_slice(domain.as_bytes());
     out.push(0);

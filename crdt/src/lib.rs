@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod annotation;
 pub mod layout;
+pub mod registry;
 mod replica;
 mod shard;
 pub mod sync;
