@@ -87,6 +87,15 @@ pub(crate) struct Args {
     /// `bald`, which needs Monte Carlo dropout; 0.25 for mlp and cnn.
     #[arg(long)]
     dropout: Option<f32>,
+    /// Convolution channels of the cnn model, comma-separated (default: the model's own).
+    #[arg(long, value_delimiter = ',')]
+    channels: Option<Vec<usize>>,
+    /// Dense layer width of the cnn model, 0 for none (default: the model's own).
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Cosine learning-rate decay on or off (default: the model's own).
+    #[arg(long)]
+    cosine_decay: Option<bool>,
     /// Monte Carlo dropout passes for `bald`.
     #[arg(long, default_value_t = 20)]
     passes: usize,
@@ -364,6 +373,16 @@ fn model_spec(args: &Args, data: &Dataset, query: Query) -> anyhow::Result<Model
             {
                 *dropout = p;
             }
+            if let Architecture::Cnn {
+                channels, hidden, ..
+            } = &mut spec.architecture
+            {
+                if let Some(c) = &args.channels {
+                    channels.clone_from(c);
+                }
+                *hidden = args.hidden.unwrap_or(*hidden);
+            }
+            spec.validate()?;
             spec
         }
         other => bail!("unknown model {other:?}; use linear, mlp or cnn"),
@@ -400,6 +419,7 @@ fn train_config(args: &Args) -> TrainConfig {
     c.weight_decay = args.weight_decay.unwrap_or(c.weight_decay);
     c.learning_rate = args.learning_rate.unwrap_or(c.learning_rate);
     c.validation_fraction = args.validation_fraction.unwrap_or(c.validation_fraction);
+    c.cosine_decay = args.cosine_decay.unwrap_or(c.cosine_decay);
     if c.validation_fraction > 0.0 && c.patience == 0 {
         c.patience = 10;
     }

@@ -101,12 +101,14 @@ impl ModelSpec {
         }
     }
 
-    /// The default small CNN (convolutions of 16, 32 and 64 channels, a dense layer of 64,
-    /// dropout 0.25, per-image standardisation) on `channels x height x width` images.
+    /// The default small CNN (convolutions of 8, 16 and 32 channels, a dense layer of 64,
+    /// dropout 0.25, per-image standardisation) on `channels x height x width` images. The
+    /// narrow convolutions train about twice as fast on CPU as 16, 32 and 64 channels, with the
+    /// same accuracy on the shapes dataset at 200 labels (see the crate README).
     pub fn cnn(channels: usize, height: usize, width: usize, classes: usize) -> Self {
         Self {
             architecture: Architecture::Cnn {
-                channels: vec![16, 32, 64],
+                channels: vec![8, 16, 32],
                 hidden: 64,
                 dropout: 0.25,
                 standardise: true,
