@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod annotation;
+mod bytes;
 pub mod layout;
 pub mod registry;
 mod replica;

@@ -266,16 +266,13 @@ impl Node {
         peer: PeerId,
         request: blob::Request,
     ) -> Result<blob::Response, RequestError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(actor::Command::Request {
-                peer,
-                request,
-                reply,
-            })
-            .await
-            .map_err(|_| RequestError::Stopped)?;
-        rx.await.map_err(|_| RequestError::Stopped)?
+        self.call(|reply| actor::Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await
+        .map_err(|_| RequestError::Stopped)?
     }
 
     /// The providers of `dataset` that the DHT and gossip announcements know (not this node, not
@@ -362,16 +359,15 @@ impl Node {
         peer: PeerId,
         request: sync::Request,
     ) -> Result<sync::Response, RequestError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(actor::Command::Labels(actor::LabelsCommand::Request {
+        self.call(|reply| {
+            actor::Command::Labels(actor::LabelsCommand::Request {
                 peer,
                 request,
                 reply,
-            }))
-            .await
-            .map_err(|_| RequestError::Stopped)?;
-        rx.await.map_err(|_| RequestError::Stopped)?
+            })
+        })
+        .await
+        .map_err(|_| RequestError::Stopped)?
     }
 
     /// Closes every connection to `peer` (it may reconnect).

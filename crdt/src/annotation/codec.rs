@@ -4,6 +4,7 @@
 //! versions and codes and any non-zero byte in a field that the value does not use.
 
 use super::{Annotation, AnnotatorKey, DatasetId, SampleId, Suggestion, Value};
+use crate::bytes::array;
 
 /// Length of the canonical encoding of an annotation.
 pub const ENCODED_LEN: usize = 113;
@@ -96,26 +97,14 @@ impl Annotation {
             other => return Err(DecodeError::SuggestionFlag(other)),
         };
         Ok(Self {
-            dataset: DatasetId(array32(&b[1..33])),
-            sample: SampleId(array32(&b[33..65])),
-            annotator: AnnotatorKey(array32(&b[65..97])),
-            time_ms: u64::from_le_bytes(array8(&b[97..105])),
+            dataset: DatasetId(array(&b[1..33])),
+            sample: SampleId(array(&b[33..65])),
+            annotator: AnnotatorKey(array(&b[65..97])),
+            time_ms: u64::from_le_bytes(array(&b[97..105])),
             value,
             suggestion,
         })
     }
-}
-
-fn array32(s: &[u8]) -> [u8; 32] {
-    let mut a = [0u8; 32];
-    a.copy_from_slice(s);
-    a
-}
-
-fn array8(s: &[u8]) -> [u8; 8] {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    a
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use super::{Architecture, MAX_NAME_LEN, ModelUpdate, Validation, WeightsHash};
 use crate::annotation::{AnnotatorKey, DatasetId};
+use crate::bytes::array;
 
 const VERSION: u8 = 1;
 const NAME_AT: usize = 162;
@@ -90,10 +91,10 @@ impl ModelUpdate {
         // Architecture::new refuses non-ASCII, so the bytes are valid UTF-8 when it accepts them;
         // a lossy conversion of invalid UTF-8 brings a replacement character that it refuses.
         let name = String::from_utf8_lossy(&bytes[NAME_AT..]);
-        let architecture = Architecture::new(array32(&bytes[81..113]), &name)?;
+        let architecture = Architecture::new(array(&bytes[81..113]), &name)?;
         let validation = Validation {
-            accuracy_ppm: u32::from_le_bytes(array4(&bytes[153..157])),
-            count: u32::from_le_bytes(array4(&bytes[157..161])),
+            accuracy_ppm: u32::from_le_bytes(array(&bytes[153..157])),
+            count: u32::from_le_bytes(array(&bytes[157..161])),
         };
         if !validation.is_valid() {
             return Err(DecodeError::Validation {
@@ -102,34 +103,16 @@ impl ModelUpdate {
             });
         }
         Ok(Self {
-            dataset: DatasetId(array32(&bytes[1..33])),
-            peer: AnnotatorKey(array32(&bytes[33..65])),
-            version: u64::from_le_bytes(array8(&bytes[65..73])),
-            labels_trained: u64::from_le_bytes(array8(&bytes[73..81])),
+            dataset: DatasetId(array(&bytes[1..33])),
+            peer: AnnotatorKey(array(&bytes[33..65])),
+            version: u64::from_le_bytes(array(&bytes[65..73])),
+            labels_trained: u64::from_le_bytes(array(&bytes[73..81])),
             architecture,
-            weights_hash: WeightsHash(array32(&bytes[113..145])),
-            weights_bytes: u64::from_le_bytes(array8(&bytes[145..153])),
+            weights_hash: WeightsHash(array(&bytes[113..145])),
+            weights_bytes: u64::from_le_bytes(array(&bytes[145..153])),
             validation,
         })
     }
-}
-
-fn array32(s: &[u8]) -> [u8; 32] {
-    let mut a = [0u8; 32];
-    a.copy_from_slice(s);
-    a
-}
-
-fn array8(s: &[u8]) -> [u8; 8] {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    a
-}
-
-fn array4(s: &[u8]) -> [u8; 4] {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(s);
-    a
 }
 
 #[cfg(test)]
