@@ -27,6 +27,34 @@ struct Hostile {
     gossipsub: gossipsub::Behaviour,
 }
 
+/// A raw libp2p peer speaking our label sync protocol (with `support`) and gossipsub, and
+/// nothing of a node's checks.
+fn hostile_swarm(
+    key: libp2p::identity::Keypair,
+    support: request_response::ProtocolSupport,
+    config: request_response::Config,
+) -> libp2p::Swarm<Hostile> {
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| Hostile {
+            sync: request_response::Behaviour::with_codec(
+                sync::Codec,
+                [(sync::PROTOCOL, support)],
+                config,
+            ),
+            gossipsub: our_gossipsub(key),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
 type HostileSwarm = libp2p::Swarm<Hostile>;
 
 fn annotation(annotator: AnnotatorKey, sample: u8, time_ms: u64) -> Annotation {
@@ -147,25 +175,11 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
 
     let hostile_id = Identity::generate().unwrap();
     let key = hostile_id.to_libp2p_keypair();
-    let mut hostile = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Hostile {
-            sync: request_response::Behaviour::with_codec(
-                sync::Codec,
-                [(sync::PROTOCOL, request_response::ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-            ),
-            gossipsub: our_gossipsub(key),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let mut hostile = hostile_swarm(
+        key,
+        request_response::ProtocolSupport::Outbound,
+        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+    );
     let id = swarmlabel_node::DatasetId(swarmlabel_node::BlobId(dataset().id.0));
     let t = gossipsub::IdentTopic::new(topic(&id));
     hostile.behaviour_mut().gossipsub.subscribe(&t).unwrap();
@@ -297,25 +311,11 @@ async fn a_peer_that_never_answers_does_not_stall_sync_among_the_others() {
     // Gossip off: only anti-entropy can carry the labels, so a stalled session would show.
     let net = LabelNet::start(3, |i| config(200 + i as u64, true, false)).await;
     let key = Identity::generate().unwrap().to_libp2p_keypair();
-    let mut silent = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Hostile {
-            sync: request_response::Behaviour::with_codec(
-                sync::Codec,
-                [(sync::PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default(),
-            ),
-            gossipsub: our_gossipsub(key),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let mut silent = hostile_swarm(
+        key,
+        request_response::ProtocolSupport::Full,
+        request_response::Config::default(),
+    );
     let id = swarmlabel_node::DatasetId(swarmlabel_node::BlobId(dataset().id.0));
     // Subscribed, so the nodes count it among the holders of the dataset and pick it.
     silent
