@@ -1,14 +1,11 @@
 //! `swarmlabel dataset …`.
 
-use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::Context as _;
 use swarmlabel_node::dataset::export::{self, ExportFormat};
 use swarmlabel_node::dataset::import::{self, Format, Options};
 use swarmlabel_node::dataset::manifest::Task;
 use swarmlabel_node::dataset::{Listed, shapes, verify};
-use swarmlabel_node::progress::NoProgress;
 
 use crate::args::{self, CreateArgs, DatasetCommand, GenerateKind};
 use crate::progress::Bar;
@@ -121,29 +118,13 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
                 args::ExportFormat::Csv => ExportFormat::Csv,
                 args::ExportFormat::Jsonl => ExportFormat::Jsonl,
             };
-            match out {
-                Some(path) => {
-                    let dir = path
-                        .parent()
-                        .filter(|p| !p.as_os_str().is_empty())
-                        .unwrap_or(Path::new("."));
-                    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                        .with_context(|| format!("cannot write in {}", dir.display()))?;
-                    let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
-                    let n = export::export(&catalog, &id, format, &mut writer, &Bar::new(quiet))?;
-                    writer.flush()?;
-                    drop(writer);
-                    tmp.persist(&path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    if !quiet {
-                        eprintln!("wrote {n} samples to {}", path.display());
-                    }
-                }
-                None => {
-                    let stdout = std::io::stdout();
-                    let mut lock = std::io::BufWriter::new(stdout.lock());
-                    export::export(&catalog, &id, format, &mut lock, &NoProgress)?;
-                }
+            // The bar draws on stderr, and only when the samples go to a file.
+            let progress = Bar::new(quiet || out.is_none());
+            let n = crate::output::write_out(out.as_deref(), |w| {
+                Ok(export::export(&catalog, &id, format, w, &progress)?)
+            })?;
+            if let Some(path) = out.as_deref().filter(|_| !quiet) {
+                eprintln!("wrote {n} samples to {}", path.display());
             }
             Ok(Outcome::Ok)
         }

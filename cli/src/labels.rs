@@ -1,10 +1,8 @@
 //! `swarmlabel labels --stats` and `swarmlabel export`: what a dataset's labels add up to, from
 //! the running node. The numbers and the file formats are `swarmlabel_node::consensus`'s.
 
-use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::Context as _;
 use serde::Deserialize;
 use swarmlabel_node::consensus::export::{self, Format, RawAnnotation};
 use swarmlabel_node::consensus::{Coefficient, SampleConsensus, Stats};
@@ -186,36 +184,9 @@ pub(crate) fn export(home_path: &Path, args: ExportArgs, quiet: bool) -> anyhow:
         Rows::Raw(r) => export::write_raw(r, format, out),
         Rows::Consensus(r) => export::write_consensus(r, format, out),
     };
-    match args.out {
-        Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("cannot write in {}", dir.display()))?;
-            let mut writer = std::io::BufWriter::new(tmp.as_file_mut());
-            let n =
-                write(&mut writer).with_context(|| format!("cannot write {}", path.display()))?;
-            writer
-                .flush()
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            drop(writer);
-            tmp.as_file()
-                .sync_all()
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            tmp.persist(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            if !quiet {
-                eprintln!("wrote {n} {what} to {}", path.display());
-            }
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut lock = std::io::BufWriter::new(stdout.lock());
-            write(&mut lock)?;
-            lock.flush()?;
-        }
+    let n = crate::output::write_out(args.out.as_deref(), |w| Ok(write(w)?))?;
+    if let Some(path) = args.out.as_deref().filter(|_| !quiet) {
+        eprintln!("wrote {n} {what} to {}", path.display());
     }
     Ok(Outcome::Ok)
 }

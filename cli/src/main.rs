@@ -5,6 +5,7 @@ mod args;
 mod client;
 mod dataset;
 mod labels;
+mod output;
 mod progress;
 mod run;
 
