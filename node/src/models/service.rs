@@ -443,3 +443,99 @@ impl Models {
 pub(crate) fn crdt_id(id: &DatasetId) -> swarmlabel_crdt::DatasetId {
     swarmlabel_crdt::DatasetId(id.0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::weights::{self, Form};
+    use std::collections::BTreeMap;
+
+    fn file(values: &[f32]) -> Vec<u8> {
+        let form = Form {
+            shapes: BTreeMap::from([("w".to_owned(), vec![values.len()])]),
+            metadata: BTreeMap::new(),
+        };
+        weights::encode(&[("w".to_owned(), values.to_vec())], &form).unwrap()
+    }
+
+    fn publication(dataset: DatasetId, weights: Vec<u8>) -> Publication {
+        Publication {
+            dataset,
+            weights,
+            labels_trained: 3,
+            architecture: Architecture::new([1; 32], "tiny").unwrap(),
+            validation: Validation::from_counts(2, 3),
+        }
+    }
+
+    #[tokio::test]
+    async fn publishes_versions_merges_and_keeps_the_registry_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, _) = Home::init(&dir.path().join("home"), false).unwrap();
+        let dataset = DatasetId(crate::store::BlobId([9; 32]));
+        let config = Config {
+            max_weights_bytes: 1_000,
+            ..Config::default()
+        };
+        let models = Models::start(home.clone(), None, config.clone())
+            .await
+            .unwrap();
+        assert!(matches!(
+            models.publish(publication(dataset, file(&[1.0]))).await,
+            Err(ModelsError::NotOpen(_))
+        ));
+        models.open(dataset).await.unwrap();
+        let mut rx = models.watch(dataset).await.unwrap();
+        let first = models
+            .publish(publication(dataset, file(&[1.0, 2.0])))
+            .await
+            .unwrap();
+        let second = models
+            .publish(publication(dataset, file(&[3.0, 4.0])))
+            .await
+            .unwrap();
+        assert_eq!(first.update().version, 1);
+        assert_eq!(second.update().version, 2);
+        let registry = models.registry(dataset).await.unwrap();
+        let merged = rx
+            .wait_for(|m| {
+                m.as_ref()
+                    .is_some_and(|m| m.registry_digest == registry.digest())
+            })
+            .await
+            .unwrap()
+            .clone()
+            .unwrap();
+        // One peer's update in force: the merged model is its weights (version 2).
+        assert_eq!(*merged.weights, file(&[3.0, 4.0]));
+        assert_eq!(merged.included.len(), 1);
+        // Refused with a reason: not safetensors, too large.
+        let err = models
+            .publish(publication(dataset, b"junk".to_vec()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not a safetensors"), "{err}");
+        let err = models
+            .publish(publication(dataset, vec![0; 1_001]))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("max_weights_bytes"), "{err}");
+        models.shutdown().await;
+
+        // Restarted: the registry is loaded from the home and the merged model recomputed.
+        let models = Models::start(home, None, config).await.unwrap();
+        models.open(dataset).await.unwrap();
+        assert_eq!(models.registry(dataset).await.unwrap(), registry);
+        let mut rx = models.watch(dataset).await.unwrap();
+        let again = rx.wait_for(|m| m.is_some()).await.unwrap().clone().unwrap();
+        assert_eq!(*again.weights, file(&[3.0, 4.0]));
+        assert_eq!(again.registry_digest, registry.digest());
+        let third = models
+            .publish(publication(dataset, file(&[5.0, 6.0])))
+            .await
+            .unwrap();
+        assert_eq!(third.update().version, 3, "versions go on after a restart");
+        assert_eq!(models.counters().published, 1);
+        models.shutdown().await;
+    }
+}
