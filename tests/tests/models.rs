@@ -126,6 +126,32 @@ async fn ten_nodes_converge_on_one_registry_and_one_merged_model_across_drops_an
     net.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_travel_through_a_peer_that_holds_them_when_their_author_is_out_of_reach() {
+    // 0 and 2 never connect; 1 is connected to both.
+    let net = ModelNet::start(3, |i| config(200 + i as u64, 0.0)).await;
+    net.partition(&[0], &[2]).await;
+    let bytes = Model::new(linear(), 9)
+        .unwrap()
+        .to_safetensors_bytes()
+        .unwrap();
+    let update = publish(&net, 0, bytes.clone(), 50).await;
+    let (registry, want) = expected(&[(update, bytes)], models::Config::default().method);
+    let merged = net.wait_for_merged(&[1, 2], registry.digest(), 1).await;
+    assert!(merged.iter().all(|m| m.hash == want.hash));
+    // Node 2 could only get the weights from node 1, which served them from its blob store.
+    assert!(
+        net.nodes[1]
+            .node
+            .node
+            .encode_metrics()
+            .contains("swarmlabel_blobs_served_total 1"),
+        "node 1 served the weights it had fetched"
+    );
+    assert_eq!(net.nodes[2].models.counters().weights_fetched, 1);
+    net.stop().await;
+}
+
 /// The digits, features scaled to [0, 1]: (rows, labels).
 fn digits() -> (Vec<Vec<f32>>, Vec<usize>) {
     let mut reader = csv::Reader::from_path(shared_dataset("digits.csv")).unwrap();

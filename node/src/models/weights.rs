@@ -193,6 +193,22 @@ mod tests {
         assert_eq!(header_len % 8, 0);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics_on_arbitrary_or_damaged_bytes(
+            bytes in proptest::collection::vec(0u8.., 0..512),
+            cut in 0usize..200,
+            flip in 0usize..200,
+        ) {
+            let _ = decode(&bytes);
+            let mut damaged = sample();
+            let i = flip % damaged.len();
+            damaged[i] ^= 0x5a;
+            let _ = decode(&damaged);
+            let _ = decode(&sample()[..cut.min(sample().len())]);
+        }
+    }
+
     #[test]
     fn refuses_garbage_other_dtypes_and_mismatched_shapes() {
         assert!(matches!(decode(b"nonsense"), Err(WeightsError::Format(_))));

@@ -375,6 +375,14 @@ mod tests {
         assert!(decode_response(&many).is_err(), "too many records");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(0u8.., 0..2048)) {
+            let _ = decode_request(&bytes);
+            let _ = decode_response(&bytes);
+        }
+    }
+
     #[tokio::test]
     async fn the_codec_refuses_a_frame_over_the_limit_before_decoding() {
         use libp2p::request_response::Codec as _;
