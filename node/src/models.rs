@@ -43,4 +43,6 @@ pub mod store;
 pub mod weights;
 
 pub use merged::{Exclusion, MergedModel, Scorer, Screen};
-pub use service::{Config, Counters, Current, Models, ModelsError, Publication};
+pub use service::{
+    Config, Counters, Current, MethodError, Models, ModelsError, Publication, parse_method,
+};

@@ -80,6 +80,36 @@ impl Default for Config {
     }
 }
 
+/// A merge method name that is not one of those [`parse_method`] knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown merge method `{0}`; use `trimmed-mean` (20 % each side), `trimmed-mean:F` with F in \
+     [0, 0.5), `median` or `weighted-mean`"
+)]
+pub struct MethodError(pub String);
+
+/// Parses a merge method as a config file or flag spells it: `trimmed-mean` (the default, 20 %
+/// trimmed on each side), `trimmed-mean:0.1`, `median` or `weighted-mean`.
+pub fn parse_method(name: &str) -> Result<Method, MethodError> {
+    let bad = || MethodError(name.to_owned());
+    match name {
+        "median" => Ok(Method::Median),
+        "weighted-mean" => Ok(Method::WeightedMean),
+        "trimmed-mean" => Ok(Method::TrimmedMean { trim: 0.2 }),
+        _ => {
+            let trim: f64 = name
+                .strip_prefix("trimmed-mean:")
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(bad)?;
+            if (0.0..0.5).contains(&trim) {
+                Ok(Method::TrimmedMean { trim })
+            } else {
+                Err(bad())
+            }
+        }
+    }
+}
+
 /// Errors of the models service.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -133,7 +163,8 @@ pub struct Counters {
     pub gossip_accepted: u64,
     /// Announcements rejected as invalid (framing, signature, dataset, size).
     pub gossip_rejected: u64,
-    /// Announcements ignored (known, stale, dataset not held).
+    /// Announcements ignored (known, stale, dataset not held, or dropped by fault
+    /// injection).
     pub gossip_ignored: u64,
     /// Announcements dropped by fault injection ([`Config::gossip_drop_probability`]).
     pub gossip_dropped: u64,
@@ -465,6 +496,24 @@ mod tests {
             labels_trained: 3,
             architecture: Architecture::new([1; 32], "tiny").unwrap(),
             validation: Validation::from_counts(2, 3),
+        }
+    }
+
+    #[test]
+    fn merge_methods_parse_by_name_and_bad_ones_say_what_to_use() {
+        assert_eq!(parse_method("median"), Ok(Method::Median));
+        assert_eq!(parse_method("weighted-mean"), Ok(Method::WeightedMean));
+        assert_eq!(
+            parse_method("trimmed-mean"),
+            Ok(Method::TrimmedMean { trim: 0.2 })
+        );
+        assert_eq!(
+            parse_method("trimmed-mean:0.1"),
+            Ok(Method::TrimmedMean { trim: 0.1 })
+        );
+        for bad in ["trimmed-mean:0.5", "trimmed-mean:x", "mean", ""] {
+            let err = parse_method(bad).unwrap_err().to_string();
+            assert!(err.contains("use `trimmed-mean`"), "{err}");
         }
     }
 
