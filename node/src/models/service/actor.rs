@@ -20,12 +20,15 @@ use super::{Config, Current, ModelsError, Stats, crdt_id};
 use crate::dataset::DatasetId;
 use crate::home::Home;
 use crate::identity::Identity;
-use crate::models::merged::{self, MergedError, MergedModel, Screen};
+use crate::models::merged::{MergedError, MergedModel, Screen};
 use crate::models::store;
 use crate::net::Node;
 use crate::net::labels::Verdict;
 use crate::net::models::{Inbound, MAX_ANNOUNCEMENT_LEN, Request, Response};
 use crate::store::BlobId;
+
+mod downloads;
+mod merging;
 
 /// Download hints remembered at most (which peer announced which weights).
 const MAX_HINTS: usize = 4_096;
@@ -139,12 +142,6 @@ pub(super) struct ModelsActor {
     in_session: HashSet<PeerId>,
     looking: HashSet<DatasetId>,
     owners: HashMap<tokio::task::Id, Owner>,
-}
-
-/// The libp2p peer id of a node whose annotator key is `key` (the same ed25519 key).
-fn peer_of(key: &AnnotatorKey) -> Option<PeerId> {
-    let public = libp2p::identity::ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
-    Some(libp2p::identity::PublicKey::from(public).to_peer_id())
 }
 
 impl ModelsActor {
@@ -496,119 +493,6 @@ impl ModelsActor {
         self.mark_dirty(dataset);
     }
 
-    /// Starts downloads of the weights of updates in force that the node lacks.
-    fn fetch_missing(&mut self, dataset: DatasetId) {
-        let Some(node) = self.node.clone() else {
-            return;
-        };
-        let Some(held) = self.held.get(&dataset) else {
-            return;
-        };
-        let wanted: Vec<(WeightsHash, u64, AnnotatorKey)> = held
-            .registry
-            .latest()
-            .filter(|u| !self.have.contains(&u.weights_hash))
-            .filter(|u| !self.fetching.contains(&u.weights_hash))
-            .filter(|u| !self.failed.contains(&u.weights_hash))
-            .filter(|u| u.weights_bytes <= self.config.max_weights_bytes)
-            .map(|u| (u.weights_hash, u.weights_bytes, u.peer))
-            .collect();
-        let local = node.peer_id();
-        for (hash, size, owner) in wanted {
-            if self.fetching.len() >= self.config.max_fetches.max(1) {
-                break;
-            }
-            self.fetching.insert(hash);
-            let mut peers: Vec<PeerId> = peer_of(&owner).into_iter().collect();
-            peers.extend(self.hints.get(&hash).copied());
-            let (node, blobs) = (node.clone(), self.home.blobs());
-            let task = self.tasks.spawn(async move {
-                // The update's own peer first, then whoever announced it, then any holder.
-                peers.extend(node.model_peers(dataset).await.unwrap_or_default());
-                let mut seen = HashSet::new();
-                peers.retain(|p| *p != local && seen.insert(*p));
-                let fetched = session::fetch(node, blobs, hash, size, peers).await;
-                Done::Fetched {
-                    dataset,
-                    hash,
-                    fetched,
-                }
-            });
-            self.owners.insert(task.id(), Owner::Fetch(hash));
-        }
-    }
-
-    fn mark_dirty(&mut self, dataset: DatasetId) {
-        let Some(held) = self.held.get_mut(&dataset) else {
-            return;
-        };
-        held.dirty = true;
-        if held.merging {
-            return;
-        }
-        held.merging = true;
-        held.dirty = false;
-        let registry = held.registry.clone();
-        let screen = held.screen.clone();
-        let method = self.config.method;
-        let architecture = self.config.architecture.clone();
-        let hashes: Vec<WeightsHash> = registry
-            .latest()
-            .map(|u| u.weights_hash)
-            .filter(|h| self.have.contains(h))
-            .collect();
-        let blobs = self.home.blobs();
-        let task = self.tasks.spawn(async move {
-            // CPU work and file reads: on a blocking thread, never on the runtime's.
-            let result = tokio::task::spawn_blocking(move || {
-                let held = hashes
-                    .into_iter()
-                    .filter_map(|h| Some((h, Arc::new(blobs.get(&BlobId(h.0)).ok()?))))
-                    .collect();
-                merged::compute(
-                    &registry,
-                    &held,
-                    method,
-                    architecture.as_ref(),
-                    screen.as_ref(),
-                )
-            })
-            .await
-            .ok();
-            Done::Merged { dataset, result }
-        });
-        self.owners.insert(task.id(), Owner::Merge(dataset));
-    }
-
-    fn on_merged(&mut self, dataset: DatasetId, result: Option<Result<MergedModel, MergedError>>) {
-        let Some(held) = self.held.get_mut(&dataset) else {
-            return;
-        };
-        held.merging = false;
-        self.stats.merges.inc();
-        match result {
-            Some(Ok(model)) => {
-                held.problem = None;
-                held.merged.send_if_modified(|current| {
-                    if current.as_deref() == Some(&model) {
-                        return false;
-                    }
-                    *current = Some(Arc::new(model));
-                    true
-                });
-            }
-            Some(Err(e)) => {
-                held.problem = Some(e.to_string());
-                held.merged
-                    .send_if_modified(|current| current.take().is_some());
-            }
-            None => held.problem = Some("the merge task panicked".to_owned()),
-        }
-        if held.dirty {
-            self.mark_dirty(dataset);
-        }
-    }
-
     /// A new anti-entropy round: for each dataset, ask for the peers that hold it (the answer
     /// comes back as `Done::Candidates`), and retry downloads that failed.
     fn start_round(&mut self) {
@@ -696,21 +580,7 @@ impl ModelsActor {
                 dataset,
                 hash,
                 fetched,
-            } => {
-                self.fetching.remove(&hash);
-                self.stats.weights_rejected.inc_by(fetched.rejected);
-                if fetched.stored {
-                    self.stats.weights_fetched.inc();
-                    self.hints.remove(&hash);
-                    self.have.insert(hash);
-                    self.serve(vec![hash]);
-                    self.mark_dirty(dataset);
-                } else {
-                    self.failed.insert(hash);
-                }
-                // Start the downloads that waited for a free slot.
-                self.fetch_missing(dataset);
-            }
+            } => self.on_fetched(dataset, hash, fetched),
             Done::Merged { dataset, result } => self.on_merged(dataset, result),
         }
     }
