@@ -127,6 +127,33 @@ async fn ten_nodes_converge_on_one_registry_and_one_merged_model_across_drops_an
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_entropy_alone_converges_when_every_announcement_is_lost() {
+    const NODES: usize = 4;
+    let net = ModelNet::start(NODES, |i| config(100 + i as u64, 1.0)).await;
+    let mut published = Vec::new();
+    for i in 0..NODES {
+        for v in 0..2u64 {
+            let bytes = Model::new(linear(), 1_000 + 10 * i as u64 + v)
+                .unwrap()
+                .to_safetensors_bytes()
+                .unwrap();
+            published.push((publish(&net, i, bytes.clone(), 20).await, bytes));
+        }
+    }
+    let (registry, want) = expected(&published, models::Config::default().method);
+    let all: Vec<usize> = (0..NODES).collect();
+    let merged = net.wait_for_merged(&all, registry.digest(), NODES).await;
+    assert!(merged.iter().all(|m| m.hash == want.hash));
+    let c = net.counters();
+    assert_eq!(
+        c.gossip_accepted, 0,
+        "every announcement was dropped: {c:?}"
+    );
+    assert!(c.gossip_dropped > 0 && c.sessions_completed > 0, "{c:?}");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_travel_through_a_peer_that_holds_them_when_their_author_is_out_of_reach() {
     // 0 and 2 never connect; 1 is connected to both.
     let net = ModelNet::start(3, |i| config(200 + i as u64, 0.0)).await;
