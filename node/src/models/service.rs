@@ -398,10 +398,10 @@ impl Models {
         let weights = publication.weights;
         let hash = tokio::task::spawn_blocking(move || {
             super::weights::decode(&weights)?;
-            let (id, _) = blobs
-                .put(&weights)
+            let id = crate::store::BlobId::of(&weights);
+            blobs
+                .put_durable(id, &weights)
                 .map_err(|e| ModelsError::Blob(e.to_string()))?;
-            blobs.sync().map_err(|e| ModelsError::Blob(e.to_string()))?;
             Ok::<_, ModelsError>(id)
         })
         .await

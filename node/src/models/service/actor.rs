@@ -275,7 +275,8 @@ impl ModelsActor {
         let held: Vec<WeightsHash> = registry
             .latest()
             .map(|u| u.weights_hash)
-            .filter(|h| blobs.path(&BlobId(h.0)).exists())
+            // Re-hashed: a crash may have left a file cut short (weights are at most 64 MiB).
+            .filter(|h| blobs.check(&BlobId(h.0)).is_ok())
             .collect();
         self.have.extend(held.iter().copied());
         self.serve(held);

@@ -119,11 +119,8 @@ pub(super) async fn fetch(
             continue;
         }
         let blobs = blobs.clone();
-        let stored = tokio::task::spawn_blocking(move || {
-            blobs.put_hashed(id, &bytes)?;
-            blobs.sync()
-        })
-        .await;
+        let stored =
+            tokio::task::spawn_blocking(move || blobs.put_durable(id, &bytes).map(|_| ())).await;
         match stored {
             Ok(Ok(())) => {
                 return Fetched {
