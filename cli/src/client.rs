@@ -75,7 +75,19 @@ impl Client {
             .agent
             .post(format!("{}{path}", self.info.url))
             .header("Authorization", format!("Bearer {}", self.info.token))
+            .header("X-Request-Id", request_id())
             .send_json(body);
         self.finish(response)
     }
+}
+
+/// A request id for a change: the daemon accepts each id once per run. The process id, the
+/// time and a counter make it unique on this machine.
+fn request_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("cli-{}-{nanos:x}-{n}", std::process::id())
 }

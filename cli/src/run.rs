@@ -59,6 +59,7 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
         join,
         api: args.api,
         labels: swarmlabel_node::labels::Config::default(),
+        queue: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,6 +78,7 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
             home.root().join("api.json").display()
         );
         println!("metrics: http://{}/metrics", daemon.api_addr());
+        println!("labeling page: {}", daemon.api_info().page);
         wait_for_signal().await;
         eprintln!("stopping");
         daemon.shutdown().await;

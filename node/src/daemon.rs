@@ -1,16 +1,22 @@
 //! The long-running node behind `swarmlabel run`: the network [`Node`], the datasets it serves and
-//! joins, and the loopback HTTP API the CLI (and later the labeling page) talks to.
+//! joins, the loopback HTTP API the CLI and the labeling page talk to, and the labeling page.
 //!
-//! The API listens on 127.0.0.1 only. Every `/api` request needs the token written, with the
-//! API's address, to `HOME/api.json` (mode 0600), and a `Host` header naming the loopback address
-//! (no DNS rebinding). `/metrics` needs no token: it is read-only and loopback-only.
+//! The API listens on 127.0.0.1 only. Every `/api` request needs the token of this run, written
+//! with the API's address to `HOME/api.json` (mode 0600) and given to the page in its URL's
+//! fragment, and a `Host` header naming the loopback address (no DNS rebinding); a request from
+//! another web origin is refused. Every change also carries an `X-Request-Id` that is accepted
+//! once. `/metrics` and the page's static files need no token: they are read-only, hold no
+//! secret and are loopback-only. `docs/api.md` documents every request and error.
+//!
+//! [`Daemon::start`] starts a whole node (network, labels service, API) from a home and
+//! [`Options`]; several can run in one process.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,8 +24,16 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+mod body;
+#[cfg(feature = "labels")]
+mod labeling;
 #[cfg(feature = "labels")]
 mod labels;
+mod page;
+#[cfg(feature = "labels")]
+pub mod queue;
+mod replay;
+mod token;
 
 use crate::dataset::DatasetId;
 use crate::home::Home;
@@ -35,6 +49,9 @@ pub struct ApiInfo {
     pub token: String,
     /// The daemon's process id.
     pub pid: u32,
+    /// The labeling page's address, with the token in its fragment.
+    #[serde(default)]
+    pub page: String,
 }
 
 impl ApiInfo {
@@ -82,6 +99,9 @@ pub struct Options {
     /// The labels service: sync and gossip of labels.
     #[cfg(feature = "labels")]
     pub labels: crate::labels::Config,
+    /// Where the human's queue comes from; `None`: [`queue::Fallback`], which needs no model.
+    #[cfg(feature = "labels")]
+    pub queue: Option<Arc<dyn queue::Source>>,
 }
 
 /// Why a daemon could not start.
@@ -113,13 +133,15 @@ struct AppState {
     // Signs labels; without the labels feature nothing reads it.
     #[cfg_attr(not(feature = "labels"), allow(dead_code))]
     identity: Arc<Identity>,
-    token: Arc<String>,
-    host: Arc<Vec<String>>,
+    gate: Arc<token::Gate>,
+    replays: Arc<Mutex<replay::Replays>>,
     joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
     #[cfg(feature = "labels")]
     books: labels::Books,
     #[cfg(feature = "labels")]
     labels: crate::labels::Labels,
+    #[cfg(feature = "labels")]
+    queue: Arc<dyn queue::Source>,
 }
 
 /// A running daemon.
@@ -127,6 +149,7 @@ struct AppState {
 pub struct Daemon {
     node: Node,
     api: SocketAddr,
+    info: ApiInfo,
     stop_api: Option<oneshot::Sender<()>>,
     api_file: PathBuf,
 }
@@ -190,29 +213,34 @@ impl Daemon {
             addr: options.api,
             source,
         })?;
-        let mut token = [0u8; 32];
-        getrandom::fill(&mut token).map_err(|e| DaemonError::Api {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| DaemonError::Api {
             addr: api,
             source: std::io::Error::other(e.to_string()),
         })?;
-        let token = hex::encode(token);
-        let host = vec![
-            format!("127.0.0.1:{}", api.port()),
-            format!("localhost:{}", api.port()),
-        ];
+        let run_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let gate = token::Gate::new(run_ms, &secret, api.port());
+        let token = gate.token().to_owned();
         let identity = home
             .identity()
             .map_err(|e| net::NetError::Build(e.to_string()))?;
         let state = AppState {
             node: node.clone(),
             identity: Arc::new(identity),
-            token: Arc::new(token.clone()),
-            host: Arc::new(host),
+            gate: Arc::new(gate),
+            replays: Arc::new(Mutex::new(replay::Replays::default())),
             joins,
             #[cfg(feature = "labels")]
             books: labels::Books::default(),
             #[cfg(feature = "labels")]
             labels: labels.clone(),
+            #[cfg(feature = "labels")]
+            queue: options
+                .queue
+                .clone()
+                .unwrap_or_else(|| Arc::new(queue::Fallback::default())),
         };
         let app = router(state);
         let (stop_api, stopped) = oneshot::channel::<()>();
@@ -225,6 +253,7 @@ impl Daemon {
         });
         let info = ApiInfo {
             url: format!("http://{api}"),
+            page: format!("http://{api}/#token={token}"),
             token,
             pid: std::process::id(),
         };
@@ -235,6 +264,7 @@ impl Daemon {
         Ok(Daemon {
             node,
             api,
+            info,
             stop_api: Some(stop_api),
             api_file,
         })
@@ -248,6 +278,11 @@ impl Daemon {
     /// Where the API listens.
     pub fn api_addr(&self) -> SocketAddr {
         self.api
+    }
+
+    /// The API's address, token and page URL, as written to `api.json`.
+    pub fn api_info(&self) -> &ApiInfo {
+        &self.info
     }
 
     /// Stops the API and the node, and removes `api.json`.
@@ -325,26 +360,59 @@ fn spawn_join(joiner: Joiner, id: DatasetId) {
 
 fn router(state: AppState) -> Router {
     #[cfg(feature = "labels")]
-    let router = Router::new().route(
-        "/api/v1/datasets/{id}/labels",
-        post(labels::record).get(labels::list),
-    );
+    let router = Router::new()
+        .route(
+            "/api/v1/datasets/{id}/labels",
+            post(labels::record).get(labels::list),
+        )
+        .route("/api/v1/datasets", get(labeling::datasets))
+        .route("/api/v1/datasets/{id}/queue", get(labeling::queue))
+        .route(
+            "/api/v1/datasets/{id}/samples/{sample}",
+            get(labeling::sample),
+        )
+        .route("/api/v1/datasets/{id}/mine", get(labeling::mine))
+        .route("/api/v1/datasets/{id}/progress", get(labeling::progress))
+        .route("/api/v1/datasets/{id}/undo", post(labels::undo));
     #[cfg(not(feature = "labels"))]
     let router = Router::new();
     #[cfg(feature = "labels")]
     let router = labels::consensus::routes(router);
-    router
+    page::routes(router)
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/datasets/known", get(known))
         .route("/api/v1/join", post(join))
         .route("/api/v1/fetch", post(fetch_now))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "there is no {} here; docs/api.md lists the requests",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {method}; docs/api.md lists the requests",
+            uri.path()
+        ),
+    )
+}
+
 /// An API error: a status and one sentence.
-struct ApiError(StatusCode, String);
+#[derive(Debug)]
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -353,32 +421,40 @@ impl IntoResponse for ApiError {
 }
 
 impl AppState {
+    /// Checks the Host and Origin headers and the token.
     fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        if !self.host.iter().any(|h| h == host) {
-            return Err(ApiError(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "the Host header '{host}' is not this node's loopback address; use {}",
-                    self.host[0]
-                ),
-            ));
+        let get = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+        self.gate.check_origin(get("host"), get("origin"))?;
+        self.gate.check_token(get("authorization"))
+    }
+
+    /// Runs the change `apply` if the request passes [`AppState::check`] and its `X-Request-Id`
+    /// was not seen in this run. A refused change can be sent again with the same id.
+    async fn change<T>(
+        &self,
+        headers: &HeaderMap,
+        apply: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        self.check(headers)?;
+        let id = headers.get("x-request-id").and_then(|h| h.to_str().ok());
+        self.replays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(id)?;
+        let result = apply.await;
+        if result.is_err() {
+            self.replays
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .forget(id);
         }
-        let token = headers
-            .get("authorization")
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if token != self.token.as_str() {
-            return Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong token; send 'Authorization: Bearer TOKEN' with the token from api.json in the node's home".into(),
-            ));
-        }
-        Ok(())
+        result
+    }
+
+    /// The human's key: the node's identity signs their labels.
+    #[cfg(feature = "labels")]
+    fn me(&self) -> swarmlabel_crdt::AnnotatorKey {
+        swarmlabel_crdt::AnnotatorKey(self.identity.public_key().0)
     }
 }
 
@@ -420,7 +496,7 @@ struct Search {
 async fn known(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(search): Query<Search>,
+    body::QueryParams(search): body::QueryParams<Search>,
 ) -> Result<Json<Vec<net::KnownDataset>>, ApiError> {
     s.check(&headers)?;
     let mut known = s.node.known_datasets().await.map_err(net_error)?;
@@ -436,6 +512,7 @@ async fn known(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DatasetBody {
     dataset: String,
 }
@@ -452,39 +529,43 @@ fn parse_dataset(body: &DatasetBody) -> Result<DatasetId, ApiError> {
 async fn join(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<DatasetBody>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    s.check(&headers)?;
-    let id = parse_dataset(&body)?;
-    spawn_join(
-        Joiner {
-            node: s.node.clone(),
-            joins: s.joins.clone(),
-            #[cfg(feature = "labels")]
-            labels: s.labels.clone(),
-        },
-        id,
-    );
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "dataset": id.to_string(), "state": "fetching" })),
-    ))
+    s.change(&headers, async {
+        let id = parse_dataset(&body::parse_json(&body)?)?;
+        spawn_join(
+            Joiner {
+                node: s.node.clone(),
+                joins: s.joins.clone(),
+                #[cfg(feature = "labels")]
+                labels: s.labels.clone(),
+            },
+            id,
+        );
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "dataset": id.to_string(), "state": "fetching" })),
+        ))
+    })
+    .await
 }
 
 async fn fetch_now(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<DatasetBody>,
+    body: axum::body::Bytes,
 ) -> Result<Json<fetch::Report>, ApiError> {
-    s.check(&headers)?;
-    let id = parse_dataset(&body)?;
-    let report = s
-        .node
-        .fetch(id, fetch::Options::default())
-        .await
-        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    s.node.serve(id).await.map_err(net_error)?;
-    Ok(Json(report))
+    s.change(&headers, async {
+        let id = parse_dataset(&body::parse_json(&body)?)?;
+        let report = s
+            .node
+            .fetch(id, fetch::Options::default())
+            .await
+            .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+        s.node.serve(id).await.map_err(net_error)?;
+        Ok(Json(report))
+    })
+    .await
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -1,34 +1,48 @@
-//! The labels part of the API: record a signed label, list a dataset's labels. The stores belong
-//! to the node's labels service ([`crate::labels::Labels`]), which the network feeds too; the API
-//! keeps only what validating a request needs.
+//! The labels part of the API: record a signed label (a new one, or an edit of a past one), undo
+//! the human's last label, list a dataset's labels. The stores belong to the node's labels service
+//! ([`crate::labels::Labels`]), which the network feeds too; the API keeps only what validating a
+//! request needs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use swarmlabel_crdt::{Annotation, AnnotatorKey, RecordError, SampleId, SignedAnnotation, Value};
+use swarmlabel_crdt::{
+    Annotation, AnnotatorKey, RecordError, SampleId, SignedAnnotation, Suggestion, Value,
+};
 
+use super::body::parse_json;
 use super::{ApiError, AppState};
 use crate::dataset::DatasetId;
+use crate::dataset::manifest::{MediaType, Task};
 use crate::labels::{LabelStore, LabelStoreError, LabelsError};
 use crate::store::BlobId;
 
 pub(super) mod consensus;
 
-/// What validating a label of a dataset needs: its label set and sample ids.
+/// What validating a label of a dataset, and showing its samples, needs: its name, task, label
+/// set and samples.
 #[derive(Debug)]
 pub(crate) struct Book {
-    labels: Vec<String>,
-    samples: HashSet<BlobId>,
+    pub(crate) name: String,
+    pub(crate) task: Task,
+    pub(crate) labels: Vec<String>,
+    /// Sample ids in manifest order.
+    pub(crate) order: Vec<BlobId>,
+    pub(crate) media: HashMap<BlobId, MediaType>,
+    /// The owner's gold labels, where the manifest has them.
+    pub(crate) gold: HashMap<SampleId, u16>,
 }
 
 /// The books of the datasets in the home, read on first use.
 pub(crate) type Books = Arc<Mutex<HashMap<DatasetId, Arc<Book>>>>;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct LabelBody {
     sample: String,
     label: Option<String>,
@@ -36,18 +50,27 @@ pub(crate) struct LabelBody {
     skip: bool,
     #[serde(default)]
     unsure: bool,
+    /// The model's guess shown to the human when they answered, if it was shown.
+    suggestion: Option<SuggestionBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SuggestionBody {
+    label: String,
+    probability: f64,
 }
 
 /// One annotation as the API shows it.
 #[derive(Debug, Serialize)]
 pub(crate) struct LabelView {
-    sample: String,
-    annotator: String,
-    value: String,
-    time_ms: u64,
+    pub(crate) sample: String,
+    pub(crate) annotator: String,
+    pub(crate) value: String,
+    pub(crate) time_ms: u64,
 }
 
-fn bad(status: StatusCode, message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError(status, message.into())
 }
 
@@ -69,28 +92,39 @@ fn open_book(
         )
     })?;
     let root = listed.root.root();
-    let mut samples = HashSet::new();
+    let dataset = LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
+    if let Some(book) = books.get(&id) {
+        return Ok((book.clone(), dataset));
+    }
+    let mut order = Vec::new();
+    let mut media = HashMap::new();
+    let mut gold = HashMap::new();
     for index in 0..root.pages.len() {
         let page = catalog
             .page(&listed, index)
             .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        samples.extend(page.samples.iter().map(|e| e.id));
+        for entry in &page.samples {
+            order.push(entry.id);
+            media.insert(entry.id, entry.media_type);
+            if let Some(g) = entry.gold {
+                gold.insert(SampleId(entry.id.0), g);
+            }
+        }
     }
-    let dataset = LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
-    let book = books
-        .entry(id)
-        .or_insert_with(|| {
-            Arc::new(Book {
-                labels: root.labels.clone(),
-                samples,
-            })
-        })
-        .clone();
+    let book = Arc::new(Book {
+        name: root.name.clone(),
+        task: root.task.clone(),
+        labels: root.labels.clone(),
+        order,
+        media,
+        gold,
+    });
+    books.insert(id, book.clone());
     Ok((book, dataset))
 }
 
 /// The book of `id`, with its labels open in the labels service.
-async fn book(s: &AppState, id: DatasetId) -> Result<Arc<Book>, ApiError> {
+pub(crate) async fn book(s: &AppState, id: DatasetId) -> Result<Arc<Book>, ApiError> {
     let state = s.clone();
     let (book, dataset) = tokio::task::spawn_blocking(move || open_book(&state, id))
         .await
@@ -99,11 +133,11 @@ async fn book(s: &AppState, id: DatasetId) -> Result<Arc<Book>, ApiError> {
     Ok(book)
 }
 
-fn labels_error(e: LabelsError) -> ApiError {
+pub(crate) fn labels_error(e: LabelsError) -> ApiError {
     bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-fn parse_id(text: &str) -> Result<DatasetId, ApiError> {
+pub(crate) fn parse_id(text: &str) -> Result<DatasetId, ApiError> {
     text.parse().map_err(|_| {
         bad(
             StatusCode::BAD_REQUEST,
@@ -116,49 +150,89 @@ pub(crate) async fn record(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(body): Json<LabelBody>,
+    body: Bytes,
 ) -> Result<Json<LabelView>, ApiError> {
-    s.check(&headers)?;
-    let id = parse_id(&id)?;
-    let book = book(&s, id).await?;
-    let sample: BlobId = body.sample.trim().parse().map_err(|_| {
-        bad(
-            StatusCode::BAD_REQUEST,
-            format!("'{}' is not a sample id (64 hex characters)", body.sample),
-        )
-    })?;
-    if !book.samples.contains(&sample) {
-        return Err(bad(
-            StatusCode::NOT_FOUND,
-            format!("sample {sample} is not in dataset {id}"),
-        ));
-    }
-    let value = match (body.label.as_deref(), body.skip, body.unsure) {
-        (Some(name), false, false) => match book.labels.iter().position(|l| l == name.trim()) {
-            Some(i) => Value::Label(i as u16),
-            None => {
+    s.change(&headers, async {
+        let id = parse_id(&id)?;
+        let body: LabelBody = parse_json(&body)?;
+        let book = book(&s, id).await?;
+        let sample = parse_sample(&book, id, &body.sample)?;
+        let value = match (body.label.as_deref(), body.skip, body.unsure) {
+            (Some(name), false, false) => Value::Label(label_index(&book, name)?),
+            (None, true, false) => Value::Skip,
+            (None, false, true) => Value::Unsure,
+            _ => {
+                return Err(bad(
+                    StatusCode::BAD_REQUEST,
+                    "give exactly one of a label, skip or unsure",
+                ));
+            }
+        };
+        let suggestion = match &body.suggestion {
+            Some(g) if (0.0..=1.0).contains(&g.probability) => Some(Suggestion::with_probability(
+                label_index(&book, &g.label)?,
+                g.probability,
+            )),
+            Some(g) => {
                 return Err(bad(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "label '{name}' is not in the label set ({}); use one of them",
-                        book.labels.join(",")
+                        "the suggestion's probability {} is not between 0 and 1; send the model's probability as shown",
+                        g.probability
                     ),
                 ));
             }
-        },
-        (None, true, false) => Value::Skip,
-        (None, false, true) => Value::Unsure,
-        _ => {
-            return Err(bad(
-                StatusCode::BAD_REQUEST,
-                "give exactly one of a label, skip or unsure",
-            ));
-        }
-    };
+            None => None,
+        };
+        let view = store(&s, id, &book, sample, value, suggestion).await?;
+        Ok(Json(view))
+    })
+    .await
+}
+
+/// The sample id `text` of dataset `id`, which must be one of its samples.
+pub(crate) fn parse_sample(book: &Book, id: DatasetId, text: &str) -> Result<BlobId, ApiError> {
+    let sample: BlobId = text.trim().parse().map_err(|_| {
+        bad(
+            StatusCode::BAD_REQUEST,
+            format!("'{text}' is not a sample id (64 hex characters)"),
+        )
+    })?;
+    if !book.media.contains_key(&sample) {
+        return Err(bad(
+            StatusCode::NOT_FOUND,
+            format!(
+                "sample {sample} is not in dataset {id}; use a sample id from its queue or export"
+            ),
+        ));
+    }
+    Ok(sample)
+}
+
+fn label_index(book: &Book, name: &str) -> Result<u16, ApiError> {
+    match book.labels.iter().position(|l| l == name.trim()) {
+        Some(i) => Ok(i as u16),
+        None => Err(bad(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "label '{name}' is not in the label set ({}); use one of them",
+                book.labels.join(",")
+            ),
+        )),
+    }
+}
+
+/// Signs `value` for `sample` with the node's key and records it; returns once it is durable.
+async fn store(
+    s: &AppState,
+    id: DatasetId,
+    book: &Book,
+    sample: BlobId,
+    value: Value,
+    suggestion: Option<Suggestion>,
+) -> Result<LabelView, ApiError> {
     let identity = &s.identity;
-    let mut time_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let mut time_ms = now_ms();
     loop {
         let annotation = Annotation {
             dataset: swarmlabel_crdt::DatasetId(id.0.0),
@@ -166,7 +240,7 @@ pub(crate) async fn record(
             annotator: AnnotatorKey(identity.public_key().0),
             time_ms,
             value,
-            suggestion: None,
+            suggestion,
         };
         let signed = SignedAnnotation::sign(annotation, identity.as_ref())
             .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -183,15 +257,73 @@ pub(crate) async fn record(
             Err(e) => return Err(labels_error(e)),
         }
     }
-    Ok(Json(LabelView {
+    Ok(LabelView {
         sample: sample.to_hex(),
         annotator: identity.public_key().to_hex(),
         value: value_text(value, &book.labels),
         time_ms,
-    }))
+    })
 }
 
-fn value_text(value: Value, labels: &[String]) -> String {
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What undo did.
+#[derive(Debug, Serialize)]
+pub(crate) struct UndoView {
+    /// The sample whose label was undone: the page shows it again.
+    sample: String,
+    /// The answer undone.
+    undone: String,
+    /// What the slot holds now (a signed skip: the CRDT keeps no deletions).
+    now: LabelView,
+}
+
+/// Undoes the human's most recent label (or unsure answer) in dataset `id`. The CRDT keeps one
+/// latest answer per sample and annotator and has no deletion, so the answer is replaced by a
+/// signed skip, which is not a vote; the sample comes back to the queue.
+pub(crate) async fn undo(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<UndoView>, ApiError> {
+    s.change(&headers, async {
+        let id = parse_id(&id)?;
+        let book = book(&s, id).await?;
+        let read = s
+            .labels
+            .read(swarmlabel_crdt::DatasetId(id.0.0))
+            .await
+            .map_err(labels_error)?;
+        let me = AnnotatorKey(s.identity.public_key().0);
+        let last = read
+            .annotations
+            .iter()
+            .map(SignedAnnotation::annotation)
+            .filter(|a| a.annotator == me && a.value != Value::Skip)
+            .max_by_key(|a| a.time_ms)
+            .ok_or_else(|| {
+                bad(
+                    StatusCode::CONFLICT,
+                    format!("you have no label in dataset {id} to undo; label a sample first"),
+                )
+            })?;
+        let sample = BlobId(last.sample.0);
+        let undone = value_text(last.value, &book.labels);
+        let now = store(&s, id, &book, sample, Value::Skip, None).await?;
+        Ok(Json(UndoView {
+            sample: sample.to_hex(),
+            undone,
+            now,
+        }))
+    })
+    .await
+}
+
+pub(crate) fn value_text(value: Value, labels: &[String]) -> String {
     match value {
         Value::Label(i) => labels
             .get(usize::from(i))
