@@ -9,6 +9,8 @@ pub mod home;
 pub mod identity;
 #[cfg(feature = "labels")]
 pub mod labels;
+#[cfg(feature = "labels")]
+pub mod learn;
 pub mod net;
 pub mod progress;
 pub mod store;
