@@ -10,6 +10,8 @@ pub mod identity;
 #[cfg(feature = "labels")]
 pub mod labels;
 #[cfg(feature = "labels")]
+pub mod learn;
+#[cfg(feature = "labels")]
 pub mod models;
 pub mod net;
 pub mod progress;

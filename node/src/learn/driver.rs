@@ -1,0 +1,384 @@
+//! The task that drives one dataset's learning loop. It only moves data: label reads from the
+//! labels service into the consensus and the [`Plan`], training jobs onto a blocking thread and
+//! their models to the exchange, merged models into a rescore of the pool, rankings onto the
+//! board that [`Learner::next`](super::Learner::next) reads.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rand::SeedableRng as _;
+use rand::seq::SliceRandom as _;
+use swarmlabel_active_learning::{Matrix, ModelError, ScoreConfig, Strategy, score};
+use swarmlabel_crdt::registry::Validation;
+use swarmlabel_crdt::{Annotations, AnnotatorKey, SampleId, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::exchange::{self, ModelExchange};
+use super::features::PoolFeatures;
+use super::plan::{Action, Plan, Snapshot};
+use super::{Board, Config, Round, seed_of, select, train};
+use crate::consensus;
+use crate::dataset::DatasetId;
+use crate::labels::Labels;
+
+/// Polls after which the labels are read even if no counter moved (a safety net).
+const READ_AT_LEAST_EVERY: u32 = 20;
+
+type Training = JoinHandle<(
+    Snapshot,
+    u64,
+    Vec<usize>,
+    Result<train::Outcome, ModelError>,
+)>;
+
+pub(super) struct Driver {
+    crdt: swarmlabel_crdt::DatasetId,
+    me: AnnotatorKey,
+    pool: Arc<PoolFeatures>,
+    hex_rows: HashMap<String, usize>,
+    labels: Labels,
+    exchange: Arc<dyn ModelExchange>,
+    config: Config,
+    board: Arc<Mutex<Board>>,
+    stopped: mpsc::Receiver<()>,
+    plan: Plan,
+    seed: u64,
+    started: Instant,
+    last_counters: Option<(u64, u64, u64)>,
+    polls_since_read: u32,
+    version: u64,
+    annotations: u64,
+    /// `(row, class)` of every usable label, sorted by row.
+    usable: Vec<(usize, usize)>,
+    trained_rows: HashSet<usize>,
+    annotations_at: HashMap<u64, u64>,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        dataset: DatasetId,
+        me: AnnotatorKey,
+        pool: Arc<PoolFeatures>,
+        labels: Labels,
+        exchange: Arc<dyn ModelExchange>,
+        config: Config,
+        board: Arc<Mutex<Board>>,
+        stopped: mpsc::Receiver<()>,
+    ) -> Self {
+        let hex_rows = pool
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.to_string(), i))
+            .collect();
+        Self {
+            crdt: swarmlabel_crdt::DatasetId(dataset.0.0),
+            me,
+            pool,
+            hex_rows,
+            labels,
+            exchange,
+            plan: Plan::new(config.plan),
+            config,
+            board,
+            stopped,
+            seed: seed_of(&dataset),
+            started: Instant::now(),
+            last_counters: None,
+            polls_since_read: 0,
+            version: 0,
+            annotations: 0,
+            usable: Vec::new(),
+            trained_rows: HashSet::new(),
+            annotations_at: HashMap::new(),
+        }
+    }
+
+    /// Puts the cold-start ranking on the board, so picks exist before the first rescore.
+    pub(super) fn rank_initial(&self) {
+        let ranked = self.random_order();
+        let mut board = self.board();
+        board.ranked = ranked;
+        board.strategy = Strategy::Random.name().to_owned();
+        board.progress.active_labelers = 1;
+    }
+
+    pub(super) async fn run(mut self) {
+        let mut merged = self.exchange.watch(self.crdt);
+        let mut watching = true;
+        let mut tick = tokio::time::interval(self.config.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut training: Option<Training> = None;
+        self.rescore().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stopped.recv() => break,
+                joined = async { training.as_mut().expect("guarded by the select condition").await },
+                    if training.is_some() => {
+                    training = None;
+                    match joined {
+                        Ok((snapshot, annotations, rows, outcome)) => {
+                            self.finish(snapshot, annotations, rows, outcome).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(dataset = %self.crdt, "a training thread failed: {e}");
+                            self.plan.failed();
+                            self.board().progress.training = false;
+                        }
+                    }
+                }
+                changed = merged.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                    } else {
+                        self.rescore().await;
+                    }
+                }
+                _ = tick.tick() => {
+                    self.poll_labels().await;
+                    if training.is_none()
+                        && let Action::Train(snapshot) = self.plan.next(self.now_ms())
+                    {
+                        training = Some(self.spawn_training(snapshot));
+                        self.board().progress.training = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn random_order(&self) -> Vec<(SampleId, f32)> {
+        // The same order on every node: the rendezvous shares then make the picks disjoint.
+        let mut order: Vec<usize> = (0..self.pool.ids.len()).collect();
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(self.seed));
+        order.into_iter().map(|i| (self.pool.ids[i], 0.0)).collect()
+    }
+
+    async fn poll_labels(&mut self) {
+        let c = self.labels.counters();
+        let key = (c.recorded, c.gossip_accepted, c.sync_applied);
+        self.polls_since_read += 1;
+        if self.last_counters == Some(key) && self.polls_since_read < READ_AT_LEAST_EVERY {
+            return;
+        }
+        self.last_counters = Some(key);
+        self.polls_since_read = 0;
+        let read = match self.labels.read(self.crdt).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(dataset = %self.crdt, "cannot read the labels: {e}");
+                return;
+            }
+        };
+        let usable = self.usable_labels(&read);
+        let annotations = read.annotations.len() as u64;
+        let changed = annotations != self.annotations || usable != self.usable;
+        self.annotations = annotations;
+        self.usable = usable;
+        let mut counts: HashMap<SampleId, u32> = HashMap::new();
+        let mut mine = HashSet::new();
+        for signed in &read.annotations {
+            let a = signed.annotation();
+            if matches!(a.value, Value::Label(_)) {
+                *counts.entry(a.sample).or_default() += 1;
+            }
+            if a.annotator == self.me {
+                mine.insert(a.sample);
+            }
+        }
+        let window = self.config.active_window.as_millis() as u64;
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut active = select::active_labelers(&read.annotations, wall_ms.saturating_sub(window));
+        if !active.contains(&self.me) {
+            active.push(self.me);
+        }
+        if changed {
+            self.version += 1;
+            self.annotations_at.insert(self.version, annotations);
+            let snapshot = Snapshot {
+                version: self.version,
+                labels: self.usable.len() as u64,
+            };
+            self.plan.labels_changed(snapshot, self.now_ms());
+        }
+        let mut board = self.board();
+        board.progress.active_labelers = active.len();
+        board.counts = counts;
+        board.mine = mine;
+        board.active = active;
+        board.progress.annotations = annotations;
+        board.progress.labels = self.usable.len() as u64;
+    }
+
+    /// `(row, class)` of the consensus label of every sample that has one, gold labels first.
+    fn usable_labels(&self, read: &Annotations) -> Vec<(usize, usize)> {
+        let mut by_row: HashMap<usize, usize> = HashMap::new();
+        match consensus::summarise(
+            read,
+            &self.pool.labels,
+            &self.pool.gold,
+            self.config.consensus,
+        ) {
+            Ok(summary) => {
+                for s in summary.samples {
+                    let (Some(label), Some(&row)) = (s.label, self.hex_rows.get(&s.sample)) else {
+                        continue;
+                    };
+                    if let Some(class) = self.pool.labels.iter().position(|l| *l == label) {
+                        by_row.insert(row, class);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(dataset = %self.crdt, "no consensus: {e}"),
+        }
+        for (sample, &gold) in &self.pool.gold {
+            if let Some(&row) = self.pool.index.get(sample)
+                && usize::from(gold) < self.pool.labels.len()
+            {
+                by_row.insert(row, usize::from(gold));
+            }
+        }
+        let mut usable: Vec<(usize, usize)> = by_row.into_iter().collect();
+        usable.sort_unstable();
+        usable
+    }
+
+    fn spawn_training(&self, snapshot: Snapshot) -> Training {
+        let fresh: Vec<usize> = self
+            .usable
+            .iter()
+            .map(|(r, _)| *r)
+            .filter(|r| !self.trained_rows.contains(r))
+            .collect();
+        let rows: Vec<usize> = self.usable.iter().map(|(r, _)| *r).collect();
+        let job = train::Job {
+            pool: self.pool.clone(),
+            start: self.exchange.merged(self.crdt).map(|m| m.bytes),
+            seed: self.seed,
+            labels: self.usable.clone(),
+            fresh,
+        };
+        let annotations = self
+            .annotations_at
+            .get(&snapshot.version)
+            .copied()
+            .unwrap_or(self.annotations);
+        tokio::task::spawn_blocking(move || (snapshot, annotations, rows, train::run(&job)))
+    }
+
+    async fn finish(
+        &mut self,
+        snapshot: Snapshot,
+        annotations: u64,
+        rows: Vec<usize>,
+        outcome: Result<train::Outcome, ModelError>,
+    ) {
+        self.annotations_at.retain(|v, _| *v > snapshot.version);
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(dataset = %self.crdt, "training failed: {e}");
+                self.plan.failed();
+                self.board().progress.training = false;
+                return;
+            }
+        };
+        let publish = self.plan.trained(snapshot);
+        self.trained_rows = rows.into_iter().collect();
+        let (correct, held_out) = outcome.validation;
+        let mut published = false;
+        if publish {
+            let result = self
+                .exchange
+                .publish(
+                    self.crdt,
+                    outcome.weights,
+                    outcome.labels,
+                    exchange::architecture(&self.pool.spec),
+                    Validation::from_counts(correct, held_out),
+                )
+                .await;
+            match result {
+                Ok(()) => published = true,
+                Err(e) => tracing::warn!(dataset = %self.crdt, "cannot publish the model: {e}"),
+            }
+        }
+        let mut board = self.board();
+        let progress = &mut board.progress;
+        progress.training = false;
+        progress.trained_annotations = annotations;
+        progress.published += u64::from(published);
+        progress.history.push(Round {
+            labels: outcome.labels,
+            accuracy: (held_out > 0).then(|| f64::from(correct) / f64::from(held_out)),
+            held_out,
+        });
+    }
+
+    /// Scores the pool with the model in force (the merged model, else the initial weights) and
+    /// puts the new ranking on the board.
+    async fn rescore(&mut self) {
+        let merged = self.exchange.merged(self.crdt);
+        let pool = self.pool.clone();
+        let strategy = self.config.query.strategy;
+        let seed = self.seed;
+        let bytes = merged.as_ref().map(|m| m.bytes.clone());
+        let scored = tokio::task::spawn_blocking(move || -> Result<(Matrix, Vec<f32>), String> {
+            let model = train::start_model(&pool.spec, bytes.as_deref().map(Vec::as_slice), seed)
+                .map_err(|e| e.to_string())?;
+            let scored = score(&model, &pool.features, strategy, &ScoreConfig::default())
+                .map_err(|e| e.to_string())?;
+            let scores = strategy
+                .scores(&scored.probs, &scored.passes)
+                .map_err(|e| e.to_string())?;
+            Ok((scored.probs, scores))
+        })
+        .await;
+        let (probs, scores) = match scored {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(dataset = %self.crdt, "cannot score the pool: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(dataset = %self.crdt, "the scoring thread failed: {e}");
+                return;
+            }
+        };
+        let cold = (self.usable.len() as u64) < self.config.initial || strategy == Strategy::Random;
+        let (ranked, name) = if cold {
+            (self.random_order(), Strategy::Random.name().to_owned())
+        } else {
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            // Stable: equal scores keep pool order on every node.
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            (
+                order
+                    .into_iter()
+                    .map(|i| (self.pool.ids[i], scores[i]))
+                    .collect(),
+                strategy.name().to_owned(),
+            )
+        };
+        let mut board = self.board();
+        board.ranked = ranked;
+        board.strategy = name;
+        board.probs = Some(Arc::new(probs));
+        board.progress.model = merged.map(|m| hex::encode(m.hash));
+        board.progress.rescores += 1;
+    }
+}
