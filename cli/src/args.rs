@@ -74,6 +74,18 @@ pub(crate) enum Command {
     /// Example: swarmlabel run --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW... --join ID
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
+    /// Run a whole labeling network on this machine, with nothing to set up or download.
+    ///
+    /// Draws a dataset of shapes, starts a bootstrap peer, a data owner's node, a few simulated
+    /// volunteers (labelling at a human-like pace) and your own node, all on 127.0.0.1, and
+    /// prints your labeling page's address. Your labels mix with the volunteers'; the accuracy
+    /// of the network's merged model on held-out images climbs as labels come in. Ctrl-C stops
+    /// everything. Everything lives in a temporary folder (or --dir) that is removed at the end.
+    ///
+    /// Example: swarmlabel demo
+    ///          swarmlabel demo --headless --labels 200     (no human: your node answers too)
+    #[command(verbatim_doc_comment)]
+    Demo(DemoArgs),
     /// Show the running node's peers, datasets and joins.
     Status {
         /// Print JSON.
@@ -286,6 +298,35 @@ pub(crate) enum ConsensusMethod {
     DawidSkene,
     /// Majority vote: strictly the most votes; a tie gives no label.
     Majority,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Simulated volunteer nodes besides yours.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) volunteers: usize,
+    /// Images in the dataset.
+    #[arg(long, default_value_t = 400)]
+    pub(crate) samples: usize,
+    /// A simulated volunteer labels one sample every this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    pub(crate) pace_ms: u64,
+    /// No human: your node answers too, the demo stops after --labels labels and prints the
+    /// learning progress.
+    #[arg(long)]
+    pub(crate) headless: bool,
+    /// With --headless: labels across the network before the demo stops.
+    #[arg(long, default_value_t = 200, requires = "headless")]
+    pub(crate) labels: u64,
+    /// Keep the demo's homes and images in this new folder instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Where your node's API and labeling page listen (loopback only).
+    #[arg(long, value_name = "ADDR", default_value_t = crate::run::default_api())]
+    pub(crate) api: SocketAddr,
+    /// Seed of the drawn images.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
 }
 
 #[derive(Debug, Args)]

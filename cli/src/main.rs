@@ -4,6 +4,7 @@
 mod args;
 mod client;
 mod dataset;
+mod demo;
 mod labels;
 mod output;
 mod progress;
@@ -110,6 +111,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Dataset(cmd) => dataset::run(cmd, &home_path, cli.quiet),
         Command::Run(args) => {
             run::run(open(&home_path)?, args)?;
+            Ok(Outcome::Ok)
+        }
+        Command::Demo(args) => {
+            demo::run(args)?;
             Ok(Outcome::Ok)
         }
         Command::Status { json } => {

@@ -60,6 +60,8 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
         api: args.api,
         labels: swarmlabel_node::labels::Config::default(),
         queue: None,
+        models: swarmlabel_node::models::Config::default(),
+        learn: Some(swarmlabel_node::learn::Config::default()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

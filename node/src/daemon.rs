@@ -26,7 +26,11 @@ use tokio::sync::oneshot;
 
 mod body;
 #[cfg(feature = "labels")]
+pub mod exchange;
+#[cfg(feature = "labels")]
 mod labeling;
+#[cfg(feature = "labels")]
+pub mod learning;
 #[cfg(feature = "labels")]
 mod labels;
 mod page;
@@ -99,9 +103,33 @@ pub struct Options {
     /// The labels service: sync and gossip of labels.
     #[cfg(feature = "labels")]
     pub labels: crate::labels::Config,
-    /// Where the human's queue comes from; `None`: [`queue::Fallback`], which needs no model.
+    /// Where the human's queue comes from; `None`: the learning loops ([`learning::Learners`])
+    /// when `learn` is set, else [`queue::Fallback`], which needs no model.
     #[cfg(feature = "labels")]
     pub queue: Option<Arc<dyn queue::Source>>,
+    /// The models service: gossip of model updates and the merged model.
+    #[cfg(feature = "labels")]
+    pub models: crate::models::Config,
+    /// The learning loop of each dataset; `None`: no loop (no training, no model published).
+    #[cfg(feature = "labels")]
+    pub learn: Option<crate::learn::Config>,
+}
+
+#[cfg(feature = "labels")]
+impl Options {
+    /// Options with the defaults of `swarmlabel run` for everything but the network.
+    pub fn new(net: net::Config) -> Self {
+        Self {
+            net,
+            serve: Vec::new(),
+            join: Vec::new(),
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            labels: crate::labels::Config::default(),
+            queue: None,
+            models: crate::models::Config::default(),
+            learn: Some(crate::learn::Config::default()),
+        }
+    }
 }
 
 /// Why a daemon could not start.
@@ -142,6 +170,8 @@ struct AppState {
     labels: crate::labels::Labels,
     #[cfg(feature = "labels")]
     queue: Arc<dyn queue::Source>,
+    #[cfg(feature = "labels")]
+    learners: Option<learning::Learners>,
 }
 
 /// A running daemon.
@@ -152,6 +182,10 @@ pub struct Daemon {
     info: ApiInfo,
     stop_api: Option<oneshot::Sender<()>>,
     api_file: PathBuf,
+    #[cfg(feature = "labels")]
+    models: crate::models::Models,
+    #[cfg(feature = "labels")]
+    learners: Option<learning::Learners>,
 }
 
 impl Daemon {
@@ -192,12 +226,38 @@ impl Daemon {
             }
             labels
         };
+        let identity = home
+            .identity()
+            .map_err(|e| net::NetError::Build(e.to_string()))?;
+        #[cfg(feature = "labels")]
+        let models =
+            crate::models::Models::start(home.clone(), Some(node.clone()), options.models.clone())
+                .await
+                .map_err(|e| net::NetError::Build(e.to_string()))?;
+        #[cfg(feature = "labels")]
+        let learners = options.learn.clone().map(|config| {
+            learning::Learners::new(
+                exchange::NetworkExchange::new(models.clone()),
+                labels.clone(),
+                home.catalog(),
+                swarmlabel_crdt::AnnotatorKey(identity.public_key().0),
+                config,
+            )
+        });
+        #[cfg(feature = "labels")]
+        if let Some(learners) = &learners {
+            for l in &listed {
+                learners.start(l.id);
+            }
+        }
         let joins = Arc::new(Mutex::new(BTreeMap::new()));
         let joiner = Joiner {
             node: node.clone(),
             joins: joins.clone(),
             #[cfg(feature = "labels")]
             labels: labels.clone(),
+            #[cfg(feature = "labels")]
+            learners: learners.clone(),
         };
         for id in &options.join {
             spawn_join(joiner.clone(), *id);
@@ -223,9 +283,6 @@ impl Daemon {
             .map_or(0, |d| d.as_millis() as u64);
         let gate = token::Gate::new(run_ms, &secret, api.port());
         let token = gate.token().to_owned();
-        let identity = home
-            .identity()
-            .map_err(|e| net::NetError::Build(e.to_string()))?;
         let state = AppState {
             node: node.clone(),
             identity: Arc::new(identity),
@@ -237,10 +294,13 @@ impl Daemon {
             #[cfg(feature = "labels")]
             labels: labels.clone(),
             #[cfg(feature = "labels")]
-            queue: options
-                .queue
-                .clone()
-                .unwrap_or_else(|| Arc::new(queue::Fallback::default())),
+            queue: match (&options.queue, &learners) {
+                (Some(queue), _) => queue.clone(),
+                (None, Some(learners)) => Arc::new(learners.clone()),
+                (None, None) => Arc::new(queue::Fallback::default()),
+            },
+            #[cfg(feature = "labels")]
+            learners: learners.clone(),
         };
         let app = router(state);
         let (stop_api, stopped) = oneshot::channel::<()>();
@@ -267,6 +327,10 @@ impl Daemon {
             info,
             stop_api: Some(stop_api),
             api_file,
+            #[cfg(feature = "labels")]
+            models,
+            #[cfg(feature = "labels")]
+            learners,
         })
     }
 
@@ -285,10 +349,29 @@ impl Daemon {
         &self.info
     }
 
-    /// Stops the API and the node, and removes `api.json`.
+    /// The models service (model updates of every dataset, the merged models).
+    #[cfg(feature = "labels")]
+    pub fn models(&self) -> &crate::models::Models {
+        &self.models
+    }
+
+    /// The learning loop of `dataset`, once it runs.
+    #[cfg(feature = "labels")]
+    pub fn learner(&self, dataset: DatasetId) -> Option<crate::learn::Learner> {
+        self.learners.as_ref()?.get(dataset)
+    }
+
+    /// Stops the API, the learning loops and the node, and removes `api.json`.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop_api.take() {
             let _ = stop.send(());
+        }
+        #[cfg(feature = "labels")]
+        {
+            if let Some(learners) = &self.learners {
+                learners.shutdown().await;
+            }
+            self.models.shutdown().await;
         }
         let _ = std::fs::remove_file(&self.api_file);
         self.node.shutdown().await;
@@ -321,6 +404,8 @@ struct Joiner {
     joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
     #[cfg(feature = "labels")]
     labels: crate::labels::Labels,
+    #[cfg(feature = "labels")]
+    learners: Option<learning::Learners>,
 }
 
 fn spawn_join(joiner: Joiner, id: DatasetId) {
@@ -338,8 +423,15 @@ fn spawn_join(joiner: Joiner, id: DatasetId) {
                 Ok(()) => {
                     // Its labels sync from now on; a failure here leaves the dataset served.
                     #[cfg(feature = "labels")]
-                    if let Err(error) = open_labels(&joiner.labels, node.home(), id).await {
-                        tracing::warn!(dataset = %id, %error, "cannot open the dataset's labels");
+                    match open_labels(&joiner.labels, node.home(), id).await {
+                        Ok(()) => {
+                            if let Some(learners) = &joiner.learners {
+                                learners.start(id);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(dataset = %id, %error, "cannot open the dataset's labels");
+                        }
                     }
                     JoinState::Done { report }
                 }
@@ -539,6 +631,8 @@ async fn join(
                 joins: s.joins.clone(),
                 #[cfg(feature = "labels")]
                 labels: s.labels.clone(),
+                #[cfg(feature = "labels")]
+                learners: s.learners.clone(),
             },
             id,
         );

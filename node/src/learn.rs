@@ -111,6 +111,8 @@ pub struct Round {
     pub accuracy: Option<f64>,
     /// How many labels that accuracy was measured on.
     pub held_out: u32,
+    /// When the round finished, milliseconds since the Unix epoch.
+    pub time_ms: u64,
 }
 
 /// Where the loop stands.

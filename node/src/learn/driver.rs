@@ -326,6 +326,9 @@ impl Driver {
             labels: outcome.labels,
             accuracy: (held_out > 0).then(|| f64::from(correct) / f64::from(held_out)),
             held_out,
+            time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         });
     }
 

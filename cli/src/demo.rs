@@ -1,0 +1,431 @@
+//! `swarmlabel demo`: a whole network in one process, on loopback, with nothing to download.
+//!
+//! It draws the shapes dataset (with no gold labels: the answers stay with the simulated
+//! labelers), and starts a bootstrap peer, a data owner's node serving the dataset, a few
+//! volunteer nodes whose simulated humans label through their node's API at a human-like pace,
+//! and the user's own node with its labeling page. Every node runs the real stack: libp2p,
+//! label CRDTs synced between nodes, a learning loop per node, models gossiped and merged.
+//! Progress is the test accuracy of the user's merged model on held-out images that are not in
+//! the dataset. `--headless` lets the user's node answer too, stops after `--labels` labels and
+//! prints the learning progress.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use libp2p::Multiaddr;
+use swarmlabel_active_learning::Model;
+use swarmlabel_node::daemon::{Daemon, Options};
+use swarmlabel_node::dataset::import::{self, Format};
+use swarmlabel_node::dataset::manifest::{MediaType, Task};
+use swarmlabel_node::dataset::shapes;
+use swarmlabel_node::learn::features;
+use swarmlabel_node::{DatasetId, Home, net};
+use swarmlabel_crdt::SampleId;
+
+use crate::args::DemoArgs;
+use crate::client::Client;
+use crate::progress::Bar;
+
+/// Images of the held-out test set, drawn apart from the dataset's.
+const TEST_IMAGES: usize = 400;
+/// Where the test images' indices start (the dataset's are `0..samples`).
+const TEST_OFFSET: u64 = 1 << 40;
+
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.samples < 8 {
+        bail!("--samples must be at least 8 (two images per shape)");
+    }
+    let temp;
+    let dir = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            if std::fs::read_dir(dir)?.next().is_some() {
+                bail!(
+                    "{} is not empty; give --dir a new folder (the demo never overwrites files)",
+                    dir.display()
+                );
+            }
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("swarmlabel-demo-")
+                .tempdir()
+                .context("cannot create a temporary folder for the demo")?;
+            temp.path().to_owned()
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(demo(args, dir))
+}
+
+/// The answer key: each sample's true label, by sample id (BLAKE3 of the image's bytes).
+type Answers = Arc<HashMap<SampleId, &'static str>>;
+
+async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
+    let quiet = args.headless;
+    say(quiet, &format!("demo folder: {}", dir.display()));
+    let images = dir.join("shapes");
+    let answers = Arc::new(draw_dataset(&images, args.samples, args.seed)?);
+
+    let owner_home = init_home(&dir.join("owner"))?;
+    let identity = owner_home.identity()?;
+    let labels: Vec<String> = shapes::CLASSES.iter().map(|c| (*c).to_owned()).collect();
+    let mut options = import::Options::new("shapes (demo)", labels.clone());
+    options.format = Format::Images;
+    let report = import::import(&owner_home, &identity, &images, &options, &Bar::new(true))
+        .context("cannot import the demo's images")?;
+    let id = report.id;
+    println!("dataset {id}: {} shapes to label as {}", args.samples, labels.join(", "));
+
+    let bootstrap = swarmlabel_bootstrap::Bootstrap::start(
+        libp2p::identity::Keypair::generate_ed25519(),
+        swarmlabel_bootstrap::Config {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            listen_addrs_reachable: true,
+            ..swarmlabel_bootstrap::Config::default()
+        },
+    )
+    .await?;
+    let bootstrap_addr: Multiaddr = format!(
+        "{}/p2p/{}",
+        bootstrap.listen_addrs().first().context("the bootstrap peer has no address")?,
+        bootstrap.peer_id()
+    )
+    .parse()?;
+    say(quiet, &format!("bootstrap peer: {bootstrap_addr}"));
+    let net_config = net::Config {
+        bootstrap: vec![bootstrap_addr],
+        ..net::Config::loopback()
+    };
+
+    let mut owner_options = Options::new(net_config.clone());
+    owner_options.serve = vec![id];
+    owner_options.learn = None;
+    let owner = Daemon::start(owner_home, owner_options).await?;
+    say(quiet, &format!("data owner's node: {}", owner.node().peer_id()));
+
+    let mut volunteers = Vec::new();
+    for k in 0..args.volunteers {
+        let home = init_home(&dir.join(format!("volunteer-{}", k + 1)))?;
+        let mut options = Options::new(net_config.clone());
+        options.join = vec![id];
+        volunteers.push(Daemon::start(home, options).await?);
+    }
+    let user_home = init_home(&dir.join("you"))?;
+    let mut options = Options::new(net_config.clone());
+    options.join = vec![id];
+    options.api = args.api;
+    let user = Daemon::start(user_home.clone(), options).await?;
+    say(
+        quiet,
+        &format!(
+            "{} simulated volunteers label at one sample every {} ms",
+            args.volunteers, args.pace_ms
+        ),
+    );
+
+    let test = test_set(id, &labels, args.seed)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let labelled = Arc::new(AtomicU64::new(0));
+    let budget = args.headless.then_some(args.labels);
+    let mut labelers = Vec::new();
+    let pace = Duration::from_millis(args.pace_ms);
+    for v in &volunteers {
+        labelers.push(spawn_labeler(
+            v.node().home().clone(),
+            id,
+            answers.clone(),
+            pace,
+            stop.clone(),
+            labelled.clone(),
+            budget,
+        ));
+    }
+    if args.headless {
+        labelers.push(spawn_labeler(
+            user_home.clone(),
+            id,
+            answers.clone(),
+            Duration::from_millis(args.pace_ms.min(50)),
+            stop.clone(),
+            labelled.clone(),
+            budget,
+        ));
+    } else {
+        println!();
+        println!("label here: {}", user.api_info().page);
+        println!("(keys 1-4 label, Backspace undoes; Ctrl-C stops the demo)");
+        println!();
+    }
+
+    let started = Instant::now();
+    let outcome = report_progress(&args, &user, id, &test, &labelled, &stop).await;
+    stop.store(true, Ordering::SeqCst);
+    for l in labelers {
+        let _ = l.await;
+    }
+    let mut nodes = vec![&user];
+    nodes.extend(volunteers.iter());
+    let final_accuracy = match outcome {
+        Ok(true) => {
+            say(false, "labels done; waiting for every node to train on them and agree on one merged model");
+            settle(&nodes, id, labelled.load(Ordering::SeqCst)).await;
+            let (accuracy, peers) = evaluate(&user, id, &test).await;
+            Some((accuracy, peers))
+        }
+        Ok(false) => None,
+        Err(e) => {
+            shutdown(user, volunteers, owner, bootstrap).await;
+            return Err(e);
+        }
+    };
+    if let Some((accuracy, peers)) = final_accuracy {
+        println!(
+            "final: {} labels in {:.0} s; test accuracy of the merged model ({} peers): {} on {TEST_IMAGES} held-out images (chance {:.2})",
+            labelled.load(Ordering::SeqCst),
+            started.elapsed().as_secs_f64(),
+            peers,
+            accuracy.map_or("none".to_owned(), |a| format!("{a:.3}")),
+            1.0 / labels.len() as f64,
+        );
+    }
+    shutdown(user, volunteers, owner, bootstrap).await;
+    println!("demo stopped");
+    Ok(())
+}
+
+fn say(quiet: bool, line: &str) {
+    if !quiet {
+        println!("{line}");
+    }
+}
+
+fn init_home(path: &Path) -> anyhow::Result<Home> {
+    let (home, _) = Home::init(path, false)?;
+    Ok(home)
+}
+
+/// Draws `count` shapes into `out` (one flat folder: no gold labels) and returns the answers.
+fn draw_dataset(
+    out: &Path,
+    count: usize,
+    seed: u64,
+) -> anyhow::Result<HashMap<SampleId, &'static str>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut answers = HashMap::with_capacity(count);
+    for i in 0..count {
+        let class = i % shapes::CLASSES.len();
+        let png = shapes::encode_png(&shapes::draw(seed, i as u64, class));
+        answers.insert(SampleId(*blake3::hash(&png).as_bytes()), shapes::CLASSES[class]);
+        let path = out.join(format!("{i:06}.png"));
+        std::fs::write(&path, png).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(answers)
+}
+
+/// Held-out images (not in the dataset) and their classes, as the nodes' models see them.
+struct TestSet {
+    pool: features::PoolFeatures,
+    labels: Vec<usize>,
+}
+
+fn test_set(id: DatasetId, labels: &[String], seed: u64) -> anyhow::Result<TestSet> {
+    let mut samples = Vec::with_capacity(TEST_IMAGES);
+    let mut classes = Vec::with_capacity(TEST_IMAGES);
+    for i in 0..TEST_IMAGES {
+        let class = i % shapes::CLASSES.len();
+        let png = shapes::encode_png(&shapes::draw(seed, TEST_OFFSET + i as u64, class));
+        samples.push((SampleId(*blake3::hash(&png).as_bytes()), MediaType::Png, png));
+        classes.push(class);
+    }
+    let pool = features::from_samples(id, &Task::ImageClassification, labels, &samples)?;
+    let labels = pool
+        .ids
+        .iter()
+        .map(|s| {
+            let i = samples
+                .iter()
+                .position(|(t, _, _)| t == s)
+                .expect("invariant: every pool row is one of the samples");
+            classes[i]
+        })
+        .collect();
+    Ok(TestSet { pool, labels })
+}
+
+/// A simulated human: asks its node for the next sample, answers from the key, waits `pace`.
+fn spawn_labeler(
+    home: Home,
+    id: DatasetId,
+    answers: Answers,
+    pace: Duration,
+    stop: Arc<AtomicBool>,
+    labelled: Arc<AtomicU64>,
+    budget: Option<u64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let client = match Client::connect(&home) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("a simulated labeler cannot reach its node: {e:#}");
+                return;
+            }
+        };
+        while !stop.load(Ordering::SeqCst) {
+            let queue: anyhow::Result<Vec<serde_json::Value>> =
+                client.get(&format!("/api/v1/datasets/{id}/queue?n=1"));
+            let sample = match queue {
+                Ok(picks) => picks
+                    .first()
+                    .and_then(|p| p["sample"].as_str())
+                    .map(str::to_owned),
+                // The join is still fetching the dataset: try again shortly.
+                Err(_) => None,
+            };
+            let Some(sample) = sample else {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            };
+            let Some(answer) = sample
+                .parse::<swarmlabel_node::store::BlobId>()
+                .ok()
+                .and_then(|b| answers.get(&SampleId(b.0)))
+            else {
+                eprintln!("a simulated labeler got a sample it has no answer for: {sample}");
+                return;
+            };
+            if let Some(budget) = budget {
+                // Take a ticket before labelling, so the network stops at the budget exactly.
+                if labelled.fetch_add(1, Ordering::SeqCst) >= budget {
+                    labelled.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            } else {
+                labelled.fetch_add(1, Ordering::SeqCst);
+            }
+            let body = serde_json::json!({ "sample": sample, "label": answer });
+            if let Err(e) = client.post::<serde_json::Value>(
+                &format!("/api/v1/datasets/{id}/labels"),
+                body,
+            ) {
+                labelled.fetch_sub(1, Ordering::SeqCst);
+                eprintln!("a simulated labeler's label was refused: {e:#}");
+            }
+            std::thread::sleep(pace);
+        }
+    })
+}
+
+/// Prints progress until the budget is labelled (`Ok(true)`) or Ctrl-C (`Ok(false)`).
+async fn report_progress(
+    args: &DemoArgs,
+    user: &Daemon,
+    id: DatasetId,
+    test: &TestSet,
+    labelled: &AtomicU64,
+    stop: &AtomicBool,
+) -> anyhow::Result<bool> {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut shown = u64::MAX;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                println!("stopping (Ctrl-C)");
+                stop.store(true, Ordering::SeqCst);
+                return Ok(false);
+            }
+            _ = tick.tick() => {}
+        }
+        let count = labelled.load(Ordering::SeqCst);
+        if count != shown && (count / 20 != shown / 20 || !args.headless) {
+            shown = count;
+            let (accuracy, peers) = evaluate(user, id, test).await;
+            let you = user.learner(id).map(|l| l.progress());
+            println!(
+                "labels {count:>4} (network, as your node holds {})  merged model of {peers} peers: test accuracy {}",
+                you.map_or(0, |p| p.annotations),
+                accuracy.map_or("-".to_owned(), |a| format!("{a:.3}")),
+            );
+        }
+        if args.headless && count >= args.labels {
+            return Ok(true);
+        }
+    }
+}
+
+/// Waits until every node holds `labels` annotations, trained on all of them, and every node
+/// holds the same merged model (at most 5 minutes: then it says what is missing and goes on).
+async fn settle(nodes: &[&Daemon], id: DatasetId, labels: u64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let mut hashes = Vec::new();
+        let mut trained = true;
+        for node in nodes {
+            match node.learner(id).map(|l| l.progress()) {
+                Some(p) => {
+                    trained &= p.annotations >= labels
+                        && p.trained_annotations >= p.annotations
+                        && !p.training;
+                }
+                None => trained = false,
+            }
+            let merged = node.models().merged(id).await.ok().flatten();
+            hashes.push(merged.map(|m| m.hash));
+        }
+        let agreed = hashes.windows(2).all(|w| w[0] == w[1]) && hashes[0].is_some();
+        if trained && agreed {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "the nodes did not settle within 5 minutes (trained on every label: {trained}, one merged model: {agreed}); reporting what the user's node holds"
+            );
+            return;
+        }
+    }
+}
+
+/// The test accuracy of the user's merged model, and how many peers it merges.
+async fn evaluate(user: &Daemon, id: DatasetId, test: &TestSet) -> (Option<f64>, usize) {
+    let Ok(Some(merged)) = user.models().merged(id).await else {
+        return (None, 0);
+    };
+    let peers = merged.included.len();
+    let weights = merged.weights.clone();
+    let x = test.pool.features.clone();
+    let y = test.labels.clone();
+    let accuracy = tokio::task::spawn_blocking(move || {
+        Model::from_safetensors_bytes(&weights)
+            .and_then(|m| m.accuracy(&x, &y))
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    (accuracy, peers)
+}
+
+async fn shutdown(
+    user: Daemon,
+    volunteers: Vec<Daemon>,
+    owner: Daemon,
+    bootstrap: swarmlabel_bootstrap::Bootstrap,
+) {
+    user.shutdown().await;
+    for v in volunteers {
+        v.shutdown().await;
+    }
+    owner.shutdown().await;
+    bootstrap.shutdown().await;
+}

@@ -1,0 +1,230 @@
+//! The learning loops of a daemon's datasets, and the human's queue they feed.
+//!
+//! Each dataset the node holds (listed at start, or joined once its fetch is done) gets a
+//! [`Learner`] that trains on the network's consensus labels, publishes its model through the
+//! node's models service ([`NetworkExchange`]) and ranks the pool. [`Learners`] is the queue
+//! [`Source`] of the labeling page: a dataset's picks come from its learner, with the strategy's
+//! score and the model's guesses; a dataset whose learner is not running yet (its features are
+//! being computed, or the loop could not start) falls back to [`Fallback`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use swarmlabel_crdt::{AnnotatorKey, SampleId};
+
+use super::exchange::NetworkExchange;
+use super::queue::{AccuracyPoint, Fallback, Guess, Pick, Source, SourceFuture, View};
+use crate::dataset::{Catalog, DatasetId};
+use crate::labels::Labels;
+use crate::learn::{self, Learner, Suggestion};
+use crate::store::BlobId;
+
+/// The learning loops of one daemon, by dataset.
+#[derive(Debug, Clone)]
+pub struct Learners {
+    running: Arc<Mutex<HashMap<DatasetId, Learner>>>,
+    exchange: NetworkExchange,
+    labels: Labels,
+    catalog: Catalog,
+    me: AnnotatorKey,
+    config: learn::Config,
+    fallback: Fallback,
+}
+
+impl Learners {
+    /// Loops that will learn for `me` from the labels in `labels`, publishing through `exchange`.
+    pub(crate) fn new(
+        exchange: NetworkExchange,
+        labels: Labels,
+        catalog: Catalog,
+        me: AnnotatorKey,
+        config: learn::Config,
+    ) -> Self {
+        Self {
+            running: Arc::default(),
+            exchange,
+            labels,
+            catalog,
+            me,
+            config,
+            fallback: Fallback::default(),
+        }
+    }
+
+    /// Starts the loop of `dataset` in the background (its models are opened first, its
+    /// features computed on a blocking thread); a failure is logged and the queue of the
+    /// dataset stays on the fallback.
+    pub(crate) fn start(&self, dataset: DatasetId) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if this.get(dataset).is_some() {
+                return;
+            }
+            if let Err(error) = this.exchange.open(dataset).await {
+                tracing::warn!(%dataset, %error, "cannot open the dataset's models; no learning loop");
+                return;
+            }
+            match Learner::start(
+                dataset,
+                this.catalog.clone(),
+                this.labels.clone(),
+                this.me,
+                Arc::new(this.exchange.clone()),
+                this.config.clone(),
+            )
+            .await
+            {
+                Ok(learner) => {
+                    let mut running = this.running.lock().unwrap_or_else(PoisonError::into_inner);
+                    running.entry(dataset).or_insert(learner);
+                }
+                Err(error) => {
+                    tracing::warn!(%dataset, %error, "the learning loop could not start");
+                }
+            }
+        });
+    }
+
+    /// The running loop of `dataset`.
+    pub fn get(&self, dataset: DatasetId) -> Option<Learner> {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.get(&dataset).cloned()
+    }
+
+    /// Stops every loop.
+    pub(crate) async fn shutdown(&self) {
+        let learners: Vec<Learner> = {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            running.drain().map(|(_, l)| l).collect()
+        };
+        for learner in learners {
+            learner.shutdown().await;
+        }
+    }
+}
+
+/// The sentence the page shows for a pick.
+fn why(s: &Suggestion) -> String {
+    let reason = match (s.strategy.as_str(), s.top.as_slice()) {
+        ("random", _) => "too few labels yet to trust the model: a random sample".to_owned(),
+        (strategy, [(a, pa), (b, pb), ..]) => format!(
+            "{strategy}: the model is torn between {a} ({:.0} %) and {b} ({:.0} %)",
+            pa * 100.0,
+            pb * 100.0
+        ),
+        (strategy, _) => format!("{strategy}: the model is unsure of this sample"),
+    };
+    if s.own_share {
+        reason
+    } else {
+        format!("{reason}; another labeler's share, taken because yours is done")
+    }
+}
+
+fn pick(s: Suggestion, labels: &[String]) -> Option<Pick> {
+    let sample: BlobId = s.sample.parse().ok()?;
+    let guesses = s
+        .top
+        .iter()
+        .filter_map(|(label, p)| {
+            let index = labels.iter().position(|l| l == label)?;
+            Some(Guess {
+                label: u16::try_from(index).ok()?,
+                probability: f64::from(*p).clamp(0.0, 1.0),
+            })
+        })
+        .collect();
+    Some(Pick {
+        sample,
+        why: why(&s),
+        strategy: s.strategy,
+        score: Some(f64::from(s.score)),
+        guesses,
+    })
+}
+
+impl Source for Learners {
+    fn next<'a>(
+        &'a self,
+        view: View<'a>,
+        n: usize,
+        exclude: &'a HashSet<BlobId>,
+    ) -> SourceFuture<'a, Vec<Pick>> {
+        Box::pin(async move {
+            let Some(learner) = self.get(view.dataset) else {
+                return self.fallback.picks(view, n, exclude);
+            };
+            let exclude: HashSet<SampleId> = exclude.iter().map(|b| SampleId(b.0)).collect();
+            let labels = learner.pool().labels.clone();
+            learner
+                .next(n, &exclude)
+                .into_iter()
+                .filter_map(|s| pick(s, &labels))
+                .collect()
+        })
+    }
+
+    fn accuracy(&self, dataset: DatasetId) -> SourceFuture<'_, Vec<AccuracyPoint>> {
+        Box::pin(async move {
+            let Some(learner) = self.get(dataset) else {
+                return Vec::new();
+            };
+            learner
+                .progress()
+                .history
+                .iter()
+                .filter_map(|round| {
+                    Some(AccuracyPoint {
+                        time_ms: round.time_ms,
+                        labels: round.labels,
+                        accuracy: round.accuracy?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suggestion(strategy: &str, own_share: bool) -> Suggestion {
+        Suggestion {
+            sample: "ab".repeat(32),
+            strategy: strategy.into(),
+            score: 0.25,
+            own_share,
+            top: vec![("square".into(), 0.41), ("triangle".into(), 0.38)],
+        }
+    }
+
+    #[test]
+    fn a_suggestion_becomes_a_pick_with_label_indexes_and_a_reason() {
+        let labels: Vec<String> = ["circle", "square", "triangle"].map(String::from).into();
+        let p = pick(suggestion("margin", true), &labels).unwrap();
+        assert_eq!(p.sample, BlobId([0xab; 32]));
+        assert_eq!(p.strategy, "margin");
+        assert_eq!(p.score, Some(0.25));
+        assert_eq!(p.guesses.len(), 2);
+        assert_eq!((p.guesses[0].label, p.guesses[1].label), (1, 2));
+        assert!((p.guesses[0].probability - 0.41).abs() < 1e-6);
+        assert_eq!(
+            p.why,
+            "margin: the model is torn between square (41 %) and triangle (38 %)"
+        );
+        let p = pick(suggestion("random", false), &labels).unwrap();
+        assert!(p.why.starts_with("too few labels yet"), "{}", p.why);
+        assert!(p.why.ends_with("because yours is done"), "{}", p.why);
+    }
+
+    #[test]
+    fn a_suggestion_with_a_bad_sample_id_or_unknown_label_is_left_out_or_trimmed() {
+        let labels: Vec<String> = ["circle", "square"].map(String::from).into();
+        let mut s = suggestion("margin", true);
+        s.sample = "zz".into();
+        assert!(pick(s, &labels).is_none());
+        let p = pick(suggestion("margin", true), &labels).unwrap();
+        assert_eq!(p.guesses.len(), 1, "triangle is not a label: no guess for it");
+    }
+}
