@@ -208,6 +208,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "duplicate_rate": round(last.duplicate_rate),
         "duplicate_rate_per_budget": outcome.checkpoints.iter()
             .map(|c| round(c.duplicate_rate)).collect::<Vec<_>>(),
+        "samples_labelled": outcome.checkpoints.iter()
+            .map(|c| c.samples_labelled).collect::<Vec<_>>(),
         "fallback_picks": outcome.fallback_picks,
         "distinct_merged_models": outcome.checkpoints.iter()
             .map(|c| c.distinct_models).collect::<Vec<_>>(),

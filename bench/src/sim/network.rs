@@ -45,6 +45,8 @@ pub(super) struct Checkpoint {
     /// Test accuracy of each volunteer's merged model.
     pub(super) accuracy: Vec<f64>,
     pub(super) duplicate_rate: f64,
+    /// Distinct samples with at least one label.
+    pub(super) samples_labelled: usize,
     /// Distinct merged models held by the volunteers.
     pub(super) distinct_models: usize,
     /// From the budget's last label until every node trained on all labels and rescored.
@@ -232,6 +234,7 @@ pub(super) async fn run(
         checkpoints.push(Checkpoint {
             accuracy,
             duplicate_rate,
+            samples_labelled: votes.len(),
             distinct_models: models.len(),
             settle_s,
         });
