@@ -108,12 +108,12 @@ pub(crate) struct Args {
 }
 
 /// A labelled dataset: raw feature rows and class indices.
-struct Dataset {
+pub(crate) struct Dataset {
     name: String,
     input: Input,
-    rows: Vec<Vec<f32>>,
-    labels: Vec<usize>,
-    classes: LabelSet,
+    pub(crate) rows: Vec<Vec<f32>>,
+    pub(crate) labels: Vec<usize>,
+    pub(crate) classes: LabelSet,
     /// Whether to standardise with the pool's statistics (numeric CSV columns).
     standardise: bool,
 }
@@ -287,7 +287,7 @@ fn learning_curve(
 }
 
 /// Each class gives `round(fraction * count)` samples to the test set, drawn at random.
-fn stratified_split(
+pub(crate) fn stratified_split(
     labels: &[usize],
     fraction: f64,
     rng: &mut ChaCha8Rng,
@@ -426,7 +426,7 @@ fn train_config(args: &Args) -> TrainConfig {
     c
 }
 
-fn read_csv(path: &Path, label_column: &str) -> anyhow::Result<Dataset> {
+pub(crate) fn read_csv(path: &Path, label_column: &str) -> anyhow::Result<Dataset> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
     let headers = reader

@@ -1,6 +1,7 @@
 //! `chart`: draws the learning curves of several `al` results (one JSON file each) into one PNG,
 //! mean accuracy against labels with a bar of one standard deviation, and optionally reference
-//! curves as dashed lines.
+//! curves as dashed lines. A `sim` result gives two curves: the network's mean accuracy and the
+//! centralised learner's of the same run.
 //!
 //! Text needs a TrueType font read at run time (default: DejaVu Sans from the Debian package
 //! `fonts-dejavu-core`); the PNG is what gets committed, never the font.
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 /// Flags of `swarmlabel-bench chart`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// JSON outputs of `swarmlabel-bench al`, one object per file.
+    /// JSON outputs of `swarmlabel-bench al` or `sim`, one object per file.
     #[arg(required = true)]
     results: Vec<PathBuf>,
     /// PNG file to write.
@@ -34,6 +35,9 @@ pub(crate) struct Args {
         default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
     )]
     font: PathBuf,
+    /// Label of the horizontal axis.
+    #[arg(long, default_value = "labelled samples")]
+    x_label: String,
     /// Width and height in pixels.
     #[arg(long, value_delimiter = ',', default_value = "1000,650")]
     size: Vec<u32>,
@@ -65,8 +69,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Value> {
     let curves = args
         .results
         .iter()
-        .map(|p| read_curve(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|p| read_curves(p))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
     let references = match &args.reference {
         Some(p) => read_references(p)?,
         None => Vec::new(),
@@ -76,7 +83,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Value> {
         _ => anyhow::bail!("--size takes WIDTH,HEIGHT"),
     };
     let mut pixels = vec![255u8; (w * h * 3) as usize];
-    draw(&mut pixels, (w, h), &args.title, &curves, &references)?;
+    draw(
+        &mut pixels,
+        (w, h),
+        (&args.title, &args.x_label),
+        &curves,
+        &references,
+    )?;
     let img = image::RgbImage::from_raw(w, h, pixels).context("invariant: buffer is w*h*3")?;
     img.save(&args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
@@ -103,7 +116,7 @@ const COLOURS: [RGBColor; 8] = [
 fn draw(
     pixels: &mut [u8],
     size: (u32, u32),
-    title: &str,
+    (title, x_label): (&str, &str),
     curves: &[Curve],
     references: &[Curve],
 ) -> anyhow::Result<()> {
@@ -132,7 +145,7 @@ fn draw(
         .build_cartesian_2d(0.0..x_max * 1.03, y_min.max(0.0)..1.0)?;
     chart
         .configure_mesh()
-        .x_desc("labelled samples")
+        .x_desc(x_label)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("test accuracy")
         .label_style(("sans-serif", 16))
@@ -197,7 +210,7 @@ fn numbers(v: &Value, key: &str, path: &Path) -> anyhow::Result<Vec<f64>> {
         .with_context(|| format!("{}: no numeric list {key:?}", path.display()))
 }
 
-fn read_curve(path: &Path) -> anyhow::Result<Curve> {
+fn read_curves(path: &Path) -> anyhow::Result<Vec<Curve>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     // The file may hold stderr lines too; the result is the last line that parses as JSON.
@@ -207,19 +220,47 @@ fn read_curve(path: &Path) -> anyhow::Result<Curve> {
         .find_map(|l| serde_json::from_str(l).ok())
         .with_context(|| format!("{} holds no JSON object", path.display()))?;
     ensure!(
-        v["bench"] == "al",
-        "{} is not the output of `swarmlabel-bench al`",
+        v["bench"] == "al" || v["bench"] == "sim",
+        "{} is not the output of `swarmlabel-bench al` or `sim`",
         path.display()
     );
     let strategy = v["strategy"].as_str().unwrap_or("?").to_owned();
+    if v["bench"] == "sim" {
+        let conditions = format!(
+            "noise {}, redundancy {}",
+            v["noise"].as_f64().unwrap_or(0.0),
+            v["redundancy"].as_u64().unwrap_or(1)
+        );
+        let budgets = numbers(&v, "budgets", path)?;
+        // Each curve its own colour key: the strategy is the same for both.
+        return Ok(vec![
+            Curve {
+                label: format!(
+                    "network of {} nodes, {strategy} ({conditions})",
+                    v["nodes"].as_u64().unwrap_or(0)
+                ),
+                strategy: format!("network {conditions}"),
+                budgets: budgets.clone(),
+                mean: numbers(&v, "accuracy_mean", path)?,
+                std: Vec::new(),
+            },
+            Curve {
+                label: format!("centralised learner, {strategy} ({conditions})"),
+                strategy: format!("centralised {conditions}"),
+                budgets,
+                mean: numbers(&v, "centralized_accuracy", path)?,
+                std: Vec::new(),
+            },
+        ]);
+    }
     let label = format!("{strategy} ({})", v["model"].as_str().unwrap_or("?"));
-    Ok(Curve {
+    Ok(vec![Curve {
         label,
         strategy,
         budgets: numbers(&v, "budgets", path)?,
         mean: numbers(&v, "accuracy_mean", path)?,
         std: numbers(&v, "accuracy_std", path)?,
-    })
+    }])
 }
 
 fn read_references(path: &Path) -> anyhow::Result<Vec<Curve>> {

@@ -9,6 +9,7 @@ mod dht;
 mod import;
 mod rss;
 mod score;
+mod sim;
 mod transfer;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,9 @@ enum Command {
     Transfer(transfer::Args),
     /// Provider discovery on the DHT of a network of nodes on loopback.
     Dht(dht::Args),
+    /// The whole network learning together: accuracy against total labels beside a centralised
+    /// learner, duplicate rate, bytes per node (a label-budget planner for data owners).
+    Sim(sim::Args),
     /// Signed annotations at scale: merge, load, memory and delta-sync overhead of the CRDT.
     Crdt(crdt::Args),
 }
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Transfer(args) => transfer::run(args)?,
         Command::Dht(args) => dht::run(args)?,
         Command::Crdt(args) => crdt::run(args)?,
+        Command::Sim(args) => sim::run(args)?,
     };
     println!("{value}");
     Ok(())

@@ -160,9 +160,14 @@ impl Driver {
     }
 
     fn random_order(&self) -> Vec<(SampleId, f32)> {
-        // The same order on every node: the rendezvous shares then make the picks disjoint.
+        // An order of this labeler's own: before it knows the other labelers, their picks then
+        // rarely collide; once it does, the rendezvous shares keep them apart whatever the order.
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(
+            blake3::hash(&[self.seed.to_le_bytes().as_slice(), &self.me.0].concat()).as_bytes(),
+        );
         let mut order: Vec<usize> = (0..self.pool.ids.len()).collect();
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(self.seed));
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::from_seed(seed));
         order.into_iter().map(|i| (self.pool.ids[i], 0.0)).collect()
     }
 

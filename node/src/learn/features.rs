@@ -83,6 +83,9 @@ pub struct PoolFeatures {
     pub labels: Vec<String>,
     /// The owner's gold labels (indices into `labels`), known truth for training.
     pub gold: HashMap<SampleId, u16>,
+    /// For CSV rows, the standardisation fitted on the pool: apply it to rows from elsewhere
+    /// (a test set) to feed them to the same models.
+    pub scaler: Option<Tabular>,
 }
 
 /// Reads every sample of the listed dataset `id` and computes its features. Blocking (reads
@@ -143,6 +146,7 @@ pub fn from_samples(
         media,
         task: task.kind(),
     };
+    let mut scaler = None;
     let (features, spec) = match task {
         Task::TabularClassification { .. } => {
             let mut rows = Vec::with_capacity(samples.len());
@@ -162,6 +166,7 @@ pub fn from_samples(
                 data.extend(tabular.standardise(id, row)?);
             }
             let width = tabular.width();
+            scaler = Some(tabular);
             (
                 Matrix::new(rows.len(), width, data)
                     .expect("invariant: every standardised row has the fitted width"),
@@ -201,6 +206,7 @@ pub fn from_samples(
         spec,
         labels: labels.to_vec(),
         gold: HashMap::new(),
+        scaler,
     })
 }
 

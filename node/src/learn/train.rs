@@ -98,3 +98,69 @@ pub fn run(job: &Job) -> Result<Outcome, ModelError> {
 fn rows(labels: &[(usize, usize)]) -> Vec<usize> {
     labels.iter().map(|(r, _)| *r).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Home;
+    use crate::dataset::import;
+    use crate::progress::NoProgress;
+
+    #[test]
+    fn a_round_on_digits_labels_learns_the_classes_and_reports_prequential_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, me) = Home::init(&dir.path().join("home"), false).unwrap();
+        let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/datasets/digits.csv");
+        let labels = (0..10).map(|d| d.to_string()).collect();
+        let report = import::import(
+            &home,
+            &me,
+            &csv,
+            &import::Options::new("digits", labels),
+            &NoProgress,
+        )
+        .unwrap();
+        let pool = Arc::new(super::super::features::load(&home.catalog(), &report.id).unwrap());
+        let truth: Vec<(usize, usize)> = pool
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(row, id)| (row, usize::from(pool.gold[id])))
+            .collect();
+        let first = Job {
+            pool: pool.clone(),
+            start: None,
+            seed: 7,
+            labels: truth[..100].to_vec(),
+            fresh: Vec::new(),
+        };
+        let out = run(&first).unwrap();
+        assert_eq!(out.labels, 100);
+        let model = Model::from_safetensors_bytes(&out.weights).unwrap();
+        let rest: Vec<usize> = (100..truth.len()).collect();
+        let y: Vec<usize> = rest.iter().map(|&r| truth[r].1).collect();
+        let acc = model
+            .accuracy(&pool.features.select_rows(&rest), &y)
+            .unwrap();
+        assert!(acc > 0.7, "accuracy {acc} on the unlabelled rows");
+        // A warm start from that model, with 50 new labels held out for validation first.
+        let second = Job {
+            start: Some(Arc::new(out.weights)),
+            labels: truth[..150].to_vec(),
+            fresh: (100..150).collect(),
+            ..first
+        };
+        let out = run(&second).unwrap();
+        let (right, count) = out.validation;
+        assert_eq!(count, 50);
+        assert!(f64::from(right) / 50.0 > 0.7, "{right} of 50");
+        let warm = Model::from_safetensors_bytes(&out.weights).unwrap();
+        let rest: Vec<usize> = (150..truth.len()).collect();
+        let y: Vec<usize> = rest.iter().map(|&r| truth[r].1).collect();
+        let acc = warm
+            .accuracy(&pool.features.select_rows(&rest), &y)
+            .unwrap();
+        assert!(acc > 0.75, "accuracy {acc} after the warm start");
+    }
+}

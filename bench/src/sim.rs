@@ -1,0 +1,250 @@
+//! `sim`: the whole network learning together (BENCHMARKS.md, `sim`), and a budget-planning
+//! tool for data owners: how accurate will the shared model be after N labels, with this many
+//! volunteers, this noise and this redundancy?
+//!
+//! Real nodes in one process: an owner imports the pool part of the CSV *without* its label
+//! column (so no gold label leaks into the consensus) and serves it; `--nodes` volunteers fetch it
+//! over libp2p on loopback, hold its labels (gossip and anti-entropy), and each runs the node's
+//! learning loop (`swarmlabel_node::learn::Learner`) with a simulated labeler that answers the
+//! loop's picks from the label column, wrong with probability `--noise`. Total labels across the
+//! network are the budget; at each budget every node's merged model is scored on the held-out
+//! test part, beside a centralised learner (same strategy, model and initial weights, same run).
+//!
+//! The models travel through `learn::exchange::LocalExchange` (signed updates, the registry and
+//! its deterministic merge, in process) until the node's model gossip is wired: `converge_s` is
+//! then not a network figure and is reported as `null`.
+
+mod central;
+mod network;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, ensure};
+use clap::Args as ClapArgs;
+use rand::SeedableRng as _;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use swarmlabel_active_learning::{Extractor as _, Matrix, Model, Query};
+use swarmlabel_crdt::SampleId;
+use swarmlabel_node::dataset::manifest::encode_row;
+use swarmlabel_node::learn::seed_of;
+
+use crate::al::{read_csv, stratified_split};
+
+/// Flags of `swarmlabel-bench sim`.
+#[derive(Debug, ClapArgs)]
+pub(crate) struct Args {
+    /// CSV file with numeric columns and a label column.
+    #[arg(long)]
+    csv: PathBuf,
+    /// The label column.
+    #[arg(long, default_value = "label")]
+    label_column: String,
+    /// Volunteer nodes (each with one simulated labeler).
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// Total labels across the network at which accuracy is measured.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200,300")]
+    budgets: Vec<usize>,
+    /// Probability that a simulated labeler answers a wrong label (uniform over the others).
+    #[arg(long, default_value_t = 0.0)]
+    noise: f64,
+    /// Labels wanted per sample (the owner's redundancy target).
+    #[arg(long, default_value_t = 1)]
+    redundancy: u32,
+    /// Seed of the split, the labelers' noise and the centralised learner.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Query strategy of the nodes and of the centralised learner.
+    #[arg(long, default_value = "margin")]
+    strategy: String,
+    /// Fraction of each class held out as the test set.
+    #[arg(long, default_value_t = 0.28)]
+    test_fraction: f64,
+    /// Random labels before the strategy is trusted (network: usable labels; centralised:
+    /// the initial draw).
+    #[arg(long, default_value_t = 10)]
+    initial: usize,
+    /// Picks per round of the centralised learner.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+    let query = Query::parse(&args.strategy)?;
+    let mut budgets = args.budgets.clone();
+    budgets.sort_unstable();
+    budgets.dedup();
+    ensure!(
+        !budgets.is_empty() && budgets[0] > 0,
+        "--budgets needs positive numbers"
+    );
+    ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    ensure!(
+        (0.0..1.0).contains(&args.noise),
+        "--noise must be in [0, 1)"
+    );
+    ensure!(args.redundancy >= 1, "--redundancy must be at least 1");
+    let data = read_csv(&args.csv, &args.label_column)?;
+    let classes: Vec<String> = data.classes.names().to_vec();
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let (pool_idx, test_idx) = stratified_split(&data.labels, args.test_fraction, &mut rng);
+
+    // The rows as the owner's CSV writes them, and the sample id each becomes.
+    let text = |i: usize| -> Vec<String> { data.rows[i].iter().map(|v| v.to_string()).collect() };
+    let values = |i: usize| -> anyhow::Result<Vec<f64>> {
+        text(i)
+            .iter()
+            .map(|t| t.parse::<f64>().context("a written value reads back"))
+            .collect()
+    };
+    let mut truth: HashMap<SampleId, usize> = HashMap::new();
+    for &i in &pool_idx {
+        let id = SampleId(*blake3::hash(&encode_row(&values(i)?)).as_bytes());
+        truth.entry(id).or_insert(data.labels[i]);
+    }
+    let work = tempfile::tempdir()?;
+    let pool_csv = work.path().join("pool.csv");
+    {
+        let width = data.rows[0].len();
+        let mut w = csv::Writer::from_path(&pool_csv)?;
+        w.write_record((0..width).map(|c| format!("f{c}")))?;
+        for &i in &pool_idx {
+            w.write_record(text(i))?;
+        }
+        w.flush()?;
+    }
+    eprintln!(
+        "sim: {} pool rows ({} distinct samples), {} test rows, {} nodes, noise {}, redundancy {}",
+        pool_idx.len(),
+        truth.len(),
+        test_idx.len(),
+        args.nodes,
+        args.noise,
+        args.redundancy
+    );
+
+    let start = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let setup = network::Setup {
+        work: work.path().to_owned(),
+        pool_csv,
+        classes: classes.clone(),
+        nodes: args.nodes,
+        redundancy: args.redundancy,
+        query,
+        initial: args.initial as u64,
+        noise: args.noise,
+        seed: args.seed,
+    };
+    let outcome = runtime.block_on(network::run(
+        &setup,
+        &truth,
+        &budgets,
+        |pool| {
+            let scaler = pool
+                .scaler
+                .as_ref()
+                .context("a CSV pool has a standardisation")?;
+            let mut rows = Vec::with_capacity(test_idx.len());
+            for &i in &test_idx {
+                rows.push(scaler.standardise(&format!("test row {i}"), &values(i)?)?);
+            }
+            Ok(Matrix::from_rows(scaler.width(), &rows)?)
+        },
+        &test_idx.iter().map(|&i| data.labels[i]).collect::<Vec<_>>(),
+    ))?;
+    let network_s = start.elapsed().as_secs_f64();
+
+    // The centralised learner on the same pool rows, model and initial weights.
+    let pool = &outcome.pool;
+    let mut oracle = ChaCha8Rng::seed_from_u64(args.seed ^ 0xce47);
+    let answers: Vec<usize> = pool
+        .ids
+        .iter()
+        .map(|id| network::answer(truth[id], classes.len(), args.noise, &mut oracle))
+        .collect();
+    let test_y: Vec<usize> = test_idx.iter().map(|&i| data.labels[i]).collect();
+    let central = central::Central {
+        pool: &pool.features,
+        answers: &answers,
+        test_x: &outcome.test_x,
+        test_y: &test_y,
+        spec: &pool.spec,
+        seed: seed_of(&outcome.dataset),
+        query,
+        initial: args.initial,
+        batch: args.batch,
+    };
+    let centralized = central.curve(&budgets, &mut ChaCha8Rng::seed_from_u64(args.seed))?;
+    let accuracy_mean: Vec<f64> = outcome
+        .checkpoints
+        .iter()
+        .map(|c| c.accuracy.iter().sum::<f64>() / c.accuracy.len() as f64)
+        .collect();
+    eprintln!("sim: network {accuracy_mean:.3?}, centralised {centralized:.3?}");
+    let last = outcome.checkpoints.last().context("no checkpoint")?;
+    let gap: Vec<f64> = accuracy_mean
+        .iter()
+        .zip(&centralized)
+        .map(|(n, c)| round(n - c))
+        .collect();
+    Ok(json!({
+        "bench": "sim",
+        "data": args.csv.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "nodes": args.nodes,
+        "budgets": budgets,
+        "accuracy_mean": accuracy_mean.iter().map(|&a| round(a)).collect::<Vec<_>>(),
+        "centralized_accuracy": centralized.iter().map(|&a| round(a)).collect::<Vec<_>>(),
+        "network_minus_centralized": gap,
+        "accuracy_min": outcome.checkpoints.iter()
+            .map(|c| round(c.accuracy.iter().copied().fold(f64::INFINITY, f64::min)))
+            .collect::<Vec<_>>(),
+        "duplicate_rate": round(last.duplicate_rate),
+        "duplicate_rate_per_budget": outcome.checkpoints.iter()
+            .map(|c| round(c.duplicate_rate)).collect::<Vec<_>>(),
+        "samples_labelled": outcome.checkpoints.iter()
+            .map(|c| c.samples_labelled).collect::<Vec<_>>(),
+        "fallback_picks": outcome.fallback_picks,
+        "distinct_merged_models": outcome.checkpoints.iter()
+            .map(|c| c.distinct_models).collect::<Vec<_>>(),
+        "converge_s": serde_json::Value::Null,
+        "model_exchange": "in-process (learn::exchange::LocalExchange): converge_s is not measured until the model gossip is wired",
+        "bytes_per_node": outcome.bytes_per_node,
+        "settle_s": outcome.checkpoints.iter().map(|c| round(c.settle_s)).collect::<Vec<_>>(),
+        "noise": args.noise,
+        "redundancy": args.redundancy,
+        "strategy": query.name(),
+        "model": "linear",
+        "seed": args.seed,
+        "test_samples": test_idx.len(),
+        "pool_samples": pool.ids.len(),
+        "network_s": round(network_s),
+        "wall_s": round(start.elapsed().as_secs_f64()),
+    }))
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Test accuracy of a safetensors model.
+fn accuracy(bytes: &[u8], x: &Matrix, y: &[usize]) -> anyhow::Result<f64> {
+    Ok(Model::from_safetensors_bytes(bytes)?.accuracy(x, y)?)
+}
+
+/// Labels beyond the redundancy target over all labels.
+fn duplicate_rate(votes: &HashMap<SampleId, u32>, redundancy: u32) -> f64 {
+    let total: u32 = votes.values().sum();
+    let extra: u32 = votes.values().map(|&v| v.saturating_sub(redundancy)).sum();
+    if total == 0 {
+        0.0
+    } else {
+        f64::from(extra) / f64::from(total)
+    }
+}

@@ -1,0 +1,401 @@
+//! The simulated network: the owner, the volunteers with their labels services and learning
+//! loops, the simulated labelers, and the checkpoint at each budget.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use futures::future::join_all;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use swarmlabel_active_learning::{Matrix, Query};
+use swarmlabel_crdt::registry::merge;
+use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
+use swarmlabel_node::dataset::import::{Options, import};
+use swarmlabel_node::labels::{self, LabelStore, Labels};
+use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange};
+use swarmlabel_node::learn::features::PoolFeatures;
+use swarmlabel_node::learn::{self, Learner};
+use swarmlabel_node::net::{Config, Node, fetch};
+use swarmlabel_node::progress::NoProgress;
+use swarmlabel_node::{DatasetId, Home, Identity};
+use tokio::sync::watch;
+
+/// Longest wait for any one step before the run is called hung.
+const HANG: Duration = Duration::from_secs(600);
+/// Budget target that tells labelers to stop.
+const STOP: usize = usize::MAX;
+
+pub(super) struct Setup {
+    pub(super) work: PathBuf,
+    pub(super) pool_csv: PathBuf,
+    pub(super) classes: Vec<String>,
+    pub(super) nodes: usize,
+    pub(super) redundancy: u32,
+    pub(super) query: Query,
+    pub(super) initial: u64,
+    pub(super) noise: f64,
+    pub(super) seed: u64,
+}
+
+pub(super) struct Checkpoint {
+    /// Test accuracy of each volunteer's merged model.
+    pub(super) accuracy: Vec<f64>,
+    pub(super) duplicate_rate: f64,
+    /// Distinct samples with at least one label.
+    pub(super) samples_labelled: usize,
+    /// Distinct merged models held by the volunteers.
+    pub(super) distinct_models: usize,
+    /// From the budget's last label until every node trained on all labels and rescored.
+    pub(super) settle_s: f64,
+}
+
+pub(super) struct Outcome {
+    pub(super) dataset: DatasetId,
+    pub(super) pool: Arc<PoolFeatures>,
+    pub(super) test_x: Matrix,
+    pub(super) checkpoints: Vec<Checkpoint>,
+    pub(super) bytes_per_node: u64,
+    pub(super) fallback_picks: usize,
+}
+
+struct Volunteer {
+    identity: Identity,
+    me: AnnotatorKey,
+    node: Node,
+    labels: Labels,
+    learner: Learner,
+    exchange: Arc<dyn ModelExchange>,
+}
+
+/// A simulated answer: `truth`, or with probability `noise` another class at random.
+pub(super) fn answer(truth: usize, classes: usize, noise: f64, rng: &mut ChaCha8Rng) -> usize {
+    if classes > 1 && noise > 0.0 && rng.random_bool(noise) {
+        let other = rng.random_range(0..classes - 1);
+        if other >= truth { other + 1 } else { other }
+    } else {
+        truth
+    }
+}
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(HANG, fut)
+        .await
+        .with_context(|| format!("sim: {what} did not happen within {HANG:?}"))
+}
+
+pub(super) async fn run(
+    setup: &Setup,
+    truth: &HashMap<SampleId, usize>,
+    budgets: &[usize],
+    test_features: impl Fn(&PoolFeatures) -> anyhow::Result<Matrix>,
+    test_y: &[usize],
+) -> anyhow::Result<Outcome> {
+    // The owner: imports the pool without labels and serves it.
+    let (owner_home, owner_key) = Home::init(&setup.work.join("owner"), false)?;
+    let opts = Options::new("sim-pool", setup.classes.clone());
+    let report = import(&owner_home, &owner_key, &setup.pool_csv, &opts, &NoProgress)?;
+    let dataset = report.id;
+    let root = report.root.root().clone();
+    if root.gold_count != 0 {
+        bail!("the owner's pool has gold labels; the simulation must not leak them");
+    }
+    let owner = Node::start(owner_home, Config::loopback()).await?;
+    owner.serve(dataset).await?;
+    let owner_addr = owner.listen_addrs().await?[0].clone();
+    let config = Config {
+        bootstrap: vec![owner_addr],
+        ..Config::loopback()
+    };
+
+    // The volunteers: fetch, open the labels, start the learning loop.
+    let exchange = LocalExchange::new(merge::Method::Median);
+    let crdt = LabelStore::crdt_dataset(&dataset, root.labels.len(), root.sample_count);
+    let mut volunteers = Vec::with_capacity(setup.nodes);
+    for i in 0..setup.nodes {
+        let (home, identity) = Home::init(&setup.work.join(format!("v{i}")), false)?;
+        let node = Node::start(home.clone(), config.clone()).await?;
+        within("a volunteer's fetch", async {
+            while node.find_providers(dataset).await?.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            node.fetch(dataset, fetch::Options::default()).await?;
+            anyhow::Ok(())
+        })
+        .await??;
+        let labels_config = labels::Config {
+            anti_entropy_interval: Some(Duration::from_secs(2)),
+            seed: Some(setup.seed.wrapping_add(i as u64)),
+            ..labels::Config::default()
+        };
+        let labels = Labels::start(home.clone(), Some(node.clone()), labels_config).await?;
+        labels.open(crdt).await?;
+        let me = AnnotatorKey(identity.public_key().0);
+        let exchange: Arc<dyn ModelExchange> = Arc::new(exchange.peer(identity.clone()));
+        let learn_config = learn::Config {
+            query: setup.query,
+            redundancy: setup.redundancy,
+            initial: setup.initial,
+            ..learn::Config::default()
+        };
+        let learner = Learner::start(
+            dataset,
+            home.catalog(),
+            labels.clone(),
+            me,
+            exchange.clone(),
+            learn_config,
+        )
+        .await?;
+        volunteers.push(Volunteer {
+            identity,
+            me,
+            node,
+            labels,
+            learner,
+            exchange,
+        });
+        eprintln!("sim: volunteer {i} joined");
+    }
+    connect(&volunteers, crdt.id).await?;
+    let bytes_before: Vec<u64> = volunteers.iter().map(|v| wire_bytes(&v.node)).collect();
+    let pool = volunteers[0].learner.pool().clone();
+    let test_x = test_features(&pool)?;
+
+    // The labelers.
+    let volunteers = Arc::new(volunteers);
+    let truth = Arc::new(truth.clone());
+    let total = Arc::new(AtomicUsize::new(0));
+    let fallbacks = Arc::new(AtomicUsize::new(0));
+    let (target_tx, target_rx) = watch::channel(0usize);
+    let mut labelers = Vec::new();
+    for i in 0..volunteers.len() {
+        labelers.push(tokio::spawn(labeler(
+            volunteers.clone(),
+            i,
+            truth.clone(),
+            setup.classes.len(),
+            setup.noise,
+            setup.seed.wrapping_mul(1_000).wrapping_add(i as u64),
+            total.clone(),
+            fallbacks.clone(),
+            target_rx.clone(),
+            crdt.id,
+        )));
+    }
+
+    let mut checkpoints = Vec::new();
+    for &budget in budgets {
+        target_tx.send_replace(budget);
+        within(&format!("{budget} labels"), async {
+            while total.load(Ordering::SeqCst) < budget {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await?;
+        let reached = Instant::now();
+        within(
+            &format!("every node training on the {budget} labels"),
+            async {
+                loop {
+                    if settled(&volunteers, budget as u64, crdt.id) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        )
+        .await?;
+        let settle_s = reached.elapsed().as_secs_f64();
+        let mut accuracy = Vec::new();
+        let mut models = HashSet::new();
+        for v in volunteers.iter() {
+            let merged = v
+                .exchange
+                .merged(crdt.id)
+                .context("a merged model exists")?;
+            models.insert(merged.hash);
+            accuracy.push(super::accuracy(&merged.bytes, &test_x, test_y)?);
+        }
+        let read = volunteers[0].labels.read(crdt.id).await?;
+        let mut votes: HashMap<SampleId, u32> = HashMap::new();
+        for a in &read.annotations {
+            *votes.entry(a.annotation().sample).or_default() += 1;
+        }
+        let duplicate_rate = super::duplicate_rate(&votes, setup.redundancy);
+        eprintln!(
+            "sim: {budget} labels: accuracy {:.3} (min {:.3}), duplicates {duplicate_rate:.3}, settled in {settle_s:.2} s",
+            accuracy.iter().sum::<f64>() / accuracy.len() as f64,
+            accuracy.iter().copied().fold(f64::INFINITY, f64::min),
+        );
+        checkpoints.push(Checkpoint {
+            accuracy,
+            duplicate_rate,
+            samples_labelled: votes.len(),
+            distinct_models: models.len(),
+            settle_s,
+        });
+    }
+    target_tx.send_replace(STOP);
+    for l in join_all(labelers).await {
+        l??;
+    }
+    let bytes: u64 = volunteers
+        .iter()
+        .zip(&bytes_before)
+        .map(|(v, b)| wire_bytes(&v.node).saturating_sub(*b))
+        .sum();
+    for v in volunteers.iter() {
+        v.learner.shutdown().await;
+        v.labels.shutdown().await;
+        v.node.shutdown().await;
+    }
+    owner.shutdown().await;
+    Ok(Outcome {
+        dataset,
+        pool,
+        test_x,
+        checkpoints,
+        bytes_per_node: bytes / volunteers.len() as u64,
+        fallback_picks: fallbacks.load(Ordering::SeqCst),
+    })
+}
+
+/// Every volunteer holds `budget` annotations, trained on them, and ranks with the merged model.
+fn settled(volunteers: &[Volunteer], budget: u64, crdt: swarmlabel_crdt::DatasetId) -> bool {
+    volunteers.iter().all(|v| {
+        let p = v.learner.progress();
+        let merged = v.exchange.merged(crdt).map(|m| hex::encode(m.hash));
+        p.annotations == budget
+            && p.trained_annotations == budget
+            && !p.training
+            && merged.is_some()
+            && p.model == merged
+    })
+}
+
+/// Connects every pair of volunteers and waits until each sees the others on the label topic.
+async fn connect(volunteers: &[Volunteer], crdt: swarmlabel_crdt::DatasetId) -> anyhow::Result<()> {
+    let dataset = DatasetId(swarmlabel_node::BlobId(crdt.0));
+    let mut addrs = Vec::new();
+    for v in volunteers {
+        addrs.push(v.node.listen_addrs().await?[0].clone());
+    }
+    for (a, v) in volunteers.iter().enumerate() {
+        for addr in &addrs[a + 1..] {
+            let _ = v.node.dial(addr.clone()).await;
+        }
+    }
+    let others = volunteers.len() - 1;
+    within(
+        "every volunteer to see the others on the label topic",
+        async {
+            loop {
+                let mut ok = true;
+                for v in volunteers {
+                    if v.node.label_peers(dataset).await?.len() < others {
+                        ok = false;
+                    }
+                }
+                if ok {
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await?
+}
+
+/// Bytes the node sent and received on all its connections (libp2p's bandwidth counters).
+fn wire_bytes(node: &Node) -> u64 {
+    node.encode_metrics()
+        .lines()
+        .filter(|l| l.starts_with("libp2p_bandwidth_bytes_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// One simulated labeler: takes its loop's next pick, answers it (with noise), waits for a
+/// ranking that can reflect the answer, until the network reaches the budget.
+#[allow(clippy::too_many_arguments)]
+async fn labeler(
+    volunteers: Arc<Vec<Volunteer>>,
+    index: usize,
+    truth: Arc<HashMap<SampleId, usize>>,
+    classes: usize,
+    noise: f64,
+    seed: u64,
+    total: Arc<AtomicUsize>,
+    fallbacks: Arc<AtomicUsize>,
+    mut target: watch::Receiver<usize>,
+    crdt: swarmlabel_crdt::DatasetId,
+) -> anyhow::Result<()> {
+    let v = &volunteers[index];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut answered: HashSet<SampleId> = HashSet::new();
+    loop {
+        let goal = *target.borrow_and_update();
+        if goal == STOP {
+            return Ok(());
+        }
+        if total.load(Ordering::SeqCst) >= goal {
+            target.changed().await?;
+            continue;
+        }
+        let rescores = v.learner.progress().rescores;
+        let Some(pick) = v.learner.next(1, &answered).into_iter().next() else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        if total
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                (t < goal).then_some(t + 1)
+            })
+            .is_err()
+        {
+            continue;
+        }
+        let sample = parse_sample(&pick.sample)?;
+        let true_class = *truth
+            .get(&sample)
+            .context("a picked sample is in the pool")?;
+        let label = answer(true_class, classes, noise, &mut rng);
+        if !pick.own_share {
+            fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+        let annotation = Annotation {
+            dataset: crdt,
+            sample,
+            annotator: v.me,
+            time_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            value: Value::Label(label as u16),
+            suggestion: None,
+        };
+        let signed = SignedAnnotation::sign(annotation, &v.identity)?;
+        v.labels.record(signed).await?;
+        answered.insert(sample);
+        // A human looks at the next sample once the model has moved; give up waiting after a
+        // while so that a quiet network cannot stall the run.
+        let waited = Instant::now();
+        while v.learner.progress().rescores <= rescores
+            && total.load(Ordering::SeqCst) < goal
+            && waited.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn parse_sample(hex_id: &str) -> anyhow::Result<SampleId> {
+    let bytes = hex::decode(hex_id).context("a sample id is hex")?;
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a sample id is 32 bytes"))?;
+    Ok(SampleId(array))
+}

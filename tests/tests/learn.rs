@@ -1,0 +1,259 @@
+//! Learning together: an owner serves digits without its labels, three volunteers fetch it over
+//! libp2p on 127.0.0.1, each runs the node's learning loop with a simulated labeler answering its
+//! picks from the label column. They must end holding the same labels, ranking with the same
+//! merged model trained on all of them, and that model must do far better than chance.
+//!
+//! The models travel through `learn::exchange::LocalExchange` (signed updates, the registry, the
+//! deterministic merge, in process): the node's model gossip is not on this branch yet.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::future::join_all;
+use swarmlabel_active_learning::Model;
+use swarmlabel_crdt::registry::merge;
+use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
+use swarmlabel_node::dataset::import::{Options, import};
+use swarmlabel_node::labels::{self, LabelStore, Labels};
+use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange};
+use swarmlabel_node::learn::{self, Learner, features};
+use swarmlabel_node::net::fetch;
+use swarmlabel_node::progress::NoProgress;
+use swarmlabel_tests::network::{TestNode, wait_until, within};
+use swarmlabel_tests::{TempHome, shared_dataset};
+
+const VOLUNTEERS: usize = 3;
+const LABELS_EACH: usize = 20;
+
+struct Volunteer {
+    node: TestNode,
+    labels: Labels,
+    learner: Learner,
+    exchange: Arc<dyn ModelExchange>,
+    me: AnnotatorKey,
+}
+
+/// The digits rows without their label column, and the true class of each sample (from an
+/// import of the full file in a scratch home: sample ids hash only the row values).
+fn pool_without_labels(scratch: &TempHome) -> (std::path::PathBuf, HashMap<SampleId, u16>) {
+    let source = shared_dataset("digits.csv");
+    let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+    let full = import(
+        &scratch.home,
+        &scratch.identity,
+        &source,
+        &Options::new("digits", classes),
+        &NoProgress,
+    )
+    .unwrap();
+    let truth = features::load(&scratch.home.catalog(), &full.id)
+        .unwrap()
+        .gold;
+    let mut reader = csv::Reader::from_path(&source).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let label_at = header.iter().position(|h| h == "label").unwrap();
+    let path = scratch.dir.path().join("pool.csv");
+    let mut writer = csv::Writer::from_path(&path).unwrap();
+    let keep = |r: &csv::StringRecord| -> Vec<String> {
+        r.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != label_at)
+            .map(|(_, v)| v.to_owned())
+            .collect()
+    };
+    writer.write_record(keep(&header)).unwrap();
+    for record in reader.records() {
+        writer.write_record(keep(&record.unwrap())).unwrap();
+    }
+    writer.flush().unwrap();
+    (path, truth)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_than_chance() {
+    let scratch = TempHome::new();
+    let (pool_csv, truth) = pool_without_labels(&scratch);
+
+    let owner = TestNode::start(&[]).await;
+    let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+    let dataset = import(
+        &owner.home.home,
+        &owner.home.identity,
+        &pool_csv,
+        &Options::new("digits-pool", classes.clone()),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(dataset.root.root().gold_count, 0, "no gold label may leak");
+    let (dataset, root) = (dataset.id, dataset.root.root().clone());
+    owner.node.serve(dataset).await.unwrap();
+    let owner_addr = owner.node.listen_addrs().await.unwrap()[0].clone();
+
+    let exchange = LocalExchange::new(merge::Method::Median);
+    let crdt = LabelStore::crdt_dataset(&dataset, root.labels.len(), root.sample_count);
+    let mut volunteers = Vec::new();
+    for i in 0..VOLUNTEERS {
+        let node = TestNode::start(std::slice::from_ref(&owner_addr)).await;
+        wait_until("the volunteer to find the owner's dataset", || async {
+            !node.node.find_providers(dataset).await.unwrap().is_empty()
+        })
+        .await;
+        within(
+            "the volunteer's fetch",
+            node.node.fetch(dataset, fetch::Options::default()),
+        )
+        .await
+        .unwrap();
+        let config = labels::Config {
+            anti_entropy_interval: Some(std::time::Duration::from_millis(500)),
+            seed: Some(i as u64),
+            ..labels::Config::default()
+        };
+        let labels = Labels::start(node.home.home.clone(), Some(node.node.clone()), config)
+            .await
+            .unwrap();
+        labels.open(crdt).await.unwrap();
+        let me = AnnotatorKey(node.home.identity.public_key().0);
+        let exchange: Arc<dyn ModelExchange> = Arc::new(exchange.peer(node.home.identity.clone()));
+        let learner = Learner::start(
+            dataset,
+            node.home.home.catalog(),
+            labels.clone(),
+            me,
+            exchange.clone(),
+            learn::Config::default(),
+        )
+        .await
+        .unwrap();
+        volunteers.push(Volunteer {
+            node,
+            labels,
+            learner,
+            exchange,
+            me,
+        });
+    }
+    // A full mesh between volunteers, so label gossip reaches everyone.
+    for a in 0..VOLUNTEERS {
+        for b in a + 1..VOLUNTEERS {
+            let addr = volunteers[b].node.node.listen_addrs().await.unwrap()[0].clone();
+            let _ = volunteers[a].node.node.dial(addr).await;
+        }
+    }
+    wait_until(
+        "every volunteer to see the others on the label topic",
+        || async {
+            for v in &volunteers {
+                if v.node.node.label_peers(dataset).await.unwrap().len() < VOLUNTEERS - 1 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+
+    // Each simulated labeler answers its loop's next pick truthfully, then waits until the pool
+    // has been rescored (a merged model moved) before taking the next.
+    let work = volunteers.iter().map(|v| {
+        let truth = &truth;
+        async move {
+            let mut answered = HashSet::new();
+            for _ in 0..LABELS_EACH {
+                let rescores = v.learner.progress().rescores;
+                let pick = v.learner.next(1, &answered).remove(0);
+                assert!(!pick.top.is_empty(), "a pick shows the model's top classes");
+                let sample = SampleId(hex::decode(&pick.sample).unwrap().try_into().unwrap());
+                let annotation = Annotation {
+                    dataset: crdt.id,
+                    sample,
+                    annotator: v.me,
+                    time_ms: now_ms(),
+                    value: Value::Label(truth[&sample]),
+                    suggestion: None,
+                };
+                let signed = SignedAnnotation::sign(annotation, &v.node.home.identity).unwrap();
+                v.labels.record(signed).await.unwrap();
+                answered.insert(sample);
+                wait_until("the pool to be rescored after a label", || async {
+                    v.learner.progress().rescores > rescores
+                })
+                .await;
+            }
+        }
+    });
+    join_all(work).await;
+
+    let total = (VOLUNTEERS * LABELS_EACH) as u64;
+    wait_until(
+        "every volunteer to hold all labels, train on them and rank with the merged model",
+        || async {
+            volunteers.iter().all(|v| {
+                let p = v.learner.progress();
+                let merged = v.exchange.merged(crdt.id).map(|m| hex::encode(m.hash));
+                p.annotations == total
+                    && p.trained_annotations == total
+                    && !p.training
+                    && merged.is_some()
+                    && p.model == merged
+            })
+        },
+    )
+    .await;
+
+    // The same labels everywhere.
+    let mut holdings = Vec::new();
+    for v in &volunteers {
+        let read = v.labels.read(crdt.id).await.unwrap();
+        let mut triples: Vec<_> = read
+            .annotations
+            .iter()
+            .map(|s| (s.annotation().sample, s.annotation().annotator))
+            .collect();
+        triples.sort();
+        holdings.push(triples);
+    }
+    assert_eq!(holdings[0].len() as u64, total);
+    assert!(
+        holdings.iter().all(|h| *h == holdings[0]),
+        "the labels differ between nodes"
+    );
+
+    // One merged model, far better than chance (0.1) on the whole pool.
+    let merged: Vec<_> = volunteers
+        .iter()
+        .map(|v| v.exchange.merged(crdt.id).unwrap())
+        .collect();
+    assert!(merged.iter().all(|m| m.hash == merged[0].hash));
+    assert_eq!(merged[0].peers, VOLUNTEERS);
+    let pool = volunteers[0].learner.pool();
+    let model = Model::from_safetensors_bytes(&merged[0].bytes).unwrap();
+    let y: Vec<usize> = pool.ids.iter().map(|id| usize::from(truth[id])).collect();
+    let accuracy = model.accuracy(&pool.features, &y).unwrap();
+    eprintln!("merged model on the pool after {total} labels: accuracy {accuracy:.3}");
+    assert!(
+        accuracy > 0.5,
+        "accuracy {accuracy} is not far above chance"
+    );
+    // Every volunteer published, and its history holds its rounds.
+    for v in &volunteers {
+        let p = v.learner.progress();
+        assert!(p.published > 0 && !p.history.is_empty(), "{p:?}");
+    }
+
+    for v in volunteers {
+        v.learner.shutdown().await;
+        v.labels.shutdown().await;
+        v.node.stop().await;
+    }
+    owner.stop().await;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
