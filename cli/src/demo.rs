@@ -280,13 +280,26 @@ fn spawn_labeler(
                 return;
             }
         };
+        // What this labeler answered: never answered twice (the node's queue may offer a sample
+        // again before its ranking has caught up with the label), the latest sent as `exclude`.
+        let mut answered: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         while !stop.load(Ordering::SeqCst) {
-            let queue: anyhow::Result<Vec<serde_json::Value>> =
-                client.get(&format!("/api/v1/datasets/{id}/queue?n=1"));
+            let exclude = answered
+                .iter()
+                .rev()
+                .take(64)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",");
+            let queue: anyhow::Result<Vec<serde_json::Value>> = client.get(&format!(
+                "/api/v1/datasets/{id}/queue?n=4&exclude={exclude}"
+            ));
             let sample = match queue {
                 Ok(picks) => picks
-                    .first()
-                    .and_then(|p| p["sample"].as_str())
+                    .iter()
+                    .filter_map(|p| p["sample"].as_str())
+                    .find(|s| !seen.contains(*s))
                     .map(str::to_owned),
                 // The join is still fetching the dataset: try again shortly.
                 Err(_) => None,
@@ -313,12 +326,16 @@ fn spawn_labeler(
                 labelled.fetch_add(1, Ordering::SeqCst);
             }
             let body = serde_json::json!({ "sample": sample, "label": answer });
-            if let Err(e) = client.post::<serde_json::Value>(
-                &format!("/api/v1/datasets/{id}/labels"),
-                body,
-            ) {
-                labelled.fetch_sub(1, Ordering::SeqCst);
-                eprintln!("a simulated labeler's label was refused: {e:#}");
+            match client.post::<serde_json::Value>(&format!("/api/v1/datasets/{id}/labels"), body)
+            {
+                Ok(_) => {
+                    seen.insert(sample.clone());
+                    answered.push(sample);
+                }
+                Err(e) => {
+                    labelled.fetch_sub(1, Ordering::SeqCst);
+                    eprintln!("a simulated labeler's label was refused: {e:#}");
+                }
             }
             std::thread::sleep(pace);
         }
@@ -391,6 +408,14 @@ async fn settle(nodes: &[&Daemon], id: DatasetId, labels: u64) {
             eprintln!(
                 "the nodes did not settle within 5 minutes (trained on every label: {trained}, one merged model: {agreed}); reporting what the user's node holds"
             );
+            for (i, node) in nodes.iter().enumerate() {
+                if let Some(p) = node.learner(id).map(|l| l.progress()) {
+                    eprintln!(
+                        "  node {i}: {} annotations, trained on {}, training {}, {} published, model {:?}",
+                        p.annotations, p.trained_annotations, p.training, p.published, p.model
+                    );
+                }
+            }
             return;
         }
     }
