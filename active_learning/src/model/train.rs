@@ -7,6 +7,7 @@ use rand::seq::SliceRandom as _;
 use rand_chacha::ChaCha8Rng;
 
 use super::ModelError;
+use super::augment::{Augment, Transforms};
 use super::net::Net;
 use crate::matrix::Matrix;
 
@@ -38,7 +39,10 @@ pub struct TrainConfig {
     pub validation_fraction: f64,
     /// Epochs without improvement of the held-out loss before stopping.
     pub patience: usize,
-    /// Seed of the shuffling, the held-out split and the dropout masks.
+    /// Random flips and turns of image inputs in each batch ([`Augment`]); off by default
+    /// because it is wrong wherever orientation tells classes apart.
+    pub augment: Augment,
+    /// Seed of the shuffling, the held-out split, the dropout masks and the augmentation.
     pub seed: u64,
 }
 
@@ -54,6 +58,7 @@ impl Default for TrainConfig {
             cosine_decay: false,
             validation_fraction: 0.2,
             patience: 8,
+            augment: Augment::Off,
             seed: 0,
         }
     }
@@ -75,6 +80,7 @@ impl TrainConfig {
             cosine_decay: true,
             validation_fraction: 0.0,
             patience: 0,
+            augment: Augment::Off,
             seed: 0,
         }
     }
@@ -103,6 +109,7 @@ pub(super) fn train(
     config: &TrainConfig,
 ) -> Result<TrainReport, ModelError> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let transforms = Transforms::new(config.augment, net.input())?;
     let (train_idx, val_idx) = split(labels, config.validation_fraction, &mut rng);
     let to_tensors = |idx: &[usize]| -> candle_core::Result<(Tensor, Tensor)> {
         let rows = x.select_rows(idx);
@@ -111,6 +118,18 @@ pub(super) fn train(
         Ok((xs, Tensor::from_vec(ys, idx.len(), &Device::Cpu)?))
     };
     let (xs, ys) = to_tensors(&train_idx)?;
+    // With augmentation, each batch is gathered from the raw rows through random transformations.
+    let train_rows = transforms.as_ref().map(|_| x.select_rows(&train_idx));
+    let batch_x = |chunk: &[u32], rng: &mut ChaCha8Rng| -> candle_core::Result<Tensor> {
+        match (&transforms, &train_rows) {
+            (Some(t), Some(rows)) => Tensor::from_vec(
+                t.batch(rows.as_slice(), rows.cols(), chunk, rng),
+                (chunk.len(), rows.cols()),
+                &Device::Cpu,
+            ),
+            _ => xs.index_select(&Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?, 0),
+        }
+    };
     let validation = if val_idx.is_empty() {
         None
     } else {
@@ -148,14 +167,19 @@ pub(super) fn train(
         }
         let mut loss_sum = 0.0;
         if full_batch {
-            let ce = candle_nn::loss::cross_entropy(&net.forward(&xs, Some(&mut rng))?, &ys)?;
+            let xb = if transforms.is_some() {
+                batch_x(&order, &mut rng)?
+            } else {
+                xs.clone()
+            };
+            let ce = candle_nn::loss::cross_entropy(&net.forward(&xb, Some(&mut rng))?, &ys)?;
             opt.backward_step(&with_l2(net, &ce, config.l2, n)?)?;
             loss_sum = f64::from(ce.to_scalar::<f32>()?) * n as f64;
         } else {
             order.shuffle(&mut rng);
             for chunk in order.chunks(batch) {
                 let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
-                let (xb, yb) = (xs.index_select(&idx, 0)?, ys.index_select(&idx, 0)?);
+                let (xb, yb) = (batch_x(chunk, &mut rng)?, ys.index_select(&idx, 0)?);
                 let ce = candle_nn::loss::cross_entropy(&net.forward(&xb, Some(&mut rng))?, &yb)?;
                 opt.backward_step(&with_l2(net, &ce, config.l2, n)?)?;
                 loss_sum += f64::from(ce.to_scalar::<f32>()?) * chunk.len() as f64;
