@@ -71,7 +71,7 @@ pub(crate) struct Args {
     /// Training epochs (default: the model's own).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Train at least this many optimiser steps (default: the model's own; cnn uses 300).
+    /// Train at least this many optimiser steps (default: the model's own; cnn uses 600).
     #[arg(long)]
     min_steps: Option<usize>,
     /// L2 penalty as scikit-learn's 1/C (default: the model's own; linear uses 1).
@@ -431,15 +431,7 @@ fn model_spec(args: &Args, data: &Dataset, query: Query) -> anyhow::Result<Model
 fn train_config(args: &Args) -> TrainConfig {
     let mut c = match args.model.as_str() {
         "linear" => TrainConfig::linear(),
-        "cnn" => TrainConfig {
-            epochs: 40,
-            min_steps: 300,
-            batch_size: 32,
-            learning_rate: 3e-3,
-            weight_decay: 1e-4,
-            validation_fraction: 0.0,
-            ..TrainConfig::default()
-        },
+        "cnn" => TrainConfig::cnn(),
         _ => TrainConfig {
             epochs: 100,
             batch_size: 32,

@@ -65,6 +65,23 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Mini-batches of 32 for at least 600 steps at a learning rate of 3e-3, without early
+    /// stopping: what the `cnn` model needs from tens to hundreds of labels (measured on the
+    /// shapes dataset: see the crate README). Augmentation stays off; turn it on
+    /// ([`Augment::FlipsAndTurns`]) where orientation does not decide the class: flipped and turned
+    /// copies teach more from each label, and need the longer training to be learnt.
+    pub fn cnn() -> Self {
+        Self {
+            epochs: 40,
+            min_steps: 600,
+            batch_size: 32,
+            learning_rate: 3e-3,
+            weight_decay: 1e-4,
+            validation_fraction: 0.0,
+            ..Self::default()
+        }
+    }
+
     /// Full-batch training of softmax regression to convergence, regularised like scikit-learn's
     /// default `LogisticRegression` (L2 with C = 1), without early stopping: with tens of labels
     /// a held-out split costs more accuracy than it saves (see the crate README). On up to 300
