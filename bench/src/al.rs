@@ -102,8 +102,10 @@ pub(crate) struct Args {
     augment: bool,
     /// What the diversity step and the cold start cluster: `input` (the feature rows, pixels for
     /// images) or `embedding` (what the model's output layer sees, recomputed every round).
-    #[arg(long, value_enum, default_value_t = DiversitySpace::Input)]
-    diversity_space: DiversitySpace,
+    /// Default: `embedding` for cnn (pixel distances say little about what an image shows),
+    /// `input` otherwise.
+    #[arg(long, value_enum)]
+    diversity_space: Option<DiversitySpace>,
     /// Cosine learning-rate decay on or off (default: the model's own).
     #[arg(long)]
     cosine_decay: Option<bool>,
@@ -198,7 +200,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "test_fraction": args.test_fraction,
         "cold_start_min_per_class": args.cold_start,
         "diversity_candidates_per_pick": query.diversity.map(|_| args.diversity_candidates),
-        "diversity_space": format!("{:?}", args.diversity_space).to_lowercase(),
+        "diversity_space": format!("{:?}", diversity_space(&args)).to_lowercase(),
         "model_spec": serde_json::to_value(&spec)?,
         "train": {
             "epochs": train.epochs,
@@ -282,7 +284,7 @@ fn learning_curve(
         let k = args.batch.min(next_budget - labelled.len());
         let scored =
             swarmlabel_active_learning::score(&model, &pool_x, query.strategy, &score_config)?;
-        let embedded = match args.diversity_space {
+        let embedded = match diversity_space(args) {
             DiversitySpace::Embedding if query.diversity.is_some() || args.cold_start > 0 => {
                 Some(model.embed(&pool_x, swarmlabel_active_learning::model::DEFAULT_BATCH)?)
             }
@@ -426,6 +428,14 @@ fn model_spec(args: &Args, data: &Dataset, query: Query) -> anyhow::Result<Model
         bail!("bald needs a model with dropout; set --dropout above 0");
     }
     Ok(spec)
+}
+
+fn diversity_space(args: &Args) -> DiversitySpace {
+    args.diversity_space.unwrap_or(if args.model == "cnn" {
+        DiversitySpace::Embedding
+    } else {
+        DiversitySpace::Input
+    })
 }
 
 fn train_config(args: &Args) -> TrainConfig {
