@@ -5,10 +5,12 @@
 //! them on a blocking thread (`tokio::task::spawn_blocking`), never on an async worker. A
 //! [`Model`] is `Send + 'static` so it can be moved there and back.
 
+mod augment;
 mod net;
 mod spec;
 mod train;
 
+pub use self::augment::Augment;
 pub use self::spec::{Architecture, Input, ModelSpec};
 pub use self::train::{TrainConfig, TrainReport};
 
@@ -165,6 +167,29 @@ impl Model {
         (0..passes)
             .map(|_| self.forward_batched(x, batch, Some(&mut rng)))
             .collect()
+    }
+
+    /// What the output layer sees for each row of `x` (one row per sample), computed `batch`
+    /// rows at a time with dropout off: the inputs themselves for `linear`, the last hidden layer
+    /// for `mlp`, the dense layer (or the pooled channels without one) for `cnn`. Distances here
+    /// follow what the model has learnt, so a diversity step over these rows spreads picks over
+    /// what images show rather than over their pixels.
+    pub fn embed(&self, x: &Matrix, batch: usize) -> Result<Matrix, ModelError> {
+        self.check_width(x)?;
+        let batch = batch.max(1);
+        let cols = x.cols();
+        let mut out = Vec::new();
+        let mut width = 0;
+        for start in (0..x.rows()).step_by(batch) {
+            let n = batch.min(x.rows() - start);
+            let rows = &x.as_slice()[start * cols..(start + n) * cols];
+            let input = Tensor::from_slice(rows, (n, cols), &Device::Cpu)?;
+            let features = self.net.embed(&input, None)?;
+            width = features.dim(1)?;
+            out.extend(features.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Matrix::new(x.rows(), width, out)
+            .map_err(|e| ModelError::Spec(format!("embedding of an unexpected shape: {e}")))
     }
 
     /// Fraction of rows of `x` whose most probable class is the label.

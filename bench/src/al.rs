@@ -15,8 +15,8 @@ use rand::seq::SliceRandom as _;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use swarmlabel_active_learning::{
-    Architecture, ColdStart, Colour, Diversity, Extractor as _, ImageFeatures, Input, LabelSet,
-    Matrix, Model, ModelSpec, Query, ScoreConfig, Tabular, TrainConfig,
+    Architecture, Augment, ColdStart, Colour, Diversity, Extractor as _, ImageFeatures, Input,
+    LabelSet, Matrix, Model, ModelSpec, Query, ScoreConfig, Tabular, TrainConfig,
 };
 
 /// Flags of `swarmlabel-bench al`.
@@ -71,7 +71,7 @@ pub(crate) struct Args {
     /// Training epochs (default: the model's own).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Train at least this many optimiser steps (default: the model's own; cnn uses 300).
+    /// Train at least this many optimiser steps (default: the model's own; cnn uses 600).
     #[arg(long)]
     min_steps: Option<usize>,
     /// L2 penalty as scikit-learn's 1/C (default: the model's own; linear uses 1).
@@ -93,6 +93,19 @@ pub(crate) struct Args {
     /// Dense layer width of the cnn model, 0 for none (default: the model's own).
     #[arg(long)]
     hidden: Option<usize>,
+    /// Per-image standardisation of the cnn input on or off (default: the model's own, on).
+    #[arg(long)]
+    standardise: Option<bool>,
+    /// Train on randomly flipped and turned images (cnn only; wrong where orientation tells
+    /// classes apart, as with digits).
+    #[arg(long)]
+    augment: bool,
+    /// What the diversity step and the cold start cluster: `input` (the feature rows, pixels for
+    /// images) or `embedding` (what the model's output layer sees, recomputed every round).
+    /// Default: `embedding` for cnn (pixel distances say little about what an image shows),
+    /// `input` otherwise.
+    #[arg(long, value_enum)]
+    diversity_space: Option<DiversitySpace>,
     /// Cosine learning-rate decay on or off (default: the model's own).
     #[arg(long)]
     cosine_decay: Option<bool>,
@@ -105,6 +118,15 @@ pub(crate) struct Args {
     /// Read images as grey instead of RGB.
     #[arg(long)]
     grey: bool,
+}
+
+/// The rows the diversity step and the cold start measure distances in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DiversitySpace {
+    /// The feature rows themselves.
+    Input,
+    /// The model's embedding of each row ([`Model::embed`]).
+    Embedding,
 }
 
 /// A labelled dataset: raw feature rows and class indices.
@@ -178,6 +200,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "test_fraction": args.test_fraction,
         "cold_start_min_per_class": args.cold_start,
         "diversity_candidates_per_pick": query.diversity.map(|_| args.diversity_candidates),
+        "diversity_space": format!("{:?}", diversity_space(&args)).to_lowercase(),
         "model_spec": serde_json::to_value(&spec)?,
         "train": {
             "epochs": train.epochs,
@@ -189,6 +212,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
             "cosine_decay": train.cosine_decay,
             "validation_fraction": train.validation_fraction,
             "patience": train.patience,
+            "augment": args.augment,
         },
         "matmul_threads": candle_core::utils::get_num_threads(),
     }))
@@ -260,13 +284,19 @@ fn learning_curve(
         let k = args.batch.min(next_budget - labelled.len());
         let scored =
             swarmlabel_active_learning::score(&model, &pool_x, query.strategy, &score_config)?;
+        let embedded = match diversity_space(args) {
+            DiversitySpace::Embedding if query.diversity.is_some() || args.cold_start > 0 => {
+                Some(model.embed(&pool_x, swarmlabel_active_learning::model::DEFAULT_BATCH)?)
+            }
+            _ => None,
+        };
         let exclude: HashSet<usize> = labelled.iter().copied().collect();
         let mut per_class = vec![0; data.classes.len()];
         for &label in &y {
             per_class[label] += 1;
         }
         let picks = query.select(
-            &scored.view(Some(&pool_x)),
+            &scored.view(Some(embedded.as_ref().unwrap_or(&pool_x))),
             k,
             &exclude,
             &per_class,
@@ -374,37 +404,44 @@ fn model_spec(args: &Args, data: &Dataset, query: Query) -> anyhow::Result<Model
                 *dropout = p;
             }
             if let Architecture::Cnn {
-                channels, hidden, ..
+                channels,
+                hidden,
+                standardise,
+                ..
             } = &mut spec.architecture
             {
                 if let Some(c) = &args.channels {
                     channels.clone_from(c);
                 }
                 *hidden = args.hidden.unwrap_or(*hidden);
+                *standardise = args.standardise.unwrap_or(*standardise);
             }
             spec.validate()?;
             spec
         }
         other => bail!("unknown model {other:?}; use linear, mlp or cnn"),
     };
+    if args.augment && !matches!(spec.input, Input::Image { .. }) {
+        bail!("--augment flips and turns images; it needs --images and --model cnn");
+    }
     if query.strategy.needs_passes() && !spec.has_dropout() {
         bail!("bald needs a model with dropout; set --dropout above 0");
     }
     Ok(spec)
 }
 
+fn diversity_space(args: &Args) -> DiversitySpace {
+    args.diversity_space.unwrap_or(if args.model == "cnn" {
+        DiversitySpace::Embedding
+    } else {
+        DiversitySpace::Input
+    })
+}
+
 fn train_config(args: &Args) -> TrainConfig {
     let mut c = match args.model.as_str() {
         "linear" => TrainConfig::linear(),
-        "cnn" => TrainConfig {
-            epochs: 40,
-            min_steps: 300,
-            batch_size: 32,
-            learning_rate: 3e-3,
-            weight_decay: 1e-4,
-            validation_fraction: 0.0,
-            ..TrainConfig::default()
-        },
+        "cnn" => TrainConfig::cnn(),
         _ => TrainConfig {
             epochs: 100,
             batch_size: 32,
@@ -420,6 +457,9 @@ fn train_config(args: &Args) -> TrainConfig {
     c.learning_rate = args.learning_rate.unwrap_or(c.learning_rate);
     c.validation_fraction = args.validation_fraction.unwrap_or(c.validation_fraction);
     c.cosine_decay = args.cosine_decay.unwrap_or(c.cosine_decay);
+    if args.augment {
+        c.augment = Augment::FlipsAndTurns;
+    }
     if c.validation_fraction > 0.0 && c.patience == 0 {
         c.patience = 10;
     }

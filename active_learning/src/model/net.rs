@@ -72,6 +72,11 @@ impl Net {
             .map(|(_, v)| v)
     }
 
+    /// The shape of one input row.
+    pub(super) fn input(&self) -> Input {
+        self.spec.input
+    }
+
     /// Logits for a batch `x` of shape `(n, input width)`. With `rng`, dropout is on (training or
     /// Monte Carlo dropout); without, the network is deterministic.
     pub(super) fn forward(
@@ -79,6 +84,25 @@ impl Net {
         x: &Tensor,
         mut rng: DropoutRng<'_>,
     ) -> candle_core::Result<Tensor> {
+        let x = self.embed(x, rng.as_deref_mut())?;
+        let dropout = match &self.spec.architecture {
+            // The linear model's dropout is on its inputs, already applied by `embed`.
+            Architecture::Linear { .. } => 0.0,
+            Architecture::Mlp { .. } => 0.0,
+            Architecture::Cnn { dropout, .. } => *dropout,
+        };
+        let x = dropout_mask(&x, dropout, rng)?;
+        let [(_, w), (_, b)] = self
+            .params
+            .last_chunk::<2>()
+            .expect("invariant: layers() always ends with the output layer (a weight and a bias)");
+        affine(&x, (w.as_tensor(), b.as_tensor()))
+    }
+
+    /// What the output layer sees for a batch `x`: the input (`linear`), the last hidden layer
+    /// (`mlp`) or the dense layer after the pooling, else the pooled channels (`cnn`). Samples the
+    /// network finds alike are near each other here, whatever their pixels.
+    pub(super) fn embed(&self, x: &Tensor, mut rng: DropoutRng<'_>) -> candle_core::Result<Tensor> {
         let mut params = self.params.iter().map(|(_, v)| v.as_tensor());
         let mut next = || {
             let w = params.next();
@@ -87,17 +111,14 @@ impl Net {
                 .expect("invariant: layers() lists every parameter forward uses")
         };
         match &self.spec.architecture {
-            Architecture::Linear { dropout } => {
-                let x = dropout_mask(x, *dropout, rng.as_deref_mut())?;
-                affine(&x, next())
-            }
+            Architecture::Linear { dropout } => dropout_mask(x, *dropout, rng),
             Architecture::Mlp { hidden, dropout } => {
                 let mut x = x.clone();
                 for _ in hidden {
                     x = affine(&x, next())?.relu()?;
                     x = dropout_mask(&x, *dropout, rng.as_deref_mut())?;
                 }
-                affine(&x, next())
+                Ok(x)
             }
             Architecture::Cnn {
                 channels,
@@ -116,13 +137,7 @@ impl Net {
                 let n = x.dim(0)?;
                 let mut x = x.reshape((n, c, height, width))?;
                 if *standardise {
-                    let flat = x.reshape((n, c, height * width))?;
-                    let mean = flat.mean_keepdim(2)?;
-                    let centred = flat.broadcast_sub(&mean)?;
-                    let std = (centred.sqr()?.mean_keepdim(2)? + 1e-4)?.sqrt()?;
-                    x = centred
-                        .broadcast_div(&std)?
-                        .reshape((n, c, height, width))?;
+                    x = standardise_images(&x)?;
                 }
                 for _ in channels {
                     let (w, b) = next();
@@ -135,14 +150,26 @@ impl Net {
                 // Global average pooling: (n, c, h, w) -> (n, c).
                 let mut x = x.flatten_from(2)?.mean(2)?;
                 if *hidden > 0 {
-                    x = dropout_mask(&x, *dropout, rng.as_deref_mut())?;
+                    x = dropout_mask(&x, *dropout, rng)?;
                     x = affine(&x, next())?.relu()?;
                 }
-                let x = dropout_mask(&x, *dropout, rng)?;
-                affine(&x, next())
+                Ok(x)
             }
         }
     }
+}
+
+/// Each image of the batch `x` (`n x C x H x W`) shifted and scaled, channel by channel, to mean 0
+/// and standard deviation 1 over its own pixels, so that brightness, contrast and background
+/// colour do not matter. A flat channel becomes 0 (the `1e-4` floor on the variance keeps it
+/// finite).
+pub(super) fn standardise_images(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, c, height, width) = x.dims4()?;
+    let flat = x.reshape((n, c, height * width))?;
+    let mean = flat.mean_keepdim(2)?;
+    let centred = flat.broadcast_sub(&mean)?;
+    let std = (centred.sqr()?.mean_keepdim(2)? + 1e-4)?.sqrt()?;
+    centred.broadcast_div(&std)?.reshape((n, c, height, width))
 }
 
 /// `x W^T + b` for a batch of rows.

@@ -184,6 +184,82 @@ fn bad_inputs_labels_and_weights_are_errors() {
         Model::load(Path::new("/nonexistent/model.safetensors")),
         Err(ModelError::Io { .. })
     ));
+    // Flips and turns need an image to turn.
+    let augmented = TrainConfig {
+        augment: Augment::FlipsAndTurns,
+        ..quick()
+    };
+    y[3] = 0;
+    assert!(
+        matches!(m.train(&x, &y, &augmented), Err(ModelError::Spec(s)) if s.contains("image input"))
+    );
+    assert!(matches!(m.embed(&narrow, 8), Err(ModelError::Width { .. })));
+}
+
+#[test]
+fn per_image_standardisation_gives_each_channel_mean_0_and_deviation_1() {
+    // Two 2x2 images of 2 channels: a bright and a dark copy of one pattern, and a flat channel.
+    let bright = [1.0f32, 3.0, 5.0, 7.0, 2.0, 2.0, 2.0, 2.0];
+    let dark: Vec<f32> = [0.5f32, 0.6, 0.7, 0.8, 0.0, 0.0, 0.0, 0.0].to_vec();
+    let mut data = bright.to_vec();
+    data.extend(&dark);
+    let x = Tensor::from_vec(data, (2, 2, 2, 2), &Device::Cpu).unwrap();
+    let out = net::standardise_images(&x).unwrap();
+    let values = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    // Pattern 1, 3, 5, 7: mean 4, population deviation sqrt(5).
+    let expected = [-3.0, -1.0, 1.0, 3.0].map(|v: f32| v / (5.0f32 + 1e-4).sqrt());
+    for (got, want) in values[0..4].iter().zip(expected) {
+        assert!((got - want).abs() < 1e-5, "{got} against {want}");
+    }
+    // The dark copy has the same shape, so nearly the same standardised values.
+    for (got, want) in values[8..12].iter().zip(expected) {
+        assert!((got - want).abs() < 1e-2, "{got} against {want}");
+    }
+    // Flat channels become 0, not NaN.
+    assert!(
+        values[4..8]
+            .iter()
+            .chain(&values[12..16])
+            .all(|&v| v == 0.0)
+    );
+}
+
+#[test]
+fn embed_is_what_the_output_layer_sees() {
+    let (x, y) = blobs(30, 4);
+    let linear = Model::new(ModelSpec::linear(4, 3), 1).unwrap();
+    assert_eq!(linear.embed(&x, 7).unwrap(), x);
+    let mut mlp = Model::new(ModelSpec::mlp(4, vec![16, 5], 0.3, 3), 1).unwrap();
+    mlp.train(&x, &y, &quick()).unwrap();
+    let e = mlp.embed(&x, 7).unwrap();
+    assert_eq!((e.rows(), e.cols()), (30, 5));
+    assert!(e.as_slice().iter().all(|&v| v >= 0.0), "after a ReLU");
+    assert_eq!(e, mlp.embed(&x, 7).unwrap(), "dropout is off");
+    // The output layer applied to the embedding gives the model's probabilities.
+    let tensors = mlp.tensors().unwrap();
+    let (w, b) = (&tensors[4].1, &tensors[5].1);
+    let emb = Tensor::from_slice(e.as_slice(), (30, 5), &Device::Cpu).unwrap();
+    let logits = emb
+        .matmul(&w.t().unwrap())
+        .unwrap()
+        .broadcast_add(b)
+        .unwrap();
+    let probs = candle_nn::ops::softmax_last_dim(&logits).unwrap();
+    let want = mlp.predict_proba(&x, 7).unwrap();
+    for (a, b) in probs
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .zip(want.as_slice())
+    {
+        assert!((a - b).abs() < 1e-5);
+    }
+    let cnn = Model::new(ModelSpec::cnn(1, 8, 8, 2), 1).unwrap();
+    let images = Matrix::new(3, 64, (0..192).map(|v| (v % 7) as f32).collect()).unwrap();
+    let e = cnn.embed(&images, 2).unwrap();
+    assert_eq!((e.rows(), e.cols()), (3, 64), "the dense layer of 64");
 }
 
 #[test]
@@ -277,6 +353,35 @@ fn cnn_tells_bars_from_blocks_wherever_they_are() {
     let test = x.select_rows(&(120..160).collect::<Vec<_>>());
     let acc = m.accuracy(&test, &labels[120..]).unwrap();
     assert!(acc >= 0.9, "cnn accuracy {acc}");
+
+    // Trained on horizontal bars only and vertical blocks only, the plain model cannot know that
+    // a vertical bar is a bar; trained on flipped and turned copies it can.
+    let horizontal: Vec<usize> = (0..120).filter(|&i| labels[i] != 1).collect();
+    let vertical_bars: Vec<usize> = (120..160).filter(|&i| labels[i] == 1).collect();
+    let bar_accuracy = |augment| {
+        let mut m = Model::new(m.spec().clone(), 3).unwrap();
+        let config = TrainConfig {
+            augment,
+            ..config.clone()
+        };
+        m.train(
+            &x.select_rows(&horizontal),
+            &horizontal.iter().map(|&i| labels[i]).collect::<Vec<_>>(),
+            &config,
+        )
+        .unwrap();
+        m.accuracy(
+            &x.select_rows(&vertical_bars),
+            &vec![0; vertical_bars.len()],
+        )
+        .unwrap()
+    };
+    let plain = bar_accuracy(Augment::Off);
+    let augmented = bar_accuracy(Augment::FlipsAndTurns);
+    assert!(
+        augmented >= 0.9 && plain < 0.5,
+        "vertical bars seen as bars: {augmented} augmented, {plain} plain"
+    );
 }
 
 #[test]
