@@ -99,18 +99,25 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Record a label for a sample through the running node (signed with this node's key,
-    /// acknowledged once it is durable).
+    /// acknowledged once it is durable), or, with --tui, label a text or table dataset in the
+    /// terminal with the labeling page's keys.
     ///
     /// Example: swarmlabel label ID SAMPLE cat      (or --skip, or --unsure instead of a label)
+    ///          swarmlabel label ID --tui           (1-9 then a-z: labels; Space skip; / unsure;
+    ///                                               Backspace undo; Left/Right; \ model; Esc quit)
     #[command(verbatim_doc_comment)]
     Label {
         /// The dataset id.
         id: String,
         /// The sample id (as `dataset export` lists them).
-        sample: String,
+        #[arg(required_unless_present = "tui")]
+        sample: Option<String>,
         /// A label from the dataset's label set.
-        #[arg(required_unless_present_any = ["skip", "unsure"], conflicts_with_all = ["skip", "unsure"])]
+        #[arg(required_unless_present_any = ["skip", "unsure", "tui"], conflicts_with_all = ["skip", "unsure"])]
         label: Option<String>,
+        /// Label in the terminal: the queue of the running node, sample after sample.
+        #[arg(long, conflicts_with_all = ["sample", "label", "skip", "unsure", "json"])]
+        tui: bool,
         /// Skip the sample (no label).
         #[arg(long, conflicts_with = "unsure")]
         skip: bool,

@@ -66,6 +66,27 @@ impl Client {
         self.finish(response)
     }
 
+    /// A text answer (a text sample's content).
+    pub(crate) fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.info.url))
+            .header("Authorization", format!("Bearer {}", self.info.token))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            let body: serde_json::Value = response
+                .body_mut()
+                .read_json()
+                .context("the node sent an invalid answer")?;
+            bail!("{}", body["error"].as_str().unwrap_or("unknown error"));
+        }
+        response
+            .body_mut()
+            .read_to_string()
+            .context("the node sent a text that is not UTF-8")
+    }
+
     pub(crate) fn post<T: DeserializeOwned>(
         &self,
         path: &str,

@@ -9,6 +9,7 @@ mod labels;
 mod output;
 mod progress;
 mod run;
+mod tui;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -176,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             skip,
             unsure,
             json,
+            tui,
         } => {
             let client = client::Client::connect(&open(&home_path)?)?;
             let home = open(&home_path)?;
@@ -184,6 +186,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 .resolve(&id)
                 .map(|d| d.to_string())
                 .unwrap_or(id);
+            if tui {
+                tui::run(&client, &id)?;
+                return Ok(Outcome::Ok);
+            }
+            let sample = sample.unwrap_or_default();
             let body = serde_json::json!({ "sample": sample.trim(), "label": label, "skip": skip, "unsure": unsure });
             let view: serde_json::Value =
                 client.post(&format!("/api/v1/datasets/{id}/labels"), body)?;

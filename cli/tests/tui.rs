@@ -1,0 +1,130 @@
+//! `swarmlabel label ID --tui` in a real pseudo-terminal (util-linux `script`) against a real
+//! daemon: keys typed into the terminal become signed labels on the node, Backspace undoes the
+//! last, Esc leaves; an image dataset is refused with a sentence pointing to the page.
+
+#![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
+
+use std::io::{Read as _, Write as _};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[path = "support/process.rs"]
+mod process;
+
+#[path = "support/labeling.rs"]
+mod labeling;
+
+use labeling::Node;
+use process::HANG;
+
+/// The values of the node's annotations, sorted by time.
+fn values(node: &Node) -> Vec<String> {
+    let r = node.get(&format!("{}/labels", node.ds()));
+    let mut list: Vec<(u64, String)> = r.body["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["time_ms"].as_u64().unwrap(),
+                a["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    list.sort();
+    list.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Waits until `done` holds, or fails saying `what` did not happen.
+fn wait(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        // A poll interval, not a sequencing delay: the condition is what the test waits for.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn keys_in_a_terminal_become_labels_and_backspace_undoes() {
+    assert!(
+        Command::new("script").arg("--version").output().is_ok(),
+        "util-linux `script` is missing; install util-linux (apt-get install -y util-linux)"
+    );
+    let mut node = Node::digits();
+    node.start();
+    let command = format!(
+        "stty cols 120 rows 40; exec {} label {} --tui",
+        env!("CARGO_BIN_EXE_swarmlabel"),
+        node.id
+    );
+    let mut tui = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("SWARMLABEL_HOME", &node.home)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = tui.stdout.take().unwrap();
+    let reader = {
+        let screen = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = |text: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(text);
+    wait("the terminal labeler drawing its header", || {
+        shown("Esc quits")
+    });
+    let mut keys = tui.stdin.take().unwrap();
+    let mut press = |key: &[u8]| {
+        keys.write_all(key).unwrap();
+        keys.flush().unwrap();
+    };
+    press(b"1");
+    wait("the first label reaching the node", || {
+        values(&node).len() == 1
+    });
+    press(b"2");
+    wait("the second label", || values(&node).len() == 2);
+    press(b" ");
+    wait("the skip", || values(&node).len() == 3);
+    press(b"3");
+    wait("the third label", || values(&node).len() == 4);
+    press(b"\x7f"); // Backspace
+    wait("the undo", || values(&node).last().unwrap() == "skip");
+    assert_eq!(values(&node), ["0", "1", "skip", "skip"]);
+    press(b"\x1b"); // Esc
+    let status = tui.wait().unwrap();
+    assert!(
+        status.success(),
+        "the terminal labeler exited with {status}"
+    );
+    reader.join().unwrap();
+    node.stop();
+    assert_eq!(labeling::votes(&node.stored()).len(), 2);
+}
+
+#[test]
+fn an_image_dataset_is_sent_to_the_page() {
+    let mut node = Node::shapes(4);
+    node.start();
+    let out = process::cli(&node.home, &["label", &node.id, "--tui"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("terminal shows text and table datasets only")
+            && stderr.contains("labeling page"),
+        "{stderr}"
+    );
+}
