@@ -72,7 +72,7 @@ type Answers = Arc<HashMap<SampleId, &'static str>>;
 
 async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     let quiet = args.headless;
-    say(quiet, &format!("demo folder: {}", dir.display()));
+    println!("demo folder: {}", dir.display());
     let images = dir.join("shapes");
     let answers = Arc::new(draw_dataset(&images, args.samples, args.seed)?);
 

@@ -208,8 +208,15 @@ fn the_page_flow_queue_content_label_edit_undo_and_progress() {
     let picks = node.get(&format!("{}/queue?n=10", node.ds()));
     let picks = picks.body.as_array().unwrap().clone();
     assert_eq!(picks.len(), 10, "every sample is wanted");
-    assert_eq!(picks[0]["strategy"], "fallback");
-    assert!(picks[0]["why"].as_str().unwrap().contains("no model yet"));
+    // No label yet: the learning loop (or, while it starts, the fallback) has no model to ask,
+    // so picks are random and carry no guesses.
+    let why = picks[0]["why"].as_str().unwrap();
+    match picks[0]["strategy"].as_str().unwrap() {
+        "fallback" => assert!(why.contains("no model yet"), "{why}"),
+        "random" => assert!(why.contains("too few labels"), "{why}"),
+        other => panic!("a pick with no label stored came from {other}: {why}"),
+    }
+    assert_eq!(picks[0]["guesses"], serde_json::json!([]));
     let samples: Vec<String> = picks
         .iter()
         .map(|p| p["sample"].as_str().unwrap().to_owned())

@@ -385,7 +385,8 @@ impl Driver {
         let mut board = self.board();
         board.ranked = ranked;
         board.strategy = name;
-        board.probs = Some(Arc::new(probs));
+        // The initial weights are untrained: their "guesses" would only mislead the human.
+        board.probs = merged.is_some().then(|| Arc::new(probs));
         board.progress.model = merged.map(|m| hex::encode(m.hash));
         board.progress.rescores += 1;
     }
