@@ -11,6 +11,8 @@ pub mod identity;
 pub mod labels;
 #[cfg(feature = "labels")]
 pub mod learn;
+#[cfg(feature = "labels")]
+pub mod models;
 pub mod net;
 pub mod progress;
 pub mod store;

@@ -13,6 +13,7 @@ pub mod blob;
 pub mod fetch;
 pub mod labels;
 pub mod metrics;
+pub mod models;
 mod publish;
 pub mod schedule;
 pub mod sync;
@@ -368,6 +369,76 @@ impl Node {
         })
         .await
         .map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Hands model registry sync requests, model gossip and model-topic subscriptions to `inbox`
+    /// from now on (the models service; see [`models::Inbound`]). Until then sync requests are
+    /// answered `Unknown` and model gossip is ignored.
+    pub async fn attach_models(
+        &self,
+        inbox: mpsc::Sender<models::Inbound>,
+    ) -> Result<(), NetError> {
+        self.call(|reply| actor::Command::Models(actor::ModelsCommand::Attach { inbox, reply }))
+            .await
+    }
+
+    /// Subscribes to the model topic of `dataset`.
+    pub async fn subscribe_models(&self, dataset: DatasetId) -> Result<(), NetError> {
+        self.call(|reply| {
+            actor::Command::Models(actor::ModelsCommand::Subscribe { dataset, reply })
+        })
+        .await?
+    }
+
+    /// Publishes `data` (a signed model update) on the model topic of `dataset`.
+    pub async fn publish_model(&self, dataset: DatasetId, data: Vec<u8>) -> Result<(), NetError> {
+        self.call(|reply| {
+            actor::Command::Models(actor::ModelsCommand::Publish {
+                dataset,
+                data,
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// Connected peers subscribed to the model topic of `dataset`.
+    pub async fn model_peers(&self, dataset: DatasetId) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| {
+            actor::Command::Models(actor::ModelsCommand::TopicPeers { dataset, reply })
+        })
+        .await
+    }
+
+    /// Sends a model registry sync request to `peer` and awaits the response (bounded by the
+    /// sync request timeout of [`behaviour::Limits`]).
+    pub async fn models_request(
+        &self,
+        peer: PeerId,
+        request: models::Request,
+    ) -> Result<models::Response, RequestError> {
+        self.call(|reply| {
+            actor::Command::Models(actor::ModelsCommand::Request {
+                peer,
+                request,
+                reply,
+            })
+        })
+        .await
+        .map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Serves the blobs `ids` (model weights held in the blob store) to peers that ask for them
+    /// over the blob protocol, or stops serving them (`serve` false).
+    pub async fn serve_blobs(
+        &self,
+        ids: Vec<crate::store::BlobId>,
+        serve: bool,
+    ) -> Result<(), NetError> {
+        self.call(|reply| {
+            actor::Command::Models(actor::ModelsCommand::Servable { ids, serve, reply })
+        })
+        .await
     }
 
     /// Closes every connection to `peer` (it may reconnect).

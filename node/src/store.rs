@@ -132,6 +132,18 @@ impl BlobStore {
     /// An existing file under that name is re-hashed: a previous run that crashed before its sync
     /// may have left a truncated file, and trusting it would corrupt every dataset that uses it.
     pub fn put_hashed(&self, id: BlobId, bytes: &[u8]) -> Result<Put, StoreError> {
+        self.write(id, bytes, false)
+    }
+
+    /// Stores `bytes`, whose id the caller has computed as `id`, durably on its own: the file is
+    /// fsynced before the rename and its directory after, with no `syncfs` of the whole file
+    /// system. For blobs that arrive one at a time (model weights), where a `syncfs` each would
+    /// also flush every other process's writes.
+    pub fn put_durable(&self, id: BlobId, bytes: &[u8]) -> Result<Put, StoreError> {
+        self.write(id, bytes, true)
+    }
+
+    fn write(&self, id: BlobId, bytes: &[u8], durable: bool) -> Result<Put, StoreError> {
         debug_assert_eq!(id, BlobId::of(bytes));
         let path = self.path(&id);
         if let Ok(meta) = fs::metadata(&path)
@@ -149,11 +161,19 @@ impl BlobStore {
             .tempfile_in(dir)
             .map_err(io_err("create a temporary file in", dir))?;
         tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
+        if durable {
+            tmp.as_file()
+                .sync_all()
+                .map_err(io_err("sync", tmp.path()))?;
+        }
         tmp.persist(&path).map_err(|e| StoreError::Io {
             action: "rename into place",
             path: path.clone(),
             source: e.error,
         })?;
+        if durable {
+            sync_dir(dir).map_err(io_err("sync directory", dir))?;
+        }
         Ok(Put::New)
     }
 
@@ -286,6 +306,13 @@ mod tests {
         assert_eq!(store.get(&id).unwrap(), b"hello");
         store.sync().unwrap();
         assert_eq!(store.scan().unwrap().blobs, vec![(id, 5)]);
+        let weights = BlobId::of(b"weights");
+        assert_eq!(store.put_durable(weights, b"weights").unwrap(), Put::New);
+        assert_eq!(
+            store.put_durable(weights, b"weights").unwrap(),
+            Put::Existing
+        );
+        assert_eq!(store.get(&weights).unwrap(), b"weights");
     }
 
     #[test]

@@ -1,10 +1,8 @@
 //! A network of nodes that hold one dataset's labels: real swarms on 127.0.0.1, each with its
 //! labels service, connected in a full mesh, with partitions and healing on demand.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::future::join_all;
 use libp2p::{Multiaddr, PeerId};
 use swarmlabel_crdt::{
     Annotation, AnnotatorKey, Dataset, DatasetId, SampleId, ShardLayout, SignedAnnotation, Value,
@@ -12,7 +10,9 @@ use swarmlabel_crdt::{
 use swarmlabel_node::labels::{self, Counters, Labels};
 use swarmlabel_node::net::labels::topic;
 
-use crate::network::{TestNode, wait_until, within};
+use swarmlabel_node::net::Node;
+
+use crate::network::{self, TestNode, full_mesh, wait_until};
 
 /// One label as a user would check it: (sample, annotator, value).
 pub type Triple = (SampleId, AnnotatorKey, Value);
@@ -118,39 +118,17 @@ impl LabelNet {
             nodes.push(LabelNode { node, labels, addr });
         }
         let net = LabelNet { nodes };
-        let pairs: Vec<(usize, usize)> = (0..n)
-            .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
-            .collect();
-        within("the full mesh", net.connect(&pairs)).await;
+        full_mesh(&net.handles(), &net.addrs()).await;
         net.wait_for_label_peers().await;
         net
     }
 
-    /// Dials every pair and waits until each is connected. A dial may be cancelled because
-    /// the peers are already connecting the other way (identify, Kademlia): the connection is
-    /// what counts.
-    async fn connect(&self, pairs: &[(usize, usize)]) {
-        let dials = pairs.iter().map(|&(a, b)| {
-            let (node, addr) = (&self.nodes[a].node.node, self.nodes[b].addr.clone());
-            async move { node.dial(addr).await }
-        });
-        let _ = join_all(dials).await;
-        wait_until("every dialled pair to be connected", || async {
-            for &(a, b) in pairs {
-                let peers = self.nodes[a]
-                    .node
-                    .node
-                    .peers()
-                    .await
-                    .expect("the node runs");
-                let b = self.nodes[b].peer_id().to_string();
-                if !peers.iter().any(|p| p.peer_id == b) {
-                    return false;
-                }
-            }
-            true
-        })
-        .await;
+    fn handles(&self) -> Vec<&Node> {
+        self.nodes.iter().map(|n| &n.node.node).collect()
+    }
+
+    fn addrs(&self) -> Vec<Multiaddr> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
     /// Waits until each node sees every other as holding the dataset.
@@ -182,49 +160,12 @@ impl LabelNet {
     /// Cuts every connection between `a` and `b`, both ways (bans, which also refuse redials),
     /// and waits until no node of one side is connected to the other.
     pub async fn partition(&self, a: &[usize], b: &[usize]) {
-        for &i in a {
-            for &j in b {
-                let (x, y) = (&self.nodes[i], &self.nodes[j]);
-                x.node.node.ban(y.peer_id()).await.expect("the node runs");
-                y.node.node.ban(x.peer_id()).await.expect("the node runs");
-            }
-        }
-        wait_until("the two sides to be disconnected", || async {
-            for &i in a.iter().chain(b) {
-                let other = if a.contains(&i) { b } else { a };
-                let others: BTreeSet<String> = other
-                    .iter()
-                    .map(|&j| self.nodes[j].peer_id().to_string())
-                    .collect();
-                let peers = self.nodes[i]
-                    .node
-                    .node
-                    .peers()
-                    .await
-                    .expect("the node runs");
-                if peers.iter().any(|p| others.contains(&p.peer_id)) {
-                    return false;
-                }
-            }
-            true
-        })
-        .await;
+        network::partition(&self.handles(), a, b).await;
     }
 
     /// Lifts the bans between `a` and `b` and connects the two sides again.
     pub async fn heal(&self, a: &[usize], b: &[usize]) {
-        for &i in a {
-            for &j in b {
-                let (x, y) = (&self.nodes[i], &self.nodes[j]);
-                x.node.node.unban(y.peer_id()).await.expect("the node runs");
-                y.node.node.unban(x.peer_id()).await.expect("the node runs");
-            }
-        }
-        let pairs: Vec<(usize, usize)> = a
-            .iter()
-            .flat_map(|&i| b.iter().map(move |&j| (i, j)))
-            .collect();
-        within("the sides to reconnect", self.connect(&pairs)).await;
+        network::heal(&self.handles(), &self.addrs(), a, b).await;
     }
 
     /// Waits until every node holds exactly `expected` (sorted by sample, annotator).

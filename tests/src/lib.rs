@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod labels;
+pub mod models;
 pub mod network;
 
 use std::path::{Path, PathBuf};

@@ -130,3 +130,77 @@ pub async fn start_bootstrap(key: libp2p::identity::Keypair, port: u16) -> Boots
         .await
         .expect("a loopback bootstrap peer starts")
 }
+
+/// Dials every pair `(a, b)` of `nodes` (node `a` dials `addrs[b]`) and waits until each is
+/// connected. A dial may be cancelled because the peers are already connecting the other way
+/// (identify, Kademlia): the connection is what counts.
+pub async fn connect(nodes: &[&Node], addrs: &[Multiaddr], pairs: &[(usize, usize)]) {
+    let dials = pairs.iter().map(|&(a, b)| {
+        let (node, addr) = (nodes[a], addrs[b].clone());
+        async move { node.dial(addr).await }
+    });
+    let _ = futures::future::join_all(dials).await;
+    wait_until("every dialled pair to be connected", || async {
+        for &(a, b) in pairs {
+            let peers = nodes[a].peers().await.expect("the node runs");
+            let b = nodes[b].peer_id().to_string();
+            if !peers.iter().any(|p| p.peer_id == b) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+/// Dials every pair of `nodes` and waits until they are all connected.
+pub async fn full_mesh(nodes: &[&Node], addrs: &[Multiaddr]) {
+    let n = nodes.len();
+    let pairs: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    within("the full mesh", connect(nodes, addrs, &pairs)).await;
+}
+
+/// Cuts every connection between the nodes `a` and `b` of `nodes`, both ways (bans, which also
+/// refuse redials), and waits until no node of one side is connected to the other.
+pub async fn partition(nodes: &[&Node], a: &[usize], b: &[usize]) {
+    for &i in a {
+        for &j in b {
+            let (x, y) = (nodes[i], nodes[j]);
+            x.ban(y.peer_id()).await.expect("the node runs");
+            y.ban(x.peer_id()).await.expect("the node runs");
+        }
+    }
+    wait_until("the two sides to be disconnected", || async {
+        for &i in a.iter().chain(b) {
+            let other = if a.contains(&i) { b } else { a };
+            let others: std::collections::BTreeSet<String> = other
+                .iter()
+                .map(|&j| nodes[j].peer_id().to_string())
+                .collect();
+            let peers = nodes[i].peers().await.expect("the node runs");
+            if peers.iter().any(|p| others.contains(&p.peer_id)) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+/// Lifts the bans between the nodes `a` and `b` of `nodes` and connects the two sides again.
+pub async fn heal(nodes: &[&Node], addrs: &[Multiaddr], a: &[usize], b: &[usize]) {
+    for &i in a {
+        for &j in b {
+            let (x, y) = (nodes[i], nodes[j]);
+            x.unban(y.peer_id()).await.expect("the node runs");
+            y.unban(x.peer_id()).await.expect("the node runs");
+        }
+    }
+    let pairs: Vec<(usize, usize)> = a
+        .iter()
+        .flat_map(|&i| b.iter().map(move |&j| (i, j)))
+        .collect();
+    within("the sides to reconnect", connect(nodes, addrs, &pairs)).await;
+}

@@ -16,8 +16,10 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 mod labels;
+mod models;
 
 pub(crate) use labels::LabelsCommand;
+pub(crate) use models::ModelsCommand;
 
 use super::announce::{self, Announcement};
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
@@ -158,6 +160,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<()>,
     },
     Labels(LabelsCommand),
+    Models(ModelsCommand),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Known(oneshot::Sender<Vec<KnownDataset>>),
     Status(oneshot::Sender<Status>),
@@ -176,6 +179,16 @@ enum Internal {
         response: super::sync::Response,
     },
     Verdict {
+        source: PeerId,
+        id: gossipsub::MessageId,
+        verdict: super::labels::Verdict,
+    },
+    ModelsSyncAnswer {
+        peer: PeerId,
+        channel: ResponseChannel<super::models::Response>,
+        response: super::models::Response,
+    },
+    ModelsVerdict {
         source: PeerId,
         id: gossipsub::MessageId,
         verdict: super::labels::Verdict,
@@ -220,6 +233,7 @@ struct NodeActor {
     redial_interval: Duration,
     announce_due: bool,
     labels: labels::LabelsGlue,
+    models: models::ModelsGlue,
 }
 
 /// Builds the swarm, starts listening, and spawns the actor. Returns once every listen address
@@ -338,6 +352,7 @@ pub(crate) async fn spawn(
         redial_interval: config.redial_interval,
         announce_due: false,
         labels: labels::LabelsGlue::default(),
+        models: models::ModelsGlue::default(),
     };
     tokio::spawn(tracing::Instrument::instrument(
         actor.run(),
@@ -484,6 +499,7 @@ impl NodeActor {
                 let _ = reply.send(());
             }
             Command::Labels(command) => self.on_labels_command(command),
+            Command::Models(command) => self.on_models_command(command),
             Command::Disconnect { peer, reply } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(());
@@ -571,6 +587,16 @@ impl NodeActor {
                 id,
                 verdict,
             } => self.on_verdict(source, id, verdict),
+            Internal::ModelsSyncAnswer {
+                peer,
+                channel,
+                response,
+            } => self.on_models_sync_answer(peer, channel, response),
+            Internal::ModelsVerdict {
+                source,
+                id,
+                verdict,
+            } => self.on_models_verdict(source, id, verdict),
         }
     }
 
@@ -762,11 +788,17 @@ impl NodeActor {
                     {
                         self.announce_due = true;
                     }
+                    gossipsub::Event::Subscribed { peer_id, topic } => {
+                        if let Some(dataset) = super::models::dataset_of_topic(topic.as_str()) {
+                            self.on_models_subscribed(peer_id, dataset);
+                        }
+                    }
                     _ => {}
                 }
             }
             BehaviourEvent::Blob(event) => self.on_blob_event(event),
             BehaviourEvent::Sync(event) => self.on_sync_event(event),
+            BehaviourEvent::Models(event) => self.on_models_sync_event(event),
             BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
             BehaviourEvent::Dcutr(event) => self.libp2p_metrics.record(&event),
             _ => {}
@@ -832,6 +864,10 @@ impl NodeActor {
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         if let Some(dataset) = super::labels::dataset_of_topic(message.topic.as_str()) {
             self.on_label_gossip(source, id, dataset, message.data);
+            return;
+        }
+        if let Some(dataset) = super::models::dataset_of_topic(message.topic.as_str()) {
+            self.on_model_gossip(source, id, dataset, message);
             return;
         }
         let acceptance = match (message.source, Announcement::decode(&message.data)) {

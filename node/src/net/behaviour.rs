@@ -11,7 +11,7 @@ use libp2p::{
     ping, relay, request_response,
 };
 
-use super::{announce, blob, sync};
+use super::{announce, blob, models, sync};
 
 /// Our Kademlia protocol (not the IPFS DHT: our records mean other things).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmlabel/kad/1.0.0");
@@ -116,12 +116,14 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Kademlia: dataset providers.
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
-    /// Gossipsub: dataset announcements and labels (and, later, models).
+    /// Gossipsub: dataset announcements, labels and model announcements.
     pub gossipsub: gossipsub::Behaviour,
     /// The blob protocol.
     pub blob: request_response::Behaviour<blob::Codec>,
     /// The label sync protocol.
     pub sync: request_response::Behaviour<sync::Codec>,
+    /// The model registry sync protocol.
+    pub models: request_response::Behaviour<models::Codec>,
     /// AutoNAT: learns whether our addresses are reachable.
     pub autonat: autonat::Behaviour,
     /// Relay client, for peers behind NAT.
@@ -154,6 +156,13 @@ impl Behaviour {
                 .with_request_timeout(limits.sync_request_timeout)
                 .with_max_concurrent_streams(limits.max_sync_streams),
         );
+        let models = request_response::Behaviour::with_codec(
+            models::Codec,
+            [(models::PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(limits.sync_request_timeout)
+                .with_max_concurrent_streams(limits.max_sync_streams),
+        );
         Self {
             limits: connection_limits(limits),
             blocked: allow_block_list::Behaviour::default(),
@@ -163,6 +172,7 @@ impl Behaviour {
             gossipsub: gossipsub(key),
             blob,
             sync,
+            models,
             autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer),

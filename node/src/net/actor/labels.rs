@@ -271,7 +271,12 @@ impl NodeActor {
         self.report_verdict(source, &id, verdict);
     }
 
-    fn report_verdict(&mut self, source: PeerId, id: &gossipsub::MessageId, verdict: Verdict) {
+    pub(super) fn report_verdict(
+        &mut self,
+        source: PeerId,
+        id: &gossipsub::MessageId,
+        verdict: Verdict,
+    ) {
         let acceptance = match verdict {
             Verdict::Accept => gossipsub::MessageAcceptance::Accept,
             Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,

@@ -1,0 +1,202 @@
+//! Durable storage of a dataset's model registry:
+//!
+//! ```text
+//! HOME/models/<dataset id>/registry   "SWLREG01" ‖ count u32 ‖ count × (len u16 ‖ signed record)
+//! ```
+//!
+//! The records are each peer's update in force and any equivocation evidence; loading inserts
+//! them into an empty registry, which verifies every signature again, so a damaged or edited file
+//! can lose entries but never smuggle one in. The file is rewritten whole at each change,
+//! atomically (temporary file, fsync, rename, fsync of the folder): registries are small (a few
+//! hundred bytes per peer). The weights themselves are blobs in the home's blob store.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use swarmlabel_crdt::registry::{Registry, SignedUpdate};
+
+use crate::home::Home;
+
+const MAGIC: &[u8; 8] = b"SWLREG01";
+
+/// Errors of the model store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelStoreError {
+    /// A file operation failed.
+    #[error("could not {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// Where the registry of `dataset` lives in `home`.
+pub fn path(home: &Home, dataset: &swarmlabel_crdt::DatasetId) -> PathBuf {
+    home.root()
+        .join("models")
+        .join(hex::encode(dataset.0))
+        .join("registry")
+}
+
+/// Every signed record of `registry`, sorted by peer: each update in force, then the evidence of
+/// an equivocation when there is one.
+pub fn records(registry: &Registry) -> Vec<SignedUpdate> {
+    let mut out = Vec::with_capacity(registry.len());
+    for (_, entry) in registry.entries() {
+        out.push(entry.latest().clone());
+        if let Some(other) = entry.equivocation() {
+            out.push(other.clone());
+        }
+    }
+    out
+}
+
+/// The file's bytes for `registry`.
+pub fn encode(registry: &Registry) -> Vec<u8> {
+    let records = records(registry);
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    for r in records {
+        let bytes = r.to_bytes();
+        // A signed record is at most MAX_SIGNED_LEN (290) bytes.
+        out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// The registry of `dataset` held in `bytes`, and one sentence per problem found (records that
+/// do not decode or verify are left out; a cut-off file keeps what precedes the cut).
+pub fn decode(dataset: swarmlabel_crdt::DatasetId, bytes: &[u8]) -> (Registry, Vec<String>) {
+    let mut registry = Registry::new(dataset);
+    let mut problems = Vec::new();
+    let Some(rest) = bytes.strip_prefix(MAGIC) else {
+        problems.push("not a model registry file (bad magic); starting empty".to_owned());
+        return (registry, problems);
+    };
+    let Some((count, mut rest)) = rest.split_first_chunk::<4>() else {
+        problems.push("the registry file is cut short; starting empty".to_owned());
+        return (registry, problems);
+    };
+    for i in 0..u32::from_le_bytes(*count) {
+        let Some((len, tail)) = rest.split_first_chunk::<2>() else {
+            problems.push(format!("the registry file is cut short at record {i}"));
+            break;
+        };
+        let len = usize::from(u16::from_le_bytes(*len));
+        let Some(record) = tail.get(..len) else {
+            problems.push(format!("the registry file is cut short at record {i}"));
+            break;
+        };
+        rest = &tail[len..];
+        match SignedUpdate::from_bytes(record).map(|u| registry.insert(u)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => problems.push(format!("record {i} left out: {e}")),
+            Err(e) => problems.push(format!("record {i} left out: {e}")),
+        }
+    }
+    (registry, problems)
+}
+
+/// Loads the registry of `dataset` from `home` (empty when there is no file yet).
+pub fn load(
+    home: &Home,
+    dataset: swarmlabel_crdt::DatasetId,
+) -> Result<(Registry, Vec<String>), ModelStoreError> {
+    let path = path(home, &dataset);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(decode(dataset, &bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Registry::new(dataset), Vec::new())),
+        Err(source) => Err(ModelStoreError::Io {
+            action: "read",
+            path,
+            source,
+        }),
+    }
+}
+
+/// Writes the registry to `home` atomically and durably.
+pub fn save(home: &Home, registry: &Registry) -> Result<(), ModelStoreError> {
+    let path = path(home, &registry.dataset());
+    let io = |action, source| ModelStoreError::Io {
+        action,
+        path: path.clone(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| io("create the folder of", e))?;
+    crate::home::write_atomic(&path, &encode(registry)).map_err(|e| io("write", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmlabel_crdt::AnnotatorKey;
+    use swarmlabel_crdt::registry::{Architecture, ModelUpdate, Validation, WeightsHash};
+
+    fn signed(id: &crate::identity::Identity, version: u64, hash: u8) -> SignedUpdate {
+        let update = ModelUpdate {
+            dataset: swarmlabel_crdt::DatasetId([4; 32]),
+            peer: AnnotatorKey(id.public_key().0),
+            version,
+            labels_trained: 5,
+            architecture: Architecture::new([2; 32], "linear").unwrap(),
+            weights_hash: WeightsHash([hash; 32]),
+            weights_bytes: 100,
+            validation: Validation::from_counts(1, 2),
+        };
+        SignedUpdate::sign(update, id).unwrap()
+    }
+
+    fn store_records_len(registry: &Registry) -> usize {
+        records(registry).len()
+    }
+
+    #[test]
+    fn the_registry_survives_a_restart_with_its_evidence_and_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, id) = Home::init(&dir.path().join("home"), false).unwrap();
+        let other = crate::identity::Identity::generate().unwrap();
+        let dataset = swarmlabel_crdt::DatasetId([4; 32]);
+        let mut registry = Registry::new(dataset);
+        registry.insert(signed(&id, 3, 1)).unwrap();
+        registry.insert(signed(&other, 1, 2)).unwrap();
+        registry.insert(signed(&other, 1, 3)).unwrap(); // equivocation
+        save(&home, &registry).unwrap();
+        let (loaded, problems) = load(&home, dataset).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(loaded, registry);
+        assert_eq!(loaded.digest(), registry.digest());
+
+        let bytes = encode(&registry);
+        let (cut, problems) = decode(dataset, &bytes[..bytes.len() - 3]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        // Three records; the last one is cut, the two before it are kept.
+        assert_eq!(
+            store_records_len(&cut),
+            2,
+            "the records before the cut are kept"
+        );
+        let mut forged = bytes.clone();
+        let first_len = usize::from(u16::from_le_bytes([bytes[12], bytes[13]]));
+        forged[14 + first_len - 1] ^= 1; // the first record's signature
+        let (kept, problems) = decode(dataset, &forged);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("bad signature"), "{problems:?}");
+        assert_ne!(kept, registry, "the forged record is left out");
+        let (empty, problems) = decode(dataset, b"garbage");
+        assert!(empty.is_empty() && problems.len() == 1);
+        assert!(
+            load(&home, swarmlabel_crdt::DatasetId([5; 32]))
+                .unwrap()
+                .0
+                .is_empty()
+        );
+    }
+}
