@@ -10,9 +10,10 @@
 //! network are the budget; at each budget every node's merged model is scored on the held-out
 //! test part, beside a centralised learner (same strategy, model and initial weights, same run).
 //!
-//! The models travel through `learn::exchange::LocalExchange` (signed updates, the registry and
-//! its deterministic merge, in process) until the node's model gossip is wired: `converge_s` is
-//! then not a network figure and is reported as `null`.
+//! The models travel through each node's models service over libp2p (`--exchange network`, the
+//! default) or one in-process `learn::exchange::LocalExchange` (`--exchange local`: no model
+//! traffic, so `converge_s` is `null`). `converge_s` is the longest, over budgets, time from the
+//! moment every node had trained on all labels (its last update) until all held one merged model.
 
 mod central;
 mod network;
@@ -70,6 +71,10 @@ pub(crate) struct Args {
     /// Picks per round of the centralised learner.
     #[arg(long, default_value_t = 10)]
     batch: usize,
+    /// How models travel: `network` (the node's models service over libp2p) or `local` (one
+    /// in-process exchange; no model traffic, converge_s meaningless).
+    #[arg(long, default_value = "network")]
+    exchange: String,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
@@ -87,6 +92,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "--noise must be in [0, 1)"
     );
     ensure!(args.redundancy >= 1, "--redundancy must be at least 1");
+    ensure!(
+        args.exchange == "network" || args.exchange == "local",
+        "--exchange is network or local"
+    );
     let data = read_csv(&args.csv, &args.label_column)?;
     let classes: Vec<String> = data.classes.names().to_vec();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
@@ -141,6 +150,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         initial: args.initial as u64,
         noise: args.noise,
         seed: args.seed,
+        network_models: args.exchange == "network",
     };
     let outcome = runtime.block_on(network::run(
         &setup,
@@ -213,8 +223,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "fallback_picks": outcome.fallback_picks,
         "distinct_merged_models": outcome.checkpoints.iter()
             .map(|c| c.distinct_models).collect::<Vec<_>>(),
-        "converge_s": serde_json::Value::Null,
-        "model_exchange": "in-process (learn::exchange::LocalExchange): converge_s is not measured until the model gossip is wired",
+        "converge_s": if args.exchange == "network" {
+            json!(round(outcome.checkpoints.iter().map(|c| c.converge_s).fold(0.0, f64::max)))
+        } else {
+            serde_json::Value::Null
+        },
+        "converge_s_per_budget": outcome.checkpoints.iter()
+            .map(|c| round(c.converge_s)).collect::<Vec<_>>(),
+        "model_exchange": args.exchange,
         "bytes_per_node": outcome.bytes_per_node,
         "settle_s": outcome.checkpoints.iter().map(|c| round(c.settle_s)).collect::<Vec<_>>(),
         "noise": args.noise,

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use libp2p::Multiaddr;
 use swarmlabel_active_learning::Model;
+use swarmlabel_crdt::SampleId;
 use swarmlabel_node::daemon::{Daemon, Options};
 use swarmlabel_node::dataset::import::{self, Format};
 use swarmlabel_node::dataset::manifest::{MediaType, Task};
 use swarmlabel_node::dataset::shapes;
-use swarmlabel_node::learn::features;
+use swarmlabel_node::learn::{self, features};
 use swarmlabel_node::{DatasetId, Home, net};
-use swarmlabel_crdt::SampleId;
 
 use crate::args::DemoArgs;
 use crate::client::Client;
@@ -84,7 +84,11 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     let report = import::import(&owner_home, &identity, &images, &options, &Bar::new(true))
         .context("cannot import the demo's images")?;
     let id = report.id;
-    println!("dataset {id}: {} shapes to label as {}", args.samples, labels.join(", "));
+    println!(
+        "dataset {id}: {} shapes to label as {}",
+        args.samples,
+        labels.join(", ")
+    );
 
     let bootstrap = swarmlabel_bootstrap::Bootstrap::start(
         libp2p::identity::Keypair::generate_ed25519(),
@@ -97,7 +101,10 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     .await?;
     let bootstrap_addr: Multiaddr = format!(
         "{}/p2p/{}",
-        bootstrap.listen_addrs().first().context("the bootstrap peer has no address")?,
+        bootstrap
+            .listen_addrs()
+            .first()
+            .context("the bootstrap peer has no address")?,
         bootstrap.peer_id()
     )
     .parse()?;
@@ -111,19 +118,24 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     owner_options.serve = vec![id];
     owner_options.learn = None;
     let owner = Daemon::start(owner_home, owner_options).await?;
-    say(quiet, &format!("data owner's node: {}", owner.node().peer_id()));
+    say(
+        quiet,
+        &format!("data owner's node: {}", owner.node().peer_id()),
+    );
 
     let mut volunteers = Vec::new();
     for k in 0..args.volunteers {
         let home = init_home(&dir.join(format!("volunteer-{}", k + 1)))?;
         let mut options = Options::new(net_config.clone());
         options.join = vec![id];
+        options.learn = Some(learn_config());
         volunteers.push(Daemon::start(home, options).await?);
     }
     let user_home = init_home(&dir.join("you"))?;
     let mut options = Options::new(net_config.clone());
     options.join = vec![id];
     options.api = args.api;
+    options.learn = Some(learn_config());
     let user = Daemon::start(user_home.clone(), options).await?;
     say(
         quiet,
@@ -177,7 +189,10 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     nodes.extend(volunteers.iter());
     let final_accuracy = match outcome {
         Ok(true) => {
-            say(false, "labels done; waiting for every node to train on them and agree on one merged model");
+            say(
+                false,
+                "labels done; waiting for every node to train on them and agree on one merged model",
+            );
             settle(&nodes, id, labelled.load(Ordering::SeqCst)).await;
             let (accuracy, peers) = evaluate(&user, id, &test).await;
             Some((accuracy, peers))
@@ -203,6 +218,15 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The learning loop of the demo's nodes: the shapes are the same shape flipped or turned, so
+/// the demo (which knows its data) trains with flips and turns.
+fn learn_config() -> learn::Config {
+    learn::Config {
+        augment_images: swarmlabel_active_learning::Augment::FlipsAndTurns,
+        ..learn::Config::default()
+    }
+}
+
 fn say(quiet: bool, line: &str) {
     if !quiet {
         println!("{line}");
@@ -225,7 +249,10 @@ fn draw_dataset(
     for i in 0..count {
         let class = i % shapes::CLASSES.len();
         let png = shapes::encode_png(&shapes::draw(seed, i as u64, class));
-        answers.insert(SampleId(*blake3::hash(&png).as_bytes()), shapes::CLASSES[class]);
+        answers.insert(
+            SampleId(*blake3::hash(&png).as_bytes()),
+            shapes::CLASSES[class],
+        );
         let path = out.join(format!("{i:06}.png"));
         std::fs::write(&path, png).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -244,7 +271,11 @@ fn test_set(id: DatasetId, labels: &[String], seed: u64) -> anyhow::Result<TestS
     for i in 0..TEST_IMAGES {
         let class = i % shapes::CLASSES.len();
         let png = shapes::encode_png(&shapes::draw(seed, TEST_OFFSET + i as u64, class));
-        samples.push((SampleId(*blake3::hash(&png).as_bytes()), MediaType::Png, png));
+        samples.push((
+            SampleId(*blake3::hash(&png).as_bytes()),
+            MediaType::Png,
+            png,
+        ));
         classes.push(class);
     }
     let pool = features::from_samples(id, &Task::ImageClassification, labels, &samples)?;
@@ -326,8 +357,7 @@ fn spawn_labeler(
                 labelled.fetch_add(1, Ordering::SeqCst);
             }
             let body = serde_json::json!({ "sample": sample, "label": answer });
-            match client.post::<serde_json::Value>(&format!("/api/v1/datasets/{id}/labels"), body)
-            {
+            match client.post::<serde_json::Value>(&format!("/api/v1/datasets/{id}/labels"), body) {
                 Ok(_) => {
                     seen.insert(sample.clone());
                     answered.push(sample);

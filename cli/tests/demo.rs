@@ -20,7 +20,7 @@ fn the_headless_demo_learns_the_shapes_well_above_chance() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::sync_channel(1);
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
@@ -52,7 +52,10 @@ fn the_headless_demo_learns_the_shapes_well_above_chance() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(peers, 4, "the user's and the 3 volunteers' models are merged: {final_line}");
+    assert_eq!(
+        peers, 4,
+        "the user's and the 3 volunteers' models are merged: {final_line}"
+    );
     let accuracy: f64 = final_line
         .split("): ")
         .nth(1)

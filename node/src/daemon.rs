@@ -26,13 +26,11 @@ use tokio::sync::oneshot;
 
 mod body;
 #[cfg(feature = "labels")]
-pub mod exchange;
-#[cfg(feature = "labels")]
 mod labeling;
 #[cfg(feature = "labels")]
-pub mod learning;
-#[cfg(feature = "labels")]
 mod labels;
+#[cfg(feature = "labels")]
+pub mod learning;
 mod page;
 #[cfg(feature = "labels")]
 pub mod queue;
@@ -237,7 +235,7 @@ impl Daemon {
         #[cfg(feature = "labels")]
         let learners = options.learn.clone().map(|config| {
             learning::Learners::new(
-                exchange::NetworkExchange::new(models.clone()),
+                models.clone(),
                 labels.clone(),
                 home.catalog(),
                 swarmlabel_crdt::AnnotatorKey(identity.public_key().0),

@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use swarmlabel_active_learning::{Matrix, Query, Strategy};
+use swarmlabel_active_learning::{Augment, Matrix, Query, Strategy};
 use swarmlabel_crdt::{AnnotatorKey, SampleId};
 use tokio::sync::mpsc;
 
@@ -58,6 +58,10 @@ pub struct Config {
     pub consensus: Method,
     /// How often the loop looks for new labels.
     pub poll: Duration,
+    /// Flips and quarter turns of images while training. Off by default: right only where
+    /// orientation does not decide the class (shapes, cells, textures, aerial views), wrong for
+    /// digits or letters. `swarmlabel demo` turns it on for its shapes.
+    pub augment_images: Augment,
 }
 
 impl Default for Config {
@@ -70,6 +74,7 @@ impl Default for Config {
             active_window: Duration::from_secs(600),
             consensus: Method::Majority,
             poll: Duration::from_millis(50),
+            augment_images: Augment::Off,
         }
     }
 }

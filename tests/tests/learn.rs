@@ -3,8 +3,8 @@
 //! picks from the label column. They must end holding the same labels, ranking with the same
 //! merged model trained on all of them, and that model must do far better than chance.
 //!
-//! The models travel through `learn::exchange::LocalExchange` (signed updates, the registry, the
-//! deterministic merge, in process): the node's model gossip is not on this branch yet.
+//! The models travel through each node's models service (model gossip, weights as verified blobs,
+//! registry anti-entropy), behind `learn::exchange::ServiceExchange`.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use swarmlabel_active_learning::Model;
-use swarmlabel_crdt::registry::merge;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
 use swarmlabel_node::dataset::import::{Options, import};
 use swarmlabel_node::labels::{self, LabelStore, Labels};
-use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange};
+use swarmlabel_node::learn::exchange::{ModelExchange, ServiceExchange};
 use swarmlabel_node::learn::{self, Learner, features};
+use swarmlabel_node::models::{self, Models};
 use swarmlabel_node::net::fetch;
 use swarmlabel_node::progress::NoProgress;
 use swarmlabel_tests::network::{TestNode, wait_until, within};
@@ -32,6 +32,7 @@ struct Volunteer {
     labels: Labels,
     learner: Learner,
     exchange: Arc<dyn ModelExchange>,
+    models: Models,
     me: AnnotatorKey,
 }
 
@@ -91,7 +92,6 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
     owner.node.serve(dataset).await.unwrap();
     let owner_addr = owner.node.listen_addrs().await.unwrap()[0].clone();
 
-    let exchange = LocalExchange::new(merge::Method::Median);
     let crdt = LabelStore::crdt_dataset(&dataset, root.labels.len(), root.sample_count);
     let mut volunteers = Vec::new();
     for i in 0..VOLUNTEERS {
@@ -116,7 +116,19 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
             .unwrap();
         labels.open(crdt).await.unwrap();
         let me = AnnotatorKey(node.home.identity.public_key().0);
-        let exchange: Arc<dyn ModelExchange> = Arc::new(exchange.peer(node.home.identity.clone()));
+        let config = models::Config {
+            anti_entropy_interval: Some(std::time::Duration::from_millis(500)),
+            seed: Some(i as u64),
+            ..models::Config::default()
+        };
+        let models = Models::start(node.home.home.clone(), Some(node.node.clone()), config)
+            .await
+            .unwrap();
+        let exchange: Arc<dyn ModelExchange> = Arc::new(
+            ServiceExchange::open(models.clone(), dataset)
+                .await
+                .unwrap(),
+        );
         let learner = Learner::start(
             dataset,
             node.home.home.catalog(),
@@ -132,6 +144,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
             labels,
             learner,
             exchange,
+            models,
             me,
         });
     }
@@ -188,17 +201,22 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
 
     let total = (VOLUNTEERS * LABELS_EACH) as u64;
     wait_until(
-        "every volunteer to hold all labels, train on them and rank with the merged model",
+        "every volunteer to hold all labels, train on them and rank with one merged model",
         || async {
-            volunteers.iter().all(|v| {
-                let p = v.learner.progress();
-                let merged = v.exchange.merged(crdt.id).map(|m| hex::encode(m.hash));
-                p.annotations == total
-                    && p.trained_annotations == total
-                    && !p.training
-                    && merged.is_some()
-                    && p.model == merged
-            })
+            let hashes: HashSet<_> = volunteers
+                .iter()
+                .map(|v| v.exchange.merged(crdt.id).map(|m| m.hash))
+                .collect();
+            hashes.len() == 1
+                && volunteers.iter().all(|v| {
+                    let p = v.learner.progress();
+                    let merged = v.exchange.merged(crdt.id).map(|m| hex::encode(m.hash));
+                    p.annotations == total
+                        && p.trained_annotations == total
+                        && !p.training
+                        && merged.is_some()
+                        && p.model == merged
+                })
         },
     )
     .await;
@@ -244,6 +262,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
     }
 
     for v in volunteers {
+        v.models.shutdown().await;
         v.learner.shutdown().await;
         v.labels.shutdown().await;
         v.node.stop().await;

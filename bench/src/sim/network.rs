@@ -16,9 +16,10 @@ use swarmlabel_crdt::registry::merge;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
 use swarmlabel_node::dataset::import::{Options, import};
 use swarmlabel_node::labels::{self, LabelStore, Labels};
-use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange};
+use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange, ServiceExchange};
 use swarmlabel_node::learn::features::PoolFeatures;
 use swarmlabel_node::learn::{self, Learner};
+use swarmlabel_node::models::{self, Models};
 use swarmlabel_node::net::{Config, Node, fetch};
 use swarmlabel_node::progress::NoProgress;
 use swarmlabel_node::{DatasetId, Home, Identity};
@@ -39,6 +40,8 @@ pub(super) struct Setup {
     pub(super) initial: u64,
     pub(super) noise: f64,
     pub(super) seed: u64,
+    /// Models over libp2p (the node's models service) rather than the in-process exchange.
+    pub(super) network_models: bool,
 }
 
 pub(super) struct Checkpoint {
@@ -51,6 +54,9 @@ pub(super) struct Checkpoint {
     pub(super) distinct_models: usize,
     /// From the budget's last label until every node trained on all labels and rescored.
     pub(super) settle_s: f64,
+    /// From the moment every node had trained on all labels (its last update) until every node
+    /// held the same merged model.
+    pub(super) converge_s: f64,
 }
 
 pub(super) struct Outcome {
@@ -69,6 +75,7 @@ struct Volunteer {
     labels: Labels,
     learner: Learner,
     exchange: Arc<dyn ModelExchange>,
+    models: Option<Models>,
 }
 
 /// A simulated answer: `truth`, or with probability `noise` another class at random.
@@ -134,7 +141,18 @@ pub(super) async fn run(
         let labels = Labels::start(home.clone(), Some(node.clone()), labels_config).await?;
         labels.open(crdt).await?;
         let me = AnnotatorKey(identity.public_key().0);
-        let exchange: Arc<dyn ModelExchange> = Arc::new(exchange.peer(identity.clone()));
+        let (exchange, models): (Arc<dyn ModelExchange>, _) = if setup.network_models {
+            let config = models::Config {
+                anti_entropy_interval: Some(Duration::from_secs(2)),
+                seed: Some(setup.seed.wrapping_add(i as u64)),
+                ..models::Config::default()
+            };
+            let models = Models::start(home.clone(), Some(node.clone()), config).await?;
+            let service = ServiceExchange::open(models.clone(), dataset).await?;
+            (Arc::new(service), Some(models))
+        } else {
+            (Arc::new(exchange.peer(identity.clone())), None)
+        };
         let learn_config = learn::Config {
             query: setup.query,
             redundancy: setup.redundancy,
@@ -157,6 +175,7 @@ pub(super) async fn run(
             labels,
             learner,
             exchange,
+            models,
         });
         eprintln!("sim: volunteer {i} joined");
     }
@@ -200,15 +219,23 @@ pub(super) async fn run(
         within(
             &format!("every node training on the {budget} labels"),
             async {
-                loop {
-                    if settled(&volunteers, budget as u64, crdt.id) {
-                        break;
-                    }
+                while !trained(&volunteers, budget as u64) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
         )
         .await?;
+        let last_update = Instant::now();
+        within(
+            &format!("every node holding one merged model at {budget} labels"),
+            async {
+                while !settled(&volunteers, budget as u64, crdt.id) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        )
+        .await?;
+        let converge_s = last_update.elapsed().as_secs_f64();
         let settle_s = reached.elapsed().as_secs_f64();
         let mut accuracy = Vec::new();
         let mut models = HashSet::new();
@@ -227,7 +254,7 @@ pub(super) async fn run(
         }
         let duplicate_rate = super::duplicate_rate(&votes, setup.redundancy);
         eprintln!(
-            "sim: {budget} labels: accuracy {:.3} (min {:.3}), duplicates {duplicate_rate:.3}, settled in {settle_s:.2} s",
+            "sim: {budget} labels: accuracy {:.3} (min {:.3}), duplicates {duplicate_rate:.3}, settled in {settle_s:.2} s, converged in {converge_s:.2} s",
             accuracy.iter().sum::<f64>() / accuracy.len() as f64,
             accuracy.iter().copied().fold(f64::INFINITY, f64::min),
         );
@@ -237,6 +264,7 @@ pub(super) async fn run(
             samples_labelled: votes.len(),
             distinct_models: models.len(),
             settle_s,
+            converge_s,
         });
     }
     target_tx.send_replace(STOP);
@@ -249,6 +277,9 @@ pub(super) async fn run(
         .map(|(v, b)| wire_bytes(&v.node).saturating_sub(*b))
         .sum();
     for v in volunteers.iter() {
+        if let Some(m) = &v.models {
+            m.shutdown().await;
+        }
         v.learner.shutdown().await;
         v.labels.shutdown().await;
         v.node.shutdown().await;
@@ -264,17 +295,29 @@ pub(super) async fn run(
     })
 }
 
-/// Every volunteer holds `budget` annotations, trained on them, and ranks with the merged model.
-fn settled(volunteers: &[Volunteer], budget: u64, crdt: swarmlabel_crdt::DatasetId) -> bool {
+/// Every volunteer holds `budget` annotations and has trained on them (published its update).
+fn trained(volunteers: &[Volunteer], budget: u64) -> bool {
     volunteers.iter().all(|v| {
         let p = v.learner.progress();
+        p.annotations == budget && p.trained_annotations == budget && !p.training
+    })
+}
+
+/// Every volunteer has trained on the `budget` labels, all hold the same merged model, and each
+/// ranks with it.
+fn settled(volunteers: &[Volunteer], budget: u64, crdt: swarmlabel_crdt::DatasetId) -> bool {
+    let mut hashes = HashSet::new();
+    let all = volunteers.iter().all(|v| {
+        let p = v.learner.progress();
         let merged = v.exchange.merged(crdt).map(|m| hex::encode(m.hash));
+        hashes.insert(merged.clone());
         p.annotations == budget
             && p.trained_annotations == budget
             && !p.training
             && merged.is_some()
             && p.model == merged
-    })
+    });
+    all && hashes.len() == 1
 }
 
 /// Connects every pair of volunteers and waits until each sees the others on the label topic.

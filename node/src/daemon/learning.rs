@@ -2,7 +2,7 @@
 //!
 //! Each dataset the node holds (listed at start, or joined once its fetch is done) gets a
 //! [`Learner`] that trains on the network's consensus labels, publishes its model through the
-//! node's models service ([`NetworkExchange`]) and ranks the pool. [`Learners`] is the queue
+//! node's models service ([`ServiceExchange`]) and ranks the pool. [`Learners`] is the queue
 //! [`Source`] of the labeling page: a dataset's picks come from its learner, with the strategy's
 //! score and the model's guesses; a dataset whose learner is not running yet (its features are
 //! being computed, or the loop could not start) falls back to [`Fallback`].
@@ -12,18 +12,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use swarmlabel_crdt::{AnnotatorKey, SampleId};
 
-use super::exchange::NetworkExchange;
 use super::queue::{AccuracyPoint, Fallback, Guess, Pick, Source, SourceFuture, View};
 use crate::dataset::{Catalog, DatasetId};
 use crate::labels::Labels;
+use crate::learn::exchange::ServiceExchange;
 use crate::learn::{self, Learner, Suggestion};
+use crate::models::Models;
 use crate::store::BlobId;
 
 /// The learning loops of one daemon, by dataset.
 #[derive(Debug, Clone)]
 pub struct Learners {
     running: Arc<Mutex<HashMap<DatasetId, Learner>>>,
-    exchange: NetworkExchange,
+    models: Models,
     labels: Labels,
     catalog: Catalog,
     me: AnnotatorKey,
@@ -32,9 +33,9 @@ pub struct Learners {
 }
 
 impl Learners {
-    /// Loops that will learn for `me` from the labels in `labels`, publishing through `exchange`.
+    /// Loops that will learn for `me` from the labels in `labels`, publishing through `models`.
     pub(crate) fn new(
-        exchange: NetworkExchange,
+        models: Models,
         labels: Labels,
         catalog: Catalog,
         me: AnnotatorKey,
@@ -42,7 +43,7 @@ impl Learners {
     ) -> Self {
         Self {
             running: Arc::default(),
-            exchange,
+            models,
             labels,
             catalog,
             me,
@@ -60,16 +61,19 @@ impl Learners {
             if this.get(dataset).is_some() {
                 return;
             }
-            if let Err(error) = this.exchange.open(dataset).await {
-                tracing::warn!(%dataset, %error, "cannot open the dataset's models; no learning loop");
-                return;
-            }
+            let exchange = match ServiceExchange::open(this.models.clone(), dataset).await {
+                Ok(exchange) => exchange,
+                Err(error) => {
+                    tracing::warn!(%dataset, %error, "cannot open the dataset's models; no learning loop");
+                    return;
+                }
+            };
             match Learner::start(
                 dataset,
                 this.catalog.clone(),
                 this.labels.clone(),
                 this.me,
-                Arc::new(this.exchange.clone()),
+                Arc::new(exchange),
                 this.config.clone(),
             )
             .await
@@ -225,6 +229,10 @@ mod tests {
         s.sample = "zz".into();
         assert!(pick(s, &labels).is_none());
         let p = pick(suggestion("margin", true), &labels).unwrap();
-        assert_eq!(p.guesses.len(), 1, "triangle is not a label: no guess for it");
+        assert_eq!(
+            p.guesses.len(),
+            1,
+            "triangle is not a label: no guess for it"
+        );
     }
 }

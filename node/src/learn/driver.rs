@@ -276,6 +276,7 @@ impl Driver {
             seed: self.seed,
             labels: self.usable.clone(),
             fresh,
+            augment: self.config.augment_images,
         };
         let annotations = self
             .annotations_at

@@ -6,7 +6,7 @@
 //! trait. [`LocalExchange`] is an in-process implementation for peers that share one process
 //! (the simulator and tests before the network one is wired): the same signed updates,
 //! `swarmlabel_crdt::registry` and deterministic merge, without the transport, so every peer
-//! sees every update at once.
+//! sees every update at once. [`ServiceExchange`] is the network one: the node's models service.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -255,6 +255,81 @@ fn merged_model(
         bytes: Arc::new(bytes),
         peers: merged.included.len(),
     })
+}
+
+/// The node's models service (`crate::models::Models`: model gossip, weights as verified blobs,
+/// registry anti-entropy) as the exchange of one dataset's loop.
+#[derive(Debug)]
+pub struct ServiceExchange {
+    models: crate::models::Models,
+    dataset: crate::dataset::DatasetId,
+    current: watch::Receiver<crate::models::Current>,
+    hashes: watch::Sender<Option<[u8; 32]>>,
+}
+
+impl ServiceExchange {
+    /// Opens `dataset` in `models` and follows its merged model.
+    pub async fn open(
+        models: crate::models::Models,
+        dataset: crate::dataset::DatasetId,
+    ) -> Result<Self, crate::models::ModelsError> {
+        models.open(dataset).await?;
+        let current = models.watch(dataset).await?;
+        let hash_of = |c: &crate::models::Current| c.as_ref().map(|m| m.hash.0);
+        let (hashes, _) = watch::channel(hash_of(&current.borrow()));
+        // Forward changes of the service's watch as hashes, until either side is gone.
+        let (mut rx, tx) = (current.clone(), hashes.clone());
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let hash = hash_of(&rx.borrow_and_update());
+                tx.send_replace(hash);
+            }
+        });
+        Ok(Self {
+            models,
+            dataset,
+            current,
+            hashes,
+        })
+    }
+}
+
+impl ModelExchange for ServiceExchange {
+    fn publish(
+        &self,
+        _dataset: swarmlabel_crdt::DatasetId,
+        weights: Vec<u8>,
+        labels_trained: u64,
+        architecture: Architecture,
+        validation: Validation,
+    ) -> BoxFuture<'_, Result<(), ExchangeError>> {
+        Box::pin(async move {
+            let publication = crate::models::Publication {
+                dataset: self.dataset,
+                weights,
+                labels_trained,
+                architecture,
+                validation,
+            };
+            self.models
+                .publish(publication)
+                .await
+                .map(|_| ())
+                .map_err(|e| ExchangeError::Network(e.to_string()))
+        })
+    }
+
+    fn merged(&self, _dataset: swarmlabel_crdt::DatasetId) -> Option<MergedModel> {
+        self.current.borrow().as_ref().map(|m| MergedModel {
+            hash: m.hash.0,
+            bytes: m.weights.clone(),
+            peers: m.included.len(),
+        })
+    }
+
+    fn watch(&self, _dataset: swarmlabel_crdt::DatasetId) -> watch::Receiver<Option<[u8; 32]>> {
+        self.hashes.subscribe()
+    }
 }
 
 #[cfg(test)]

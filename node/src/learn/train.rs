@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use swarmlabel_active_learning::{Architecture, Matrix, Model, ModelError, ModelSpec, TrainConfig};
+use swarmlabel_active_learning::{
+    Architecture, Augment, Matrix, Model, ModelError, ModelSpec, TrainConfig,
+};
 
 use super::features::PoolFeatures;
 
@@ -26,6 +28,8 @@ pub struct Job {
     pub labels: Vec<(usize, usize)>,
     /// Rows among `labels` the start model was not trained on (held out for validation).
     pub fresh: Vec<usize>,
+    /// Flips and turns of images while training (`cnn` only; see [`super::Config::augment_images`]).
+    pub augment: Augment,
 }
 
 /// What a round produced.
@@ -90,6 +94,9 @@ pub fn run(job: &Job) -> Result<Outcome, ModelError> {
     let y: Vec<usize> = job.labels.iter().map(|(_, c)| *c).collect();
     let mut config = config_for(&job.pool.spec);
     config.seed = job.seed;
+    if matches!(job.pool.spec.architecture, Architecture::Cnn { .. }) {
+        config.augment = job.augment;
+    }
     model.train(&x, &y, &config)?;
     Ok(Outcome {
         weights: model.to_safetensors_bytes()?,
@@ -137,6 +144,7 @@ mod tests {
             seed: 7,
             labels: truth[..100].to_vec(),
             fresh: Vec::new(),
+            augment: Augment::Off,
         };
         let out = run(&first).unwrap();
         assert_eq!(out.labels, 100);
