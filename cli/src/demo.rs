@@ -148,7 +148,8 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     let test = test_set(id, &labels, args.seed)?;
     let stop = Arc::new(AtomicBool::new(false));
     let labelled = Arc::new(AtomicU64::new(0));
-    let budget = args.headless.then_some(args.labels);
+    // Labelers stop at the budget; headless runs raise it checkpoint by checkpoint.
+    let budget = Arc::new(AtomicU64::new(if args.headless { 0 } else { u64::MAX }));
     let mut labelers = Vec::new();
     let pace = Duration::from_millis(args.pace_ms);
     for v in &volunteers {
@@ -159,7 +160,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
             pace,
             stop.clone(),
             labelled.clone(),
-            budget,
+            budget.clone(),
         ));
     }
     if args.headless {
@@ -170,7 +171,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
             Duration::from_millis(args.pace_ms.min(50)),
             stop.clone(),
             labelled.clone(),
-            budget,
+            budget.clone(),
         ));
     } else {
         println!();
@@ -180,38 +181,31 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
-    let outcome = report_progress(&args, &user, id, &test, &labelled, &stop).await;
+    let mut nodes = vec![&user];
+    nodes.extend(volunteers.iter());
+    let outcome = if args.headless {
+        checkpoints(&args, &nodes, id, &test, &labelled, &budget).await
+    } else {
+        report_progress(&user, id, &test, &labelled).await
+    };
     stop.store(true, Ordering::SeqCst);
     for l in labelers {
         let _ = l.await;
     }
-    let mut nodes = vec![&user];
-    nodes.extend(volunteers.iter());
-    let final_accuracy = match outcome {
-        Ok(true) => {
-            say(
-                false,
-                "labels done; waiting for every node to train on them and agree on one merged model",
-            );
-            settle(&nodes, id, labelled.load(Ordering::SeqCst)).await;
-            let (accuracy, peers) = evaluate(&user, id, &test).await;
-            Some((accuracy, peers))
-        }
-        Ok(false) => None,
-        Err(e) => {
-            shutdown(user, volunteers, owner, bootstrap).await;
-            return Err(e);
-        }
-    };
-    if let Some((accuracy, peers)) = final_accuracy {
-        println!(
+    match outcome {
+        Ok(Some((accuracy, peers))) => println!(
             "final: {} labels in {:.0} s; test accuracy of the merged model ({} peers): {} on {TEST_IMAGES} held-out images (chance {:.2})",
             labelled.load(Ordering::SeqCst),
             started.elapsed().as_secs_f64(),
             peers,
             accuracy.map_or("none".to_owned(), |a| format!("{a:.3}")),
             1.0 / labels.len() as f64,
-        );
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            shutdown(user, volunteers, owner, bootstrap).await;
+            return Err(e);
+        }
     }
     shutdown(user, volunteers, owner, bootstrap).await;
     println!("demo stopped");
@@ -301,7 +295,7 @@ fn spawn_labeler(
     pace: Duration,
     stop: Arc<AtomicBool>,
     labelled: Arc<AtomicU64>,
-    budget: Option<u64>,
+    budget: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
         let client = match Client::connect(&home) {
@@ -347,14 +341,11 @@ fn spawn_labeler(
                 eprintln!("a simulated labeler got a sample it has no answer for: {sample}");
                 return;
             };
-            if let Some(budget) = budget {
-                // Take a ticket before labelling, so the network stops at the budget exactly.
-                if labelled.fetch_add(1, Ordering::SeqCst) >= budget {
-                    labelled.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                }
-            } else {
-                labelled.fetch_add(1, Ordering::SeqCst);
+            // Take a ticket before labelling, so the network stops at the budget exactly.
+            if labelled.fetch_add(1, Ordering::SeqCst) >= budget.load(Ordering::SeqCst) {
+                labelled.fetch_sub(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
             }
             let body = serde_json::json!({ "sample": sample, "label": answer });
             match client.post::<serde_json::Value>(&format!("/api/v1/datasets/{id}/labels"), body) {
@@ -372,41 +363,75 @@ fn spawn_labeler(
     })
 }
 
-/// Prints progress until the budget is labelled (`Ok(true)`) or Ctrl-C (`Ok(false)`).
+/// With a human: prints progress every few seconds while labels come in, until Ctrl-C.
 async fn report_progress(
-    args: &DemoArgs,
     user: &Daemon,
     id: DatasetId,
     test: &TestSet,
     labelled: &AtomicU64,
-    stop: &AtomicBool,
-) -> anyhow::Result<bool> {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let mut shown = u64::MAX;
+) -> anyhow::Result<Option<(Option<f64>, usize)>> {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut shown = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
                 println!("stopping (Ctrl-C)");
-                stop.store(true, Ordering::SeqCst);
-                return Ok(false);
+                return Ok(None);
             }
             _ = tick.tick() => {}
         }
-        let count = labelled.load(Ordering::SeqCst);
-        if count != shown && (count / 20 != shown / 20 || !args.headless) {
-            shown = count;
-            let (accuracy, peers) = evaluate(user, id, test).await;
-            let you = user.learner(id).map(|l| l.progress());
-            println!(
-                "labels {count:>4} (network, as your node holds {})  merged model of {peers} peers: test accuracy {}",
-                you.map_or(0, |p| p.annotations),
-                accuracy.map_or("-".to_owned(), |a| format!("{a:.3}")),
-            );
-        }
-        if args.headless && count >= args.labels {
-            return Ok(true);
+        let (accuracy, peers) = evaluate(user, id, test).await;
+        let you = user.learner(id).map(|l| l.progress()).unwrap_or_default();
+        let line = format!(
+            "network labels {} (the volunteers' {}); {} training rounds on your node; merged model of {peers} peers: test accuracy {}",
+            you.annotations,
+            labelled.load(Ordering::SeqCst),
+            you.history.len(),
+            accuracy.map_or("-".to_owned(), |a| format!("{a:.3}")),
+        );
+        if shown.as_ref() != Some(&line) {
+            println!("{line}");
+            shown = Some(line);
         }
     }
+}
+
+/// Without a human: the network labels up to each checkpoint (a quarter, half and all of
+/// `--labels`), then waits until every node has trained on those labels and holds the same
+/// merged model, and prints its test accuracy: the learning curve of the network.
+async fn checkpoints(
+    args: &DemoArgs,
+    nodes: &[&Daemon],
+    id: DatasetId,
+    test: &TestSet,
+    labelled: &AtomicU64,
+    budget: &AtomicU64,
+) -> anyhow::Result<Option<(Option<f64>, usize)>> {
+    let mut marks: Vec<u64> = vec![args.labels / 4, args.labels / 2, args.labels];
+    marks.retain(|m| *m > 0);
+    marks.dedup();
+    let mut last = None;
+    for mark in marks {
+        budget.store(mark, Ordering::SeqCst);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        while labelled.load(Ordering::SeqCst) < mark {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {
+                    println!("stopping (Ctrl-C)");
+                    return Ok(None);
+                }
+                _ = tick.tick() => {}
+            }
+        }
+        settle(nodes, id, mark).await;
+        let (accuracy, peers) = evaluate(nodes[0], id, test).await;
+        println!(
+            "labels {mark:>4}: every node trained on them; test accuracy of the merged model ({peers} peers): {}",
+            accuracy.map_or("-".to_owned(), |a| format!("{a:.3}")),
+        );
+        last = Some((accuracy, peers));
+    }
+    Ok(last)
 }
 
 /// Waits until every node holds `labels` annotations, trained on all of them, and every node

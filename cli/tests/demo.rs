@@ -69,6 +69,18 @@ fn the_headless_demo_learns_the_shapes_well_above_chance() {
         "the merged model's test accuracy {accuracy} is not well above chance (0.25)"
     );
 
+    // The learning curve: one line per checkpoint (50, 100, 200 labels), and it rises.
+    let curve: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.starts_with("labels ") && l.contains("every node trained on them"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(curve.len(), 3, "three checkpoints:\n{stdout}");
+    assert!(
+        curve[2] > curve[0],
+        "the accuracy did not rise from 50 to 200 labels: {curve:?}"
+    );
+
     let folder = stdout
         .lines()
         .find_map(|l| l.strip_prefix("demo folder: "))
