@@ -1,6 +1,7 @@
-//! `swarmlabel demo --headless`: the whole network in one process (bootstrap peer, data owner,
-//! simulated volunteers and the user's node answering too) learns the shapes well above chance,
-//! every node ends with the same merged model, and the demo's temporary folder is gone after.
+//! `swarmlabel demo --headless --labels 200`: the whole network in one process (bootstrap peer,
+//! data owner, two simulated volunteers and the user's node answering too) learns the shapes well
+//! above chance and better with more labels, every node ends with the same merged model, and the
+//! demo's temporary folder is gone after.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
@@ -14,7 +15,16 @@ const HANG: Duration = Duration::from_secs(25 * 60);
 #[test]
 fn the_headless_demo_learns_the_shapes_well_above_chance() {
     let child = Command::new(env!("CARGO_BIN_EXE_swarmlabel"))
-        .args(["demo", "--headless", "--labels", "200", "--samples", "300"])
+        .args([
+            "demo",
+            "--headless",
+            "--labels",
+            "200",
+            "--samples",
+            "300",
+            "--volunteers",
+            "2",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
