@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use swarmlabel_crdt::{AnnotatorKey, SampleId};
+use swarmlabel_crdt::{AnnotatorKey, SampleId, Value};
 
 use super::queue::{AccuracyPoint, Fallback, Guess, Pick, Source, SourceFuture, View};
 use crate::dataset::{Catalog, DatasetId};
@@ -107,6 +107,9 @@ impl Learners {
     }
 }
 
+/// What the page says of a sample the human skipped (or undid), offered again.
+const SKIPPED: &str = "you skipped this sample earlier: it comes back after all the others";
+
 /// The sentence the page shows for a pick.
 fn why(s: &Suggestion) -> String {
     let reason = match (s.strategy.as_str(), s.top.as_slice()) {
@@ -158,13 +161,46 @@ impl Source for Learners {
             let Some(learner) = self.get(view.dataset) else {
                 return self.fallback.picks(view, n, exclude);
             };
-            let exclude: HashSet<SampleId> = exclude.iter().map(|b| SampleId(b.0)).collect();
+            // The human's answers as the node holds them now (the loop's own view may lag by a
+            // poll): answered samples never come back; skipped ones come after all others.
+            let mut skipped = Vec::new();
+            let mut leave_out: HashSet<SampleId> = exclude.iter().map(|b| SampleId(b.0)).collect();
+            for signed in &view.annotations.annotations {
+                let a = signed.annotation();
+                if a.annotator != view.me {
+                    continue;
+                }
+                if a.value == Value::Skip {
+                    skipped.push(a.sample);
+                } else {
+                    skipped.retain(|s| *s != a.sample);
+                }
+                leave_out.insert(a.sample);
+            }
             let labels = learner.pool().labels.clone();
-            learner
-                .next(n, &exclude)
+            let mut picks: Vec<Pick> = learner
+                .next(n, &leave_out)
                 .into_iter()
                 .filter_map(|s| pick(s, &labels))
-                .collect()
+                .collect();
+            let later = skipped
+                .into_iter()
+                .map(|s| BlobId(s.0))
+                .filter(|b| !exclude.contains(b) && !picks.iter().any(|p| p.sample == *b))
+                .collect::<Vec<_>>();
+            for sample in later {
+                if picks.len() >= n {
+                    break;
+                }
+                picks.push(Pick {
+                    sample,
+                    strategy: "skipped".into(),
+                    score: None,
+                    why: SKIPPED.into(),
+                    guesses: Vec::new(),
+                });
+            }
+            picks
         })
     }
 
