@@ -176,8 +176,13 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
             let mut answered = HashSet::new();
             for _ in 0..LABELS_EACH {
                 let rescores = v.learner.progress().rescores;
+                let has_model = v.learner.progress().model.is_some();
                 let pick = v.learner.next(1, &answered).remove(0);
-                assert!(!pick.top.is_empty(), "a pick shows the model's top classes");
+                // The model's top classes once a merged model ranks the pool (none are shown
+                // from the untrained initial weights, whose guesses would only mislead a human).
+                if has_model {
+                    assert!(!pick.top.is_empty(), "a pick shows the model's top classes");
+                }
                 let sample = SampleId(hex::decode(&pick.sample).unwrap().try_into().unwrap());
                 let annotation = Annotation {
                     dataset: crdt.id,
