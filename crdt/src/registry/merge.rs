@@ -244,8 +244,9 @@ fn exclude(u: &ModelUpdate, reason: Reason) -> Excluded {
     }
 }
 
-/// The value with the most occurrences; ties to the smallest. `None` for no items.
-fn most_common<T: Ord>(items: impl Iterator<Item = T>) -> Option<T> {
+/// The value with the most occurrences; ties to the smallest. `None` for no items. Deterministic,
+/// so every node picks the same (used for the layout and architecture of a merge).
+pub fn most_common<T: Ord>(items: impl Iterator<Item = T>) -> Option<T> {
     let mut counts = BTreeMap::new();
     for item in items {
         *counts.entry(item).or_insert(0usize) += 1;

@@ -102,7 +102,7 @@ pub fn compute(
     let updates: Vec<&ModelUpdate> = registry.latest().collect();
     let architecture = match architecture {
         Some(a) => a.clone(),
-        None => most_common(updates.iter().map(|u| &u.architecture))
+        None => merge::most_common(updates.iter().map(|u| &u.architecture))
             .cloned()
             .ok_or(MergedError::NoUpdates)?,
     };
@@ -127,7 +127,7 @@ pub fn compute(
             None => candidates.push(*u),
         }
     }
-    let form: Option<Form> = most_common(
+    let form: Option<Form> = merge::most_common(
         candidates
             .iter()
             .filter(|u| u.architecture == architecture)
@@ -227,21 +227,6 @@ pub fn compute(
         included: merged.included,
         excluded,
     })
-}
-
-/// The value with the most occurrences; ties to the smallest. `None` for no items.
-fn most_common<T: Ord>(items: impl Iterator<Item = T>) -> Option<T> {
-    let mut counts = BTreeMap::new();
-    for item in items {
-        *counts.entry(item).or_insert(0usize) += 1;
-    }
-    let mut best: Option<(T, usize)> = None;
-    for (item, count) in counts {
-        if best.as_ref().is_none_or(|(_, c)| count > *c) {
-            best = Some((item, count));
-        }
-    }
-    best.map(|(item, _)| item)
 }
 
 #[cfg(test)]
