@@ -174,6 +174,11 @@ pub struct Query {
     pub cold_start: ColdStart,
     /// How many of the most probable classes each pick reports.
     pub top_classes: usize,
+    /// Percent of each batch drawn uniformly at random from the eligible samples instead of by
+    /// score (0 = none, the default; ignored by `Random` and the cold start). A model trained on
+    /// few labels doubts the wrong regions and uncertainty alone never looks at the parts of the
+    /// pool it wrongly feels sure about; a random share keeps covering them.
+    pub explore_percent: u8,
 }
 
 impl Query {
@@ -184,6 +189,7 @@ impl Query {
             diversity: None,
             cold_start: ColdStart::default(),
             top_classes: 3,
+            explore_percent: 0,
         }
     }
 
@@ -209,7 +215,8 @@ impl Query {
     }
 
     /// Picks up to `k` distinct samples of `pool` that are not in `exclude` (already labelled
-    /// enough, or taken by other labelers); uncertainty picks come best first. Fewer than `k`
+    /// enough, or taken by other labelers); uncertainty picks come best first, then the random
+    /// share of [`Query::explore_percent`]. Fewer than `k`
     /// only when fewer samples are eligible. `labelled_per_class[c]` is the number of labels of class `c` so far (for the
     /// cold start rule); `rng` drives random picks and clustering, so a seeded generator gives the
     /// same picks for the same inputs.
@@ -230,7 +237,7 @@ impl Query {
             return Ok(Vec::new());
         }
         let scores = self.strategy.scores(pool.probs, pool.passes)?;
-        let (chosen, reason) = if self.strategy == Strategy::Random {
+        let (mut chosen, reason) = if self.strategy == Strategy::Random {
             let chosen = rand::seq::index::sample(rng, eligible.len(), k)
                 .into_iter()
                 .map(|i| eligible[i])
@@ -245,10 +252,12 @@ impl Query {
                 Reason::ColdStart,
             )
         } else {
-            let mut ranked = eligible;
+            let mut ranked = eligible.clone();
             // Stable sort: equal scores keep pool order, so results do not depend on the sort.
             ranked.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            let k = k - self.explored(k);
             match self.diversity {
+                Some(_) if k == 0 => (Vec::new(), Reason::Uncertain),
                 None => (ranked[..k].to_vec(), Reason::Uncertain),
                 Some(d) => {
                     let features = pool
@@ -262,15 +271,40 @@ impl Query {
                 }
             }
         };
+        let uncertain = chosen.len();
+        if reason != Reason::Random && reason != Reason::ColdStart && uncertain < k {
+            let taken: HashSet<usize> = chosen.iter().copied().collect();
+            let rest: Vec<usize> = eligible
+                .into_iter()
+                .filter(|i| !taken.contains(i))
+                .collect();
+            let extra = (k - uncertain).min(rest.len());
+            chosen.extend(
+                rand::seq::index::sample(rng, rest.len(), extra)
+                    .into_iter()
+                    .map(|i| rest[i]),
+            );
+        }
         Ok(chosen
             .into_iter()
-            .map(|index| Pick {
+            .enumerate()
+            .map(|(i, index)| Pick {
                 index,
                 score: scores[index],
-                reason,
+                reason: if i < uncertain {
+                    reason
+                } else {
+                    Reason::Random
+                },
                 top: top_classes(pool.probs.row(index), self.top_classes),
             })
             .collect())
+    }
+
+    /// How many of a batch of `k` picks are drawn at random ([`Query::explore_percent`]):
+    /// `k * percent / 100` rounded down (a single pick is never random for a share below 100).
+    pub fn explored(&self, k: usize) -> usize {
+        k * usize::from(self.explore_percent.min(100)) / 100
     }
 }
 

@@ -62,6 +62,9 @@ pub(crate) struct Args {
     /// instead of uncertain ones (0 = off). Ignored by `random`.
     #[arg(long, default_value_t = 0)]
     cold_start: usize,
+    /// Percent of each batch drawn at random instead of by the strategy (0 to 100).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    explore: u8,
     /// Candidates per pick entering the diversity step of `-diverse` strategies.
     #[arg(long, default_value_t = Diversity::default().candidates_per_pick)]
     diversity_candidates: usize,
@@ -115,9 +118,37 @@ pub(crate) struct Args {
     /// Side in pixels images are resized to.
     #[arg(long, default_value_t = 32)]
     image_size: u32,
-    /// Read images as grey instead of RGB.
-    #[arg(long)]
+    /// Read images as grey instead of RGB (the same as `--colour grey`).
+    #[arg(long, conflicts_with = "colour")]
     grey: bool,
+    /// Channels read from images: `rgb` (default), `grey` (luminance) or `principal` (each
+    /// pixel projected on the image's own principal colour axis: keeps shapes whose colour has
+    /// the brightness of the background).
+    #[arg(long, value_enum)]
+    colour: Option<ColourArg>,
+}
+
+/// `--colour` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ColourArg {
+    Rgb,
+    Grey,
+    Principal,
+}
+
+impl Args {
+    /// The image channels as the JSON reports them (`null` for CSV files).
+    fn input_colour(&self) -> Option<Colour> {
+        self.images.as_ref().map(|_| self.colour())
+    }
+
+    fn colour(&self) -> Colour {
+        match (self.grey, self.colour) {
+            (true, _) | (false, Some(ColourArg::Grey)) => Colour::Grey,
+            (false, Some(ColourArg::Principal)) => Colour::Principal,
+            (false, Some(ColourArg::Rgb) | None) => Colour::Rgb,
+        }
+    }
 }
 
 /// The rows the diversity step and the cold start measure distances in.
@@ -144,7 +175,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let query = Query::parse(&args.strategy)?;
     let data = match (&args.csv, &args.images) {
         (Some(csv), None) => read_csv(csv, &args.label_column)?,
-        (None, Some(dir)) => read_images(dir, args.image_size, args.grey)?,
+        (None, Some(dir)) => read_images(dir, args.image_size, args.colour())?,
         _ => bail!("give exactly one of --csv FILE or --images DIR"),
     };
     let mut budgets = args.budgets.clone();
@@ -199,6 +230,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "batch": args.batch,
         "test_fraction": args.test_fraction,
         "cold_start_min_per_class": args.cold_start,
+        "explore_percent": args.explore,
         "diversity_candidates_per_pick": query.diversity.map(|_| args.diversity_candidates),
         "diversity_space": format!("{:?}", diversity_space(&args)).to_lowercase(),
         "model_spec": serde_json::to_value(&spec)?,
@@ -214,6 +246,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
             "patience": train.patience,
             "augment": args.augment,
         },
+        "colour": args.input_colour(),
         "matmul_threads": candle_core::utils::get_num_threads(),
     }))
 }
@@ -247,6 +280,7 @@ fn learning_curve(
     order.shuffle(&mut rng);
     let mut labelled: Vec<usize> = order[..args.initial.min(largest)].to_vec();
     let mut query = query;
+    query.explore_percent = args.explore;
     query.cold_start = ColdStart {
         min_per_class: args.cold_start,
     };
@@ -520,8 +554,7 @@ pub(crate) fn read_csv(path: &Path, label_column: &str) -> anyhow::Result<Datase
     })
 }
 
-fn read_images(dir: &Path, side: u32, grey: bool) -> anyhow::Result<Dataset> {
-    let colour = if grey { Colour::Grey } else { Colour::Rgb };
+fn read_images(dir: &Path, side: u32, colour: Colour) -> anyhow::Result<Dataset> {
     let extractor = ImageFeatures::new(side, side, colour)?;
     let mut class_dirs: Vec<(String, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {

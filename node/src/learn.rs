@@ -1,7 +1,9 @@
 //! The node's learning loop: per joined dataset, train on the consensus labels (local and from
-//! peers), publish the model, take the merged model of the network, rescore the pool and give
-//! the human the next samples to label, spread over the active labelers so that volunteers
-//! rarely label the same sample beyond the redundancy target.
+//! peers), publish the model, take the merged model of the network, rescore the pool with the
+//! freshest model (this node's own latest when it has seen at least the labels of every model
+//! in the merge, else the merged one) and give the human the next samples to label, spread over
+//! the active labelers so that volunteers rarely label the same sample beyond the redundancy
+//! target (samples with some labels but fewer than the target first).
 //!
 //! - [`features`]: the dataset's samples in the store as feature rows, and the model that fits.
 //! - [`select`] (I/O-free): coordinated selection by rendezvous hashing over active labelers.
@@ -136,8 +138,13 @@ pub struct Progress {
     pub training: bool,
     /// Models published by this node.
     pub published: u64,
-    /// Hash (hex) of the model the current ranking comes from (`None`: the initial weights).
+    /// Hash (hex) of the model the current ranking comes from: this node's own latest model
+    /// when it was trained on at least as many labels as any model in the merge (fresher than
+    /// the merged model, which averages peers' models of earlier rounds), else the merged
+    /// model (`None`: the initial weights).
     pub model: Option<String>,
+    /// Hash (hex) of the merged model in force at the last rescore.
+    pub merged: Option<String>,
     /// Rescores of the pool so far.
     pub rescores: u64,
     /// Active labelers, this one included.

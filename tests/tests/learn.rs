@@ -206,7 +206,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
 
     let total = (VOLUNTEERS * LABELS_EACH) as u64;
     wait_until(
-        "every volunteer to hold all labels, train on them and rank with one merged model",
+        "every volunteer to hold all labels, train on them and rescore with one merged model in force",
         || async {
             let hashes: HashSet<_> = volunteers
                 .iter()
@@ -220,7 +220,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
                         && p.trained_annotations == total
                         && !p.training
                         && merged.is_some()
-                        && p.model == merged
+                        && p.merged == merged
                 })
         },
     )

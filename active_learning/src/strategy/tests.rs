@@ -277,3 +277,39 @@ proptest! {
         prop_assert!(picks.iter().all(|p| p.index < n && !exclude.contains(&p.index)));
     }
 }
+
+#[test]
+fn an_explore_share_takes_the_best_then_random_others_never_excluded_ones() {
+    // Scores fall with the row index: margin ranks 0, 1, 2, ... best first.
+    let rows: Vec<[f32; 2]> = (0..100)
+        .map(|i| {
+            let p = 0.5 + 0.004 * i as f32;
+            [p, 1.0 - p]
+        })
+        .collect();
+    let probs = Matrix::from_rows(2, &rows).unwrap();
+    let pool = Pool {
+        probs: &probs,
+        passes: &[],
+        features: None,
+    };
+    let mut query = Query::new(Strategy::Margin);
+    query.explore_percent = 40;
+    let exclude: HashSet<usize> = [1, 50, 60].into_iter().collect();
+    let picks = query.select(&pool, 10, &exclude, &[], &mut rng()).unwrap();
+    let got: Vec<usize> = picks.iter().map(|p| p.index).collect();
+    assert_eq!(
+        &got[..6],
+        &[0, 2, 3, 4, 5, 6],
+        "the best six by margin first"
+    );
+    assert!(picks[..6].iter().all(|p| p.reason == Reason::Uncertain));
+    assert!(picks[6..].iter().all(|p| p.reason == Reason::Random));
+    let distinct: HashSet<usize> = got.iter().copied().collect();
+    assert_eq!(distinct.len(), 10);
+    assert!(got.iter().all(|i| !exclude.contains(i)));
+    // Drawn from the rest, so (with 90 candidates) not simply the next best four.
+    assert_ne!(&got[6..], &[7, 8, 9, 10]);
+    assert_eq!(query.explored(10), 4);
+    assert_eq!(query.explored(1), 0, "a single pick stays the best one");
+}

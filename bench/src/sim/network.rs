@@ -304,7 +304,7 @@ fn trained(volunteers: &[Volunteer], budget: u64) -> bool {
 }
 
 /// Every volunteer has trained on the `budget` labels, all hold the same merged model, and each
-/// ranks with it.
+/// rescored the pool with it in force.
 fn settled(volunteers: &[Volunteer], budget: u64, crdt: swarmlabel_crdt::DatasetId) -> bool {
     let mut hashes = HashSet::new();
     let all = volunteers.iter().all(|v| {
@@ -315,7 +315,7 @@ fn settled(volunteers: &[Volunteer], budget: u64, crdt: swarmlabel_crdt::Dataset
             && p.trained_annotations == budget
             && !p.training
             && merged.is_some()
-            && p.model == merged
+            && p.merged == merged
     });
     all && hashes.len() == 1
 }

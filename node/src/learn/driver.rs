@@ -54,6 +54,8 @@ pub(super) struct Driver {
     usable: Vec<(usize, usize)>,
     trained_rows: HashSet<usize>,
     annotations_at: HashMap<u64, u64>,
+    /// This node's latest trained weights and the usable labels they were trained on.
+    own: Option<(Arc<Vec<u8>>, usize)>,
 }
 
 impl Driver {
@@ -94,6 +96,7 @@ impl Driver {
             usable: Vec::new(),
             trained_rows: HashSet::new(),
             annotations_at: HashMap::new(),
+            own: None,
         }
     }
 
@@ -306,13 +309,15 @@ impl Driver {
         let publish = self.plan.trained(snapshot);
         self.trained_rows = rows.into_iter().collect();
         let (correct, held_out) = outcome.validation;
+        let weights = Arc::new(outcome.weights);
+        self.own = Some((weights.clone(), self.trained_rows.len()));
         let mut published = false;
         if publish {
             let result = self
                 .exchange
                 .publish(
                     self.crdt,
-                    outcome.weights,
+                    weights.as_ref().clone(),
                     outcome.labels,
                     exchange::architecture(&self.pool.spec),
                     Validation::from_counts(correct, held_out),
@@ -323,29 +328,36 @@ impl Driver {
                 Err(e) => tracing::warn!(dataset = %self.crdt, "cannot publish the model: {e}"),
             }
         }
-        let mut board = self.board();
-        let progress = &mut board.progress;
-        progress.training = false;
-        progress.trained_annotations = annotations;
-        progress.published += u64::from(published);
-        progress.history.push(Round {
-            labels: outcome.labels,
-            accuracy: (held_out > 0).then(|| f64::from(correct) / f64::from(held_out)),
-            held_out,
-            time_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        });
+        {
+            let mut board = self.board();
+            let progress = &mut board.progress;
+            progress.training = false;
+            progress.trained_annotations = annotations;
+            progress.published += u64::from(published);
+            progress.history.push(Round {
+                labels: outcome.labels,
+                accuracy: (held_out > 0).then(|| f64::from(correct) / f64::from(held_out)),
+                held_out,
+                time_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            });
+        }
+        // The own model may now be the freshest: rank with it at once.
+        self.rescore().await;
     }
 
-    /// Scores the pool with the model in force (the merged model, else the initial weights) and
-    /// puts the new ranking on the board.
+    /// Scores the pool with the freshest model (see [`Driver::ranking_model`]) and puts the new
+    /// ranking on the board.
     async fn rescore(&mut self) {
         let merged = self.exchange.merged(self.crdt);
         let pool = self.pool.clone();
         let strategy = self.config.query.strategy;
         let seed = self.seed;
-        let bytes = merged.as_ref().map(|m| m.bytes.clone());
+        let bytes = self.ranking_model(merged.as_ref());
+        let ranking_hash = bytes
+            .as_ref()
+            .map(|b| hex::encode(blake3::hash(b).as_bytes()));
         let scored = tokio::task::spawn_blocking(move || -> Result<(Matrix, Vec<f32>), String> {
             let model = train::start_model(&pool.spec, bytes.as_deref().map(Vec::as_slice), seed)
                 .map_err(|e| e.to_string())?;
@@ -387,8 +399,71 @@ impl Driver {
         board.ranked = ranked;
         board.strategy = name;
         // The initial weights are untrained: their "guesses" would only mislead the human.
-        board.probs = merged.is_some().then(|| Arc::new(probs));
-        board.progress.model = merged.map(|m| hex::encode(m.hash));
+        board.probs = ranking_hash.is_some().then(|| Arc::new(probs));
+        board.progress.model = ranking_hash;
+        board.progress.merged = merged.map(|m| hex::encode(m.hash));
         board.progress.rescores += 1;
+    }
+
+    /// The weights to rank with: this node's own latest model when it was trained on at least
+    /// as many labels as any model in the merge (it then knows everything the merge knows, and
+    /// the merge is an average that includes peers' older rounds), else the merged model;
+    /// `None` (the initial weights) when there is neither. Ranking with the freshest model lets
+    /// the human's next pick reflect the latest labels without waiting for every peer's round.
+    fn ranking_model(&self, merged: Option<&exchange::MergedModel>) -> Option<Arc<Vec<u8>>> {
+        freshest(self.own.as_ref(), merged)
+    }
+}
+
+/// The own weights (with the labels they were trained on) when they saw at least as many labels
+/// as any model in the merge, else the merged weights, else the own weights; `None` without
+/// either.
+fn freshest(
+    own: Option<&(Arc<Vec<u8>>, usize)>,
+    merged: Option<&exchange::MergedModel>,
+) -> Option<Arc<Vec<u8>>> {
+    match (own, merged) {
+        (Some((own, labels)), Some(m)) if *labels as u64 >= m.labels => Some(own.clone()),
+        (_, Some(m)) => Some(m.bytes.clone()),
+        (Some((own, _)), None) => Some(own.clone()),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merged(bytes: &[u8], labels: u64) -> exchange::MergedModel {
+        exchange::MergedModel {
+            hash: *blake3::hash(bytes).as_bytes(),
+            bytes: Arc::new(bytes.to_vec()),
+            peers: 3,
+            labels,
+        }
+    }
+
+    #[test]
+    fn ranks_with_the_own_model_only_while_it_has_seen_as_many_labels_as_the_merge() {
+        let own = (Arc::new(b"own".to_vec()), 40);
+        let pick = |own: Option<&(Arc<Vec<u8>>, usize)>, m: Option<&exchange::MergedModel>| {
+            freshest(own, m).map(|b| b.as_slice().to_vec())
+        };
+        assert_eq!(
+            pick(Some(&own), Some(&merged(b"m", 40))),
+            Some(b"own".to_vec())
+        );
+        assert_eq!(
+            pick(Some(&own), Some(&merged(b"m", 39))),
+            Some(b"own".to_vec())
+        );
+        // A peer's model in the merge saw more labels: the merge knows something we do not.
+        assert_eq!(
+            pick(Some(&own), Some(&merged(b"m", 41))),
+            Some(b"m".to_vec())
+        );
+        assert_eq!(pick(None, Some(&merged(b"m", 1))), Some(b"m".to_vec()));
+        assert_eq!(pick(Some(&own), None), Some(b"own".to_vec()));
+        assert_eq!(pick(None, None), None);
     }
 }

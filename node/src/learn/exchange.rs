@@ -32,6 +32,8 @@ pub struct MergedModel {
     pub bytes: Arc<Vec<u8>>,
     /// Peers whose updates went in.
     pub peers: usize,
+    /// The most labels any update that went in was trained on.
+    pub labels: u64,
 }
 
 impl fmt::Debug for MergedModel {
@@ -254,6 +256,12 @@ fn merged_model(
         hash: *blake3::hash(&bytes).as_bytes(),
         bytes: Arc::new(bytes),
         peers: merged.included.len(),
+        labels: registry
+            .latest()
+            .filter(|u| merged.included.contains(&u.peer))
+            .map(|u| u.labels_trained)
+            .max()
+            .unwrap_or(0),
     })
 }
 
@@ -324,6 +332,7 @@ impl ModelExchange for ServiceExchange {
             hash: m.hash.0,
             bytes: m.weights.clone(),
             peers: m.included.len(),
+            labels: m.labels_trained,
         })
     }
 

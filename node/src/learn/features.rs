@@ -4,7 +4,7 @@
 //!
 //! - CSV rows ([`MediaType::Row`]): standardised with the statistics of the whole dataset (every
 //!   node holds the same samples, so every node derives the same features); a `linear` model.
-//! - Images: decoded, resized to 16x16 grey; the `cnn`.
+//! - Images: decoded, resized to 16x16, one channel on the principal colour axis; the `cnn`.
 //! - Text: hashed word and character n-grams; a `linear` model.
 //!
 //! A sample that cannot be read or decoded is an error naming the sample; nothing is skipped
@@ -21,7 +21,9 @@ use crate::dataset::manifest::{MediaType, Task, decode_row};
 use crate::dataset::{Catalog, CatalogError, DatasetId, Listed};
 use crate::store::StoreError;
 
-/// Side of the square grey images the `cnn` takes.
+/// Side of the square images the `cnn` takes, one channel: each pixel projected on the image's
+/// principal colour axis ([`Colour::Principal`]), which keeps shapes whose colour has the
+/// brightness of the background.
 pub const IMAGE_SIDE: u32 = 16;
 /// Columns of the hashed text features.
 pub const TEXT_WIDTH: usize = 4096;
@@ -174,7 +176,7 @@ pub fn from_samples(
             )
         }
         Task::ImageClassification => {
-            let extractor = ImageFeatures::new(IMAGE_SIDE, IMAGE_SIDE, Colour::Grey)?;
+            let extractor = ImageFeatures::new(IMAGE_SIDE, IMAGE_SIDE, Colour::Principal)?;
             check_media(samples, &[MediaType::Png, MediaType::Jpeg], media_error)?;
             let ids: Vec<String> = samples.iter().map(|(s, _, _)| s.to_string()).collect();
             let x = extractor.extract_all(

@@ -54,25 +54,45 @@ pub struct Input<'a> {
     pub me: AnnotatorKey,
 }
 
-/// Up to `n` samples for this labeler: its own share first in ranking order, then, if that
-/// runs out, other candidates in ranking order.
+/// Up to `n` samples for this labeler: its own share first, then, if that runs out, other
+/// candidates. Within each part, *open* samples (with some labels but fewer than the
+/// redundancy target) come before fresh ones, each in ranking order: a sample once labelled
+/// drops in an uncertainty ranking (the model has learned it), and without this its other
+/// labelers would never reach it, leaving it with one possibly wrong answer.
 pub fn select(input: &Input<'_>, n: usize) -> Vec<Choice> {
     let mut active: BTreeSet<AnnotatorKey> = input.active.iter().copied().collect();
     active.insert(input.me);
     let active: Vec<AnnotatorKey> = active.into_iter().collect();
     let redundancy = input.redundancy.max(1);
     let owners = (redundancy as usize).min(active.len());
-    let mut mine = Vec::new();
-    let mut others = Vec::new();
+    let eligible =
+        |sample: &SampleId| !input.mine.contains(sample) && !input.exclude.contains(sample);
+    // Open samples are few (the counts map holds only labelled ones): look them up instead of
+    // walking the whole ranking.
+    let open: HashSet<SampleId> = input
+        .counts
+        .iter()
+        .filter(|(sample, c)| **c > 0 && **c < redundancy && eligible(sample))
+        .map(|(sample, _)| *sample)
+        .collect();
+    let mut parts: [Vec<Choice>; 4] = Default::default();
+    let [mine_open, mine_fresh, others_open, others_fresh] = &mut parts;
+    let mut open_left = open.len();
     for (rank, sample) in input.ranked.iter().enumerate() {
-        if mine.len() >= n {
-            break;
-        }
-        if input.counts.get(sample).copied().unwrap_or(0) >= redundancy
-            || input.mine.contains(sample)
-            || input.exclude.contains(sample)
-        {
-            continue;
+        let is_open = open.contains(sample);
+        if is_open {
+            open_left -= 1;
+        } else {
+            if mine_open.len() + mine_fresh.len() >= n {
+                // Enough of my own: only open samples still matter.
+                if open_left == 0 {
+                    break;
+                }
+                continue;
+            }
+            if input.counts.get(sample).copied().unwrap_or(0) > 0 || !eligible(sample) {
+                continue;
+            }
         }
         let share = if is_owner(sample, &input.me, &active, owners) {
             Share::Mine
@@ -84,14 +104,14 @@ pub fn select(input: &Input<'_>, n: usize) -> Vec<Choice> {
             rank,
             share,
         };
-        match share {
-            Share::Mine => mine.push(choice),
-            Share::Fallback => others.push(choice),
+        match (share, is_open) {
+            (Share::Mine, true) => mine_open.push(choice),
+            (Share::Mine, false) => mine_fresh.push(choice),
+            (Share::Fallback, true) => others_open.push(choice),
+            (Share::Fallback, false) => others_fresh.push(choice),
         }
     }
-    let missing = n.saturating_sub(mine.len());
-    mine.extend(others.into_iter().take(missing));
-    mine
+    parts.into_iter().flatten().take(n).collect()
 }
 
 /// Whether `me` is among the `owners` labelers of `active` with the highest rendezvous weight
@@ -236,6 +256,33 @@ mod tests {
         let ranks: Vec<usize> = picks.iter().map(|c| c.rank).collect();
         assert_eq!(ranks, vec![0, 1, 2, 3, 4]);
         assert!(picks.iter().all(|c| c.share == Share::Mine));
+    }
+
+    #[test]
+    fn open_samples_of_my_share_come_before_fresh_ones() {
+        let mut world = World::new(60);
+        let active: Vec<AnnotatorKey> = (0..4).map(labeler).collect();
+        let me = labeler(0);
+        // Deep in the ranking, one label of the three wanted: the model has learned them.
+        for i in 50..60 {
+            world.counts.insert(sample(i), 1);
+        }
+        world.counts.insert(sample(49), 3);
+        let picks = world.pick(me, &active, 3, 5);
+        assert_eq!(picks.len(), 5);
+        let open_mine: Vec<usize> = (50..60)
+            .filter(|&i| is_owner(&sample(i), &me, &active, 3))
+            .map(|i| i as usize)
+            .collect();
+        assert!(!open_mine.is_empty(), "3 of 4 labelers own each sample");
+        let expected = open_mine.len().min(5);
+        let ranks: Vec<usize> = picks.iter().map(|c| c.rank).collect();
+        assert_eq!(&ranks[..expected], &open_mine[..expected]);
+        assert!(ranks[expected..].iter().all(|&r| r < 49), "{ranks:?}");
+        assert!(picks.iter().all(|c| c.share == Share::Mine));
+        // With a target of 1 nothing is open: samples with a label are never picked.
+        let picks = world.pick(me, &active, 1, 60);
+        assert!(picks.iter().all(|c| c.rank < 49), "{picks:?}");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct MergedModel {
     pub architecture: Architecture,
     /// The peers whose updates went in, sorted.
     pub included: Vec<AnnotatorKey>,
+    /// The most labels any included update was trained on.
+    pub labels_trained: u64,
     /// The updates left out, sorted by peer.
     pub excluded: Vec<Exclusion>,
 }
@@ -219,12 +221,19 @@ pub fn compute(
     // Every included update had decoded weights of the winning form.
     let form = form.unwrap_or_default();
     let bytes = weights::encode(&merged.tensors, &form)?;
+    let labels_trained = candidates
+        .iter()
+        .filter(|u| merged.included.contains(&u.peer))
+        .map(|u| u.labels_trained)
+        .max()
+        .unwrap_or(0);
     Ok(MergedModel {
         hash: WeightsHash(*blake3::hash(&bytes).as_bytes()),
         weights: Arc::new(bytes),
         registry_digest: registry.digest(),
         architecture: merged.architecture,
         included: merged.included,
+        labels_trained,
         excluded,
     })
 }
@@ -256,12 +265,13 @@ mod tests {
         id: &Identity,
         bytes: Vec<u8>,
         architecture: Architecture,
+        labels: u64,
     ) {
         let update = ModelUpdate {
             dataset: DATASET,
             peer: AnnotatorKey(id.public_key().0),
             version: 1,
-            labels_trained: 10,
+            labels_trained: labels,
             architecture,
             weights_hash: WeightsHash(*blake3::hash(&bytes).as_bytes()),
             weights_bytes: bytes.len() as u64,
@@ -285,6 +295,7 @@ mod tests {
                 &ids[i],
                 file(&[*v, -*v], vec![2]),
                 arch("a"),
+                10,
             );
         }
         publish(
@@ -293,6 +304,7 @@ mod tests {
             &ids[3],
             file(&[5.0, 5.0], vec![2]),
             arch("b"),
+            99,
         );
         publish(
             &mut registry,
@@ -300,6 +312,7 @@ mod tests {
             &ids[4],
             file(&[1.0, 1.0], vec![1, 2]),
             arch("a"),
+            99,
         );
         publish(
             &mut registry,
@@ -307,12 +320,17 @@ mod tests {
             &ids[5],
             b"junk".to_vec(),
             arch("a"),
+            99,
         );
         let merged = compute(&registry, &held, Method::Median, None, None).unwrap();
         let decoded = weights::decode(&merged.weights).unwrap();
         assert_eq!(decoded.tensors, vec![("w".to_owned(), vec![2.0, -2.0])]);
         assert_eq!(decoded.form.shapes["w"], [2]);
         assert_eq!(merged.included.len(), 3);
+        assert_eq!(
+            merged.labels_trained, 10,
+            "only included updates count (the refused ones say 99)"
+        );
         assert_eq!(merged.excluded.len(), 3);
         let reasons: Vec<&str> = merged.excluded.iter().map(|e| e.reason.as_str()).collect();
         assert!(
@@ -373,6 +391,7 @@ mod tests {
             &id,
             file(&[1.0, 1.0], vec![2]),
             arch("a"),
+            10,
         );
         let err = compute(&registry, &HashMap::new(), Method::Median, None, None).unwrap_err();
         assert!(err.to_string().contains("not available"), "{err}");
