@@ -224,7 +224,10 @@ fn read_curves(path: &Path) -> anyhow::Result<Vec<Curve>> {
         "{} is not the output of `swarmlabel-bench al` or `sim`",
         path.display()
     );
-    let strategy = v["strategy"].as_str().unwrap_or("?").to_owned();
+    let mut strategy = v["strategy"].as_str().unwrap_or("?").to_owned();
+    if let Some(p) = v["explore_percent"].as_u64().filter(|&p| p > 0) {
+        strategy = format!("{strategy}, {p} % random");
+    }
     if v["bench"] == "sim" {
         let conditions = format!(
             "noise {}, redundancy {}",

@@ -386,6 +386,11 @@ pub(crate) struct CreateArgs {
     /// Fail on files that are not images instead of skipping them with a warning.
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Labels wanted per sample (1 to 16): volunteers' nodes spread samples so that each gets
+    /// this many different labelers, and disagreements are settled by majority vote. 3 is a
+    /// good choice when labels are hard or volunteers careless; it triples the labels needed.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) redundancy: u32,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,

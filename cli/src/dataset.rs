@@ -61,6 +61,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
                 }
                 println!("task:        {}", task_text(&r.task));
                 println!("labels:      {}", r.labels.join(","));
+                println!("redundancy:  {} label(s) wanted per sample", r.redundancy);
                 println!(
                     "samples:     {} ({} with gold labels)",
                     r.sample_count, r.gold_count
@@ -236,6 +237,7 @@ fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcom
         text_field: a.text_field,
         strict: a.strict,
         created_at_ms: None,
+        redundancy: a.redundancy,
     };
     let report = import::import(&home, &identity, &a.path, &opts, &Bar::new(quiet || a.json))?;
     if !quiet {
@@ -292,6 +294,7 @@ fn summary(l: &Listed) -> serde_json::Value {
         "task": r.task.kind(),
         "features": features,
         "labels": r.labels,
+        "redundancy": r.redundancy,
         "samples": r.sample_count,
         "gold": r.gold_count,
         "bytes": r.total_bytes,

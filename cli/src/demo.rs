@@ -213,10 +213,16 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
 }
 
 /// The learning loop of the demo's nodes: the shapes are the same shape flipped or turned, so
-/// the demo (which knows its data) trains with flips and turns; and several nodes share two
-/// cores here, so each retrains after 20 new labels or 2 s without one, not after every label.
+/// the demo (which knows its data) trains with flips and turns; half the picks are random,
+/// which made margin sampling beat random picks at every budget on shapes (`swarmlabel-bench
+/// al`, docs/benchmarks.md); and several nodes share two cores here, so each retrains after 20
+/// new labels or 2 s without one, not after every label.
 fn learn_config() -> learn::Config {
+    let mut query =
+        swarmlabel_active_learning::Query::new(swarmlabel_active_learning::Strategy::Margin);
+    query.explore_percent = 50;
     learn::Config {
+        query,
         augment_images: swarmlabel_active_learning::Augment::FlipsAndTurns,
         plan: learn::plan::Config {
             debounce_ms: 2_000,

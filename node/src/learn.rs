@@ -43,10 +43,12 @@ use features::{FeaturesError, PoolFeatures};
 #[derive(Debug, Clone)]
 pub struct Config {
     /// How candidates are ranked (the diversity step of `-diverse` strategies is not used: the
-    /// spread over labelers replaces it).
+    /// spread over labelers replaces it; an explore share interleaves this labeler's random
+    /// order with the ranking, see [`select::interleave`]).
     pub query: Query,
-    /// Labels wanted per sample (set by the data owner; 1 by default).
-    pub redundancy: u32,
+    /// Labels wanted per sample; `None` (the default) takes the data owner's target from the
+    /// manifest (`swarmlabel dataset create --redundancy`).
+    pub redundancy: Option<u32>,
     /// Consensus labels below which picks are random (the model is not worth asking yet).
     pub initial: u64,
     /// When to train.
@@ -70,7 +72,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             query: Query::new(Strategy::Margin),
-            redundancy: 1,
+            redundancy: None,
             initial: 10,
             plan: plan::Config::default(),
             active_window: Duration::from_secs(600),
@@ -199,7 +201,7 @@ impl Learner {
         let learner = Learner {
             dataset,
             me,
-            redundancy: config.redundancy.max(1),
+            redundancy: config.redundancy.unwrap_or(pool.redundancy).max(1),
             pool: pool.clone(),
             board: board.clone(),
             stop,

@@ -24,6 +24,7 @@ fn root(pages: Vec<PageRef>) -> Root {
         created_at_ms: 5,
         sample_count: pages.iter().map(|p| u64::from(p.samples)).sum(),
         gold_count: 0,
+        redundancy: 1,
         total_bytes: 0,
         pages,
     }

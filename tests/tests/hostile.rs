@@ -82,6 +82,7 @@ fn made_up_root(owner: &Identity) -> SignedRoot {
             created_at_ms: 1,
             sample_count: 0,
             gold_count: 0,
+            redundancy: 1,
             total_bytes: 0,
             pages: vec![],
         },

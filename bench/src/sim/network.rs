@@ -103,7 +103,8 @@ pub(super) async fn run(
 ) -> anyhow::Result<Outcome> {
     // The owner: imports the pool without labels and serves it.
     let (owner_home, owner_key) = Home::init(&setup.work.join("owner"), false)?;
-    let opts = Options::new("sim-pool", setup.classes.clone());
+    let mut opts = Options::new("sim-pool", setup.classes.clone());
+    opts.redundancy = setup.redundancy;
     let report = import(&owner_home, &owner_key, &setup.pool_csv, &opts, &NoProgress)?;
     let dataset = report.id;
     let root = report.root.root().clone();
@@ -155,7 +156,7 @@ pub(super) async fn run(
         };
         let learn_config = learn::Config {
             query: setup.query,
-            redundancy: setup.redundancy,
+            redundancy: None,
             initial: setup.initial,
             ..learn::Config::default()
         };

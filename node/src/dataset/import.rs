@@ -65,6 +65,8 @@ pub struct Options {
     pub strict: bool,
     /// Creation time to record; `None` is now.
     pub created_at_ms: Option<u64>,
+    /// Labels wanted per sample (1 to [`MAX_REDUNDANCY`](super::manifest::MAX_REDUNDANCY)).
+    pub redundancy: u32,
 }
 
 impl Options {
@@ -79,6 +81,7 @@ impl Options {
             text_field: "text".into(),
             strict: false,
             created_at_ms: None,
+            redundancy: 1,
         }
     }
 }
@@ -267,6 +270,13 @@ pub fn import(
     progress: &dyn Progress,
 ) -> Result<Report, ImportError> {
     let labels = validate_labels(&opts.labels)?;
+    if !(1..=super::manifest::MAX_REDUNDANCY).contains(&opts.redundancy) {
+        return Err(ImportError::Metadata(format!(
+            "--redundancy {} is out of range; ask for 1 to {} labels per sample",
+            opts.redundancy,
+            super::manifest::MAX_REDUNDANCY
+        )));
+    }
     validate_metadata(opts)?;
     if !path.exists() {
         return Err(ImportError::Missing(path.to_owned()));
@@ -363,6 +373,7 @@ pub fn import(
         description: opts.description.clone(),
         task,
         labels,
+        redundancy: opts.redundancy,
         owner: owner.public_key(),
         created_at_ms,
         sample_count: collected.sample_count,

@@ -25,10 +25,12 @@ pub const MAX_DESCRIPTION_BYTES: usize = 16 * 1024;
 pub const MAX_FEATURES: usize = 65_536;
 /// Bytes in a feature name at most.
 pub const MAX_FEATURE_NAME_BYTES: usize = 256;
+/// Labels wanted per sample at most (the owner's redundancy target).
+pub const MAX_REDUNDANCY: u32 = 16;
 
 /// The domain under which roots are signed.
 pub const ROOT_SIGNATURE_DOMAIN: &str = "swarmlabel/manifest-root/v1";
-const ROOT_MAGIC: &[u8; 8] = b"SWLROOT1";
+const ROOT_MAGIC: &[u8; 8] = b"SWLROOT2";
 const PAGE_MAGIC: &[u8; 8] = b"SWLPAGE1";
 const NO_GOLD: u16 = u16::MAX;
 const ENTRY_LEN: usize = 32 + 8 + 1 + 2;
@@ -137,6 +139,9 @@ pub struct Root {
     pub task: Task,
     /// The label set; gold labels and annotations index into it.
     pub labels: Vec<String>,
+    /// Labels wanted per sample (the owner's redundancy target, 1 to [`MAX_REDUNDANCY`]):
+    /// volunteers' nodes spread samples so that each gets this many labelers.
+    pub redundancy: u32,
     /// The data owner's key, which signs the root.
     pub owner: PublicKey,
     /// Creation time, milliseconds since the Unix epoch.
@@ -210,6 +215,7 @@ impl Root {
         for l in &self.labels {
             put_str(&mut w, l);
         }
+        put_u32(&mut w, self.redundancy);
         w.extend_from_slice(&self.owner.0);
         w.extend_from_slice(&self.created_at_ms.to_le_bytes());
         w.extend_from_slice(&self.sample_count.to_le_bytes());
@@ -250,6 +256,10 @@ impl Root {
         if labels.is_empty() || labels.iter().any(String::is_empty) {
             return Err(DecodeError::Bounds("label set"));
         }
+        let redundancy = r.u32()?;
+        if !(1..=MAX_REDUNDANCY).contains(&redundancy) {
+            return Err(DecodeError::Bounds("redundancy"));
+        }
         let owner = PublicKey(r.array()?);
         let created_at_ms = r.u64()?;
         let sample_count = r.u64()?;
@@ -275,6 +285,7 @@ impl Root {
             description,
             task,
             labels,
+            redundancy,
             owner,
             created_at_ms,
             sample_count,
@@ -494,6 +505,7 @@ mod tests {
                 features: vec!["x".into(), "y".into()],
             },
             labels: vec!["a".into(), "b".into()],
+            redundancy: 3,
             owner: owner.public_key(),
             created_at_ms: 1_700_000_000_000,
             sample_count: pages.iter().map(|p| u64::from(p.samples)).sum(),
@@ -527,6 +539,25 @@ mod tests {
         }
         for n in 0..signed.bytes().len() {
             assert!(SignedRoot::decode(&signed.bytes()[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn a_redundancy_of_0_or_above_the_bound_is_refused() {
+        let owner = Identity::from_secret_bytes([1; 32]);
+        for redundancy in [0, MAX_REDUNDANCY + 1] {
+            let mut root = sample_root(
+                &owner,
+                vec![PageRef {
+                    id: BlobId([5; 32]),
+                    samples: 2,
+                }],
+            );
+            root.redundancy = redundancy;
+            assert_eq!(
+                Root::decode(&root.encode()),
+                Err(DecodeError::Bounds("redundancy"))
+            );
         }
     }
 

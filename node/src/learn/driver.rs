@@ -387,13 +387,17 @@ impl Driver {
             let mut order: Vec<usize> = (0..scores.len()).collect();
             // Stable: equal scores keep pool order on every node.
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-            (
-                order
-                    .into_iter()
-                    .map(|i| (self.pool.ids[i], scores[i]))
-                    .collect(),
-                strategy.name().to_owned(),
-            )
+            let by_score = order
+                .into_iter()
+                .map(|i| (self.pool.ids[i], scores[i]))
+                .collect();
+            let explore = self.config.query.explore_percent;
+            let ranked = if explore == 0 {
+                by_score
+            } else {
+                select::interleave(by_score, &self.random_order(), explore)
+            };
+            (ranked, strategy.name().to_owned())
         };
         let mut board = self.board();
         board.ranked = ranked;

@@ -88,6 +88,8 @@ pub struct PoolFeatures {
     /// For CSV rows, the standardisation fitted on the pool: apply it to rows from elsewhere
     /// (a test set) to feed them to the same models.
     pub scaler: Option<Tabular>,
+    /// Labels wanted per sample, from the manifest (1 for pools not read from a catalog).
+    pub redundancy: u32,
 }
 
 /// Reads every sample of the listed dataset `id` and computes its features. Blocking (reads
@@ -98,6 +100,7 @@ pub fn load(catalog: &Catalog, id: &DatasetId) -> Result<PoolFeatures, FeaturesE
     let root = listed.root.root();
     let mut pool = from_samples(*id, &root.task, &root.labels, &samples)?;
     pool.gold = gold;
+    pool.redundancy = root.redundancy;
     Ok(pool)
 }
 
@@ -209,6 +212,7 @@ pub fn from_samples(
         labels: labels.to_vec(),
         gold: HashMap::new(),
         scaler,
+        redundancy: 1,
     })
 }
 

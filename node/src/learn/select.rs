@@ -114,6 +114,45 @@ pub fn select(input: &Input<'_>, n: usize) -> Vec<Choice> {
     parts.into_iter().flatten().take(n).collect()
 }
 
+/// The ranking a labeler's picks come from when `explore_percent` of them should be random
+/// ([`swarmlabel_active_learning::Query::explore_percent`]): position `i` (from 0) is taken
+/// from `random` when `(i + 1) * p / 100` exceeds `i * p / 100`, otherwise from `by_score`,
+/// each time the first sample of that list not yet placed. Every sample of either list appears
+/// once; `0` returns `by_score` unchanged.
+pub fn interleave(
+    by_score: Vec<(SampleId, f32)>,
+    random: &[(SampleId, f32)],
+    explore_percent: u8,
+) -> Vec<(SampleId, f32)> {
+    let p = usize::from(explore_percent.min(100));
+    if p == 0 {
+        return by_score;
+    }
+    let score: HashMap<SampleId, f32> = by_score.iter().copied().collect();
+    let mut placed: HashSet<SampleId> = HashSet::with_capacity(by_score.len());
+    let mut out = Vec::with_capacity(by_score.len());
+    let (mut a, mut b) = (by_score.iter(), random.iter());
+    let mut i = 0usize;
+    loop {
+        let from_random = (i + 1) * p / 100 > i * p / 100;
+        let (first, second) = if from_random {
+            (&mut b, &mut a)
+        } else {
+            (&mut a, &mut b)
+        };
+        let next = first
+            .by_ref()
+            .find(|(s, _)| !placed.contains(s))
+            .or_else(|| second.by_ref().find(|(s, _)| !placed.contains(s)));
+        let Some(&(sample, _)) = next else {
+            return out;
+        };
+        placed.insert(sample);
+        out.push((sample, score.get(&sample).copied().unwrap_or(0.0)));
+        i += 1;
+    }
+}
+
 /// Whether `me` is among the `owners` labelers of `active` with the highest rendezvous weight
 /// for `sample`.
 fn is_owner(sample: &SampleId, me: &AnnotatorKey, active: &[AnnotatorKey], owners: usize) -> bool {
@@ -256,6 +295,34 @@ mod tests {
         let ranks: Vec<usize> = picks.iter().map(|c| c.rank).collect();
         assert_eq!(ranks, vec![0, 1, 2, 3, 4]);
         assert!(picks.iter().all(|c| c.share == Share::Mine));
+    }
+
+    #[test]
+    fn interleave_alternates_the_score_order_with_the_random_one_without_repeats() {
+        let by_score: Vec<(SampleId, f32)> =
+            (0..6).map(|i| (sample(i), 1.0 - i as f32 / 10.0)).collect();
+        let random: Vec<(SampleId, f32)> = [5, 0, 4, 1, 3, 2].map(|i| (sample(i), 0.0)).to_vec();
+        let ids = |v: Vec<(SampleId, f32)>| -> Vec<u32> {
+            v.iter()
+                .map(|(s, _)| u32::from_le_bytes(s.0[..4].try_into().unwrap()))
+                .collect()
+        };
+        // 50 %: random at positions 1, 3, 5; each sample once.
+        assert_eq!(
+            ids(interleave(by_score.clone(), &random, 50)),
+            [0, 5, 1, 4, 2, 3]
+        );
+        let mixed = interleave(by_score.clone(), &random, 50);
+        // Scores travel with their samples.
+        assert!((mixed[1].1 - 0.5).abs() < 1e-6, "{mixed:?}");
+        assert_eq!(
+            ids(interleave(by_score.clone(), &random, 0)),
+            [0, 1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            ids(interleave(by_score.clone(), &random, 100)),
+            [5, 0, 4, 1, 3, 2]
+        );
     }
 
     #[test]

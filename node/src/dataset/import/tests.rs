@@ -373,11 +373,33 @@ fn encoding_is_pinned_and_the_same_in_two_homes() {
     );
     assert_eq!(
         ids[0].to_string(),
-        "cbeba164034b312697a505369bd8515ef069c45be61649f11fa7bbaca0048535",
+        "7d96843fe87a25c1cb8d827bde2c40f1db804ba87edfb9f4ba2765c35c137da6",
         "root encoding changed"
     );
 }
 
 fn encode_row_for_test(values: &[f64]) -> Vec<u8> {
     crate::dataset::manifest::encode_row(values)
+}
+
+#[test]
+fn the_redundancy_target_is_signed_into_the_root_and_bounded() {
+    let f = fixture();
+    let p = f.write("d.csv", "a,b\n1,2\n3,4\n");
+    for bad in [0, 17] {
+        f.refuses_with(
+            &p,
+            "x,y",
+            |o| o.redundancy = bad,
+            &[&format!("--redundancy {bad}"), "1 to 16"],
+        );
+    }
+    let report = f.import_with(&p, "x,y", |o| o.redundancy = 3).unwrap();
+    assert_eq!(report.root.root().redundancy, 3);
+    let listed = f.home.catalog().get(&report.id).unwrap();
+    assert_eq!(
+        listed.root.root().redundancy,
+        3,
+        "read back from the catalog"
+    );
 }
