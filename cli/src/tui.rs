@@ -98,7 +98,7 @@ fn event_loop(
                         &format!("/api/v1/datasets/{id}/undo"),
                         serde_json::json!({}),
                     )
-                    .map(drop),
+                    .map(|_| answered = answered.saturating_sub(1)),
                 Effect::More => fetch(client, id, session),
             };
             if let Err(e) = done {

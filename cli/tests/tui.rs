@@ -6,7 +6,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 #[path = "support/process.rs"]
@@ -36,13 +36,37 @@ fn values(node: &Node) -> Vec<String> {
     list.into_iter().map(|(_, v)| v).collect()
 }
 
-/// Waits until `done` holds, or fails saying `what` did not happen.
-fn wait(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + HANG;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        // A poll interval, not a sequencing delay: the condition is what the test waits for.
-        std::thread::sleep(std::time::Duration::from_millis(5));
+/// What the terminal printed so far, and a signal for each new piece.
+#[derive(Default)]
+struct Screen {
+    bytes: Mutex<Vec<u8>>,
+    printed: Condvar,
+}
+
+impl Screen {
+    fn shows(&self, text: &str) -> bool {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).contains(text)
+    }
+
+    /// Checks `done` each time the terminal prints (the labeler redraws after every request to
+    /// the node returns: the header's count of answers moves), until it holds; fails saying
+    /// `what` did not happen if the terminal stays quiet for `HANG`.
+    fn wait(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + HANG;
+        let mut seen = self.bytes.lock().unwrap().len();
+        while !done() {
+            let bytes = self.bytes.lock().unwrap();
+            let (bytes, _) = self
+                .printed
+                .wait_timeout_while(
+                    bytes,
+                    deadline.saturating_duration_since(Instant::now()),
+                    |b| b.len() == seen,
+                )
+                .unwrap();
+            assert!(bytes.len() > seen, "{what} never happened");
+            seen = bytes.len();
+        }
     }
 }
 
@@ -68,7 +92,7 @@ fn keys_in_a_terminal_become_labels_and_backspace_undoes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let screen = Arc::new(Mutex::new(Vec::new()));
+    let screen = Arc::new(Screen::default());
     let mut stdout = tui.stdout.take().unwrap();
     let reader = {
         let screen = screen.clone();
@@ -78,13 +102,13 @@ fn keys_in_a_terminal_become_labels_and_backspace_undoes() {
                 if n == 0 {
                     break;
                 }
-                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+                screen.bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+                screen.printed.notify_all();
             }
         })
     };
-    let shown = |text: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(text);
-    wait("the terminal labeler drawing its header", || {
-        shown("Esc quits")
+    screen.wait("the terminal labeler drawing its header", || {
+        screen.shows("Esc quits")
     });
     let mut keys = tui.stdin.take().unwrap();
     let mut press = |key: &[u8]| {
@@ -92,17 +116,17 @@ fn keys_in_a_terminal_become_labels_and_backspace_undoes() {
         keys.flush().unwrap();
     };
     press(b"1");
-    wait("the first label reaching the node", || {
+    screen.wait("the first label reaching the node", || {
         values(&node).len() == 1
     });
     press(b"2");
-    wait("the second label", || values(&node).len() == 2);
+    screen.wait("the second label", || values(&node).len() == 2);
     press(b" ");
-    wait("the skip", || values(&node).len() == 3);
+    screen.wait("the skip", || values(&node).len() == 3);
     press(b"3");
-    wait("the third label", || values(&node).len() == 4);
+    screen.wait("the third label", || values(&node).len() == 4);
     press(b"\x7f"); // Backspace
-    wait("the undo", || values(&node).last().unwrap() == "skip");
+    screen.wait("the undo", || values(&node).last().unwrap() == "skip");
     assert_eq!(values(&node), ["0", "1", "skip", "skip"]);
     press(b"\x1b"); // Esc
     let status = tui.wait().unwrap();
