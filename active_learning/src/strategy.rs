@@ -238,11 +238,7 @@ impl Query {
         }
         let scores = self.strategy.scores(pool.probs, pool.passes)?;
         let (mut chosen, reason) = if self.strategy == Strategy::Random {
-            let chosen = rand::seq::index::sample(rng, eligible.len(), k)
-                .into_iter()
-                .map(|i| eligible[i])
-                .collect();
-            (chosen, Reason::Random)
+            (draw(&eligible, k, rng), Reason::Random)
         } else if self.cold_start.applies(labelled_per_class) {
             let features = pool
                 .features
@@ -278,12 +274,7 @@ impl Query {
                 .into_iter()
                 .filter(|i| !taken.contains(i))
                 .collect();
-            let extra = (k - uncertain).min(rest.len());
-            chosen.extend(
-                rand::seq::index::sample(rng, rest.len(), extra)
-                    .into_iter()
-                    .map(|i| rest[i]),
-            );
+            chosen.extend(draw(&rest, k - uncertain, rng));
         }
         Ok(chosen
             .into_iter()
@@ -371,6 +362,14 @@ pub fn select<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<Pick>, SelectError> {
     Query::new(strategy).select(pool, k, exclude, &[], rng)
+}
+
+/// Up to `k` distinct entries of `from`, drawn uniformly.
+fn draw<R: Rng + ?Sized>(from: &[usize], k: usize, rng: &mut R) -> Vec<usize> {
+    rand::seq::index::sample(rng, from.len(), k.min(from.len()))
+        .into_iter()
+        .map(|i| from[i])
+        .collect()
 }
 
 fn top_classes(row: &[f32], n: usize) -> Vec<(usize, f32)> {

@@ -347,14 +347,14 @@ impl Driver {
         self.rescore().await;
     }
 
-    /// Scores the pool with the freshest model (see [`Driver::ranking_model`]) and puts the new
-    /// ranking on the board.
+    /// Scores the pool with the freshest model (see [`freshest`]) and puts the new ranking on
+    /// the board.
     async fn rescore(&mut self) {
         let merged = self.exchange.merged(self.crdt);
         let pool = self.pool.clone();
         let strategy = self.config.query.strategy;
         let seed = self.seed;
-        let bytes = self.ranking_model(merged.as_ref());
+        let bytes = freshest(self.own.as_ref(), merged.as_ref());
         let ranking_hash = bytes
             .as_ref()
             .map(|b| hex::encode(blake3::hash(b).as_bytes()));
@@ -391,11 +391,10 @@ impl Driver {
                 .into_iter()
                 .map(|i| (self.pool.ids[i], scores[i]))
                 .collect();
-            let explore = self.config.query.explore_percent;
-            let ranked = if explore == 0 {
+            let ranked = if self.config.query.explore_percent == 0 {
                 by_score
             } else {
-                select::interleave(by_score, &self.random_order(), explore)
+                select::interleave(by_score, &self.random_order(), &self.config.query)
             };
             (ranked, strategy.name().to_owned())
         };
@@ -408,20 +407,13 @@ impl Driver {
         board.progress.merged = merged.map(|m| hex::encode(m.hash));
         board.progress.rescores += 1;
     }
-
-    /// The weights to rank with: this node's own latest model when it was trained on at least
-    /// as many labels as any model in the merge (it then knows everything the merge knows, and
-    /// the merge is an average that includes peers' older rounds), else the merged model;
-    /// `None` (the initial weights) when there is neither. Ranking with the freshest model lets
-    /// the human's next pick reflect the latest labels without waiting for every peer's round.
-    fn ranking_model(&self, merged: Option<&exchange::MergedModel>) -> Option<Arc<Vec<u8>>> {
-        freshest(self.own.as_ref(), merged)
-    }
 }
 
-/// The own weights (with the labels they were trained on) when they saw at least as many labels
-/// as any model in the merge, else the merged weights, else the own weights; `None` without
-/// either.
+/// The weights to rank with: this node's own latest model when it was trained on at least
+/// as many labels as any model in the merge (it then knows everything the merge knows, and
+/// the merge is an average that includes peers' older rounds), else the merged model;
+/// `None` (the initial weights) when there is neither. Ranking with the freshest model lets
+/// the human's next pick reflect the latest labels without waiting for every peer's round.
 fn freshest(
     own: Option<&(Arc<Vec<u8>>, usize)>,
     merged: Option<&exchange::MergedModel>,

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use swarmlabel_active_learning::Query;
 use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation};
 
 /// Who a pick was meant for.
@@ -114,18 +115,17 @@ pub fn select(input: &Input<'_>, n: usize) -> Vec<Choice> {
     parts.into_iter().flatten().take(n).collect()
 }
 
-/// The ranking a labeler's picks come from when `explore_percent` of them should be random
-/// ([`swarmlabel_active_learning::Query::explore_percent`]): position `i` (from 0) is taken
-/// from `random` when `(i + 1) * p / 100` exceeds `i * p / 100`, otherwise from `by_score`,
-/// each time the first sample of that list not yet placed. Every sample of either list appears
-/// once; `0` returns `by_score` unchanged.
+/// The ranking a labeler's picks come from when part of them should be random
+/// ([`Query::explore_percent`]): position `i` (from 0) is taken from `random` when
+/// [`Query::explored`] counts one more random pick among the first `i + 1` than among the first
+/// `i`, otherwise from `by_score`, each time the first sample of that list not yet placed. Every
+/// sample of either list appears once; without an explore share, `by_score` comes back as is.
 pub fn interleave(
     by_score: Vec<(SampleId, f32)>,
     random: &[(SampleId, f32)],
-    explore_percent: u8,
+    query: &Query,
 ) -> Vec<(SampleId, f32)> {
-    let p = usize::from(explore_percent.min(100));
-    if p == 0 {
+    if query.explore_percent == 0 {
         return by_score;
     }
     let score: HashMap<SampleId, f32> = by_score.iter().copied().collect();
@@ -134,7 +134,7 @@ pub fn interleave(
     let (mut a, mut b) = (by_score.iter(), random.iter());
     let mut i = 0usize;
     loop {
-        let from_random = (i + 1) * p / 100 > i * p / 100;
+        let from_random = query.explored(i + 1) > query.explored(i);
         let (first, second) = if from_random {
             (&mut b, &mut a)
         } else {
@@ -307,20 +307,25 @@ mod tests {
                 .map(|(s, _)| u32::from_le_bytes(s.0[..4].try_into().unwrap()))
                 .collect()
         };
+        let share = |p: u8| {
+            let mut q = Query::new(swarmlabel_active_learning::Strategy::Margin);
+            q.explore_percent = p;
+            q
+        };
         // 50 %: random at positions 1, 3, 5; each sample once.
         assert_eq!(
-            ids(interleave(by_score.clone(), &random, 50)),
+            ids(interleave(by_score.clone(), &random, &share(50))),
             [0, 5, 1, 4, 2, 3]
         );
-        let mixed = interleave(by_score.clone(), &random, 50);
+        let mixed = interleave(by_score.clone(), &random, &share(50));
         // Scores travel with their samples.
         assert!((mixed[1].1 - 0.5).abs() < 1e-6, "{mixed:?}");
         assert_eq!(
-            ids(interleave(by_score.clone(), &random, 0)),
+            ids(interleave(by_score.clone(), &random, &share(0))),
             [0, 1, 2, 3, 4, 5]
         );
         assert_eq!(
-            ids(interleave(by_score.clone(), &random, 100)),
+            ids(interleave(by_score.clone(), &random, &share(100))),
             [5, 0, 4, 1, 3, 2]
         );
     }
