@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use swarmlabel_node::dataset::import::{self, Options};
-use swarmlabel_node::net::{Config, Node};
-use swarmlabel_node::progress::NoProgress;
-use swarmlabel_node::{DatasetId, Home};
+use swarmlabel_net::dataset::import::{self, Options};
+use swarmlabel_net::progress::NoProgress;
+use swarmlabel_net::swarm::{Config, Node};
+use swarmlabel_net::{DatasetId, Home};
 
 /// Flags of `swarmlabel-bench dht`.
 #[derive(Debug, clap::Args)]
@@ -136,13 +136,13 @@ async fn run_async(args: Args) -> anyhow::Result<serde_json::Value> {
         {
             tries += 1;
             if Instant::now() >= deadline {
-                let key = libp2p::kad::KBucketKey::new(libp2p::kad::RecordKey::new(&id.0.0));
+                let key = libp2p::kad::KBucketKey::new(libp2p::kad::RecordKey::new(&id.0));
                 let mut all: Vec<libp2p::PeerId> = nodes.iter().map(Node::peer_id).collect();
                 all.push(bootstrap.peer_id());
                 all.sort_by_key(|p| key.distance(&libp2p::kad::KBucketKey::from(*p)));
                 eprintln!(
                     "key {} provider {} asker {} bootstrap {}; the 20 closest peers: {}",
-                    hex::encode(id.0.0),
+                    hex::encode(id.0),
                     nodes[*provider].peer_id(),
                     asker.peer_id(),
                     bootstrap.peer_id(),

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use swarmlabel_node::dataset::import::{self, Format, Options};
-use swarmlabel_node::net::{Config, Node, fetch};
-use swarmlabel_node::progress::NoProgress;
-use swarmlabel_node::store::sync_filesystem;
-use swarmlabel_node::{DatasetId, Home};
+use swarmlabel_net::dataset::import::{self, Format, Options};
+use swarmlabel_net::progress::NoProgress;
+use swarmlabel_net::store::sync_filesystem;
+use swarmlabel_net::swarm::{Config, Node, fetch};
+use swarmlabel_net::{DatasetId, Home};
 
 /// Flags of `swarmlabel-bench transfer`.
 #[derive(Debug, clap::Args)]
@@ -90,7 +90,7 @@ async fn fetch_phase(
     owner_home: Home,
     id: DatasetId,
     providers: usize,
-) -> anyhow::Result<(f64, Vec<swarmlabel_node::store::BlobId>)> {
+) -> anyhow::Result<(f64, Vec<swarmlabel_net::store::BlobId>)> {
     let owner = Node::start(owner_home.clone(), Config::loopback()).await?;
     owner.serve(id).await?;
     let bootstrap = owner.listen_addrs().await?;
@@ -123,7 +123,7 @@ async fn fetch_phase(
         report.already_stored == 0,
         "the fetcher had blobs before the fetch"
     );
-    let catalog = home.catalog();
+    let catalog = swarmlabel_net::Catalog::of(&home);
     let listed = catalog.get(&id)?;
     let mut samples = Vec::new();
     for index in 0..listed.root.root().pages.len() {

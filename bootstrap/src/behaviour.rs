@@ -4,7 +4,7 @@
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{autonat, connection_limits, gossipsub, identify, kad, ping, relay};
-use swarmlabel_node::net::behaviour::{self as node, Limits};
+use swarmlabel_net::swarm::behaviour::{self as node, Limits};
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {

@@ -14,8 +14,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, noise, tcp, yamux};
 use prometheus_client::registry::Registry;
-use swarmlabel_node::net::announce::{self, Announcement};
-use swarmlabel_node::net::behaviour::{KAD_PROTOCOL, Limits};
+use swarmlabel_net::swarm::announce::{self, Announcement};
+use swarmlabel_net::swarm::behaviour::{KAD_PROTOCOL, Limits};
 use tokio::sync::{mpsc, oneshot};
 
 use behaviour::{Behaviour, BehaviourEvent};

@@ -89,22 +89,7 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         println!("metrics on http://{}/metrics", listener.local_addr()?);
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let registry = registry.clone();
-                async move {
-                    let text = {
-                        let registry = registry
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        swarmlabel_node::net::metrics::encode(&registry)
-                    };
-                    ([("content-type", "text/plain; version=0.0.4")], text)
-                }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(swarmlabel_net::swarm::metrics::serve(listener, registry));
     }
     wait_for_signal().await;
     eprintln!("stopping");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
-use swarmlabel_node::Home;
+use swarmlabel_net::Home;
 use swarmlabel_node::daemon::ApiInfo;
 
 /// A client of the node running for a home.

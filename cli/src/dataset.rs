@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use swarmlabel_node::dataset::export::{self, ExportFormat};
-use swarmlabel_node::dataset::import::{self, Format, Options};
-use swarmlabel_node::dataset::manifest::Task;
-use swarmlabel_node::dataset::{Listed, shapes, verify};
+use swarmlabel_net::dataset::export::{self, ExportFormat};
+use swarmlabel_net::dataset::import::{self, Format, Options};
+use swarmlabel_net::dataset::manifest::Task;
+use swarmlabel_net::dataset::{Listed, shapes, verify};
 
 use crate::args::{self, CreateArgs, DatasetCommand, GenerateKind};
 use crate::progress::Bar;
@@ -16,7 +16,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
         DatasetCommand::Create(a) => create(a, home_path, quiet),
         DatasetCommand::Ls { json } => {
             let home = open(home_path)?;
-            let listed = home.catalog().list()?;
+            let listed = swarmlabel_net::Catalog::of(&home).list()?;
             if json {
                 let all: Vec<_> = listed.iter().map(summary).collect();
                 println!("{}", serde_json::to_string_pretty(&all)?);
@@ -48,7 +48,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
         }
         DatasetCommand::Show { id, json } => {
             let home = open(home_path)?;
-            let catalog = home.catalog();
+            let catalog = swarmlabel_net::Catalog::of(&home);
             let listed = catalog.get(&catalog.resolve(&id)?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary(&listed))?);
@@ -80,7 +80,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
         }
         DatasetCommand::Verify { id, json } => {
             let home = open(home_path)?;
-            let catalog = home.catalog();
+            let catalog = swarmlabel_net::Catalog::of(&home);
             let id = catalog.resolve(&id)?;
             let report = verify::verify(&catalog, &id, &Bar::new(quiet || json))?;
             if json {
@@ -113,7 +113,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
         }
         DatasetCommand::Export { id, format, out } => {
             let home = open(home_path)?;
-            let catalog = home.catalog();
+            let catalog = swarmlabel_net::Catalog::of(&home);
             let id = catalog.resolve(&id)?;
             let format = match format {
                 args::ExportFormat::Csv => ExportFormat::Csv,

@@ -21,7 +21,7 @@ fn method_name(method: ConsensusMethod) -> &'static str {
 /// The full dataset id of `id` (a prefix is enough), and a client of the running node.
 fn connect(home_path: &Path, id: &str) -> anyhow::Result<(String, Client)> {
     let home = open(home_path)?;
-    let id = home.catalog().resolve(id)?.to_string();
+    let id = swarmlabel_net::Catalog::of(&home).resolve(id)?.to_string();
     Ok((id, Client::connect(&home)?))
 }
 

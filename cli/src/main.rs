@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use swarmlabel_node::Home;
+use swarmlabel_net::Home;
 
 use args::{Cli, Command, LogFormat};
 
@@ -181,8 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         } => {
             let client = client::Client::connect(&open(&home_path)?)?;
             let home = open(&home_path)?;
-            let id = home
-                .catalog()
+            let id = swarmlabel_net::Catalog::of(&home)
                 .resolve(&id)
                 .map(|d| d.to_string())
                 .unwrap_or(id);
@@ -215,8 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Labels { id, json, .. } => {
             let home = open(&home_path)?;
             let client = client::Client::connect(&home)?;
-            let id = home
-                .catalog()
+            let id = swarmlabel_net::Catalog::of(&home)
                 .resolve(&id)
                 .map(|d| d.to_string())
                 .unwrap_or(id);
@@ -253,7 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Gc { json } => {
             let home = open(&home_path)?;
             let _lock = home.try_lock_exclusive()?;
-            let report = home.catalog().gc()?;
+            let report = swarmlabel_net::Catalog::of(&home).gc()?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else if !cli.quiet {

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use libp2p::Multiaddr;
+use swarmlabel_net::{DatasetId, Home, swarm as net};
 use swarmlabel_node::daemon::{Daemon, Options};
-use swarmlabel_node::{DatasetId, Home, net};
 
 use crate::args::RunArgs;
 
@@ -30,7 +30,7 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
     } else {
         args.bootstrap.clone()
     };
-    let catalog = home.catalog();
+    let catalog = swarmlabel_net::Catalog::of(&home);
     let resolve = |ids: &[String]| -> anyhow::Result<Vec<DatasetId>> {
         ids.iter()
             .map(|id| {

@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng as _, SeedableRng as _};
 
-const DIGITS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/datasets/digits.csv"
-);
+const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
 
 struct Env {
     dir: tempfile::TempDir,

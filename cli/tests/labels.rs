@@ -15,10 +15,7 @@ mod process;
 
 use process::{HANG, Process, cli, ok};
 
-const DIGITS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/datasets/digits.csv"
-);
+const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
 
 fn start_daemon(home: &Path) -> Process {
     let daemon = Process::spawn(

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const DIGITS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/datasets/digits.csv"
-);
+const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
 #[path = "support/process.rs"]
 mod process;
 

@@ -108,10 +108,7 @@ fn a_labelers_first_hour_runs_as_written() {
 fn a_data_owners_first_minutes_run_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let digits = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/datasets/digits.csv"
-    );
+    let digits = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
     let commands = commands("A data owner's first minutes");
     assert_eq!(commands.len(), 12, "{commands:?}");
     let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
@@ -119,7 +116,7 @@ fn a_data_owners_first_minutes_run_as_written() {
     let mut daemon = None;
     for command in &commands {
         let command = command
-            .replace("../shared/datasets/digits.csv", digits)
+            .replace("testdata/digits.csv", digits)
             .replace("./shapes", &file("shapes"))
             .replace(" digits.jsonl", &format!(" {}", file("digits.jsonl")))
             .replace(" labels.csv", &format!(" {}", file("labels.csv")))

@@ -399,7 +399,7 @@ fn several_annotators_in_the_store_are_aggregated_by_the_daemon() {
         .collect();
     let hex_key = |k: &SigningKey| hex::encode(k.verifying_key().to_bytes());
     {
-        let node_home = swarmlabel_node::Home::open(&home).unwrap();
+        let node_home = swarmlabel_net::Home::open(&home).unwrap();
         let dataset = LabelStore::crdt_dataset(&id.parse().unwrap(), 3, 5);
         let (mut store, _) = LabelStore::open(&node_home, dataset).unwrap();
         let (a, b, c) = (Value::Label(0), Value::Label(1), Value::Label(2));

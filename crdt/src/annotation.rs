@@ -45,10 +45,10 @@ macro_rules! id32 {
 // The registry's hashes are the same kind of 32-byte id.
 pub(crate) use id32;
 
-id32!(
-    /// A dataset id: the BLAKE3 hash of the dataset's signed manifest root.
-    DatasetId
-);
+/// A dataset id: the BLAKE3 hash of the dataset's signed manifest root (one type for every
+/// crate).
+pub use swarmlabel_ids::DatasetId;
+
 id32!(
     /// A sample id: the BLAKE3 hash of the sample's bytes. Shards are chosen by its first byte.
     SampleId

@@ -8,6 +8,7 @@ pub mod layout;
 pub mod registry;
 mod replica;
 mod shard;
+pub mod slot;
 pub mod sync;
 #[cfg(test)]
 mod testing;

@@ -61,10 +61,7 @@ pub(crate) struct Shard {
 /// per piece.
 const DEFRAG_STRIDE: usize = 32;
 
-/// Whether `a` beats `b` in a slot: greater time, then greater record bytes.
-pub(crate) fn wins(a: &SignedAnnotation, b: &SignedAnnotation) -> bool {
-    (a.annotation().time_ms, a.to_bytes()) > (b.annotation().time_ms, b.to_bytes())
-}
+pub(crate) use crate::slot::wins;
 
 /// The bytes of a scalar bytes value, or `None` for anything else.
 fn value_bytes<'v>(value: &'v Value<'_>) -> Option<&'v [u8]> {

@@ -10,7 +10,7 @@ use crate::layout::{ShardId, ShardLayout, parse_slot_key, slot_key};
 
 /// What a replica needs to know about its dataset to validate annotations; take it from the
 /// signed manifest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Dataset {
     /// The dataset id every annotation must name.
     pub id: DatasetId,
@@ -111,7 +111,7 @@ pub fn check(
 
 /// The checks that do not depend on where the record is stored: dataset, labels, signature.
 /// Used before writing our own annotations and by [`check`].
-pub(crate) fn check_record(dataset: &Dataset, signed: &SignedAnnotation) -> Result<(), Rejection> {
+pub fn check_record(dataset: &Dataset, signed: &SignedAnnotation) -> Result<(), Rejection> {
     let a = signed.annotation();
     if a.dataset != dataset.id {
         return Err(Rejection::WrongDataset);

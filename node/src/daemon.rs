@@ -25,22 +25,22 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 mod body;
-#[cfg(feature = "labels")]
+mod join;
 mod labeling;
-#[cfg(feature = "labels")]
 mod labels;
-#[cfg(feature = "labels")]
 pub mod learning;
 mod page;
-#[cfg(feature = "labels")]
 pub mod queue;
 mod replay;
 mod token;
 
-use crate::dataset::DatasetId;
-use crate::home::Home;
-use crate::identity::Identity;
-use crate::net::{self, Node, fetch};
+use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::home::Home;
+use swarmlabel_net::identity::Identity;
+use swarmlabel_net::swarm::{self, Node, fetch};
+
+pub use join::JoinState;
+use join::{Joiner, open_labels, spawn_join};
 
 /// Where a running daemon's API is, as written to `HOME/api.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,29 +69,11 @@ impl ApiInfo {
     }
 }
 
-/// How a joined dataset is doing.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum JoinState {
-    /// Being fetched.
-    Fetching,
-    /// Fetched, verified and served.
-    Done {
-        /// What the fetch did.
-        report: fetch::Report,
-    },
-    /// The fetch failed (it resumes when joined again).
-    Failed {
-        /// Why.
-        error: String,
-    },
-}
-
 /// Settings of a daemon.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The network.
-    pub net: net::Config,
+    pub net: swarm::Config,
     /// Serve these listed datasets (all listed datasets are served anyway).
     pub serve: Vec<DatasetId>,
     /// Fetch and then serve these datasets.
@@ -99,24 +81,19 @@ pub struct Options {
     /// Where the API listens (a loopback address; port 0 picks one).
     pub api: SocketAddr,
     /// The labels service: sync and gossip of labels.
-    #[cfg(feature = "labels")]
     pub labels: crate::labels::Config,
     /// Where the human's queue comes from; `None`: the learning loops ([`learning::Learners`])
     /// when `learn` is set, else [`queue::Fallback`], which needs no model.
-    #[cfg(feature = "labels")]
     pub queue: Option<Arc<dyn queue::Source>>,
     /// The models service: gossip of model updates and the merged model.
-    #[cfg(feature = "labels")]
     pub models: crate::models::Config,
     /// The learning loop of each dataset; `None`: no loop (no training, no model published).
-    #[cfg(feature = "labels")]
     pub learn: Option<crate::learn::Config>,
 }
 
-#[cfg(feature = "labels")]
 impl Options {
     /// Options with the defaults of `swarmlabel run` for everything but the network.
-    pub fn new(net: net::Config) -> Self {
+    pub fn new(net: swarm::Config) -> Self {
         Self {
             net,
             serve: Vec::new(),
@@ -136,7 +113,7 @@ impl Options {
 pub enum DaemonError {
     /// The network failed to start.
     #[error(transparent)]
-    Net(#[from] net::NetError),
+    Net(#[from] swarm::NetError),
     /// The API address is not loopback.
     #[error("the API address {0} is not a loopback address; use 127.0.0.1:PORT")]
     NotLoopback(SocketAddr),
@@ -150,25 +127,20 @@ pub enum DaemonError {
     },
     /// Listing or reading the datasets failed.
     #[error(transparent)]
-    Catalog(#[from] crate::dataset::CatalogError),
+    Catalog(#[from] swarmlabel_net::dataset::CatalogError),
 }
 
 #[derive(Clone)]
 struct AppState {
     node: Node,
-    // Signs labels; without the labels feature nothing reads it.
-    #[cfg_attr(not(feature = "labels"), allow(dead_code))]
+    // Signs labels.
     identity: Arc<Identity>,
     gate: Arc<token::Gate>,
     replays: Arc<Mutex<replay::Replays>>,
     joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
-    #[cfg(feature = "labels")]
     books: labels::Books,
-    #[cfg(feature = "labels")]
     labels: crate::labels::Labels,
-    #[cfg(feature = "labels")]
     queue: Arc<dyn queue::Source>,
-    #[cfg(feature = "labels")]
     learners: Option<learning::Learners>,
 }
 
@@ -180,9 +152,7 @@ pub struct Daemon {
     info: ApiInfo,
     stop_api: Option<oneshot::Sender<()>>,
     api_file: PathBuf,
-    #[cfg(feature = "labels")]
     models: crate::models::Models,
-    #[cfg(feature = "labels")]
     learners: Option<learning::Learners>,
 }
 
@@ -193,13 +163,13 @@ impl Daemon {
         if !options.api.ip().is_loopback() {
             return Err(DaemonError::NotLoopback(options.api));
         }
-        let catalog = home.catalog();
+        let catalog = swarmlabel_net::Catalog::of(&home);
         let listed = tokio::task::spawn_blocking(move || catalog.list())
             .await
-            .map_err(|e| net::NetError::Build(e.to_string()))??;
+            .map_err(|e| swarm::NetError::Build(e.to_string()))??;
         for id in &options.serve {
             if !listed.iter().any(|l| l.id == *id) {
-                return Err(crate::dataset::CatalogError::NotFound(id.to_string()).into());
+                return Err(swarmlabel_net::dataset::CatalogError::NotFound(id.to_string()).into());
             }
         }
         let node = Node::start(home.clone(), options.net.clone()).await?;
@@ -208,7 +178,6 @@ impl Daemon {
         }
         // Labels of every listed dataset are open from the start, so peers sync them with us
         // whether or not anyone labels here.
-        #[cfg(feature = "labels")]
         let labels = {
             let labels = crate::labels::Labels::start(
                 home.clone(),
@@ -216,33 +185,30 @@ impl Daemon {
                 options.labels.clone(),
             )
             .await
-            .map_err(|e| net::NetError::Build(e.to_string()))?;
+            .map_err(|e| swarm::NetError::Build(e.to_string()))?;
             for l in &listed {
                 open_labels(&labels, &home, l.id)
                     .await
-                    .map_err(net::NetError::Build)?;
+                    .map_err(swarm::NetError::Build)?;
             }
             labels
         };
         let identity = home
             .identity()
-            .map_err(|e| net::NetError::Build(e.to_string()))?;
-        #[cfg(feature = "labels")]
+            .map_err(|e| swarm::NetError::Build(e.to_string()))?;
         let models =
             crate::models::Models::start(home.clone(), Some(node.clone()), options.models.clone())
                 .await
-                .map_err(|e| net::NetError::Build(e.to_string()))?;
-        #[cfg(feature = "labels")]
+                .map_err(|e| swarm::NetError::Build(e.to_string()))?;
         let learners = options.learn.clone().map(|config| {
             learning::Learners::new(
                 models.clone(),
                 labels.clone(),
-                home.catalog(),
+                swarmlabel_net::Catalog::of(&home),
                 swarmlabel_crdt::AnnotatorKey(identity.public_key().0),
                 config,
             )
         });
-        #[cfg(feature = "labels")]
         if let Some(learners) = &learners {
             for l in &listed {
                 learners.start(l.id);
@@ -252,9 +218,7 @@ impl Daemon {
         let joiner = Joiner {
             node: node.clone(),
             joins: joins.clone(),
-            #[cfg(feature = "labels")]
             labels: labels.clone(),
-            #[cfg(feature = "labels")]
             learners: learners.clone(),
         };
         for id in &options.join {
@@ -287,17 +251,13 @@ impl Daemon {
             gate: Arc::new(gate),
             replays: Arc::new(Mutex::new(replay::Replays::default())),
             joins,
-            #[cfg(feature = "labels")]
             books: labels::Books::default(),
-            #[cfg(feature = "labels")]
             labels: labels.clone(),
-            #[cfg(feature = "labels")]
             queue: match (&options.queue, &learners) {
                 (Some(queue), _) => queue.clone(),
                 (None, Some(learners)) => Arc::new(learners.clone()),
                 (None, None) => Arc::new(queue::Fallback::default()),
             },
-            #[cfg(feature = "labels")]
             learners: learners.clone(),
         };
         let app = router(state);
@@ -317,7 +277,7 @@ impl Daemon {
         };
         let api_file = ApiInfo::path(&home);
         let json = serde_json::to_vec_pretty(&info).expect("invariant: ApiInfo serialises");
-        crate::home::write_atomic(&api_file, &json)
+        swarmlabel_net::fs::write_atomic(&api_file, &json)
             .map_err(|source| DaemonError::Api { addr: api, source })?;
         Ok(Daemon {
             node,
@@ -325,9 +285,7 @@ impl Daemon {
             info,
             stop_api: Some(stop_api),
             api_file,
-            #[cfg(feature = "labels")]
             models,
-            #[cfg(feature = "labels")]
             learners,
         })
     }
@@ -348,13 +306,11 @@ impl Daemon {
     }
 
     /// The models service (model updates of every dataset, the merged models).
-    #[cfg(feature = "labels")]
     pub fn models(&self) -> &crate::models::Models {
         &self.models
     }
 
     /// The learning loop of `dataset`, once it runs.
-    #[cfg(feature = "labels")]
     pub fn learner(&self, dataset: DatasetId) -> Option<crate::learn::Learner> {
         self.learners.as_ref()?.get(dataset)
     }
@@ -364,7 +320,6 @@ impl Daemon {
         if let Some(stop) = self.stop_api.take() {
             let _ = stop.send(());
         }
-        #[cfg(feature = "labels")]
         {
             if let Some(learners) = &self.learners {
                 learners.shutdown().await;
@@ -376,80 +331,7 @@ impl Daemon {
     }
 }
 
-/// Opens the labels of listed dataset `id` in the labels service.
-#[cfg(feature = "labels")]
-async fn open_labels(
-    labels: &crate::labels::Labels,
-    home: &Home,
-    id: DatasetId,
-) -> Result<(), String> {
-    let catalog = home.catalog();
-    let listed = tokio::task::spawn_blocking(move || catalog.get(&id))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let root = listed.root.root();
-    let dataset =
-        crate::labels::LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
-    labels.open(dataset).await.map_err(|e| e.to_string())
-}
-
-/// What joining a dataset needs: the node, where join states go and, with labels, the service
-/// that opens the dataset's labels once the dataset is served.
-#[derive(Clone)]
-struct Joiner {
-    node: Node,
-    joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
-    #[cfg(feature = "labels")]
-    labels: crate::labels::Labels,
-    #[cfg(feature = "labels")]
-    learners: Option<learning::Learners>,
-}
-
-fn spawn_join(joiner: Joiner, id: DatasetId) {
-    let Joiner { node, joins, .. } = joiner.clone();
-    let set = move |joins: &Mutex<BTreeMap<DatasetId, JoinState>>, state| {
-        joins
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, state);
-    };
-    set(&joins, JoinState::Fetching);
-    tokio::spawn(async move {
-        let state = match node.fetch(id, fetch::Options::default()).await {
-            Ok(report) => match node.serve(id).await {
-                Ok(()) => {
-                    // Its labels sync from now on; a failure here leaves the dataset served.
-                    #[cfg(feature = "labels")]
-                    match open_labels(&joiner.labels, node.home(), id).await {
-                        Ok(()) => {
-                            if let Some(learners) = &joiner.learners {
-                                learners.start(id);
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(dataset = %id, %error, "cannot open the dataset's labels");
-                        }
-                    }
-                    JoinState::Done { report }
-                }
-                Err(e) => JoinState::Failed {
-                    error: e.to_string(),
-                },
-            },
-            Err(e) => JoinState::Failed {
-                error: e.to_string(),
-            },
-        };
-        if let JoinState::Failed { error } = &state {
-            tracing::warn!(dataset = %id, %error, "joining failed");
-        }
-        set(&joins, state);
-    });
-}
-
 fn router(state: AppState) -> Router {
-    #[cfg(feature = "labels")]
     let router = Router::new()
         .route(
             "/api/v1/datasets/{id}/labels",
@@ -464,9 +346,6 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/datasets/{id}/mine", get(labeling::mine))
         .route("/api/v1/datasets/{id}/progress", get(labeling::progress))
         .route("/api/v1/datasets/{id}/undo", post(labels::undo));
-    #[cfg(not(feature = "labels"))]
-    let router = Router::new();
-    #[cfg(feature = "labels")]
     let router = labels::consensus::routes(router);
     page::routes(router)
         .route("/api/v1/status", get(status))
@@ -542,13 +421,12 @@ impl AppState {
     }
 
     /// The human's key: the node's identity signs their labels.
-    #[cfg(feature = "labels")]
     fn me(&self) -> swarmlabel_crdt::AnnotatorKey {
         swarmlabel_crdt::AnnotatorKey(self.identity.public_key().0)
     }
 }
 
-fn net_error(e: net::NetError) -> ApiError {
+fn net_error(e: swarm::NetError) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
@@ -573,7 +451,7 @@ async fn status(
 async fn peers(
     State(s): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Vec<net::PeerInfo>>, ApiError> {
+) -> Result<Json<Vec<swarm::PeerInfo>>, ApiError> {
     s.check(&headers)?;
     Ok(Json(s.node.peers().await.map_err(net_error)?))
 }
@@ -587,7 +465,7 @@ async fn known(
     State(s): State<AppState>,
     headers: HeaderMap,
     body::QueryParams(search): body::QueryParams<Search>,
-) -> Result<Json<Vec<net::KnownDataset>>, ApiError> {
+) -> Result<Json<Vec<swarm::KnownDataset>>, ApiError> {
     s.check(&headers)?;
     let mut known = s.node.known_datasets().await.map_err(net_error)?;
     if let Some(q) = search.q.map(|q| q.to_lowercase()).filter(|q| !q.is_empty()) {
@@ -627,9 +505,7 @@ async fn join(
             Joiner {
                 node: s.node.clone(),
                 joins: s.joins.clone(),
-                #[cfg(feature = "labels")]
                 labels: s.labels.clone(),
-                #[cfg(feature = "labels")]
                 learners: s.learners.clone(),
             },
             id,

@@ -16,7 +16,9 @@
 
 pub mod gossip;
 pub mod plan;
+mod replicated;
 pub mod service;
+pub mod wire;
 
 pub use service::{Config, Counters, Labels, LabelsError};
 
@@ -25,24 +27,13 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 
-use swarmlabel_crdt::{Annotations, Replica, ShardId, ShardLayout, SignedAnnotation, Signer};
+use swarmlabel_crdt::{Annotations, Replica, ShardId, ShardLayout, SignedAnnotation};
 
-use crate::dataset::DatasetId;
-use crate::home::Home;
-use crate::identity::Identity;
+use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::home::Home;
 
 /// Appended chunks after which a shard file is rewritten as one full save.
 const COMPACT_AFTER_CHUNKS: u32 = 256;
-
-impl Signer for Identity {
-    fn public_key(&self) -> [u8; 32] {
-        Identity::public_key(self).0
-    }
-
-    fn sign(&self, domain: &str, message: &[u8]) -> [u8; 64] {
-        Identity::sign(self, domain, message)
-    }
-}
 
 /// Errors of the label store.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +84,7 @@ impl LabelStore {
         samples: u64,
     ) -> swarmlabel_crdt::Dataset {
         swarmlabel_crdt::Dataset {
-            id: swarmlabel_crdt::DatasetId(id.0.0),
+            id: *id,
             label_count: label_count.min(usize::from(u16::MAX)) as u16,
             layout: ShardLayout::for_sample_count(samples),
         }
@@ -176,7 +167,7 @@ impl LabelStore {
         file.write_all(&chunk).map_err(|e| io("append to", e))?;
         file.sync_data().map_err(|e| io("sync", e))?;
         if new {
-            crate::store::sync_dir(&self.dir).map_err(|e| io("sync the folder of", e))?;
+            swarmlabel_net::fs::sync_dir(&self.dir).map_err(|e| io("sync the folder of", e))?;
         }
         let count = self.appended.entry(shard.0).or_default();
         *count += 1;
@@ -190,7 +181,7 @@ impl LabelStore {
     pub fn compact(&mut self, shard: ShardId) -> Result<(), LabelStoreError> {
         let bytes = self.replica.save_shard(shard);
         let path = shard_path(&self.dir, shard);
-        crate::home::write_atomic(&path, &bytes).map_err(|source| LabelStoreError::Io {
+        swarmlabel_net::fs::write_atomic(&path, &bytes).map_err(|source| LabelStoreError::Io {
             action: "compact",
             path,
             source,
@@ -218,6 +209,7 @@ fn shard_path(dir: &std::path::Path, shard: ShardId) -> PathBuf {
 mod tests {
     use super::*;
     use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, Value};
+    use swarmlabel_net::identity::Identity;
 
     fn label(
         id: &Identity,
@@ -233,14 +225,14 @@ mod tests {
             value: Value::Label(value),
             suggestion: None,
         };
-        SignedAnnotation::sign(annotation, id).unwrap()
+        SignedAnnotation::sign(annotation, id.signing_key()).unwrap()
     }
 
     #[test]
     fn labels_survive_reopening_and_a_torn_last_append_loses_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let (home, id) = Home::init(&dir.path().join("home"), false).unwrap();
-        let dataset = LabelStore::crdt_dataset(&DatasetId(crate::store::BlobId([7; 32])), 3, 10);
+        let dataset = LabelStore::crdt_dataset(&DatasetId([7; 32]), 3, 10);
         let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
         assert!(recovery.damaged.is_empty());
         for sample in 0..5 {

@@ -34,10 +34,10 @@ use swarmlabel_crdt::{AnnotatorKey, SampleId};
 use tokio::sync::mpsc;
 
 use crate::consensus::Method;
-use crate::dataset::{Catalog, DatasetId};
 use crate::labels::Labels;
 use exchange::ModelExchange;
 use features::{FeaturesError, PoolFeatures};
+use swarmlabel_net::dataset::{Catalog, DatasetId};
 
 /// Settings of a dataset's learning loop.
 #[derive(Debug, Clone)]
@@ -60,7 +60,8 @@ pub struct Config {
     /// annotators to estimate their skills and its consensus drifts (measured in the `sim`
     /// benchmark: test accuracy near chance), while majority vote of one vote is that vote.
     pub consensus: Method,
-    /// How often the loop looks for new labels.
+    /// The loop's tick: labels changed since the last tick are read then (a burst of changes
+    /// costs one read), and training is started when the plan says so.
     pub poll: Duration,
     /// Flips and quarter turns of images while training. Off by default: right only where
     /// orientation does not decide the class (shapes, cells, textures, aerial views), wrong for
@@ -285,6 +286,6 @@ fn top_classes(row: &[f32], labels: &[String], n: usize) -> Vec<(String, f32)> {
 /// The seed of a dataset's initial weights: its id's first 8 bytes, so every node derives it.
 pub fn seed_of(dataset: &DatasetId) -> u64 {
     let mut first = [0u8; 8];
-    first.copy_from_slice(&dataset.0.0[..8]);
+    first.copy_from_slice(&dataset.0[..8]);
     u64::from_le_bytes(first)
 }

@@ -8,9 +8,8 @@ use swarmlabel_crdt::{
     Annotation, AnnotatorKey, Dataset, DatasetId, SampleId, ShardLayout, SignedAnnotation, Value,
 };
 use swarmlabel_node::labels::{self, Counters, Labels};
-use swarmlabel_node::net::labels::topic;
 
-use swarmlabel_node::net::Node;
+use swarmlabel_net::swarm::Node;
 
 use crate::network::{self, TestNode, full_mesh, wait_until};
 
@@ -29,10 +28,13 @@ pub fn dataset() -> Dataset {
 /// Anti-entropy settings for tests: a short period, a seed per node.
 pub fn config(seed: u64, anti_entropy: bool, gossip_push: bool) -> labels::Config {
     labels::Config {
-        anti_entropy_interval: anti_entropy.then_some(Duration::from_millis(250)),
+        anti_entropy: swarmlabel_node::replicate::core::Config {
+            interval: anti_entropy.then_some(Duration::from_millis(250)),
+            peers_per_round: 2,
+            session_timeout: Duration::from_secs(30),
+            ..Default::default()
+        },
         gossip_push,
-        peers_per_round: 2,
-        session_timeout: Duration::from_secs(30),
         seed: Some(seed),
         ..labels::Config::default()
     }
@@ -63,7 +65,8 @@ impl LabelNode {
             value,
             suggestion: None,
         };
-        let signed = SignedAnnotation::sign(annotation, identity).expect("the node signs its own");
+        let signed = SignedAnnotation::sign(annotation, identity.signing_key())
+            .expect("the node signs its own");
         self.labels
             .record(signed)
             .await
@@ -134,20 +137,12 @@ impl LabelNet {
     /// Waits until each node sees every other as holding the dataset.
     pub async fn wait_for_label_peers(&self) {
         let n = self.nodes.len();
-        let id = swarmlabel_node::DatasetId(swarmlabel_node::BlobId(dataset().id.0));
+        let id = dataset().id;
         wait_until(
-            &format!("every node to see {} label peers on {}", n - 1, topic(&id)),
+            &format!("every node to see {} label peers of {id}", n - 1),
             || async {
                 for node in &self.nodes {
-                    if node
-                        .node
-                        .node
-                        .label_peers(id)
-                        .await
-                        .expect("the node runs")
-                        .len()
-                        < n - 1
-                    {
+                    if node.labels.peers(id).await.expect("the node runs").len() < n - 1 {
                         return false;
                     }
                 }

@@ -4,15 +4,16 @@
 pub mod labels;
 pub mod models;
 pub mod network;
+pub mod raw;
 
 use std::path::{Path, PathBuf};
 
-use swarmlabel_node::{Home, Identity};
+use swarmlabel_net::{Home, Identity};
 
-/// The shared datasets folder (`../shared/datasets` beside the repository), read in place.
-pub fn shared_dataset(name: &str) -> PathBuf {
+/// A file of the repository's test data (`testdata/`, with its sources and licences).
+pub fn test_data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/datasets")
+        .join("../testdata")
         .join(name)
 }
 

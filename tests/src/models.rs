@@ -7,22 +7,25 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use libp2p::Multiaddr;
+use swarmlabel_net::DatasetId;
+use swarmlabel_net::swarm::Node;
 use swarmlabel_node::models::{self, Counters, MergedModel, Models};
-use swarmlabel_node::net::Node;
-use swarmlabel_node::{BlobId, DatasetId};
 
 use crate::network::{self, TestNode, full_mesh, wait_until, within};
 
 /// The dataset every node of a [`ModelNet`] holds models of (no samples needed: models are
 /// announced and merged by dataset id).
-pub const DATASET: DatasetId = DatasetId(BlobId([0x6d; 32]));
+pub const DATASET: DatasetId = DatasetId([0x6d; 32]);
 
 /// Models settings for tests: short anti-entropy rounds, a seed per node, and `drop` as the
 /// probability of losing an inbound announcement.
 pub fn config(seed: u64, drop: f64) -> models::Config {
     models::Config {
-        anti_entropy_interval: Some(Duration::from_millis(500)),
-        peers_per_round: 2,
+        anti_entropy: swarmlabel_node::replicate::core::Config {
+            interval: Some(Duration::from_millis(500)),
+            peers_per_round: 2,
+            ..Default::default()
+        },
         gossip_drop_probability: drop,
         seed: Some(seed),
         ..models::Config::default()
@@ -70,7 +73,7 @@ impl ModelNet {
             &format!("every node to see {} model peers", n - 1),
             || async {
                 for node in &net.nodes {
-                    let peers = node.node.node.model_peers(DATASET).await;
+                    let peers = node.models.peers(DATASET).await;
                     if peers.expect("the node runs").len() < n - 1 {
                         return false;
                     }

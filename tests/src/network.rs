@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use swarmlabel_bootstrap::Bootstrap;
-use swarmlabel_node::DatasetId;
-use swarmlabel_node::dataset::import::{Options, import};
-use swarmlabel_node::dataset::verify::verify;
-use swarmlabel_node::net::{Config, Node};
-use swarmlabel_node::progress::NoProgress;
+use swarmlabel_net::DatasetId;
+use swarmlabel_net::dataset::import::{Options, import};
+use swarmlabel_net::dataset::verify::verify;
+use swarmlabel_net::progress::NoProgress;
+use swarmlabel_net::swarm::{Config, Node};
 
-use crate::{TempHome, shared_dataset};
+use crate::{TempHome, test_data};
 
 /// How long any single step may take before a test calls it a hang.
 pub const HANG: Duration = Duration::from_secs(120);
@@ -67,7 +67,7 @@ impl TestNode {
         TestNode { home, node }
     }
 
-    /// Imports `../shared/datasets/digits.csv` as this node's dataset and serves it.
+    /// Imports `testdata/digits.csv` as this node's dataset and serves it.
     pub async fn own_digits(&self) -> DatasetId {
         let home = self.home.home.clone();
         let identity = self.home.identity.clone();
@@ -76,7 +76,7 @@ impl TestNode {
             import(
                 &home,
                 &identity,
-                &shared_dataset("digits.csv"),
+                &test_data("digits.csv"),
                 &Options::new("digits", labels),
                 &NoProgress,
             )
@@ -95,7 +95,7 @@ impl TestNode {
     /// Verifies dataset `id` in this node's home; returns the number of intact samples, and
     /// fails the test on any problem.
     pub async fn verify(&self, id: DatasetId) -> u64 {
-        let catalog = self.home.home.catalog();
+        let catalog = swarmlabel_net::Catalog::of(&self.home.home);
         let report = tokio::task::spawn_blocking(move || verify(&catalog, &id, &NoProgress))
             .await
             .expect("verify does not panic")

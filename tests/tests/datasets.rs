@@ -2,17 +2,17 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use swarmlabel_node::dataset::export::{ExportFormat, export};
-use swarmlabel_node::dataset::import::{Options, import};
-use swarmlabel_node::progress::NoProgress;
-use swarmlabel_tests::{TempHome, shared_dataset};
+use swarmlabel_net::dataset::export::{ExportFormat, export};
+use swarmlabel_net::dataset::import::{Options, import};
+use swarmlabel_net::progress::NoProgress;
+use swarmlabel_tests::{TempHome, test_data};
 
 /// Importing digits and exporting it as CSV gives back every row of the file (features and
 /// label), in order, read independently with the csv crate.
 #[test]
 fn digits_export_gives_back_the_csv_value_for_value() {
     let t = TempHome::new();
-    let path = shared_dataset("digits.csv");
+    let path = test_data("digits.csv");
     let labels = (0..10).map(|d| d.to_string()).collect();
     let report = import(
         &t.home,
@@ -24,7 +24,7 @@ fn digits_export_gives_back_the_csv_value_for_value() {
     .expect("digits imports");
     let mut out = Vec::new();
     let n = export(
-        &t.home.catalog(),
+        &swarmlabel_net::Catalog::of(&t.home),
         &report.id,
         ExportFormat::Csv,
         &mut out,

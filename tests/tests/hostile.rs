@@ -3,72 +3,21 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use std::io;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, StreamExt as _};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{StreamProtocol, gossipsub, identity::Keypair, noise, request_response, tcp, yamux};
-use swarmlabel_node::dataset::manifest::{Root, SignedRoot, Task};
-use swarmlabel_node::net::announce::{self, Announcement};
-use swarmlabel_node::net::behaviour::gossipsub as our_gossipsub;
-use swarmlabel_node::net::blob;
-use swarmlabel_node::net::fetch::Options;
-use swarmlabel_node::{Identity, store::BlobId};
+use libp2p::gossipsub;
+use libp2p::identity::Keypair;
+use swarmlabel_net::dataset::manifest::{Root, SignedRoot, Task};
+use swarmlabel_net::swarm::announce::{self, Announcement};
+use swarmlabel_net::swarm::blob;
+use swarmlabel_net::swarm::fetch::Options;
+use swarmlabel_net::{Identity, store::BlobId};
 use swarmlabel_tests::network::{TestNode, start_bootstrap, wait_until, within};
-
-/// Sends arbitrary bytes as a request and reads whatever comes back (bounded).
-#[derive(Debug, Clone, Default)]
-struct RawCodec;
-
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        Err(io::Error::other("the hostile peer serves nothing"))
-    }
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        io.take(1 << 20).read_to_end(&mut out).await?;
-        Ok(out)
-    }
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> io::Result<()> {
-        io.write_all(&req).await?;
-        io.close().await
-    }
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-        _: Vec<u8>,
-    ) -> io::Result<()> {
-        Ok(())
-    }
-}
+use swarmlabel_tests::raw::RawPeer;
 
 /// What a request is, its bytes, and the answer expected (`None`: closed without a byte).
 type Case = (&'static str, Vec<u8>, Option<Vec<u8>>);
-
-#[derive(NetworkBehaviour)]
-struct Hostile {
-    raw: request_response::Behaviour<RawCodec>,
-    gossipsub: gossipsub::Behaviour,
-}
 
 /// A signed root of a made-up dataset, owned by `owner`.
 fn made_up_root(owner: &Identity) -> SignedRoot {
@@ -98,29 +47,8 @@ async fn malformed_and_oversized_messages_are_rejected_and_the_node_keeps_servin
     let id = owner.own_digits().await;
     let owner_addr = owner.node.listen_addrs().await.unwrap()[0].clone();
 
-    let key = Keypair::generate_ed25519();
-    let mut hostile = libp2p::SwarmBuilder::with_existing_identity(key.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Hostile {
-            raw: request_response::Behaviour::with_codec(
-                RawCodec,
-                [(blob::PROTOCOL, request_response::ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-            ),
-            gossipsub: our_gossipsub(key),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let topic = gossipsub::IdentTopic::new(announce::TOPIC);
-    hostile.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
-    hostile.dial(owner_addr).unwrap();
+    let mut hostile = RawPeer::new();
+    hostile.dial(owner_addr);
     let owner_id = owner.node.peer_id();
 
     // Blob requests: wrong length, unknown kind, far too large, and a well-formed one for a blob
@@ -134,39 +62,14 @@ async fn malformed_and_oversized_messages_are_rejected_and_the_node_keeps_servin
         ("4 MiB", vec![1; 4 * 1024 * 1024], None),
         ("a blob not served", not_served, Some(vec![1])),
     ];
-    let mut sent = std::collections::HashMap::new();
+    let mut sent = HashMap::new();
     for (what, bytes, expected) in cases {
-        sent.insert(
-            hostile.behaviour_mut().raw.send_request(&owner_id, bytes),
-            (what, expected),
-        );
+        sent.insert(hostile.send(owner_id, true, bytes), (what, expected));
     }
-    let mut answers = std::collections::HashMap::new();
-    within("answers to every hostile request", async {
-        while answers.len() < sent.len() {
-            match hostile.select_next_some().await {
-                SwarmEvent::Behaviour(HostileEvent::Raw(request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                })) => {
-                    answers.insert(request_id, Ok(response));
-                }
-                SwarmEvent::Behaviour(HostileEvent::Raw(
-                    request_response::Event::OutboundFailure {
-                        request_id, error, ..
-                    },
-                )) => {
-                    answers.insert(request_id, Err(error.to_string()));
-                }
-                _ => {}
-            }
-        }
-    })
-    .await;
+    let mut answers = HashMap::new();
+    for id in sent.keys() {
+        answers.insert(*id, hostile.answer(*id).await);
+    }
     for (request, (what, expected)) in &sent {
         match (&answers[request], expected) {
             (Ok(bytes), Some(expected)) => assert_eq!(bytes, expected, "{what}"),
@@ -193,14 +96,16 @@ async fn malformed_and_oversized_messages_are_rejected_and_the_node_keeps_servin
     forged[last] ^= 1;
     let messages = [b"not an announcement".to_vec(), forged, valid.encode()];
     let mut next = 0;
+    hostile
+        .swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(announce::TOPIC))
+        .unwrap();
     within("the owner to accept the valid announcement", async {
         loop {
             if next < messages.len() {
-                match hostile
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(topic.clone(), messages[next].clone())
-                {
+                match hostile.publish(announce::TOPIC, messages[next].clone()) {
                     Ok(_) => next += 1,
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
                     Err(e) => panic!("cannot publish: {e}"),
@@ -216,8 +121,7 @@ async fn malformed_and_oversized_messages_are_rejected_and_the_node_keeps_servin
                 );
                 break;
             }
-            let _ =
-                tokio::time::timeout(Duration::from_millis(50), hostile.select_next_some()).await;
+            hostile.step(Duration::from_millis(50)).await;
         }
     })
     .await;

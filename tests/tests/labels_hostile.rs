@@ -8,59 +8,21 @@ use std::time::Duration;
 
 use automerge::sync::SyncDoc as _;
 use automerge::transaction::Transactable as _;
-use futures::StreamExt as _;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{PeerId, gossipsub, noise, request_response, tcp, yamux};
+use libp2p::PeerId;
 use swarmlabel_crdt::layout::slot_key;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
-use swarmlabel_node::Identity;
+use swarmlabel_net::Identity;
 use swarmlabel_node::labels::gossip;
-use swarmlabel_node::net::behaviour::gossipsub as our_gossipsub;
-use swarmlabel_node::net::labels::topic;
-use swarmlabel_node::net::sync;
+use swarmlabel_node::labels::wire::{self as sync, KIND};
+use swarmlabel_node::replicate::{Reply, Wire as _};
 use swarmlabel_tests::labels::{LabelNet, config, dataset};
 use swarmlabel_tests::network::{wait_until, within};
-
-#[derive(NetworkBehaviour)]
-struct Hostile {
-    sync: request_response::Behaviour<sync::Codec>,
-    gossipsub: gossipsub::Behaviour,
-}
-
-/// A raw libp2p peer speaking our label sync protocol (with `support`) and gossipsub, and
-/// nothing of a node's checks.
-fn hostile_swarm(
-    key: libp2p::identity::Keypair,
-    support: request_response::ProtocolSupport,
-    config: request_response::Config,
-) -> libp2p::Swarm<Hostile> {
-    libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Hostile {
-            sync: request_response::Behaviour::with_codec(
-                sync::Codec,
-                [(sync::PROTOCOL, support)],
-                config,
-            ),
-            gossipsub: our_gossipsub(key),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
-type HostileSwarm = libp2p::Swarm<Hostile>;
+use swarmlabel_tests::raw::RawPeer;
 
 fn annotation(annotator: AnnotatorKey, sample: u8, time_ms: u64) -> Annotation {
     Annotation {
         dataset: dataset().id,
-        sample: SampleId(swarmlabel_node::BlobId::of(&[sample]).0),
+        sample: SampleId(swarmlabel_net::BlobId::of(&[sample]).0),
         annotator,
         time_ms,
         value: Value::Label(1),
@@ -82,8 +44,11 @@ struct Forgeries {
 }
 
 fn forgeries(hostile: &Identity, victim: AnnotatorKey, sample: u8) -> Forgeries {
-    let valid_own =
-        SignedAnnotation::sign(annotation(key_of(hostile), sample, 5), hostile).unwrap();
+    let valid_own = SignedAnnotation::sign(
+        annotation(key_of(hostile), sample, 5),
+        hostile.signing_key(),
+    )
+    .unwrap();
     let mut broken = *valid_own.signature();
     broken[10] ^= 1;
     let bad_signature = SignedAnnotation::from_parts(*valid_own.annotation(), broken);
@@ -96,35 +61,19 @@ fn forgeries(hostile: &Identity, victim: AnnotatorKey, sample: u8) -> Forgeries 
     }
 }
 
-async fn request(swarm: &mut HostileSwarm, peer: PeerId, req: sync::Request) -> sync::Response {
-    let id = swarm.behaviour_mut().sync.send_request(&peer, req);
-    within("a sync response", async {
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                })) if request_id == id => return response,
-                SwarmEvent::Behaviour(HostileEvent::Sync(
-                    request_response::Event::OutboundFailure {
-                        request_id, error, ..
-                    },
-                )) if request_id == id => panic!("a sync request failed: {error}"),
-                _ => {}
-            }
-        }
-    })
-    .await
+async fn request(raw: &mut RawPeer, peer: PeerId, req: sync::Request) -> Reply<sync::Response> {
+    let body = req.encode().unwrap();
+    let answer = raw
+        .replicate(peer, KIND.tag, body)
+        .await
+        .unwrap_or_else(|e| panic!("a sync request failed: {e}"));
+    Reply::decode(&answer).unwrap()
 }
 
 /// Runs automerge's sync of a document holding `key` → `record` with `peer`, as an honest peer
 /// would; returns whether the peer refused a message.
 async fn push_by_sync(
-    swarm: &mut HostileSwarm,
+    raw: &mut RawPeer,
     peer: PeerId,
     key: &str,
     record: &SignedAnnotation,
@@ -145,18 +94,18 @@ async fn push_by_sync(
             .map(|m| m.encode())
             .unwrap_or_default();
         let req = sync::Request::Sync {
-            dataset: swarmlabel_node::DatasetId(swarmlabel_node::BlobId(dataset().id.0)),
+            dataset: dataset().id,
             shard: shard.0,
             new_round: step == 0,
             message,
         };
-        match request(swarm, peer, req).await {
-            sync::Response::Refused => return true,
-            sync::Response::Sync(bytes) if !bytes.is_empty() => {
+        match request(raw, peer, req).await {
+            Reply::Refused => return true,
+            Reply::Ok(sync::Response::Sync(bytes)) if !bytes.is_empty() => {
                 let m = automerge::sync::Message::decode(&bytes).unwrap();
                 doc.sync().receive_sync_message(&mut state, m).unwrap();
             }
-            sync::Response::Sync(_) => {}
+            Reply::Ok(sync::Response::Sync(_)) => {}
             other => panic!("unexpected sync response {other:?}"),
         }
     }
@@ -174,44 +123,26 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
         .await;
 
     let hostile_id = Identity::generate().unwrap();
-    let key = hostile_id.to_libp2p_keypair();
-    let mut hostile = hostile_swarm(
-        key,
-        request_response::ProtocolSupport::Outbound,
-        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-    );
-    let id = swarmlabel_node::DatasetId(swarmlabel_node::BlobId(dataset().id.0));
-    let t = gossipsub::IdentTopic::new(topic(&id));
-    hostile.behaviour_mut().gossipsub.subscribe(&t).unwrap();
+    let mut hostile = RawPeer::with_identity(hostile_id.clone());
+    let topic = KIND.topic(&dataset().id);
     for n in &net.nodes {
-        hostile.dial(n.addr.clone()).unwrap();
+        hostile.dial(n.addr.clone());
     }
     // Wait until the hostile peer knows all three nodes subscribe, so one publish reaches each.
-    within("the nodes' subscriptions", async {
-        while hostile
-            .behaviour()
-            .gossipsub
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&&t.hash()))
-            .count()
-            < 3
-        {
-            hostile.select_next_some().await;
-        }
-    })
-    .await;
+    hostile.subscribe(&topic, 3).await;
 
     // Gossip: the two forgeries, then the hostile key's own valid label of another sample as a
     // sentinel. Messages from one peer arrive in order, so once every node holds the sentinel
     // it has judged the forgeries.
     let g = forgeries(&hostile_id, victim, 1);
-    let sentinel =
-        SignedAnnotation::sign(annotation(key_of(&hostile_id), 2, 7), &hostile_id).unwrap();
+    let sentinel = SignedAnnotation::sign(
+        annotation(key_of(&hostile_id), 2, 7),
+        hostile_id.signing_key(),
+    )
+    .unwrap();
     for record in [g.bad_signature, g.claimed, sentinel] {
         hostile
-            .behaviour_mut()
-            .gossipsub
-            .publish(t.clone(), gossip::encode(&[record]).unwrap())
+            .publish(&topic, gossip::encode(&[record]).unwrap())
             .unwrap();
     }
     let sentinel_triple = (
@@ -228,8 +159,7 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
             if all {
                 break;
             }
-            let _ =
-                tokio::time::timeout(Duration::from_millis(50), hostile.select_next_some()).await;
+            hostile.step(Duration::from_millis(50)).await;
         }
     })
     .await;
@@ -310,46 +240,25 @@ async fn a_peer_that_never_answers_does_not_stall_sync_among_the_others() {
 
     // Gossip off: only anti-entropy can carry the labels, so a stalled session would show.
     let net = LabelNet::start(3, |i| config(200 + i as u64, true, false)).await;
-    let key = Identity::generate().unwrap().to_libp2p_keypair();
-    let mut silent = hostile_swarm(
-        key,
-        request_response::ProtocolSupport::Full,
-        request_response::Config::default(),
-    );
-    let id = swarmlabel_node::DatasetId(swarmlabel_node::BlobId(dataset().id.0));
-    // Subscribed, so the nodes count it among the holders of the dataset and pick it.
-    silent
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&gossipsub::IdentTopic::new(topic(&id)))
-        .unwrap();
+    let mut silent = RawPeer::new();
     for n in &net.nodes {
-        silent.dial(n.addr.clone()).unwrap();
+        silent.dial(n.addr.clone());
     }
+    // Subscribed, so the nodes count it among the holders of the dataset and pick it.
+    silent.subscribe(&KIND.topic(&dataset().id), 3).await;
     // The silent peer's task: keeps every request's channel unanswered; a query returns the
     // requesters whose requests are all still waiting (none timed out or was given up).
     let (query, mut queries) = mpsc::channel::<oneshot::Sender<HashSet<PeerId>>>(4);
     let task = tokio::spawn(async move {
-        let mut held = Vec::new();
         loop {
             tokio::select! {
-                event = silent.select_next_some() => {
-                    if let SwarmEvent::Behaviour(HostileEvent::Sync(
-                        request_response::Event::Message {
-                            peer,
-                            message: request_response::Message::Request { channel, .. },
-                            ..
-                        },
-                    )) = event
-                    {
-                        held.push((peer, channel));
-                    }
-                }
+                () = silent.step(Duration::from_millis(50)) => {}
                 Some(reply) = queries.recv() => {
-                    let waiting = held
+                    let waiting = silent
+                        .replication_requests
                         .iter()
-                        .filter(|(_, c)| c.is_open())
-                        .map(|(p, _)| *p)
+                        .filter(|r| r.channel.is_open())
+                        .map(|r| r.peer)
                         .collect();
                     let _ = reply.send(waiting);
                 }

@@ -14,15 +14,15 @@ use std::sync::Arc;
 use futures::future::join_all;
 use swarmlabel_active_learning::Model;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
-use swarmlabel_node::dataset::import::{Options, import};
+use swarmlabel_net::dataset::import::{Options, import};
+use swarmlabel_net::progress::NoProgress;
+use swarmlabel_net::swarm::fetch;
 use swarmlabel_node::labels::{self, LabelStore, Labels};
 use swarmlabel_node::learn::exchange::{ModelExchange, ServiceExchange};
 use swarmlabel_node::learn::{self, Learner, features};
 use swarmlabel_node::models::{self, Models};
-use swarmlabel_node::net::fetch;
-use swarmlabel_node::progress::NoProgress;
 use swarmlabel_tests::network::{TestNode, wait_until, within};
-use swarmlabel_tests::{TempHome, shared_dataset};
+use swarmlabel_tests::{TempHome, test_data};
 
 const VOLUNTEERS: usize = 3;
 const LABELS_EACH: usize = 20;
@@ -39,7 +39,7 @@ struct Volunteer {
 /// The digits rows without their label column, and the true class of each sample (from an
 /// import of the full file in a scratch home: sample ids hash only the row values).
 fn pool_without_labels(scratch: &TempHome) -> (std::path::PathBuf, HashMap<SampleId, u16>) {
-    let source = shared_dataset("digits.csv");
+    let source = test_data("digits.csv");
     let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let full = import(
         &scratch.home,
@@ -49,7 +49,7 @@ fn pool_without_labels(scratch: &TempHome) -> (std::path::PathBuf, HashMap<Sampl
         &NoProgress,
     )
     .unwrap();
-    let truth = features::load(&scratch.home.catalog(), &full.id)
+    let truth = features::load(&swarmlabel_net::Catalog::of(&scratch.home), &full.id)
         .unwrap()
         .gold;
     let mut reader = csv::Reader::from_path(&source).unwrap();
@@ -107,7 +107,10 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
         .await
         .unwrap();
         let config = labels::Config {
-            anti_entropy_interval: Some(std::time::Duration::from_millis(500)),
+            anti_entropy: swarmlabel_node::replicate::core::Config {
+                interval: Some(std::time::Duration::from_millis(500)),
+                ..Default::default()
+            },
             seed: Some(i as u64),
             ..labels::Config::default()
         };
@@ -117,7 +120,10 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
         labels.open(crdt).await.unwrap();
         let me = AnnotatorKey(node.home.identity.public_key().0);
         let config = models::Config {
-            anti_entropy_interval: Some(std::time::Duration::from_millis(500)),
+            anti_entropy: swarmlabel_node::replicate::core::Config {
+                interval: Some(std::time::Duration::from_millis(500)),
+                ..Default::default()
+            },
             seed: Some(i as u64),
             ..models::Config::default()
         };
@@ -131,7 +137,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
         );
         let learner = Learner::start(
             dataset,
-            node.home.home.catalog(),
+            swarmlabel_net::Catalog::of(&node.home.home),
             labels.clone(),
             me,
             exchange.clone(),
@@ -159,7 +165,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
         "every volunteer to see the others on the label topic",
         || async {
             for v in &volunteers {
-                if v.node.node.label_peers(dataset).await.unwrap().len() < VOLUNTEERS - 1 {
+                if v.labels.peers(dataset).await.unwrap().len() < VOLUNTEERS - 1 {
                     return false;
                 }
             }
@@ -192,7 +198,8 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
                     value: Value::Label(truth[&sample]),
                     suggestion: None,
                 };
-                let signed = SignedAnnotation::sign(annotation, &v.node.home.identity).unwrap();
+                let signed =
+                    SignedAnnotation::sign(annotation, v.node.home.identity.signing_key()).unwrap();
                 v.labels.record(signed).await.unwrap();
                 answered.insert(sample);
                 wait_until("the pool to be rescored after a label", || async {

@@ -16,7 +16,7 @@ use swarmlabel_crdt::registry::merge::Method;
 use swarmlabel_crdt::registry::{Architecture, Registry, SignedUpdate, Validation, WeightsHash};
 use swarmlabel_node::models::{self, Publication, merged, weights};
 use swarmlabel_tests::models::{DATASET, ModelNet, config};
-use swarmlabel_tests::shared_dataset;
+use swarmlabel_tests::test_data;
 
 /// The crdt architecture of a model spec: BLAKE3 of its JSON, and a short name.
 fn architecture(spec: &ModelSpec, name: &str) -> Architecture {
@@ -49,7 +49,7 @@ fn expected(
     published: &[(SignedUpdate, Vec<u8>)],
     method: Method,
 ) -> (Registry, merged::MergedModel) {
-    let mut registry = Registry::new(swarmlabel_crdt::DatasetId(DATASET.0.0));
+    let mut registry = Registry::new(DATASET);
     let mut held = HashMap::new();
     for (update, bytes) in published {
         registry.insert(update.clone()).unwrap();
@@ -181,7 +181,7 @@ async fn weights_travel_through_a_peer_that_holds_them_when_their_author_is_out_
 
 /// The digits, features scaled to [0, 1]: (rows, labels).
 fn digits() -> (Vec<Vec<f32>>, Vec<usize>) {
-    let mut reader = csv::Reader::from_path(shared_dataset("digits.csv")).unwrap();
+    let mut reader = csv::Reader::from_path(test_data("digits.csv")).unwrap();
     let mut rows = Vec::new();
     let mut labels = Vec::new();
     for record in reader.records() {
@@ -276,10 +276,10 @@ async fn a_poisoning_peer_moves_the_robust_merged_accuracy_by_at_most_two_points
     let attacked = accuracy(&with.weights, &test);
     // The same updates merged by a plain weighted mean: what the attack does without robustness.
     let naive = {
-        let mut registry = Registry::new(swarmlabel_crdt::DatasetId(DATASET.0.0));
+        let mut registry = Registry::new(DATASET);
         let mut held = HashMap::new();
         for (i, (bytes, labels)) in all.iter().enumerate() {
-            let id = swarmlabel_node::Identity::generate().unwrap();
+            let id = swarmlabel_net::Identity::generate().unwrap();
             let update = swarmlabel_crdt::registry::ModelUpdate {
                 dataset: registry.dataset(),
                 peer: swarmlabel_crdt::AnnotatorKey(id.public_key().0),
@@ -292,7 +292,7 @@ async fn a_poisoning_peer_moves_the_robust_merged_accuracy_by_at_most_two_points
             };
             held.insert(update.weights_hash, Arc::new(bytes.clone()));
             registry
-                .insert(SignedUpdate::sign(update, &id).unwrap())
+                .insert(SignedUpdate::sign(update, id.signing_key()).unwrap())
                 .unwrap();
         }
         let m = merged::compute(&registry, &held, Method::WeightedMean, None, None).unwrap();

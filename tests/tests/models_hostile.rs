@@ -8,47 +8,29 @@
 
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{gossipsub, noise, request_response, tcp, yamux};
 use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::registry::{Architecture, ModelUpdate, SignedUpdate, Validation, WeightsHash};
-use swarmlabel_node::Identity;
-use swarmlabel_node::net::behaviour::gossipsub as our_gossipsub;
-use swarmlabel_node::net::blob;
-use swarmlabel_node::net::models::topic;
+use swarmlabel_net::Identity;
+use swarmlabel_net::swarm::blob;
+use swarmlabel_net::swarm::codec::Frame as _;
+use swarmlabel_node::models::wire::KIND;
 use swarmlabel_tests::models::{DATASET, ModelNet, config};
 use swarmlabel_tests::network::within;
+use swarmlabel_tests::raw::RawPeer;
 
-#[derive(NetworkBehaviour)]
-struct Hostile {
-    gossipsub: gossipsub::Behaviour,
-    blob: request_response::Behaviour<blob::Codec>,
-}
-
-type HostileSwarm = libp2p::Swarm<Hostile>;
-
-/// Drives the hostile swarm for a moment, answering every blob request with bytes of the
+/// Drives the hostile peer for a moment, answering every blob request with bytes of the
 /// announced size that are not the announced weights.
-async fn step(hostile: &mut HostileSwarm) {
-    let Ok(event) =
-        tokio::time::timeout(Duration::from_millis(50), hostile.select_next_some()).await
-    else {
-        return;
-    };
-    if let SwarmEvent::Behaviour(HostileEvent::Blob(request_response::Event::Message {
-        message: request_response::Message::Request { channel, .. },
-        ..
-    })) = event
-    {
-        let wrong = blob::Response::Found(vec![0x42; 2_000]);
-        let _ = hostile.behaviour_mut().blob.send_response(channel, wrong);
+async fn step(hostile: &mut RawPeer) {
+    hostile.step(Duration::from_millis(50)).await;
+    for incoming in std::mem::take(&mut hostile.blob_requests) {
+        let wrong = blob::Response::Found(vec![0x42; 2_000]).to_frame().unwrap();
+        hostile.respond(incoming, wrong, true);
     }
 }
 
 fn update(peer: AnnotatorKey, version: u64) -> ModelUpdate {
     ModelUpdate {
-        dataset: swarmlabel_crdt::DatasetId(DATASET.0.0),
+        dataset: DATASET,
         peer,
         version,
         labels_trained: 1_000,
@@ -63,65 +45,26 @@ fn update(peer: AnnotatorKey, version: u64) -> ModelUpdate {
 async fn a_forged_announcement_is_rejected_by_every_node_and_stored_by_none() {
     let net = ModelNet::start(3, |i| config(500 + i as u64, 0.0)).await;
     let hostile_id = Identity::generate().unwrap();
-    let mut hostile = libp2p::SwarmBuilder::with_existing_identity(hostile_id.to_libp2p_keypair())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Hostile {
-            gossipsub: our_gossipsub(key),
-            blob: request_response::Behaviour::with_codec(
-                blob::Codec,
-                [(blob::PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default(),
-            ),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let t = gossipsub::IdentTopic::new(topic(&DATASET));
-    hostile.behaviour_mut().gossipsub.subscribe(&t).unwrap();
+    let mut hostile = RawPeer::with_identity(hostile_id.clone());
+    let topic = KIND.topic(&DATASET);
     for n in &net.nodes {
-        hostile.dial(n.addr.clone()).unwrap();
+        hostile.dial(n.addr.clone());
     }
-    within("the nodes' subscriptions", async {
-        while hostile
-            .behaviour()
-            .gossipsub
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&&t.hash()))
-            .count()
-            < 3
-        {
-            hostile.select_next_some().await;
-        }
-    })
-    .await;
+    hostile.subscribe(&topic, 3).await;
 
     // Forged: an update in the victim's name, signed by the hostile key.
     let victim = AnnotatorKey(net.nodes[0].node.home.identity.public_key().0);
     let own = SignedUpdate::sign(
         update(AnnotatorKey(hostile_id.public_key().0), 1),
-        &hostile_id,
+        hostile_id.signing_key(),
     )
     .unwrap();
     let forged = SignedUpdate::from_parts(update(victim, 9), *own.signature());
-    assert!(
-        forged
-            .verify(swarmlabel_crdt::DatasetId(DATASET.0.0))
-            .is_err()
-    );
+    assert!(forged.verify(DATASET).is_err());
     // Then the hostile key's own valid update as a sentinel: messages from one peer arrive in
     // order, so once every node holds it, every node has judged the forgery.
     for record in [&forged, &own] {
-        hostile
-            .behaviour_mut()
-            .gossipsub
-            .publish(t.clone(), record.to_bytes())
-            .unwrap();
+        hostile.publish(&topic, record.to_bytes()).unwrap();
     }
     let hostile_key = own.update().peer;
     within("every node to take the sentinel", async {
@@ -195,7 +138,7 @@ async fn a_forged_announcement_is_rejected_by_every_node_and_stored_by_none() {
             n.models.merged(DATASET).await.unwrap().is_none(),
             "node {i}"
         );
-        let wrong = swarmlabel_node::BlobId::of(&[0x42; 2_000]);
+        let wrong = swarmlabel_net::BlobId::of(&[0x42; 2_000]);
         assert!(
             !n.node.home.home.blobs().path(&wrong).exists(),
             "node {i} stored the wrong bytes"

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use libp2p::identity::Keypair;
-use swarmlabel_node::net::fetch::Options;
+use swarmlabel_net::swarm::fetch::Options;
 use swarmlabel_tests::network::{TestNode, start_bootstrap, wait_until, within};
 
 const DIGITS: u64 = 1797;
@@ -177,7 +177,7 @@ async fn a_subset_fetch_fetches_only_the_subset() {
     let addrs = bootstrap.listen_addrs().to_vec();
     let owner = TestNode::start(&addrs).await;
     let id = owner.own_digits().await;
-    let catalog = owner.home.home.catalog();
+    let catalog = swarmlabel_net::Catalog::of(&owner.home.home);
     let listed = catalog.get(&id).unwrap();
     let page = catalog.page(&listed, 0).unwrap();
     let subset: std::collections::HashSet<_> =

@@ -2,10 +2,7 @@ use super::*;
 use crate::features::{Extractor as _, Tabular};
 use rand::seq::SliceRandom as _;
 
-const DIGITS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/datasets/digits.csv"
-);
+const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
 
 /// Digits as raw rows and labels.
 fn digits() -> (Vec<Vec<f64>>, Vec<usize>) {

@@ -14,15 +14,15 @@ use rand_chacha::ChaCha8Rng;
 use swarmlabel_active_learning::{Matrix, Query};
 use swarmlabel_crdt::registry::merge;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
-use swarmlabel_node::dataset::import::{Options, import};
+use swarmlabel_net::dataset::import::{Options, import};
+use swarmlabel_net::progress::NoProgress;
+use swarmlabel_net::swarm::{Config, Node, fetch};
+use swarmlabel_net::{DatasetId, Home, Identity};
 use swarmlabel_node::labels::{self, LabelStore, Labels};
 use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange, ServiceExchange};
 use swarmlabel_node::learn::features::PoolFeatures;
 use swarmlabel_node::learn::{self, Learner};
 use swarmlabel_node::models::{self, Models};
-use swarmlabel_node::net::{Config, Node, fetch};
-use swarmlabel_node::progress::NoProgress;
-use swarmlabel_node::{DatasetId, Home, Identity};
 use tokio::sync::watch;
 
 /// Longest wait for any one step before the run is called hung.
@@ -135,7 +135,7 @@ pub(super) async fn run(
         })
         .await??;
         let labels_config = labels::Config {
-            anti_entropy_interval: Some(Duration::from_secs(2)),
+            anti_entropy: anti_entropy(),
             seed: Some(setup.seed.wrapping_add(i as u64)),
             ..labels::Config::default()
         };
@@ -144,7 +144,7 @@ pub(super) async fn run(
         let me = AnnotatorKey(identity.public_key().0);
         let (exchange, models): (Arc<dyn ModelExchange>, _) = if setup.network_models {
             let config = models::Config {
-                anti_entropy_interval: Some(Duration::from_secs(2)),
+                anti_entropy: anti_entropy(),
                 seed: Some(setup.seed.wrapping_add(i as u64)),
                 ..models::Config::default()
             };
@@ -162,7 +162,7 @@ pub(super) async fn run(
         };
         let learner = Learner::start(
             dataset,
-            home.catalog(),
+            swarmlabel_net::Catalog::of(&home),
             labels.clone(),
             me,
             exchange.clone(),
@@ -321,9 +321,17 @@ fn settled(volunteers: &[Volunteer], budget: u64, crdt: swarmlabel_crdt::Dataset
     all && hashes.len() == 1
 }
 
+/// Anti-entropy of the simulated nodes: a round every 2 s.
+fn anti_entropy() -> swarmlabel_node::replicate::core::Config {
+    swarmlabel_node::replicate::core::Config {
+        interval: Some(Duration::from_secs(2)),
+        ..Default::default()
+    }
+}
+
 /// Connects every pair of volunteers and waits until each sees the others on the label topic.
 async fn connect(volunteers: &[Volunteer], crdt: swarmlabel_crdt::DatasetId) -> anyhow::Result<()> {
-    let dataset = DatasetId(swarmlabel_node::BlobId(crdt.0));
+    let dataset = crdt;
     let mut addrs = Vec::new();
     for v in volunteers {
         addrs.push(v.node.listen_addrs().await?[0].clone());
@@ -340,7 +348,7 @@ async fn connect(volunteers: &[Volunteer], crdt: swarmlabel_crdt::DatasetId) -> 
             loop {
                 let mut ok = true;
                 for v in volunteers {
-                    if v.node.label_peers(dataset).await?.len() < others {
+                    if v.labels.peers(dataset).await?.len() < others {
                         ok = false;
                     }
                 }
@@ -421,7 +429,7 @@ async fn labeler(
             value: Value::Label(label as u16),
             suggestion: None,
         };
-        let signed = SignedAnnotation::sign(annotation, &v.identity)?;
+        let signed = SignedAnnotation::sign(annotation, v.identity.signing_key())?;
         v.labels.record(signed).await?;
         answered.insert(sample);
         // A human looks at the next sample once the model has moved; give up waiting after a

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use swarmlabel_crdt::{SignedAnnotation, Value};
-use swarmlabel_node::Home;
+use swarmlabel_net::Home;
 use swarmlabel_node::labels::LabelStore;
 
 use super::process::{Process, ok};
@@ -84,15 +84,12 @@ impl Node {
         Node::with(dir, home, id)
     }
 
-    /// A home with the digits table (../shared/datasets/digits.csv), not yet running.
+    /// A home with the digits table (testdata/digits.csv), not yet running.
     pub(crate) fn digits() -> Node {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         ok(&home, &["init"]);
-        let csv = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/datasets/digits.csv"
-        );
+        let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
         let id = ok(
             &home,
             &[
@@ -230,8 +227,8 @@ fn fresh_id() -> String {
 /// The annotations of dataset `id` in `home`'s store, every signature verified.
 pub(crate) fn read_store(home: &Path, id: &str) -> Vec<SignedAnnotation> {
     let home = Home::open(home).unwrap();
-    let id: swarmlabel_node::DatasetId = id.parse().unwrap();
-    let listed = home.catalog().get(&id).unwrap();
+    let id: swarmlabel_net::DatasetId = id.parse().unwrap();
+    let listed = swarmlabel_net::Catalog::of(&home).get(&id).unwrap();
     let root = listed.root.root();
     let dataset = LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
     let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();

@@ -177,6 +177,19 @@ impl Registry {
         self.entries.get(peer)
     }
 
+    /// Every signed record held, as anti-entropy sends them: each peer's update in force and its
+    /// equivocation evidence, in peer order.
+    pub fn records(&self) -> Vec<SignedUpdate> {
+        let mut out = Vec::with_capacity(self.len());
+        for (_, entry) in self.entries() {
+            out.push(entry.latest().clone());
+            if let Some(other) = entry.equivocation() {
+                out.push(other.clone());
+            }
+        }
+        out
+    }
+
     /// The entries, sorted by peer key.
     pub fn entries(&self) -> impl Iterator<Item = (&AnnotatorKey, &Entry)> {
         self.entries.iter()

@@ -16,8 +16,8 @@ use super::labels::{Book, LabelView, bad, book, labels_error, parse_id, parse_sa
 use super::queue::{AccuracyPoint, View};
 use super::{ApiError, AppState};
 use crate::consensus::{self, Method};
-use crate::dataset::DatasetId;
-use crate::dataset::manifest::{MediaType, Task};
+use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::dataset::manifest::{MediaType, Task};
 
 /// Picks returned by one queue request at most.
 pub(crate) const MAX_PICKS: usize = 64;
@@ -45,7 +45,7 @@ pub(crate) async fn datasets(
     headers: HeaderMap,
 ) -> Result<Json<Vec<DatasetView>>, ApiError> {
     s.check(&headers)?;
-    let catalog = s.node.home().catalog();
+    let catalog = swarmlabel_net::Catalog::of(s.node.home());
     let listed = tokio::task::spawn_blocking(move || catalog.list())
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -70,10 +70,7 @@ pub(crate) async fn datasets(
 }
 
 async fn read(s: &AppState, id: DatasetId) -> Result<Annotations, ApiError> {
-    s.labels
-        .read(swarmlabel_crdt::DatasetId(id.0.0))
-        .await
-        .map_err(labels_error)
+    s.labels.read(id).await.map_err(labels_error)
 }
 
 /// Counts of a dataset's annotations.
@@ -236,7 +233,7 @@ pub(crate) async fn sample(
     let book = book(&s, id).await?;
     let sample = parse_sample(&book, id, &sample)?;
     let media = book.media[&sample];
-    let blobs = s.node.home().catalog().blobs().clone();
+    let blobs = swarmlabel_net::Catalog::of(s.node.home()).blobs().clone();
     let bytes = tokio::task::spawn_blocking(move || blobs.get(&sample))
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

@@ -17,10 +17,10 @@ use swarmlabel_crdt::{
 
 use super::body::parse_json;
 use super::{ApiError, AppState};
-use crate::dataset::DatasetId;
-use crate::dataset::manifest::{MediaType, Task};
 use crate::labels::{LabelStore, LabelStoreError, LabelsError};
-use crate::store::BlobId;
+use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::dataset::manifest::{MediaType, Task};
+use swarmlabel_net::store::BlobId;
 
 pub(super) mod consensus;
 
@@ -84,7 +84,7 @@ fn open_book(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let home = s.node.home();
-    let catalog = home.catalog();
+    let catalog = swarmlabel_net::Catalog::of(home);
     let listed = catalog.get(&id).map_err(|_| {
         bad(
             StatusCode::NOT_FOUND,
@@ -235,14 +235,14 @@ async fn store(
     let mut time_ms = now_ms();
     loop {
         let annotation = Annotation {
-            dataset: swarmlabel_crdt::DatasetId(id.0.0),
+            dataset: id,
             sample: SampleId(sample.0),
             annotator: AnnotatorKey(identity.public_key().0),
             time_ms,
             value,
             suggestion,
         };
-        let signed = SignedAnnotation::sign(annotation, identity.as_ref())
+        let signed = SignedAnnotation::sign(annotation, identity.signing_key())
             .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         match s.labels.record(signed).await {
             Ok(()) => break,
@@ -293,11 +293,7 @@ pub(crate) async fn undo(
     s.change(&headers, async {
         let id = parse_id(&id)?;
         let book = book(&s, id).await?;
-        let read = s
-            .labels
-            .read(swarmlabel_crdt::DatasetId(id.0.0))
-            .await
-            .map_err(labels_error)?;
+        let read = s.labels.read(id).await.map_err(labels_error)?;
         let me = AnnotatorKey(s.identity.public_key().0);
         let last = read
             .annotations
@@ -342,11 +338,7 @@ pub(crate) async fn list(
     s.check(&headers)?;
     let id = parse_id(&id)?;
     let book = book(&s, id).await?;
-    let read = s
-        .labels
-        .read(swarmlabel_crdt::DatasetId(id.0.0))
-        .await
-        .map_err(labels_error)?;
+    let read = s.labels.read(id).await.map_err(labels_error)?;
     let views: Vec<LabelView> = read
         .annotations
         .iter()

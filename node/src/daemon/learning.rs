@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use swarmlabel_crdt::{AnnotatorKey, SampleId, Value};
 
 use super::queue::{AccuracyPoint, Fallback, Guess, Pick, Source, SourceFuture, View};
-use crate::dataset::{Catalog, DatasetId};
 use crate::labels::Labels;
 use crate::learn::exchange::ServiceExchange;
 use crate::learn::{self, Learner, Suggestion};
 use crate::models::Models;
-use crate::store::BlobId;
+use swarmlabel_net::dataset::{Catalog, DatasetId};
+use swarmlabel_net::store::BlobId;
 
 /// The learning loops of one daemon, by dataset.
 #[derive(Debug, Clone)]

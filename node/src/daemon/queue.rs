@@ -14,8 +14,8 @@ use std::pin::Pin;
 use serde::Serialize;
 use swarmlabel_crdt::{Annotations, AnnotatorKey};
 
-use crate::dataset::DatasetId;
-use crate::store::BlobId;
+use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::store::BlobId;
 
 pub use fallback::Fallback;
 

@@ -20,10 +20,11 @@ use super::features::PoolFeatures;
 use super::plan::{Action, Plan, Snapshot};
 use super::{Board, Config, Round, seed_of, select, train};
 use crate::consensus;
-use crate::dataset::DatasetId;
 use crate::labels::Labels;
+use swarmlabel_net::dataset::DatasetId;
 
-/// Polls after which the labels are read even if no counter moved (a safety net).
+/// Ticks after which the labels are read even if they did not change: who counts as an active
+/// labeler depends on the clock.
 const READ_AT_LEAST_EVERY: u32 = 20;
 
 type Training = JoinHandle<(
@@ -46,8 +47,9 @@ pub(super) struct Driver {
     plan: Plan,
     seed: u64,
     started: Instant,
-    last_counters: Option<(u64, u64, u64)>,
-    polls_since_read: u32,
+    /// Whether the labels changed since they were last read.
+    dirty: bool,
+    ticks_since_read: u32,
     version: u64,
     annotations: u64,
     /// `(row, class)` of every usable label, sorted by row.
@@ -77,7 +79,7 @@ impl Driver {
             .map(|(i, s)| (s.to_string(), i))
             .collect();
         Self {
-            crdt: swarmlabel_crdt::DatasetId(dataset.0.0),
+            crdt: dataset,
             me,
             pool,
             hex_rows,
@@ -89,8 +91,8 @@ impl Driver {
             stopped,
             seed: seed_of(&dataset),
             started: Instant::now(),
-            last_counters: None,
-            polls_since_read: 0,
+            dirty: true,
+            ticks_since_read: 0,
             version: 0,
             annotations: 0,
             usable: Vec::new(),
@@ -112,6 +114,14 @@ impl Driver {
     pub(super) async fn run(mut self) {
         let mut merged = self.exchange.watch(self.crdt);
         let mut watching = true;
+        // The labels service tells when the labels change, as the exchange does for models.
+        let mut labels = match self.labels.watch(self.crdt).await {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                tracing::warn!(dataset = %self.crdt, "cannot follow the labels, reading them at every tick: {e}");
+                None
+            }
+        };
         let mut tick = tokio::time::interval(self.config.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut training: Option<Training> = None;
@@ -141,8 +151,19 @@ impl Driver {
                         self.rescore().await;
                     }
                 }
+                changed = async { labels.as_mut().expect("guarded by the select condition").changed().await },
+                    if labels.is_some() => {
+                    // Read at the next tick: a burst of changes costs one read.
+                    self.dirty = true;
+                    if changed.is_err() {
+                        labels = None;
+                    }
+                }
                 _ = tick.tick() => {
-                    self.poll_labels().await;
+                    self.ticks_since_read += 1;
+                    if self.dirty || labels.is_none() || self.ticks_since_read >= READ_AT_LEAST_EVERY {
+                        self.read_labels().await;
+                    }
                     if training.is_none()
                         && let Action::Train(snapshot) = self.plan.next(self.now_ms())
                     {
@@ -174,15 +195,9 @@ impl Driver {
         order.into_iter().map(|i| (self.pool.ids[i], 0.0)).collect()
     }
 
-    async fn poll_labels(&mut self) {
-        let c = self.labels.counters();
-        let key = (c.recorded, c.gossip_accepted, c.sync_applied);
-        self.polls_since_read += 1;
-        if self.last_counters == Some(key) && self.polls_since_read < READ_AT_LEAST_EVERY {
-            return;
-        }
-        self.last_counters = Some(key);
-        self.polls_since_read = 0;
+    async fn read_labels(&mut self) {
+        self.dirty = false;
+        self.ticks_since_read = 0;
         let read = match self.labels.read(self.crdt).await {
             Ok(r) => r,
             Err(e) => {

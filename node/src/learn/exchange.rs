@@ -4,24 +4,25 @@
 //! The network implementation (signed announcements on the dataset's model topic, weights as
 //! verified blobs, registry anti-entropy) is the node's model registry; the loop only sees this
 //! trait. [`LocalExchange`] is an in-process implementation for peers that share one process
-//! (the simulator and tests before the network one is wired): the same signed updates,
-//! `swarmlabel_crdt::registry` and deterministic merge, without the transport, so every peer
-//! sees every update at once. [`ServiceExchange`] is the network one: the node's models service.
+//! (the simulator and tests): the same signed updates, `swarmlabel_crdt::registry` and the
+//! production merged-model computation (`models::merged::compute`), without the transport, so
+//! every peer sees every update at once. [`ServiceExchange`] is the network one: the node's models service.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use candle_core::{Device, Tensor};
 use futures::future::BoxFuture;
 use swarmlabel_active_learning::{Model, ModelError, ModelSpec};
 use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::registry::{
     Architecture, ModelUpdate, Registry, SignedUpdate, Validation, WeightsHash, merge,
 };
+
+use crate::models::merged::compute;
 use tokio::sync::watch;
 
-use crate::identity::Identity;
+use swarmlabel_net::identity::Identity;
 
 /// The merged model of a dataset, as every node holding the same registry derives it.
 #[derive(Clone, PartialEq, Eq)]
@@ -106,15 +107,9 @@ pub struct LocalExchange {
 #[derive(Debug)]
 struct Shared {
     registry: Registry,
-    weights: HashMap<WeightsHash, Weights>,
+    weights: HashMap<WeightsHash, Arc<Vec<u8>>>,
     merged: Option<MergedModel>,
     tx: watch::Sender<Option<[u8; 32]>>,
-}
-
-#[derive(Debug)]
-struct Weights {
-    bytes: Vec<u8>,
-    tensors: Vec<(String, Vec<f32>)>,
 }
 
 impl LocalExchange {
@@ -165,8 +160,8 @@ impl ModelExchange for LocalPeer {
         validation: Validation,
     ) -> BoxFuture<'_, Result<(), ExchangeError>> {
         Box::pin(async move {
-            let model = Model::from_safetensors_bytes(&weights)?;
-            let tensors = model.weights()?;
+            // Refuse what this node could not load itself, as the network side does.
+            Model::from_safetensors_bytes(&weights)?;
             let version = 1 + self
                 .version
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -180,7 +175,7 @@ impl ModelExchange for LocalPeer {
                 weights_bytes: weights.len() as u64,
                 validation,
             };
-            let signed = SignedUpdate::sign(update, &self.identity)
+            let signed = SignedUpdate::sign(update, self.identity.signing_key())
                 .map_err(|e| ExchangeError::Refused(e.to_string()))?;
             let method = self.exchange.method;
             self.exchange.with(dataset, |shared| {
@@ -191,13 +186,12 @@ impl ModelExchange for LocalPeer {
                 shared
                     .weights
                     .entry(WeightsHash(*blake3::hash(&weights).as_bytes()))
-                    .or_insert(Weights {
-                        bytes: weights,
-                        tensors,
-                    });
-                let merged = merged_model(&shared.registry, &shared.weights, method)?;
-                let hash = merged.hash;
-                shared.merged = Some(merged);
+                    .or_insert_with(|| Arc::new(weights));
+                // The production computation, so that `sim` measures what nodes run.
+                let merged = compute(&shared.registry, &shared.weights, method, None, None)
+                    .map_err(|e| ExchangeError::Refused(e.to_string()))?;
+                let hash = merged.hash.0;
+                shared.merged = Some(MergedModel::from(&merged));
                 shared.tx.send_replace(Some(hash));
                 Ok(())
             })
@@ -213,56 +207,15 @@ impl ModelExchange for LocalPeer {
     }
 }
 
-/// The merged model of `registry` as a safetensors buffer, its tensors shaped like the weights
-/// they were merged from.
-fn merged_model(
-    registry: &Registry,
-    weights: &HashMap<WeightsHash, Weights>,
-    method: merge::Method,
-) -> Result<MergedModel, ExchangeError> {
-    let config = merge::Config {
-        method,
-        architecture: None,
-    };
-    let merged = merge::merge(
-        registry.latest(),
-        |h| weights.get(h).map(|w| w.tensors.as_slice()),
-        &config,
-    )
-    .map_err(|e| ExchangeError::Refused(e.to_string()))?;
-    let first = registry
-        .latest()
-        .find(|u| merged.included.first() == Some(&u.peer))
-        .and_then(|u| weights.get(&u.weights_hash))
-        .ok_or_else(|| ExchangeError::Refused("merged model without weights".into()))?;
-    let template = Model::from_safetensors_bytes(&first.bytes)?;
-    let shapes: HashMap<String, Vec<usize>> = template
-        .tensors()?
-        .into_iter()
-        .map(|(n, t)| (n, t.dims().to_vec()))
-        .collect();
-    let mut tensors = HashMap::new();
-    for (name, values) in merged.tensors {
-        let dims = shapes
-            .get(&name)
-            .ok_or_else(|| ExchangeError::Refused(format!("merged tensor {name} is unknown")))?;
-        let t =
-            Tensor::from_vec(values, dims.as_slice(), &Device::Cpu).map_err(ModelError::from)?;
-        tensors.insert(name, t);
+impl From<&crate::models::MergedModel> for MergedModel {
+    fn from(m: &crate::models::MergedModel) -> Self {
+        Self {
+            hash: m.hash.0,
+            bytes: m.weights.clone(),
+            peers: m.included.len(),
+            labels: m.labels_trained,
+        }
     }
-    let model = Model::with_weights(template.spec().clone(), &tensors)?;
-    let bytes = model.to_safetensors_bytes()?;
-    Ok(MergedModel {
-        hash: *blake3::hash(&bytes).as_bytes(),
-        bytes: Arc::new(bytes),
-        peers: merged.included.len(),
-        labels: registry
-            .latest()
-            .filter(|u| merged.included.contains(&u.peer))
-            .map(|u| u.labels_trained)
-            .max()
-            .unwrap_or(0),
-    })
 }
 
 /// The node's models service (`crate::models::Models`: model gossip, weights as verified blobs,
@@ -270,7 +223,7 @@ fn merged_model(
 #[derive(Debug)]
 pub struct ServiceExchange {
     models: crate::models::Models,
-    dataset: crate::dataset::DatasetId,
+    dataset: swarmlabel_net::dataset::DatasetId,
     current: watch::Receiver<crate::models::Current>,
     hashes: watch::Sender<Option<[u8; 32]>>,
 }
@@ -279,7 +232,7 @@ impl ServiceExchange {
     /// Opens `dataset` in `models` and follows its merged model.
     pub async fn open(
         models: crate::models::Models,
-        dataset: crate::dataset::DatasetId,
+        dataset: swarmlabel_net::dataset::DatasetId,
     ) -> Result<Self, crate::models::ModelsError> {
         models.open(dataset).await?;
         let current = models.watch(dataset).await?;
@@ -328,12 +281,10 @@ impl ModelExchange for ServiceExchange {
     }
 
     fn merged(&self, _dataset: swarmlabel_crdt::DatasetId) -> Option<MergedModel> {
-        self.current.borrow().as_ref().map(|m| MergedModel {
-            hash: m.hash.0,
-            bytes: m.weights.clone(),
-            peers: m.included.len(),
-            labels: m.labels_trained,
-        })
+        self.current
+            .borrow()
+            .as_ref()
+            .map(|m| MergedModel::from(&**m))
     }
 
     fn watch(&self, _dataset: swarmlabel_crdt::DatasetId) -> watch::Receiver<Option<[u8; 32]>> {

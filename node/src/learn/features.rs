@@ -17,9 +17,9 @@ use swarmlabel_active_learning::{
 };
 use swarmlabel_crdt::SampleId;
 
-use crate::dataset::manifest::{MediaType, Task, decode_row};
-use crate::dataset::{Catalog, CatalogError, DatasetId, Listed};
-use crate::store::StoreError;
+use swarmlabel_net::dataset::manifest::{MediaType, Task, decode_row};
+use swarmlabel_net::dataset::{Catalog, CatalogError, DatasetId, Listed};
+use swarmlabel_net::store::StoreError;
 
 /// Side of the square images the `cnn` takes, one channel: each pixel projected on the image's
 /// principal colour axis ([`Colour::Principal`]), which keeps shapes whose colour has the
@@ -230,10 +230,10 @@ fn check_media(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Home;
-    use crate::dataset::import;
-    use crate::dataset::manifest::encode_row;
-    use crate::progress::NoProgress;
+    use swarmlabel_net::Home;
+    use swarmlabel_net::dataset::import;
+    use swarmlabel_net::dataset::manifest::encode_row;
+    use swarmlabel_net::progress::NoProgress;
 
     fn id(b: u8) -> SampleId {
         SampleId([b; 32])
@@ -247,7 +247,7 @@ mod tests {
         std::fs::write(&csv, "x,y\n1,10\n3,10\n5,10\n").unwrap();
         let opts = import::Options::new("points", vec!["a".into(), "b".into()]);
         let report = import::import(&home, &me, &csv, &opts, &NoProgress).unwrap();
-        let pool = load(&home.catalog(), &report.id).unwrap();
+        let pool = load(&swarmlabel_net::Catalog::of(&home), &report.id).unwrap();
         assert_eq!(pool.ids.len(), 3);
         assert_eq!(pool.spec, ModelSpec::linear(2, 2));
         // Mean 3, population std sqrt(8/3); the constant column becomes 0.
@@ -263,7 +263,7 @@ mod tests {
             features: vec!["x".into()],
         };
         let labels = vec!["a".to_owned()];
-        let dataset = DatasetId(crate::store::BlobId([1; 32]));
+        let dataset = DatasetId([1; 32]);
         let bad_width = [
             (id(1), MediaType::Row, encode_row(&[1.0])),
             (id(2), MediaType::Row, encode_row(&[1.0, 2.0])),
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn text_samples_become_hashed_rows() {
         let labels = vec!["a".to_owned(), "b".to_owned()];
-        let dataset = DatasetId(crate::store::BlobId([1; 32]));
+        let dataset = DatasetId([1; 32]);
         let texts = [
             (id(1), MediaType::Text, b"good movie".to_vec()),
             (id(2), MediaType::Text, b"bad movie".to_vec()),

@@ -112,16 +112,15 @@ fn rows(labels: &[(usize, usize)]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Home;
-    use crate::dataset::import;
-    use crate::progress::NoProgress;
+    use swarmlabel_net::Home;
+    use swarmlabel_net::dataset::import;
+    use swarmlabel_net::progress::NoProgress;
 
     #[test]
     fn a_round_on_digits_labels_learns_the_classes_and_reports_prequential_validation() {
         let dir = tempfile::tempdir().unwrap();
         let (home, me) = Home::init(&dir.path().join("home"), false).unwrap();
-        let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/datasets/digits.csv");
+        let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/digits.csv");
         let labels = (0..10).map(|d| d.to_string()).collect();
         let report = import::import(
             &home,
@@ -131,7 +130,9 @@ mod tests {
             &NoProgress,
         )
         .unwrap();
-        let pool = Arc::new(super::super::features::load(&home.catalog(), &report.id).unwrap());
+        let pool = Arc::new(
+            super::super::features::load(&swarmlabel_net::Catalog::of(&home), &report.id).unwrap(),
+        );
         let truth: Vec<(usize, usize)> = pool
             .ids
             .iter()

@@ -243,7 +243,7 @@ mod tests {
     use super::*;
     use swarmlabel_crdt::registry::SignedUpdate;
 
-    use crate::identity::Identity;
+    use swarmlabel_net::identity::Identity;
 
     const DATASET: swarmlabel_crdt::DatasetId = swarmlabel_crdt::DatasetId([3; 32]);
 
@@ -279,7 +279,7 @@ mod tests {
         };
         held.insert(update.weights_hash, Arc::new(bytes));
         registry
-            .insert(SignedUpdate::sign(update, id).unwrap())
+            .insert(SignedUpdate::sign(update, id.signing_key()).unwrap())
             .unwrap();
     }
 

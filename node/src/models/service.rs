@@ -1,35 +1,26 @@
-//! The models service of a node: one actor that owns the model registries of the datasets whose
-//! models the node holds, fed by the local API ([`Models::publish`]) and by the network (gossip
-//! announcements, registry sync requests), that fetches the weights of new updates, runs
-//! registry anti-entropy with peers, and recomputes the merged model on a blocking thread
-//! whenever the registry or the held weights change.
+//! The models service of a node: the replication layer (`crate::replicate`) running models
+//! ([`super::replicated::Registries`]): one actor on its own thread owns the model registries of
+//! the datasets whose models the node holds, fed by the local API ([`Models::publish`]) and by
+//! the network (gossip announcements, registry sync requests); it fetches the weights of new
+//! updates, runs registry anti-entropy with peers, and recomputes the merged model on a blocking
+//! thread whenever the registry or the held weights change.
 //!
-//! [`Models`] is the cheap, cloneable handle. The actor runs on a thread of its own (it fsyncs
-//! the registry file at each change) around a `select!` over bounded queues: local commands
-//! first, then what peers sent, then finished tasks and the anti-entropy timer.
-
-mod actor;
-mod session;
+//! [`Models`] is the cheap, cloneable handle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::registry::Registry as Metrics;
 use swarmlabel_crdt::registry::merge::Method;
 use swarmlabel_crdt::registry::{Architecture, Registry, SignedUpdate, Validation};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 use super::merged::{MergedModel, Screen};
+use super::replicated::{self, Command, Registries};
 use super::store::ModelStoreError;
-use crate::dataset::DatasetId;
-use crate::home::Home;
-use crate::net::{NetError, Node};
-
-/// Commands queued to the models actor at most.
-const COMMAND_QUEUE: usize = 64;
-/// Requests and gossip messages from peers queued at most; more are answered `Busy` or ignored.
-const INBOUND_QUEUE: usize = 256;
+use crate::replicate::{self, Handle, core};
+use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::home::Home;
+use swarmlabel_net::swarm::{NetError, Node};
 
 /// What the merged model of a dataset is now: `None` until one can be made.
 pub type Current = Option<Arc<MergedModel>>;
@@ -48,12 +39,10 @@ pub struct Config {
     /// The largest weights file accepted, published or fetched (64 MiB by default; at most the
     /// blob protocol's limit of 64 MiB).
     pub max_weights_bytes: u64,
-    /// How often a registry anti-entropy round starts; `None` turns it off (gossip alone).
-    pub anti_entropy_interval: Option<Duration>,
-    /// Peers synced with per dataset and round at most.
-    pub peers_per_round: usize,
-    /// Sync sessions under way at most (one per peer at a time).
-    pub max_sessions: usize,
+    /// Registry anti-entropy: every 10 s by default (`interval: None` turns it off: gossip
+    /// alone), with how many peers, sessions at once, their timeout, the backoff of failing
+    /// peers.
+    pub anti_entropy: core::Config,
     /// Weight downloads under way at most.
     pub max_fetches: usize,
     /// Fault injection for tests and simulations, off (0.0) by default: the probability that an
@@ -70,9 +59,10 @@ impl Default for Config {
             method: Method::TrimmedMean { trim: 0.2 },
             architecture: None,
             max_weights_bytes: 64 << 20,
-            anti_entropy_interval: Some(Duration::from_secs(10)),
-            peers_per_round: 3,
-            max_sessions: 4,
+            anti_entropy: core::Config {
+                interval: Some(Duration::from_secs(10)),
+                ..core::Config::default()
+            },
             max_fetches: 4,
             gossip_drop_probability: 0.0,
             seed: None,
@@ -154,6 +144,12 @@ pub enum ModelsError {
     Stopped,
 }
 
+impl From<replicate::Stopped> for ModelsError {
+    fn from(_: replicate::Stopped) -> Self {
+        ModelsError::Stopped
+    }
+}
+
 /// Counts of what the service did since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -182,99 +178,6 @@ pub struct Counters {
     pub merges: u64,
 }
 
-#[derive(Debug, Default)]
-struct Stats {
-    published: Counter,
-    gossip_accepted: Counter,
-    gossip_rejected: Counter,
-    gossip_ignored: Counter,
-    gossip_dropped: Counter,
-    weights_fetched: Counter,
-    weights_rejected: Counter,
-    sessions_completed: Counter,
-    sessions_failed: Counter,
-    sync_refused: Counter,
-    merges: Counter,
-}
-
-impl Stats {
-    fn snapshot(&self) -> Counters {
-        Counters {
-            published: self.published.get(),
-            gossip_accepted: self.gossip_accepted.get(),
-            gossip_rejected: self.gossip_rejected.get(),
-            gossip_ignored: self.gossip_ignored.get(),
-            gossip_dropped: self.gossip_dropped.get(),
-            weights_fetched: self.weights_fetched.get(),
-            weights_rejected: self.weights_rejected.get(),
-            sessions_completed: self.sessions_completed.get(),
-            sessions_failed: self.sessions_failed.get(),
-            sync_refused: self.sync_refused.get(),
-            merges: self.merges.get(),
-        }
-    }
-
-    fn register(&self, registry: &mut Metrics) {
-        let r = registry.sub_registry_with_prefix("swarmlabel_models");
-        let series: [(&str, &str, &Counter); 11] = [
-            (
-                "published",
-                "Model updates published by this node",
-                &self.published,
-            ),
-            (
-                "gossip_accepted",
-                "Model announcements accepted",
-                &self.gossip_accepted,
-            ),
-            (
-                "gossip_rejected",
-                "Model announcements rejected as invalid (bad signature, dataset, size)",
-                &self.gossip_rejected,
-            ),
-            (
-                "gossip_ignored",
-                "Model announcements ignored (known or stale)",
-                &self.gossip_ignored,
-            ),
-            (
-                "gossip_dropped",
-                "Model announcements dropped by fault injection",
-                &self.gossip_dropped,
-            ),
-            (
-                "weights_fetched",
-                "Model weights fetched and verified",
-                &self.weights_fetched,
-            ),
-            (
-                "weights_rejected",
-                "Model weights from peers refused (wrong hash or size)",
-                &self.weights_rejected,
-            ),
-            (
-                "sessions_completed",
-                "Model registry sync sessions completed",
-                &self.sessions_completed,
-            ),
-            (
-                "sessions_failed",
-                "Model registry sync sessions failed",
-                &self.sessions_failed,
-            ),
-            (
-                "sync_refused",
-                "Model registry sync messages refused (a record does not verify)",
-                &self.sync_refused,
-            ),
-            ("merges", "Merged models computed", &self.merges),
-        ];
-        for (name, help, counter) in series {
-            r.register(name, help, counter.clone());
-        }
-    }
-}
-
 /// What to publish: the model trained by this node.
 #[derive(Debug, Clone)]
 pub struct Publication {
@@ -294,11 +197,10 @@ pub struct Publication {
 /// [`Models::shutdown`] is called or every handle is dropped.
 #[derive(Debug, Clone)]
 pub struct Models {
-    tx: mpsc::Sender<actor::Message>,
-    node: Option<Node>,
+    handle: Handle<Registries>,
     home: Home,
     max_weights_bytes: u64,
-    stats: Arc<Stats>,
+    stats: Arc<replicated::Stats>,
 }
 
 impl Models {
@@ -313,9 +215,7 @@ impl Models {
         let identity = home
             .identity()
             .map_err(|e| ModelsError::Start(e.to_string()))?;
-        let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
-        let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(replicated::Stats::default());
         if let Some(node) = &node {
             node.with_registry(|r| stats.register(r));
         }
@@ -328,30 +228,23 @@ impl Models {
             }
         };
         let max_weights_bytes = config.max_weights_bytes;
-        let actor = actor::ModelsActor::new(actor::Wiring {
-            home: home.clone(),
+        let settings = replicate::Settings {
+            anti_entropy: config.anti_entropy.clone(),
+            seed: Some(seed),
+        };
+        let registries = Registries::new(
+            home.clone(),
             identity,
-            node: node.clone(),
+            node.clone(),
             config,
             seed,
-            commands,
-            inbound,
-            stats: stats.clone(),
-        });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
+            stats.clone(),
+        );
+        let handle = Handle::start(registries, node, settings)
+            .await
             .map_err(|e| ModelsError::Start(e.to_string()))?;
-        std::thread::Builder::new()
-            .name("swarmlabel-models".into())
-            .spawn(move || runtime.block_on(actor.run()))
-            .map_err(|e| ModelsError::Start(e.to_string()))?;
-        if let Some(node) = &node {
-            node.attach_models(inbound_tx).await?;
-        }
         Ok(Models {
-            tx,
-            node,
+            handle,
             home,
             max_weights_bytes,
             stats,
@@ -360,25 +253,18 @@ impl Models {
 
     async fn call<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> actor::Message,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
     ) -> Result<T, ModelsError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| ModelsError::Stopped)?;
-        rx.await.map_err(|_| ModelsError::Stopped)
+        Ok(self.handle.call(make).await?)
     }
 
     /// Opens the models of `dataset`: loads its registry from the home, serves the weights held,
     /// computes the merged model and, with a node, subscribes to its model topic. Opening again
     /// does nothing.
     pub async fn open(&self, dataset: DatasetId) -> Result<(), ModelsError> {
-        self.call(|reply| actor::Message::Open { dataset, reply })
+        self.call(|reply| Command::Open { dataset, reply })
             .await??;
-        if let Some(node) = &self.node {
-            node.subscribe_models(dataset).await?;
-        }
+        self.handle.subscribe(dataset).await?;
         Ok(())
     }
 
@@ -398,7 +284,7 @@ impl Models {
         let weights = publication.weights;
         let hash = tokio::task::spawn_blocking(move || {
             super::weights::decode(&weights)?;
-            let id = crate::store::BlobId::of(&weights);
+            let id = swarmlabel_net::store::BlobId::of(&weights);
             blobs
                 .put_durable(id, &weights)
                 .map_err(|e| ModelsError::Blob(e.to_string()))?;
@@ -406,7 +292,7 @@ impl Models {
         })
         .await
         .map_err(|e| ModelsError::Blob(e.to_string()))??;
-        self.call(|reply| actor::Message::Publish {
+        self.call(|reply| Command::Publish {
             dataset: publication.dataset,
             hash,
             size,
@@ -426,19 +312,18 @@ impl Models {
     /// A receiver whose value changes whenever the merged model of an open dataset changes
     /// (wait with `changed()` or `wait_for`; never poll).
     pub async fn watch(&self, dataset: DatasetId) -> Result<watch::Receiver<Current>, ModelsError> {
-        self.call(|reply| actor::Message::Watch { dataset, reply })
-            .await?
+        self.call(|reply| Command::Watch { dataset, reply }).await?
     }
 
     /// A copy of the registry of an open dataset.
     pub async fn registry(&self, dataset: DatasetId) -> Result<Registry, ModelsError> {
-        self.call(|reply| actor::Message::Registry { dataset, reply })
+        self.call(|reply| Command::Registry { dataset, reply })
             .await?
     }
 
     /// Why no merged model could be made the last time (`None` when there is one).
     pub async fn merge_problem(&self, dataset: DatasetId) -> Result<Option<String>, ModelsError> {
-        self.call(|reply| actor::Message::Problem { dataset, reply })
+        self.call(|reply| Command::Problem { dataset, reply })
             .await?
     }
 
@@ -451,7 +336,7 @@ impl Models {
         dataset: DatasetId,
         screen: Option<Screen>,
     ) -> Result<(), ModelsError> {
-        self.call(|reply| actor::Message::SetScreen {
+        self.call(|reply| Command::SetScreen {
             dataset,
             screen,
             reply,
@@ -459,20 +344,33 @@ impl Models {
         .await?
     }
 
+    /// The connected peers that hold `dataset`'s models (subscribed to its model topic).
+    pub async fn peers(&self, dataset: DatasetId) -> Result<Vec<libp2p::PeerId>, ModelsError> {
+        Ok(self.handle.topic_peers(dataset).await?)
+    }
+
     /// What the service did so far.
     pub fn counters(&self) -> Counters {
-        self.stats.snapshot()
+        let common = self.handle.stats();
+        Counters {
+            published: self.stats.published.get(),
+            gossip_accepted: common.gossip_accepted.get(),
+            gossip_rejected: common.gossip_rejected.get(),
+            gossip_ignored: common.gossip_ignored.get(),
+            gossip_dropped: self.stats.gossip_dropped.get(),
+            weights_fetched: self.stats.weights_fetched.get(),
+            weights_rejected: self.stats.weights_rejected.get(),
+            sessions_completed: common.sessions_completed.get(),
+            sessions_failed: common.sessions_failed.get(),
+            sync_refused: common.sync_refused.get(),
+            merges: self.stats.merges.get(),
+        }
     }
 
     /// Stops the service (the registry is durable at every change; nothing is lost).
     pub async fn shutdown(&self) {
-        let _ = self.call(actor::Message::Shutdown).await;
+        self.handle.shutdown().await;
     }
-}
-
-/// The crdt id of a node dataset id (the same 32 bytes).
-pub(crate) fn crdt_id(id: &DatasetId) -> swarmlabel_crdt::DatasetId {
-    swarmlabel_crdt::DatasetId(id.0.0)
 }
 
 #[cfg(test)]
@@ -521,7 +419,7 @@ mod tests {
     async fn publishes_versions_merges_and_keeps_the_registry_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (home, _) = Home::init(&dir.path().join("home"), false).unwrap();
-        let dataset = DatasetId(crate::store::BlobId([9; 32]));
+        let dataset = DatasetId([9; 32]);
         let config = Config {
             max_weights_bytes: 1_000,
             ..Config::default()

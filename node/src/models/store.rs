@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use swarmlabel_crdt::registry::{Registry, SignedUpdate};
 
-use crate::home::Home;
+use swarmlabel_net::home::Home;
 
 const MAGIC: &[u8; 8] = b"SWLREG01";
 
@@ -47,14 +47,7 @@ pub fn path(home: &Home, dataset: &swarmlabel_crdt::DatasetId) -> PathBuf {
 /// Every signed record of `registry`, sorted by peer: each update in force, then the evidence of
 /// an equivocation when there is one.
 pub fn records(registry: &Registry) -> Vec<SignedUpdate> {
-    let mut out = Vec::with_capacity(registry.len());
-    for (_, entry) in registry.entries() {
-        out.push(entry.latest().clone());
-        if let Some(other) = entry.equivocation() {
-            out.push(other.clone());
-        }
-    }
-    out
+    registry.records()
 }
 
 /// The file's bytes for `registry`.
@@ -131,7 +124,7 @@ pub fn save(home: &Home, registry: &Registry) -> Result<(), ModelStoreError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io("create the folder of", e))?;
-    crate::home::write_atomic(&path, &encode(registry)).map_err(|e| io("write", e))
+    swarmlabel_net::fs::write_atomic(&path, &encode(registry)).map_err(|e| io("write", e))
 }
 
 #[cfg(test)]
@@ -140,7 +133,7 @@ mod tests {
     use swarmlabel_crdt::AnnotatorKey;
     use swarmlabel_crdt::registry::{Architecture, ModelUpdate, Validation, WeightsHash};
 
-    fn signed(id: &crate::identity::Identity, version: u64, hash: u8) -> SignedUpdate {
+    fn signed(id: &swarmlabel_net::identity::Identity, version: u64, hash: u8) -> SignedUpdate {
         let update = ModelUpdate {
             dataset: swarmlabel_crdt::DatasetId([4; 32]),
             peer: AnnotatorKey(id.public_key().0),
@@ -151,7 +144,7 @@ mod tests {
             weights_bytes: 100,
             validation: Validation::from_counts(1, 2),
         };
-        SignedUpdate::sign(update, id).unwrap()
+        SignedUpdate::sign(update, id.signing_key()).unwrap()
     }
 
     fn store_records_len(registry: &Registry) -> usize {
@@ -162,7 +155,7 @@ mod tests {
     fn the_registry_survives_a_restart_with_its_evidence_and_damage_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let (home, id) = Home::init(&dir.path().join("home"), false).unwrap();
-        let other = crate::identity::Identity::generate().unwrap();
+        let other = swarmlabel_net::identity::Identity::generate().unwrap();
         let dataset = swarmlabel_crdt::DatasetId([4; 32]);
         let mut registry = Registry::new(dataset);
         registry.insert(signed(&id, 3, 1)).unwrap();

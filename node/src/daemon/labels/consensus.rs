@@ -15,7 +15,7 @@ use swarmlabel_crdt::{Annotations, SampleId};
 use super::{ApiError, AppState, bad, book, labels_error, parse_id};
 use crate::consensus::export::RawAnnotation;
 use crate::consensus::{self, Method, SampleConsensus, Stats};
-use crate::dataset::DatasetId;
+use swarmlabel_net::dataset::DatasetId;
 
 /// The routes of this file, added to the API's router.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -51,9 +51,10 @@ fn gold_labels(
     s: &AppState,
     id: DatasetId,
 ) -> Result<(Vec<String>, HashMap<SampleId, u16>), ApiError> {
-    let catalog = s.node.home().catalog();
-    let internal =
-        |e: crate::dataset::CatalogError| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let catalog = swarmlabel_net::Catalog::of(s.node.home());
+    let internal = |e: swarmlabel_net::dataset::CatalogError| {
+        bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    };
     let listed = catalog.get(&id).map_err(internal)?;
     let root = listed.root.root();
     let mut gold = HashMap::new();
@@ -81,11 +82,7 @@ async fn with_snapshot<T: Send + 'static>(
     s.check(headers)?;
     let id = parse_id(id)?;
     book(&s, id).await?;
-    let read = s
-        .labels
-        .read(swarmlabel_crdt::DatasetId(id.0.0))
-        .await
-        .map_err(labels_error)?;
+    let read = s.labels.read(id).await.map_err(labels_error)?;
     tokio::task::spawn_blocking(move || {
         let (labels, gold) = gold_labels(&s, id)?;
         f(id, Snapshot { read, labels, gold })

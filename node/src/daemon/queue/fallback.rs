@@ -11,8 +11,8 @@ use rand::seq::SliceRandom as _;
 use swarmlabel_crdt::{SampleId, Value};
 
 use super::{AccuracyPoint, Pick, Source, SourceFuture, View};
-use crate::dataset::DatasetId;
-use crate::store::BlobId;
+use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::store::BlobId;
 
 /// What the page says of a pick made without a model.
 pub const WHY: &str = "no model yet: samples come in a random order of this node's own";
@@ -47,7 +47,7 @@ impl Fallback {
         let mut seed = blake3::Hasher::new();
         seed.update(b"swarmlabel/fallback-queue/v1");
         seed.update(&view.me.0);
-        seed.update(&view.dataset.0.0);
+        seed.update(&view.dataset.0);
         let mut rng = rand_chacha::ChaCha8Rng::from_seed(*seed.finalize().as_bytes());
         let mut order: Vec<usize> = (0..view.samples.len()).collect();
         order.shuffle(&mut rng);
@@ -116,7 +116,7 @@ mod tests {
         value: Value,
     ) -> SignedAnnotation {
         let a = Annotation {
-            dataset: swarmlabel_crdt::DatasetId(dataset.0.0),
+            dataset,
             sample: SampleId(sample.0),
             annotator: AnnotatorKey(key.verifying_key().to_bytes()),
             time_ms: 1,
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn leaves_out_what_is_labelled_and_puts_skips_last() {
-        let dataset = DatasetId(BlobId([5; 32]));
+        let dataset = DatasetId([5; 32]);
         let samples: Vec<BlobId> = (0..20u8).map(|i| BlobId([i; 32])).collect();
         let me = key(1);
         let me_key = AnnotatorKey(me.verifying_key().to_bytes());

@@ -1,0 +1,513 @@
+//! The actor that owns the swarm. It moves bytes and keeps the little state that needs the
+//! swarm; every decision about what to fetch or replicate lives elsewhere.
+//!
+//! This file builds the swarm and runs the loop; each concern has its own file:
+//! `connections` (who is connected, dials, bans), `providers` (DHT lookups and provider records),
+//! `catalog` (datasets announced on gossip), `serving` (the blob protocol both ways) and
+//! `replication` (the replicated kinds' topics and protocol, handed to their services).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use libp2p::metrics::Recorder as _;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, noise, tcp, yamux};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, oneshot};
+
+mod catalog;
+mod connections;
+mod providers;
+mod replication;
+mod serving;
+
+pub(crate) use replication::ReplicationCommand;
+
+use super::announce;
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::blob::{Request, Response};
+use super::{Config, NetError, RequestError, metrics::Metrics};
+use crate::dataset::manifest::SignedRoot;
+use crate::dataset::{Catalog, CatalogError, DatasetId};
+use crate::identity::Identity;
+use crate::store::{BlobId, BlobStore};
+
+pub use catalog::KnownDataset;
+pub use connections::PeerInfo;
+pub use providers::ProviderLookup;
+
+/// Commands queued to the actor at most.
+const COMMAND_QUEUE: usize = 256;
+
+/// A dataset this node serves: its root and every blob it names.
+#[derive(Debug)]
+pub(crate) struct Served {
+    root: SignedRoot,
+    blobs: Vec<BlobId>,
+}
+
+impl Served {
+    /// Loads a listed dataset's root and pages.
+    pub(crate) fn load(catalog: &Catalog, id: &DatasetId) -> Result<Served, CatalogError> {
+        let listed = catalog.get(id)?;
+        let mut blobs = Vec::new();
+        for (index, page_ref) in listed.root.root().pages.iter().enumerate() {
+            blobs.push(page_ref.id);
+            blobs.extend(catalog.page(&listed, index)?.samples.iter().map(|s| s.id));
+        }
+        Ok(Served {
+            root: listed.root,
+            blobs,
+        })
+    }
+}
+
+/// A summary of the node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// Our peer id.
+    pub peer_id: String,
+    /// Our listen addresses (with `/p2p/`).
+    pub listen_addrs: Vec<String>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Datasets served.
+    pub serving: Vec<String>,
+    /// Datasets heard of on gossip.
+    pub known_datasets: usize,
+    /// Peers in the Kademlia routing table.
+    pub routing_table: usize,
+}
+
+pub(crate) enum Command {
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Serve {
+        served: Box<Served>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Adds blobs (model weights) to those served to peers, or withdraws them.
+    Servable {
+        ids: Vec<BlobId>,
+        serve: bool,
+        reply: oneshot::Sender<()>,
+    },
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, RequestError>>,
+    },
+    FindProviders {
+        dataset: DatasetId,
+        dht_only: bool,
+        reply: oneshot::Sender<ProviderLookup>,
+    },
+    BootstrapDht(oneshot::Sender<()>),
+    Ban {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
+    Unban {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
+    Replication(ReplicationCommand),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Known(oneshot::Sender<Vec<KnownDataset>>),
+    Status(oneshot::Sender<Status>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Work finished off the actor's thread.
+enum Internal {
+    Serving(serving::Done),
+    Replication(replication::Done),
+}
+
+struct NodeActor {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    internal_tx: mpsc::Sender<Internal>,
+    internal_rx: mpsc::Receiver<Internal>,
+    metrics: Metrics,
+    libp2p_metrics: libp2p::metrics::Metrics,
+    reachable: bool,
+    announce_interval: Duration,
+    served: HashMap<DatasetId, SignedRoot>,
+    banned: HashSet<PeerId>,
+    listen_addrs: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    redial_interval: Duration,
+    connections: connections::Connections,
+    providers: providers::Providers,
+    catalog: catalog::Known,
+    serving: serving::Serving,
+    replication: replication::Replication,
+}
+
+/// Builds the swarm, starts listening, and spawns the actor. Returns once every listen address
+/// is bound.
+pub(crate) async fn spawn(
+    identity: &Identity,
+    store: BlobStore,
+    config: &Config,
+    registry: &mut Registry,
+    metrics: Metrics,
+) -> Result<(mpsc::Sender<Command>, PeerId), NetError> {
+    let key = identity.to_libp2p_keypair();
+    let peer_id = key.public().to_peer_id();
+    let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
+    let limits = config.limits.clone();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| build(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| build(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| build(&e))?
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key, relay_client| Behaviour::new(key, relay_client, &limits))
+        .map_err(|e| build(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    let libp2p_metrics = libp2p::metrics::Metrics::new(registry);
+
+    if config.listen_addrs_reachable {
+        swarm
+            .behaviour_mut()
+            .kad
+            .set_mode(Some(libp2p::kad::Mode::Server));
+    }
+    for addr in &config.external {
+        swarm.add_external_address(addr.clone());
+    }
+    let catalog = catalog::Known::new();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(catalog.topic())
+        .map_err(|e| build(&e))?;
+
+    let mut pending = 0;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        pending += 1;
+    }
+    // Wait until every listener is bound, so callers get usable addresses at once.
+    let mut listen_addrs = Vec::new();
+    while pending > 0 {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                listen_addrs.push(address);
+                pending -= 1;
+            }
+            SwarmEvent::ListenerError { error, .. }
+            | SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            } => {
+                return Err(NetError::Build(format!("a listener failed: {error}")));
+            }
+            _ => {}
+        }
+    }
+    if config.listen_addrs_reachable {
+        for addr in &listen_addrs {
+            swarm.add_external_address(addr.clone());
+        }
+    }
+    for addr in &config.bootstrap {
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
+        swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+
+    let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let (internal_tx, internal_rx) = mpsc::channel(serving::MAX_SERVING_READS);
+    let actor = NodeActor {
+        swarm,
+        commands,
+        internal_tx,
+        internal_rx,
+        metrics,
+        libp2p_metrics,
+        reachable: config.listen_addrs_reachable,
+        announce_interval: config.announce_interval,
+        served: HashMap::new(),
+        banned: HashSet::new(),
+        listen_addrs,
+        bootstrap: config.bootstrap.clone(),
+        redial_interval: config.redial_interval,
+        connections: connections::Connections::default(),
+        providers: providers::Providers::new(),
+        catalog,
+        serving: serving::Serving::new(store),
+        replication: replication::Replication::default(),
+    };
+    tokio::spawn(tracing::Instrument::instrument(
+        actor.run(),
+        tracing::info_span!("node", peer = %peer_id),
+    ));
+    Ok((tx, peer_id))
+}
+
+impl NodeActor {
+    async fn run(mut self) {
+        let mut announce = tokio::time::interval(self.announce_interval);
+        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redial = tokio::time::interval(self.redial_interval);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown(reply)) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.on_command(command),
+                    // Every handle is gone: nobody can use the node any more.
+                    None => break,
+                },
+                Some(internal) = self.internal_rx.recv() => match internal {
+                    Internal::Serving(done) => self.on_blob_read(done),
+                    Internal::Replication(done) => self.on_replication_done(done),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = announce.tick() => self.announce_all(),
+                _ = redial.tick() => {
+                    self.redial_bootstrap();
+                    self.publish_due();
+                    if self.catalog.announce_due() {
+                        self.announce_all();
+                    }
+                }
+            }
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn with_p2p(&self, addr: &Multiaddr) -> Multiaddr {
+        addr.clone()
+            .with_p2p(*self.swarm.local_peer_id())
+            .unwrap_or_else(|a| a)
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ListenAddrs(reply) => {
+                let addrs = self.listen_addrs.iter().map(|a| self.with_p2p(a)).collect();
+                let _ = reply.send(addrs);
+            }
+            Command::Dial { addr, reply } => self.dial(addr, reply),
+            Command::Serve { served, reply } => {
+                let id = served.root.id();
+                self.serving.extend(served.blobs.iter().copied());
+                self.served.insert(id, served.root.clone());
+                self.providers.publisher.request(id);
+                self.publish_due();
+                self.announce(&served.root);
+                let _ = reply.send(());
+            }
+            Command::Servable { ids, serve, reply } => {
+                self.serving.set_servable(ids, serve);
+                let _ = reply.send(());
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => self.request_blob(peer, request, reply),
+            Command::FindProviders {
+                dataset,
+                dht_only,
+                reply,
+            } => {
+                let gossip = if dht_only {
+                    Vec::new()
+                } else {
+                    self.catalog.providers(&dataset)
+                };
+                self.find_providers(dataset, gossip, reply);
+            }
+            Command::BootstrapDht(reply) => {
+                // Fails only when no peer is known yet; the next upkeep or a later call retries.
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                let _ = reply.send(());
+            }
+            Command::Ban { peer, reply } => {
+                self.ban(peer);
+                let _ = reply.send(());
+            }
+            Command::Unban { peer, reply } => {
+                self.banned.remove(&peer);
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                let _ = reply.send(());
+            }
+            Command::Replication(command) => self.on_replication_command(command),
+            Command::Disconnect { peer, reply } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(());
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.connections.infos());
+            }
+            Command::Known(reply) => {
+                let _ = reply.send(self.catalog.list());
+            }
+            Command::Status(reply) => {
+                let routing_table = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .kbuckets()
+                    .map(|b| b.num_entries())
+                    .sum();
+                let status = Status {
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    listen_addrs: self
+                        .listen_addrs
+                        .iter()
+                        .map(|a| self.with_p2p(a).to_string())
+                        .collect(),
+                    peers: self.connections.len(),
+                    serving: self.served.keys().map(ToString::to_string).collect(),
+                    known_datasets: self.catalog.len(),
+                    routing_table,
+                };
+                let _ = reply.send(status);
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if self.reachable {
+                    self.swarm.add_external_address(address.clone());
+                }
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => self.on_connected(peer_id, connection_id, &endpoint),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => self.on_disconnected(peer_id, connection_id),
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => self.on_dial_failed(connection_id, &error),
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(event) => {
+                self.libp2p_metrics.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event
+                    && info.protocols.contains(&KAD_PROTOCOL)
+                {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(event) => {
+                self.libp2p_metrics.record(&event);
+                self.on_kad_event(event);
+            }
+            BehaviourEvent::Gossipsub(event) => {
+                self.libp2p_metrics.record(&event);
+                match event {
+                    gossipsub::Event::Message {
+                        propagation_source,
+                        message_id,
+                        message,
+                    } => self.on_gossip(propagation_source, message_id, message),
+                    gossipsub::Event::Subscribed { peer_id, topic } => {
+                        if topic == self.catalog.topic().hash() {
+                            self.catalog.on_subscribed();
+                        } else {
+                            self.on_replication_subscribed(peer_id, topic.as_str());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            BehaviourEvent::Blob(event) => self.on_blob_event(event),
+            BehaviourEvent::Replication(event) => self.on_replication_event(event),
+            BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
+            BehaviourEvent::Dcutr(event) => self.libp2p_metrics.record(&event),
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        if message.topic == self.catalog.topic().hash() {
+            let acceptance = self.catalog.on_announcement(&message);
+            if acceptance == gossipsub::MessageAcceptance::Reject {
+                tracing::debug!(peer = %source, "rejected an invalid announcement");
+            }
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &source, acceptance);
+            return;
+        }
+        self.on_replication_gossip(source, id, message);
+    }
+
+    fn announce_all(&mut self) {
+        let roots: Vec<SignedRoot> = self.served.values().cloned().collect();
+        for root in &roots {
+            self.announce(root);
+        }
+    }
+
+    fn announce(&mut self, root: &SignedRoot) {
+        let topic = self.catalog.topic().clone();
+        let message = announce::Announcement::now(root).encode();
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, message) {
+            // No subscribed peer yet is normal at start; the next tick retries.
+            tracing::debug!(error = %e, "announcement not sent");
+        }
+    }
+}

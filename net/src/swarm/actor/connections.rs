@@ -1,0 +1,157 @@
+//! Who is connected and how (direct or relayed), dials with a reply, bans, and the bootstrap
+//! peers kept dialled.
+
+use std::collections::HashMap;
+
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{ConnectionId, DialError, dial_opts::DialOpts};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::oneshot;
+
+use super::NodeActor;
+use crate::swarm::NetError;
+
+/// A connected peer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerInfo {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Remote addresses of its connections.
+    pub addresses: Vec<String>,
+    /// Whether every connection to it is relayed.
+    pub relayed_only: bool,
+}
+
+/// The open connections per peer, and the dials awaiting their outcome.
+#[derive(Default)]
+pub(super) struct Connections {
+    open: HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>,
+    dials: HashMap<ConnectionId, oneshot::Sender<Result<(), NetError>>>,
+}
+
+impl Connections {
+    pub(super) fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub(super) fn infos(&self) -> Vec<PeerInfo> {
+        self.open
+            .iter()
+            .map(|(peer, conns)| PeerInfo {
+                peer_id: peer.to_string(),
+                addresses: conns.values().map(|(a, _)| a.to_string()).collect(),
+                relayed_only: conns.values().all(|(_, r)| *r),
+            })
+            .collect()
+    }
+
+    /// Whether we are connected to `peer` through relays only.
+    pub(super) fn relayed_only(&self, peer: &PeerId) -> bool {
+        self.open
+            .get(peer)
+            .is_some_and(|c| !c.is_empty() && c.values().all(|(_, relayed)| *relayed))
+    }
+
+    /// Whether one connection is relayed.
+    pub(super) fn is_relayed(&self, peer: &PeerId, connection: &ConnectionId) -> bool {
+        self.open
+            .get(peer)
+            .and_then(|c| c.get(connection))
+            .is_some_and(|(_, relayed)| *relayed)
+    }
+}
+
+impl NodeActor {
+    pub(super) fn dial(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>>) {
+        let opts = match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer)
+                .addresses(vec![addr.clone()])
+                .build(),
+            _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.connections.dials.insert(id, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Dial {
+                    addr,
+                    reason: e.to_string(),
+                }));
+            }
+        }
+    }
+
+    pub(super) fn ban(&mut self, peer: PeerId) {
+        self.banned.insert(peer);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.metrics.peers_banned.inc();
+    }
+
+    pub(super) fn on_connected(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        endpoint: &ConnectedPoint,
+    ) {
+        let addr = match endpoint {
+            ConnectedPoint::Dialer { address, .. } => address.clone(),
+            ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
+        };
+        self.connections
+            .open
+            .entry(peer)
+            .or_default()
+            .insert(connection, (addr, endpoint.is_relayed()));
+        self.metrics.peers.set(self.connections.len() as i64);
+        if let Some(reply) = self.connections.dials.remove(&connection) {
+            let _ = reply.send(Ok(()));
+        }
+        if self.is_bootstrap(&peer) {
+            // A bootstrap peer that restarted has lost our provider records.
+            self.republish_all();
+        }
+    }
+
+    pub(super) fn on_disconnected(&mut self, peer: PeerId, connection: ConnectionId) {
+        if let Some(conns) = self.connections.open.get_mut(&peer) {
+            conns.remove(&connection);
+            if conns.is_empty() {
+                self.connections.open.remove(&peer);
+            }
+        }
+        self.metrics.peers.set(self.connections.len() as i64);
+    }
+
+    pub(super) fn on_dial_failed(&mut self, connection: ConnectionId, error: &DialError) {
+        if let Some(reply) = self.connections.dials.remove(&connection) {
+            let _ = reply.send(Err(NetError::Dial {
+                addr: Multiaddr::empty(),
+                reason: error.to_string(),
+            }));
+        }
+    }
+
+    fn is_bootstrap(&self, peer: &PeerId) -> bool {
+        self.bootstrap
+            .iter()
+            .any(|a| a.iter().last() == Some(Protocol::P2p(*peer)))
+    }
+
+    /// Dials the bootstrap peers we are not connected to (one restarted, or the network was down).
+    pub(super) fn redial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last()
+                && !self.swarm.is_connected(&peer)
+            {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![addr])
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+    }
+}

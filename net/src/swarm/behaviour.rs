@@ -1,0 +1,175 @@
+#![allow(missing_docs)] // The NetworkBehaviour derive generates an undocumented event enum.
+//! The libp2p behaviours of a node, and the parts a bootstrap peer shares with it (protocol names,
+//! Kademlia, identify and gossipsub settings), so that every peer speaks the same way.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    StreamProtocol, allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, kad,
+    ping, relay, request_response,
+};
+
+use super::{announce, blob, replication};
+
+/// Our Kademlia protocol (not the IPFS DHT: our records mean other things).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmlabel/kad/1.0.0");
+/// The identify protocol version string every swarmlabel peer sends.
+pub const PROTOCOL_VERSION: &str = "/swarmlabel/1.0.0";
+/// Gossipsub messages at most: an announcement and framing.
+pub const MAX_GOSSIP_BYTES: usize = announce::MAX_LEN + 16 * 1024;
+
+/// Limits and timings shared by nodes and bootstrap peers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Established connections at most.
+    pub max_connections: u32,
+    /// Established connections per peer at most.
+    pub max_connections_per_peer: u32,
+    /// Incoming connections being set up at most.
+    pub max_pending_incoming: u32,
+    /// How long a blob request may take.
+    pub request_timeout: Duration,
+    /// Concurrent streams of the blob protocol per connection.
+    pub max_blob_streams: usize,
+    /// How long one replication request may take (a label shard's first sync carries its
+    /// document).
+    pub sync_request_timeout: Duration,
+    /// Concurrent streams of the replication protocol per connection.
+    pub max_sync_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1_000,
+            max_connections_per_peer: 4,
+            max_pending_incoming: 256,
+            request_timeout: Duration::from_secs(60),
+            max_blob_streams: 256,
+            sync_request_timeout: Duration::from_secs(30),
+            max_sync_streams: 8,
+        }
+    }
+}
+
+/// The connection limits behaviour for `limits`.
+pub fn connection_limits(limits: &Limits) -> connection_limits::Behaviour {
+    connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(limits.max_connections))
+            .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+            .with_max_pending_incoming(Some(limits.max_pending_incoming)),
+    )
+}
+
+/// Kademlia under [`KAD_PROTOCOL`], with room for many provided datasets.
+pub fn kad(key: &Keypair) -> kad::Behaviour<kad::store::MemoryStore> {
+    let peer = key.public().to_peer_id();
+    let store = kad::store::MemoryStore::with_config(
+        peer,
+        kad::store::MemoryStoreConfig {
+            max_records: 1_024,
+            max_value_bytes: 65 * 1024,
+            max_providers_per_key: 64,
+            max_provided_keys: 100_000,
+        },
+    );
+    let mut config = kad::Config::new(KAD_PROTOCOL);
+    config.set_query_timeout(Duration::from_secs(30));
+    kad::Behaviour::with_config(peer, store, config)
+}
+
+/// Identify, announcing [`PROTOCOL_VERSION`] and our agent version.
+pub fn identify(key: &Keypair) -> identify::Behaviour {
+    identify::Behaviour::new(
+        identify::Config::new(PROTOCOL_VERSION.to_owned(), key.public())
+            .with_agent_version(format!("swarmlabel/{}", env!("CARGO_PKG_VERSION")))
+            .with_push_listen_addr_updates(true),
+    )
+}
+
+/// Gossipsub with signed messages, strict validation (every message is checked by the
+/// application before it is forwarded) and the message size limit every peer must share.
+pub fn gossipsub(key: &Keypair) -> gossipsub::Behaviour {
+    let config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .expect("invariant: the gossipsub settings above are valid");
+    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+        .expect("invariant: signed gossipsub with a valid config builds")
+}
+
+/// The behaviours of a swarmlabel node.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Connection limits.
+    pub limits: connection_limits::Behaviour,
+    /// Peers banned for sending corrupt data.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Identify: learns peers' listen addresses and protocols.
+    pub identify: identify::Behaviour,
+    /// Ping: liveness.
+    pub ping: ping::Behaviour,
+    /// Kademlia: dataset providers.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Gossipsub: dataset announcements, labels and model announcements.
+    pub gossipsub: gossipsub::Behaviour,
+    /// The blob protocol.
+    pub blob: request_response::Behaviour<blob::Codec>,
+    /// The replication protocol of every replicated kind (labels, models, policy).
+    pub replication: request_response::Behaviour<replication::Codec>,
+    /// AutoNAT: learns whether our addresses are reachable.
+    pub autonat: autonat::Behaviour,
+    /// Relay client, for peers behind NAT.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching over relayed connections.
+    pub dcutr: dcutr::Behaviour,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Behaviour").finish_non_exhaustive()
+    }
+}
+
+impl Behaviour {
+    /// The behaviours of a node with key `key`.
+    pub fn new(key: &Keypair, relay_client: relay::client::Behaviour, limits: &Limits) -> Self {
+        let peer = key.public().to_peer_id();
+        let blob = request_response::Behaviour::with_codec(
+            blob::codec(),
+            [(blob::PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(limits.request_timeout)
+                .with_max_concurrent_streams(limits.max_blob_streams),
+        );
+        let replication = request_response::Behaviour::with_codec(
+            replication::codec(),
+            [(
+                replication::PROTOCOL,
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(limits.sync_request_timeout)
+                .with_max_concurrent_streams(limits.max_sync_streams),
+        );
+        Self {
+            limits: connection_limits(limits),
+            blocked: allow_block_list::Behaviour::default(),
+            identify: identify(key),
+            ping: ping::Behaviour::default(),
+            kad: kad(key),
+            gossipsub: gossipsub(key),
+            blob,
+            replication,
+            autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer),
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Fetching a dataset from its providers, trusting none of them.
+//!
+//! 1. Find providers on the DHT (and from gossip announcements).
+//! 2. Get the signed root from one of them; it must hash to the dataset id and carry a valid
+//!    signature.
+//! 3. Get the manifest pages, then the samples (all, or a chosen subset), in parallel from every
+//!    provider at once, as the [`Scheduler`] assigns them. Each blob is hashed before it is
+//!    stored; a provider that sends bytes that do not match is banned and the blob asked of
+//!    another. Blobs already in the store are not fetched again, so a fetch resumes where a
+//!    crashed or stopped one left off.
+//! 4. Make everything durable with one sync, then list the dataset.
+
+use std::collections::HashSet;
+
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use libp2p::PeerId;
+
+use super::blob::{Request, Response};
+use super::schedule::Scheduler;
+use super::{NetError, Node};
+use crate::dataset::manifest::{Page, SignedRoot};
+use crate::dataset::{CatalogError, DatasetId};
+use crate::store::{BlobId, BlobStore, StoreError};
+
+/// How to fetch.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Fetch only these samples (`None`: all of them).
+    pub subset: Option<HashSet<BlobId>>,
+    /// How many times to look for providers again when no known provider can deliver what is
+    /// missing, before giving up.
+    pub provider_rounds: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            subset: None,
+            provider_rounds: 5,
+        }
+    }
+}
+
+/// What a fetch did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// The dataset.
+    pub dataset: String,
+    /// Samples wanted (all, or the subset).
+    pub samples_wanted: u64,
+    /// Blobs (pages and samples) downloaded and verified.
+    pub fetched: u64,
+    /// Blobs that were already stored and verified, so not downloaded again.
+    pub already_stored: u64,
+    /// Bytes downloaded and verified.
+    pub bytes: u64,
+    /// Blobs received with a wrong hash (and fetched again from another provider).
+    pub rejected: u64,
+    /// Providers banned for sending corrupt data.
+    pub banned: Vec<String>,
+    /// Providers that delivered at least one blob or the root.
+    pub providers: Vec<String>,
+}
+
+/// Why a fetch failed. What was fetched and verified stays stored; fetching again resumes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// Nobody provides the dataset.
+    #[error(
+        "no provider of dataset {0} was found; check the id, and that a node serving it is running and reachable"
+    )]
+    NoProviders(DatasetId),
+    /// No provider sent a root that hashes to the id and is validly signed.
+    #[error("no provider sent a valid manifest for dataset {0}")]
+    NoValidRoot(DatasetId),
+    /// Some blobs could not be fetched from any provider.
+    #[error(
+        "{missing} blobs of dataset {dataset} could not be fetched from any provider; fetch again later to resume"
+    )]
+    Incomplete {
+        /// The dataset.
+        dataset: DatasetId,
+        /// Blobs still missing.
+        missing: usize,
+    },
+    /// A received page is damaged although it hashed right (the owner signed a bad manifest).
+    #[error("manifest page {index} of dataset {dataset} is invalid: {reason}")]
+    BadPage {
+        /// The dataset.
+        dataset: DatasetId,
+        /// The page.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Listing failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The network failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+enum Outcome {
+    Stored(u64),
+    Corrupt,
+    NotFound,
+    Failed,
+    StoreFailed(StoreError),
+}
+
+/// Fetches `dataset` through `node` into its home.
+pub async fn fetch(
+    node: &Node,
+    dataset: DatasetId,
+    options: Options,
+) -> Result<Report, FetchError> {
+    let store = node.home().blobs();
+    let catalog = crate::Catalog::of(node.home());
+    let mut report = Report {
+        dataset: dataset.to_string(),
+        ..Report::default()
+    };
+    let mut delivered: HashSet<PeerId> = HashSet::new();
+    let mut sched = Scheduler::new(node.max_in_flight_per_provider());
+
+    let root = match catalog.get(&dataset) {
+        Ok(listed) => listed.root,
+        Err(CatalogError::NotFound(_)) => {
+            let providers = node.find_providers(dataset).await?;
+            if providers.is_empty() {
+                return Err(FetchError::NoProviders(dataset));
+            }
+            let (root, from) = fetch_root(node, dataset, &providers, &mut report).await?;
+            delivered.insert(from);
+            for p in providers {
+                sched.add_provider(p);
+            }
+            root
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if delivered.is_empty() {
+        for p in node.find_providers(dataset).await? {
+            sched.add_provider(p);
+        }
+    }
+
+    // Pages, then samples.
+    let page_ids: Vec<BlobId> = root.root().pages.iter().map(|p| p.id).collect();
+    let missing = unstored(&store, page_ids.clone(), &mut report).await?;
+    sched.want(missing);
+    run(
+        node,
+        dataset,
+        &mut sched,
+        &store,
+        &mut report,
+        &mut delivered,
+        options.provider_rounds,
+    )
+    .await?;
+    let pages = load_pages(&store, &root, dataset).await?;
+    let wanted: Vec<BlobId> = pages
+        .iter()
+        .flat_map(|p| p.samples.iter().map(|s| s.id))
+        .filter(|id| {
+            options
+                .subset
+                .as_ref()
+                .is_none_or(|subset| subset.contains(id))
+        })
+        .collect();
+    report.samples_wanted = wanted.len() as u64;
+    let missing = unstored(&store, wanted, &mut report).await?;
+    sched.want(missing);
+    run(
+        node,
+        dataset,
+        &mut sched,
+        &store,
+        &mut report,
+        &mut delivered,
+        options.provider_rounds,
+    )
+    .await?;
+
+    let sync_store = store.clone();
+    let list = catalog.clone();
+    let listed_root = root.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), FetchError> {
+        sync_store.sync()?;
+        list.add(&listed_root)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| NetError::Build(e.to_string()))??;
+    let mut providers: Vec<String> = delivered.iter().map(ToString::to_string).collect();
+    providers.sort();
+    report.providers = providers;
+    Ok(report)
+}
+
+async fn fetch_root(
+    node: &Node,
+    dataset: DatasetId,
+    providers: &[PeerId],
+    report: &mut Report,
+) -> Result<(SignedRoot, PeerId), FetchError> {
+    for &peer in providers {
+        if let Ok(Response::Found(bytes)) = node.request(peer, Request::Root(dataset.blob())).await
+        {
+            match SignedRoot::decode(&bytes) {
+                Ok(root) if root.id() == dataset => return Ok((root, peer)),
+                _ => {
+                    report.rejected += 1;
+                    node.metrics().blobs_rejected.inc();
+                    node.ban(peer).await?;
+                    report.banned.push(peer.to_string());
+                }
+            }
+        }
+    }
+    Err(FetchError::NoValidRoot(dataset))
+}
+
+/// The ids in `ids` that the store does not hold intact (re-hashed off the async threads).
+async fn unstored(
+    store: &BlobStore,
+    ids: Vec<BlobId>,
+    report: &mut Report,
+) -> Result<Vec<BlobId>, FetchError> {
+    let store = store.clone();
+    let (missing, present) = tokio::task::spawn_blocking(move || {
+        let mut missing = Vec::new();
+        let mut present = 0u64;
+        for id in ids {
+            match store.check(&id) {
+                Ok(()) => present += 1,
+                Err(_) => missing.push(id),
+            }
+        }
+        (missing, present)
+    })
+    .await
+    .map_err(|e| NetError::Build(e.to_string()))?;
+    report.already_stored += present;
+    Ok(missing)
+}
+
+async fn load_pages(
+    store: &BlobStore,
+    root: &SignedRoot,
+    dataset: DatasetId,
+) -> Result<Vec<Page>, FetchError> {
+    let store = store.clone();
+    let root = root.clone();
+    tokio::task::spawn_blocking(move || {
+        root.root()
+            .pages
+            .iter()
+            .enumerate()
+            .map(|(index, page_ref)| {
+                let bytes = store.get(&page_ref.id)?;
+                Page::decode(&bytes, root.root(), index).map_err(|e| FetchError::BadPage {
+                    dataset,
+                    index,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| NetError::Build(e.to_string()))?
+}
+
+/// Drives requests until the scheduler has nothing left, looking for providers again (up to
+/// `rounds` times) when nobody known can deliver what is missing.
+async fn run(
+    node: &Node,
+    dataset: DatasetId,
+    sched: &mut Scheduler,
+    store: &BlobStore,
+    report: &mut Report,
+    delivered: &mut HashSet<PeerId>,
+    mut rounds: usize,
+) -> Result<(), FetchError> {
+    let metrics = node.metrics().clone();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while let Some((peer, id)) = sched.next_request() {
+            running.push(get_blob(node.clone(), store.clone(), peer, id));
+        }
+        metrics.fetch_remaining.set(sched.remaining() as i64);
+        match running.next().await {
+            Some((peer, id, outcome)) => match outcome {
+                Outcome::Stored(len) => {
+                    sched.on_verified(peer, id);
+                    delivered.insert(peer);
+                    report.fetched += 1;
+                    report.bytes += len;
+                    metrics.blobs_verified.inc();
+                    metrics.fetched_bytes.inc_by(len);
+                }
+                Outcome::Corrupt => {
+                    report.rejected += 1;
+                    metrics.blobs_rejected.inc();
+                    tracing::warn!(%peer, blob = %id, "a provider sent a blob that does not match its hash");
+                    if sched.on_corrupt(peer, id) {
+                        node.ban(peer).await?;
+                        report.banned.push(peer.to_string());
+                    }
+                }
+                Outcome::NotFound => sched.on_not_found(peer, id),
+                Outcome::Failed => sched.on_failed(peer, id),
+                Outcome::StoreFailed(e) => return Err(e.into()),
+            },
+            None if sched.is_done() => return Ok(()),
+            None if rounds == 0 => {
+                return Err(FetchError::Incomplete {
+                    dataset,
+                    missing: sched.remaining(),
+                });
+            }
+            None => {
+                rounds -= 1;
+                for p in node.find_providers(dataset).await? {
+                    sched.add_provider(p);
+                }
+            }
+        }
+    }
+}
+
+async fn get_blob(
+    node: Node,
+    store: BlobStore,
+    peer: PeerId,
+    id: BlobId,
+) -> (PeerId, BlobId, Outcome) {
+    let outcome = match node.request(peer, Request::Blob(id)).await {
+        Ok(Response::Found(bytes)) => tokio::task::spawn_blocking(move || {
+            if BlobId::of(&bytes) != id {
+                return Outcome::Corrupt;
+            }
+            match store.put_hashed(id, &bytes) {
+                Ok(_) => Outcome::Stored(bytes.len() as u64),
+                Err(e) => Outcome::StoreFailed(e),
+            }
+        })
+        .await
+        .unwrap_or(Outcome::Failed),
+        Ok(Response::NotFound) => Outcome::NotFound,
+        Ok(Response::Refused) | Err(_) => Outcome::Failed,
+    };
+    (peer, id, outcome)
+}

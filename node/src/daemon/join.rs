@@ -1,0 +1,98 @@
+//! The join workflow: fetch a dataset from its providers, verify it, serve it, then open its
+//! labels and start its learning loop. Its state per dataset is what `status` shows.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::home::Home;
+use swarmlabel_net::swarm::{Node, fetch};
+
+use super::learning;
+
+/// How a joined dataset is doing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JoinState {
+    /// Being fetched.
+    Fetching,
+    /// Fetched, verified and served.
+    Done {
+        /// What the fetch did.
+        report: fetch::Report,
+    },
+    /// The fetch failed (it resumes when joined again).
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Opens the labels of listed dataset `id` in the labels service.
+pub(super) async fn open_labels(
+    labels: &crate::labels::Labels,
+    home: &Home,
+    id: DatasetId,
+) -> Result<(), String> {
+    let catalog = swarmlabel_net::Catalog::of(home);
+    let listed = tokio::task::spawn_blocking(move || catalog.get(&id))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let root = listed.root.root();
+    let dataset =
+        crate::labels::LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
+    labels.open(dataset).await.map_err(|e| e.to_string())
+}
+
+/// What joining a dataset needs: the node, where join states go and, with labels, the service
+/// that opens the dataset's labels once the dataset is served.
+#[derive(Clone)]
+pub(super) struct Joiner {
+    pub(super) node: Node,
+    pub(super) joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
+    pub(super) labels: crate::labels::Labels,
+    pub(super) learners: Option<learning::Learners>,
+}
+
+pub(super) fn spawn_join(joiner: Joiner, id: DatasetId) {
+    let Joiner { node, joins, .. } = joiner.clone();
+    let set = move |joins: &Mutex<BTreeMap<DatasetId, JoinState>>, state| {
+        joins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, state);
+    };
+    set(&joins, JoinState::Fetching);
+    tokio::spawn(async move {
+        let state = match node.fetch(id, fetch::Options::default()).await {
+            Ok(report) => match node.serve(id).await {
+                Ok(()) => {
+                    // Its labels sync from now on; a failure here leaves the dataset served.
+                    match open_labels(&joiner.labels, node.home(), id).await {
+                        Ok(()) => {
+                            if let Some(learners) = &joiner.learners {
+                                learners.start(id);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(dataset = %id, %error, "cannot open the dataset's labels");
+                        }
+                    }
+                    JoinState::Done { report }
+                }
+                Err(e) => JoinState::Failed {
+                    error: e.to_string(),
+                },
+            },
+            Err(e) => JoinState::Failed {
+                error: e.to_string(),
+            },
+        };
+        if let JoinState::Failed { error } = &state {
+            tracing::warn!(dataset = %id, %error, "joining failed");
+        }
+        set(&joins, state);
+    });
+}

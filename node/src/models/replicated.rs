@@ -1,0 +1,556 @@
+//! Models as a replicated kind: the registries of the datasets a node holds, registry
+//! anti-entropy (pull by digest, push what the peer lacks), judging model announcements, and the
+//! work beside them (weights downloads, merges on blocking threads). The replication layer
+//! (`crate::replicate`) runs it; this file holds only what is particular to models.
+
+mod downloads;
+mod merging;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use prometheus_client::metrics::counter::Counter;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use swarmlabel_crdt::AnnotatorKey;
+use swarmlabel_crdt::registry::{
+    Architecture, Inserted, ModelUpdate, Registry, SignedUpdate, Validation, WeightsHash,
+};
+use swarmlabel_ids::DatasetId;
+use swarmlabel_net::home::Home;
+use swarmlabel_net::identity::Identity;
+use swarmlabel_net::store::BlobId;
+use swarmlabel_net::swarm::Node;
+use swarmlabel_net::swarm::replication::{Kind, Verdict};
+use tokio::sync::{oneshot, watch};
+
+use super::merged::{MergedError, MergedModel, Screen};
+use super::service::{Config, Current, ModelsError};
+use super::store;
+use super::wire::{self, MAX_ANNOUNCEMENT_LEN, Request, Response};
+use crate::replicate::{Context, Gossip, Replicated, Reply, Step};
+
+pub(crate) use downloads::Fetched;
+
+/// Download hints remembered at most (which peer announced which weights).
+const MAX_HINTS: usize = 4_096;
+
+/// What the models handle asks of the service.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Open {
+        dataset: DatasetId,
+        reply: oneshot::Sender<Result<(), ModelsError>>,
+    },
+    Publish {
+        dataset: DatasetId,
+        hash: BlobId,
+        size: u64,
+        labels_trained: u64,
+        architecture: Architecture,
+        validation: Validation,
+        reply: oneshot::Sender<Result<SignedUpdate, ModelsError>>,
+    },
+    Watch {
+        dataset: DatasetId,
+        reply: oneshot::Sender<Result<watch::Receiver<Current>, ModelsError>>,
+    },
+    Registry {
+        dataset: DatasetId,
+        reply: oneshot::Sender<Result<Registry, ModelsError>>,
+    },
+    Problem {
+        dataset: DatasetId,
+        reply: oneshot::Sender<Result<Option<String>, ModelsError>>,
+    },
+    SetScreen {
+        dataset: DatasetId,
+        screen: Option<Screen>,
+        reply: oneshot::Sender<Result<(), ModelsError>>,
+    },
+}
+
+/// Work finished beside the kind.
+pub(crate) enum Event {
+    Fetched {
+        dataset: DatasetId,
+        hash: WeightsHash,
+        fetched: Fetched,
+    },
+    Merged {
+        dataset: DatasetId,
+        result: Option<Result<MergedModel, MergedError>>,
+    },
+    /// A blob-serving change reached the swarm.
+    Served,
+}
+
+/// Counts particular to models (`swarmlabel_models_*`).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) published: Counter,
+    pub(crate) gossip_dropped: Counter,
+    pub(crate) weights_fetched: Counter,
+    pub(crate) weights_rejected: Counter,
+    pub(crate) merges: Counter,
+}
+
+impl Stats {
+    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = registry.sub_registry_with_prefix("swarmlabel_models");
+        let series: [(&str, &str, &Counter); 5] = [
+            (
+                "published",
+                "Model updates published by this node",
+                &self.published,
+            ),
+            (
+                "gossip_dropped",
+                "Model announcements dropped by fault injection",
+                &self.gossip_dropped,
+            ),
+            (
+                "weights_fetched",
+                "Model weights fetched and verified",
+                &self.weights_fetched,
+            ),
+            (
+                "weights_rejected",
+                "Model weights from peers refused (wrong hash or size)",
+                &self.weights_rejected,
+            ),
+            ("merges", "Merged models computed", &self.merges),
+        ];
+        for (name, help, counter) in series {
+            r.register(name, help, counter.clone());
+        }
+    }
+}
+
+/// The models of one open dataset.
+struct Held {
+    registry: Registry,
+    merged: watch::Sender<Current>,
+    problem: Option<String>,
+    screen: Option<Screen>,
+    merging: bool,
+    dirty: bool,
+}
+
+/// One registry sync session this node runs.
+#[derive(Debug)]
+pub(crate) enum Session {
+    /// We sent our digest.
+    Pulled { dataset: DatasetId },
+    /// We pushed our records.
+    Pushed,
+}
+
+/// The model registries of a node and the work on their weights.
+pub(crate) struct Registries {
+    home: Home,
+    identity: Identity,
+    me_key: AnnotatorKey,
+    node: Option<Node>,
+    config: Config,
+    rng: ChaCha8Rng,
+    stats: Arc<Stats>,
+    held: HashMap<DatasetId, Held>,
+    /// Weights in the blob store, verified when stored.
+    have: HashSet<WeightsHash>,
+    fetching: HashSet<WeightsHash>,
+    /// Downloads that found no peer with the weights: tried again at the next round, or when
+    /// someone announces them.
+    failed: HashSet<WeightsHash>,
+    hints: HashMap<WeightsHash, PeerId>,
+}
+
+/// Parses and verifies records from a peer into a registry of `dataset`; the first bad record
+/// refuses them all (an honest peer never sends one).
+pub(crate) fn registry_of(dataset: DatasetId, records: &[Vec<u8>]) -> Result<Registry, String> {
+    let mut registry = Registry::new(dataset);
+    for (i, bytes) in records.iter().enumerate() {
+        let update = SignedUpdate::from_bytes(bytes).map_err(|e| format!("record {i}: {e}"))?;
+        registry
+            .insert(update)
+            .map_err(|e| format!("record {i}: {e}"))?;
+    }
+    Ok(registry)
+}
+
+/// Our records as the protocol carries them (at most [`wire::MAX_RECORDS`]).
+pub(crate) fn wire_records(registry: &Registry) -> Vec<Vec<u8>> {
+    registry
+        .records()
+        .iter()
+        .take(wire::MAX_RECORDS)
+        .map(SignedUpdate::to_bytes)
+        .collect()
+}
+
+impl Registries {
+    pub(crate) fn new(
+        home: Home,
+        identity: Identity,
+        node: Option<Node>,
+        config: Config,
+        seed: u64,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            me_key: AnnotatorKey(identity.public_key().0),
+            home,
+            identity,
+            node,
+            config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            stats,
+            held: HashMap::new(),
+            have: HashSet::new(),
+            fetching: HashSet::new(),
+            failed: HashSet::new(),
+            hints: HashMap::new(),
+        }
+    }
+
+    fn open(&mut self, dataset: DatasetId, cx: &mut Context<Self>) -> Result<(), ModelsError> {
+        if self.held.contains_key(&dataset) {
+            return Ok(());
+        }
+        let (registry, problems) = store::load(&self.home, dataset)?;
+        for problem in problems {
+            tracing::warn!(%dataset, "model registry: {problem}");
+        }
+        let blobs = self.home.blobs();
+        let held: Vec<WeightsHash> = registry
+            .latest()
+            .map(|u| u.weights_hash)
+            // Re-hashed: a crash may have left a file cut short (weights are at most 64 MiB).
+            .filter(|h| blobs.check(&BlobId(h.0)).is_ok())
+            .collect();
+        self.have.extend(held.iter().copied());
+        self.serve(held, cx);
+        let (merged, _) = watch::channel(None);
+        self.held.insert(
+            dataset,
+            Held {
+                registry,
+                merged,
+                problem: None,
+                screen: None,
+                merging: false,
+                dirty: false,
+            },
+        );
+        self.fetch_missing(dataset, cx);
+        self.mark_dirty(dataset, cx);
+        Ok(())
+    }
+
+    fn publish(
+        &mut self,
+        dataset: DatasetId,
+        (hash, size, labels_trained, architecture, validation): (
+            BlobId,
+            u64,
+            u64,
+            Architecture,
+            Validation,
+        ),
+        cx: &mut Context<Self>,
+    ) -> Result<SignedUpdate, ModelsError> {
+        let held = self
+            .held
+            .get(&dataset)
+            .ok_or(ModelsError::NotOpen(dataset))?;
+        let version = held
+            .registry
+            .get(&self.me_key)
+            .map_or(1, |e| e.latest().update().version + 1);
+        let update = ModelUpdate {
+            dataset,
+            peer: self.me_key,
+            version,
+            labels_trained,
+            architecture,
+            weights_hash: WeightsHash(hash.0),
+            weights_bytes: size,
+            validation,
+        };
+        let signed = SignedUpdate::sign(update, self.identity.signing_key())?;
+        let mut registry = held.registry.clone();
+        registry.insert(signed.clone())?;
+        store::save(&self.home, &registry)?;
+        if let Some(held) = self.held.get_mut(&dataset) {
+            held.registry = registry;
+        }
+        self.stats.published.inc();
+        self.have.insert(WeightsHash(hash.0));
+        self.serve(vec![WeightsHash(hash.0)], cx);
+        cx.publish(dataset, signed.to_bytes());
+        self.mark_dirty(dataset, cx);
+        Ok(signed)
+    }
+
+    /// Serves weights to peers over the blob protocol.
+    fn serve(&self, hashes: Vec<WeightsHash>, cx: &mut Context<Self>) {
+        if let (Some(node), false) = (self.node.clone(), hashes.is_empty()) {
+            let ids = hashes.into_iter().map(|h| BlobId(h.0)).collect();
+            cx.spawn(
+                async move {
+                    let _ = node.serve_blobs(ids, true).await;
+                    Event::Served
+                },
+                Event::Served,
+            );
+        }
+    }
+
+    fn hint(&mut self, hash: WeightsHash, peer: PeerId) {
+        if self.hints.len() >= MAX_HINTS {
+            self.hints.clear();
+        }
+        self.failed.remove(&hash);
+        self.hints.insert(hash, peer);
+    }
+
+    /// Merges a verified registry from `peer` into ours; acts on what changed.
+    fn absorb(
+        &mut self,
+        dataset: DatasetId,
+        theirs: &Registry,
+        peer: PeerId,
+        cx: &mut Context<Self>,
+    ) {
+        let Some(held) = self.held.get_mut(&dataset) else {
+            return;
+        };
+        let before = held.registry.digest();
+        if held.registry.merge(theirs).is_err() || held.registry.digest() == before {
+            return;
+        }
+        let new: Vec<WeightsHash> = theirs
+            .latest()
+            .map(|u| u.weights_hash)
+            .filter(|h| !self.have.contains(h))
+            .collect();
+        for hash in new {
+            self.hint(hash, peer);
+        }
+        self.registry_changed(dataset, cx);
+    }
+
+    /// Persists the registry, fetches missing weights, and recomputes the merged model.
+    fn registry_changed(&mut self, dataset: DatasetId, cx: &mut Context<Self>) {
+        if let Some(held) = self.held.get(&dataset)
+            && let Err(e) = store::save(&self.home, &held.registry)
+        {
+            // Kept in memory; the next change or anti-entropy writes it again.
+            tracing::warn!(%dataset, error = %e, "cannot save the model registry");
+        }
+        self.fetch_missing(dataset, cx);
+        self.mark_dirty(dataset, cx);
+    }
+
+    fn with_held<T>(
+        &mut self,
+        dataset: DatasetId,
+        f: impl FnOnce(&mut Held) -> T,
+    ) -> Result<T, ModelsError> {
+        self.held
+            .get_mut(&dataset)
+            .map(f)
+            .ok_or(ModelsError::NotOpen(dataset))
+    }
+}
+
+impl Replicated for Registries {
+    const KIND: Kind = wire::KIND;
+    type Request = Request;
+    type Response = Response;
+    type Session = Session;
+    type Command = Command;
+    type Event = Event;
+
+    fn held(&self) -> Vec<DatasetId> {
+        self.held.keys().copied().collect()
+    }
+
+    fn command(&mut self, command: Command, cx: &mut Context<Self>) {
+        match command {
+            Command::Open { dataset, reply } => {
+                let _ = reply.send(self.open(dataset, cx));
+            }
+            Command::Publish {
+                dataset,
+                hash,
+                size,
+                labels_trained,
+                architecture,
+                validation,
+                reply,
+            } => {
+                let update = (hash, size, labels_trained, architecture, validation);
+                let _ = reply.send(self.publish(dataset, update, cx));
+            }
+            Command::Watch { dataset, reply } => {
+                let _ = reply.send(self.with_held(dataset, |h| h.merged.subscribe()));
+            }
+            Command::Registry { dataset, reply } => {
+                let _ = reply.send(self.with_held(dataset, |h| h.registry.clone()));
+            }
+            Command::Problem { dataset, reply } => {
+                let _ = reply.send(self.with_held(dataset, |h| h.problem.clone()));
+            }
+            Command::SetScreen {
+                dataset,
+                screen,
+                reply,
+            } => {
+                let result = self.with_held(dataset, |h| h.screen = screen);
+                if result.is_ok() {
+                    self.mark_dirty(dataset, cx);
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event, cx: &mut Context<Self>) {
+        match event {
+            Event::Fetched {
+                dataset,
+                hash,
+                fetched,
+            } => self.on_fetched(dataset, hash, fetched, cx),
+            Event::Merged { dataset, result } => self.on_merged(dataset, result, cx),
+            Event::Served => {}
+        }
+    }
+
+    /// Retries the downloads that failed, at each round.
+    fn round(&mut self, cx: &mut Context<Self>) {
+        self.failed.clear();
+        let datasets: Vec<DatasetId> = self.held.keys().copied().collect();
+        for dataset in datasets {
+            self.fetch_missing(dataset, cx);
+        }
+    }
+
+    fn begin(
+        &mut self,
+        _peer: PeerId,
+        dataset: DatasetId,
+        _cx: &mut Context<Self>,
+    ) -> Option<(Session, Request)> {
+        let held = self.held.get(&dataset)?;
+        let request = Request::Pull {
+            dataset,
+            digest: held.registry.digest(),
+        };
+        Some((Session::Pulled { dataset }, request))
+    }
+
+    fn step(
+        &mut self,
+        peer: PeerId,
+        session: &mut Session,
+        reply: Reply<Response>,
+        cx: &mut Context<Self>,
+    ) -> Step<Request> {
+        match (reply, &*session) {
+            (Reply::Ok(Response::Same), _) => Step::Done,
+            (Reply::Ok(Response::Records(records)), Session::Pulled { dataset }) => {
+                let dataset = *dataset;
+                let theirs = match registry_of(dataset, &records) {
+                    Ok(theirs) => theirs,
+                    Err(e) => return Step::Refused(format!("a model record does not verify: {e}")),
+                };
+                self.absorb(dataset, &theirs, peer, cx);
+                let Some(held) = self.held.get(&dataset) else {
+                    return Step::Done;
+                };
+                // After the merge we hold the union: push when the peer lacks some of it.
+                if held.registry.digest() == theirs.digest() {
+                    return Step::Done;
+                }
+                let records = wire_records(&held.registry);
+                *session = Session::Pushed;
+                Step::Next(Request::Push { dataset, records })
+            }
+            (Reply::Unknown, _) => {
+                Step::Failed("the peer does not hold this dataset's models".into())
+            }
+            (Reply::Refused, _) => Step::Failed("the peer refused our records".into()),
+            (Reply::Busy, _) => Step::Failed("the peer is busy".into()),
+            (Reply::Ok(Response::Records(_)), Session::Pushed) => {
+                Step::Failed("the peer answered out of protocol".into())
+            }
+        }
+    }
+
+    fn answer(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        cx: &mut Context<Self>,
+    ) -> Reply<Response> {
+        match request {
+            Request::Pull { dataset, digest } => match self.held.get(&dataset) {
+                None => Reply::Unknown,
+                Some(h) if h.registry.digest() == digest => Reply::Ok(Response::Same),
+                Some(h) => Reply::Ok(Response::Records(wire_records(&h.registry))),
+            },
+            Request::Push { dataset, records } => {
+                if !self.held.contains_key(&dataset) {
+                    return Reply::Unknown;
+                }
+                match registry_of(dataset, &records) {
+                    Err(e) => {
+                        tracing::debug!(%peer, %dataset, "refused pushed model records: {e}");
+                        Reply::Refused
+                    }
+                    Ok(theirs) => {
+                        self.absorb(dataset, &theirs, peer, cx);
+                        Reply::Ok(Response::Same)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Validates an announcement and stores it durably before it is forwarded.
+    fn judge(&mut self, gossip: Gossip, cx: &mut Context<Self>) -> Verdict {
+        let dataset = gossip.dataset;
+        if !self.held.contains_key(&dataset) {
+            return Verdict::Ignore;
+        }
+        if self.config.gossip_drop_probability > 0.0
+            && self.rng.random::<f64>() < self.config.gossip_drop_probability
+        {
+            // Also counted as ignored, the verdict gossipsub gets.
+            self.stats.gossip_dropped.inc();
+            return Verdict::Ignore;
+        }
+        if gossip.data.len() > MAX_ANNOUNCEMENT_LEN {
+            return Verdict::Reject;
+        }
+        let Ok(update) = SignedUpdate::from_bytes(&gossip.data) else {
+            return Verdict::Reject;
+        };
+        let hash = update.update().weights_hash;
+        let Some(held) = self.held.get_mut(&dataset) else {
+            return Verdict::Ignore;
+        };
+        match held.registry.insert(update) {
+            Err(_) => Verdict::Reject,
+            Ok(Inserted::New | Inserted::Replaced { .. } | Inserted::Equivocation) => {
+                self.hint(hash, gossip.author.unwrap_or(gossip.peer));
+                self.registry_changed(dataset, cx);
+                Verdict::Accept
+            }
+            Ok(_) => Verdict::Ignore,
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The weights downloads of the models kind: which weights to fetch, from whom, the download
+//! itself (size and BLAKE3 checked before anything is stored), and what a finished one changes.
+
+use std::collections::HashSet;
+
+use libp2p::PeerId;
+use swarmlabel_crdt::AnnotatorKey;
+use swarmlabel_crdt::registry::WeightsHash;
+use swarmlabel_ids::DatasetId;
+use swarmlabel_net::store::{BlobId, BlobStore};
+use swarmlabel_net::swarm::{Node, blob};
+
+use super::{Event, Registries};
+use crate::replicate::Context;
+
+/// How a download ended.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// Whether a verified copy is now in the blob store.
+    pub(crate) stored: bool,
+    /// Responses refused (wrong size or hash).
+    pub(crate) rejected: u64,
+}
+
+/// The libp2p peer id of a node whose annotator key is `key` (the same ed25519 key).
+pub(crate) fn peer_of(key: &AnnotatorKey) -> Option<PeerId> {
+    let public = libp2p::identity::ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
+    Some(libp2p::identity::PublicKey::from(public).to_peer_id())
+}
+
+/// Downloads the weights `hash` of `size` bytes from the first of `peers` that has them,
+/// verifying size and BLAKE3 before storing them (durably) in `blobs`.
+async fn fetch(
+    node: Node,
+    blobs: BlobStore,
+    hash: WeightsHash,
+    size: u64,
+    peers: Vec<PeerId>,
+) -> Fetched {
+    let id = BlobId(hash.0);
+    let mut rejected = 0;
+    for peer in peers {
+        let Ok(blob::Response::Found(bytes)) = node.request(peer, blob::Request::Blob(id)).await
+        else {
+            continue;
+        };
+        if bytes.len() as u64 != size || BlobId::of(&bytes) != id {
+            tracing::debug!(%peer, weights = %id, "refused model weights that do not match their hash");
+            rejected += 1;
+            continue;
+        }
+        let blobs = blobs.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || blobs.put_durable(id, &bytes).map(|_| ())).await;
+        match stored {
+            Ok(Ok(())) => {
+                return Fetched {
+                    stored: true,
+                    rejected,
+                };
+            }
+            Ok(Err(e)) => tracing::warn!(weights = %id, error = %e, "cannot store model weights"),
+            Err(e) => tracing::warn!(weights = %id, error = %e, "storing model weights failed"),
+        }
+        break;
+    }
+    Fetched {
+        stored: false,
+        rejected,
+    }
+}
+
+impl Registries {
+    /// Starts downloads of the weights of updates in force that the node lacks.
+    pub(super) fn fetch_missing(&mut self, dataset: DatasetId, cx: &mut Context<Self>) {
+        let Some(node) = self.node.clone() else {
+            return;
+        };
+        let Some(held) = self.held.get(&dataset) else {
+            return;
+        };
+        let wanted: Vec<(WeightsHash, u64, AnnotatorKey)> = held
+            .registry
+            .latest()
+            .filter(|u| !self.have.contains(&u.weights_hash))
+            .filter(|u| !self.fetching.contains(&u.weights_hash))
+            .filter(|u| !self.failed.contains(&u.weights_hash))
+            .filter(|u| u.weights_bytes <= self.config.max_weights_bytes)
+            .map(|u| (u.weights_hash, u.weights_bytes, u.peer))
+            .collect();
+        let local = node.peer_id();
+        for (hash, size, owner) in wanted {
+            if self.fetching.len() >= self.config.max_fetches.max(1) {
+                break;
+            }
+            self.fetching.insert(hash);
+            let mut peers: Vec<PeerId> = peer_of(&owner).into_iter().collect();
+            peers.extend(self.hints.get(&hash).copied());
+            let (node, blobs) = (node.clone(), self.home.blobs());
+            let work = async move {
+                // The update's own peer first, then whoever announced it, then any holder.
+                peers.extend(
+                    node.topic_peers(super::wire::KIND, dataset)
+                        .await
+                        .unwrap_or_default(),
+                );
+                let mut seen = HashSet::new();
+                peers.retain(|p| *p != local && seen.insert(*p));
+                let fetched = fetch(node, blobs, hash, size, peers).await;
+                Event::Fetched {
+                    dataset,
+                    hash,
+                    fetched,
+                }
+            };
+            let lost = Event::Fetched {
+                dataset,
+                hash,
+                fetched: Fetched {
+                    stored: false,
+                    rejected: 0,
+                },
+            };
+            cx.spawn(work, lost);
+        }
+    }
+
+    pub(super) fn on_fetched(
+        &mut self,
+        dataset: DatasetId,
+        hash: WeightsHash,
+        fetched: Fetched,
+        cx: &mut Context<Self>,
+    ) {
+        self.fetching.remove(&hash);
+        self.stats.weights_rejected.inc_by(fetched.rejected);
+        if fetched.stored {
+            self.stats.weights_fetched.inc();
+            self.hints.remove(&hash);
+            self.have.insert(hash);
+            self.serve(vec![hash], cx);
+            self.mark_dirty(dataset, cx);
+        } else {
+            self.failed.insert(hash);
+        }
+        // Start the downloads that waited for a free slot.
+        self.fetch_missing(dataset, cx);
+    }
+}
