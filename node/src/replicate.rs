@@ -193,3 +193,8 @@ pub trait Replicated: Send + 'static {
         let _ = cx;
     }
 }
+
+/// An `InvalidData` error naming what is wrong with a peer's bytes.
+pub(crate) fn invalid(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}

@@ -23,7 +23,7 @@ use std::io;
 use swarmlabel_ids::DatasetId;
 use swarmlabel_net::swarm::replication::Kind;
 
-use crate::replicate::Wire;
+use crate::replicate::{Wire, invalid};
 
 /// How labels travel: tag 1 of the replication protocol, a gossip topic per dataset.
 pub const KIND: Kind = Kind {
@@ -81,149 +81,131 @@ pub enum Response {
     Sync(Vec<u8>),
 }
 
-fn invalid(what: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what)
-}
-
 impl Wire for Request {
+    /// Encodes a request; a message over [`MAX_MESSAGE_LEN`] is an error (the peer would refuse it).
     fn encode(&self) -> io::Result<Vec<u8>> {
-        encode_request(self)
+        let req = self;
+        match req {
+            Request::Summary { dataset } => {
+                let mut out = Vec::with_capacity(33);
+                out.push(1);
+                out.extend_from_slice(&dataset.0);
+                Ok(out)
+            }
+            Request::Sync {
+                dataset,
+                shard,
+                new_round,
+                message,
+            } => {
+                if message.len() > MAX_MESSAGE_LEN {
+                    return Err(invalid("a sync message over the size limit"));
+                }
+                let mut out = Vec::with_capacity(SYNC_HEADER_LEN + message.len());
+                out.push(2);
+                out.extend_from_slice(&dataset.0);
+                out.extend_from_slice(&shard.to_le_bytes());
+                out.push(if *new_round { FLAG_NEW_ROUND } else { 0 });
+                out.extend_from_slice(&(message.len() as u32).to_le_bytes());
+                out.extend_from_slice(message);
+                Ok(out)
+            }
+        }
     }
 
-    fn decode(bytes: &[u8]) -> io::Result<Self> {
-        decode_request(bytes)
+    /// Decodes a request strictly: exact lengths, known kind and flags, nothing trailing.
+    fn decode(buf: &[u8]) -> io::Result<Self> {
+        let dataset = |b: &[u8]| -> io::Result<DatasetId> {
+            let id: [u8; 32] = b
+                .get(1..33)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| invalid("a labels-sync request is cut short"))?;
+            Ok(DatasetId(id))
+        };
+        match buf.first() {
+            Some(1) if buf.len() == 33 => Ok(Request::Summary {
+                dataset: dataset(buf)?,
+            }),
+            Some(2) if buf.len() >= SYNC_HEADER_LEN => {
+                let shard = u16::from_le_bytes([buf[33], buf[34]]);
+                let flags = buf[35];
+                if flags & !FLAG_NEW_ROUND != 0 {
+                    return Err(invalid("unknown labels-sync request flags"));
+                }
+                let len = u32::from_le_bytes([buf[36], buf[37], buf[38], buf[39]]) as usize;
+                if len > MAX_MESSAGE_LEN || buf.len() != SYNC_HEADER_LEN + len {
+                    return Err(invalid("a labels-sync message length that does not match"));
+                }
+                Ok(Request::Sync {
+                    dataset: dataset(buf)?,
+                    shard,
+                    new_round: flags & FLAG_NEW_ROUND != 0,
+                    message: buf[SYNC_HEADER_LEN..].to_vec(),
+                })
+            }
+            _ => Err(invalid("an unknown or malformed labels-sync request")),
+        }
     }
 }
 
 impl Wire for Response {
+    /// Encodes a response.
     fn encode(&self) -> io::Result<Vec<u8>> {
-        encode_response(self)
+        let res = self;
+        Ok(match res {
+            Response::Summary(digests) => {
+                if digests.is_empty() || digests.len() > MAX_SHARDS {
+                    return Err(invalid("a summary names 1 to 256 shards"));
+                }
+                let mut out = Vec::with_capacity(3 + 32 * digests.len());
+                out.push(0);
+                out.extend_from_slice(&(digests.len() as u16).to_le_bytes());
+                for d in digests {
+                    out.extend_from_slice(d);
+                }
+                out
+            }
+            Response::Sync(message) => {
+                if message.len() > MAX_MESSAGE_LEN {
+                    return Err(invalid("a sync message over the size limit"));
+                }
+                let mut out = Vec::with_capacity(5 + message.len());
+                out.push(1);
+                out.extend_from_slice(&(message.len() as u32).to_le_bytes());
+                out.extend_from_slice(message);
+                out
+            }
+        })
     }
 
-    fn decode(bytes: &[u8]) -> io::Result<Self> {
-        decode_response(bytes)
-    }
-}
-
-/// Encodes a request; a message over [`MAX_MESSAGE_LEN`] is an error (the peer would refuse it).
-pub fn encode_request(req: &Request) -> io::Result<Vec<u8>> {
-    match req {
-        Request::Summary { dataset } => {
-            let mut out = Vec::with_capacity(33);
-            out.push(1);
-            out.extend_from_slice(&dataset.0);
-            Ok(out)
+    /// Decodes a response strictly.
+    fn decode(buf: &[u8]) -> io::Result<Self> {
+        match (buf.first(), buf.len()) {
+            (Some(0), n) if n >= 3 => {
+                let count = usize::from(u16::from_le_bytes([buf[1], buf[2]]));
+                if count == 0 || count > MAX_SHARDS || n != 3 + 32 * count {
+                    return Err(invalid("a labels-sync summary of the wrong length"));
+                }
+                Ok(Response::Summary(
+                    buf[3..]
+                        .chunks_exact(32)
+                        .map(|c| {
+                            let mut d = [0u8; 32];
+                            d.copy_from_slice(c);
+                            d
+                        })
+                        .collect(),
+                ))
+            }
+            (Some(1), n) if n >= 5 => {
+                let len = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+                if len > MAX_MESSAGE_LEN || n != 5 + len {
+                    return Err(invalid("a labels-sync message length that does not match"));
+                }
+                Ok(Response::Sync(buf[5..].to_vec()))
+            }
+            _ => Err(invalid("an unknown or malformed labels-sync response")),
         }
-        Request::Sync {
-            dataset,
-            shard,
-            new_round,
-            message,
-        } => {
-            if message.len() > MAX_MESSAGE_LEN {
-                return Err(invalid("a sync message over the size limit"));
-            }
-            let mut out = Vec::with_capacity(SYNC_HEADER_LEN + message.len());
-            out.push(2);
-            out.extend_from_slice(&dataset.0);
-            out.extend_from_slice(&shard.to_le_bytes());
-            out.push(if *new_round { FLAG_NEW_ROUND } else { 0 });
-            out.extend_from_slice(&(message.len() as u32).to_le_bytes());
-            out.extend_from_slice(message);
-            Ok(out)
-        }
-    }
-}
-
-/// Decodes a request strictly: exact lengths, known kind and flags, nothing trailing.
-pub fn decode_request(buf: &[u8]) -> io::Result<Request> {
-    let dataset = |b: &[u8]| -> io::Result<DatasetId> {
-        let id: [u8; 32] = b
-            .get(1..33)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| invalid("a labels-sync request is cut short"))?;
-        Ok(DatasetId(id))
-    };
-    match buf.first() {
-        Some(1) if buf.len() == 33 => Ok(Request::Summary {
-            dataset: dataset(buf)?,
-        }),
-        Some(2) if buf.len() >= SYNC_HEADER_LEN => {
-            let shard = u16::from_le_bytes([buf[33], buf[34]]);
-            let flags = buf[35];
-            if flags & !FLAG_NEW_ROUND != 0 {
-                return Err(invalid("unknown labels-sync request flags"));
-            }
-            let len = u32::from_le_bytes([buf[36], buf[37], buf[38], buf[39]]) as usize;
-            if len > MAX_MESSAGE_LEN || buf.len() != SYNC_HEADER_LEN + len {
-                return Err(invalid("a labels-sync message length that does not match"));
-            }
-            Ok(Request::Sync {
-                dataset: dataset(buf)?,
-                shard,
-                new_round: flags & FLAG_NEW_ROUND != 0,
-                message: buf[SYNC_HEADER_LEN..].to_vec(),
-            })
-        }
-        _ => Err(invalid("an unknown or malformed labels-sync request")),
-    }
-}
-
-/// Encodes a response.
-pub fn encode_response(res: &Response) -> io::Result<Vec<u8>> {
-    Ok(match res {
-        Response::Summary(digests) => {
-            if digests.is_empty() || digests.len() > MAX_SHARDS {
-                return Err(invalid("a summary names 1 to 256 shards"));
-            }
-            let mut out = Vec::with_capacity(3 + 32 * digests.len());
-            out.push(0);
-            out.extend_from_slice(&(digests.len() as u16).to_le_bytes());
-            for d in digests {
-                out.extend_from_slice(d);
-            }
-            out
-        }
-        Response::Sync(message) => {
-            if message.len() > MAX_MESSAGE_LEN {
-                return Err(invalid("a sync message over the size limit"));
-            }
-            let mut out = Vec::with_capacity(5 + message.len());
-            out.push(1);
-            out.extend_from_slice(&(message.len() as u32).to_le_bytes());
-            out.extend_from_slice(message);
-            out
-        }
-    })
-}
-
-/// Decodes a response strictly.
-pub fn decode_response(buf: &[u8]) -> io::Result<Response> {
-    match (buf.first(), buf.len()) {
-        (Some(0), n) if n >= 3 => {
-            let count = usize::from(u16::from_le_bytes([buf[1], buf[2]]));
-            if count == 0 || count > MAX_SHARDS || n != 3 + 32 * count {
-                return Err(invalid("a labels-sync summary of the wrong length"));
-            }
-            Ok(Response::Summary(
-                buf[3..]
-                    .chunks_exact(32)
-                    .map(|c| {
-                        let mut d = [0u8; 32];
-                        d.copy_from_slice(c);
-                        d
-                    })
-                    .collect(),
-            ))
-        }
-        (Some(1), n) if n >= 5 => {
-            let len = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if len > MAX_MESSAGE_LEN || n != 5 + len {
-                return Err(invalid("a labels-sync message length that does not match"));
-            }
-            Ok(Response::Sync(buf[5..].to_vec()))
-        }
-        _ => Err(invalid("an unknown or malformed labels-sync response")),
     }
 }
 
@@ -253,15 +235,15 @@ mod tests {
             },
         ];
         for r in requests {
-            let bytes = encode_request(&r).unwrap();
-            assert_eq!(decode_request(&bytes).unwrap(), r);
+            let bytes = Wire::encode(&r).unwrap();
+            assert_eq!(Request::decode(&bytes).unwrap(), r);
             // Cut short or lengthened: never accepted.
-            assert!(decode_request(&bytes[..bytes.len() - 1]).is_err());
+            assert!(Request::decode(&bytes[..bytes.len() - 1]).is_err());
             let mut longer = bytes.clone();
             longer.push(0);
-            assert!(decode_request(&longer).is_err());
+            assert!(Request::decode(&longer).is_err());
         }
-        let mut flags = encode_request(&Request::Sync {
+        let mut flags = Wire::encode(&Request::Sync {
             dataset: id(2),
             shard: 0,
             new_round: false,
@@ -269,15 +251,15 @@ mod tests {
         })
         .unwrap();
         flags[35] = 2;
-        assert!(decode_request(&flags).is_err(), "unknown flags");
-        assert!(decode_request(&[9; 33]).is_err(), "unknown kind");
-        assert!(decode_request(&[]).is_err());
+        assert!(Request::decode(&flags).is_err(), "unknown flags");
+        assert!(Request::decode(&[9; 33]).is_err(), "unknown kind");
+        assert!(Request::decode(&[]).is_err());
         let mut huge = vec![2u8; SYNC_HEADER_LEN];
         huge[35] = 0;
         huge[36..40].copy_from_slice(&(MAX_MESSAGE_LEN as u32 + 1).to_le_bytes());
-        assert!(decode_request(&huge).is_err(), "announced over the limit");
+        assert!(Request::decode(&huge).is_err(), "announced over the limit");
         assert!(
-            encode_request(&Request::Sync {
+            Wire::encode(&Request::Sync {
                 dataset: id(1),
                 shard: 0,
                 new_round: false,
@@ -294,27 +276,27 @@ mod tests {
             Response::Sync(vec![5; 10]),
             Response::Sync(vec![]),
         ] {
-            let bytes = encode_response(&r).unwrap();
-            assert_eq!(decode_response(&bytes).unwrap(), r);
+            let bytes = Wire::encode(&r).unwrap();
+            assert_eq!(Response::decode(&bytes).unwrap(), r);
             let mut longer = bytes.clone();
             longer.push(0);
-            assert!(decode_response(&longer).is_err(), "trailing bytes: {r:?}");
+            assert!(Response::decode(&longer).is_err(), "trailing bytes: {r:?}");
         }
         assert_eq!(
-            encode_response(&Response::Sync(vec![9])).unwrap(),
+            Wire::encode(&Response::Sync(vec![9])).unwrap(),
             [1, 1, 0, 0, 0, 9]
         );
         assert!(
-            decode_response(&[0, 0, 0]).is_err(),
+            Response::decode(&[0, 0, 0]).is_err(),
             "a summary of no shard"
         );
-        assert!(decode_response(&[0, 1, 0, 1]).is_err(), "a short digest");
+        assert!(Response::decode(&[0, 1, 0, 1]).is_err(), "a short digest");
         assert!(
-            decode_response(&[1, 5, 0, 0, 0, 1]).is_err(),
+            Response::decode(&[1, 5, 0, 0, 0, 1]).is_err(),
             "short message"
         );
-        assert!(decode_response(&[7]).is_err(), "unknown status");
-        assert!(decode_response(&[]).is_err());
-        assert!(encode_response(&Response::Summary(vec![])).is_err());
+        assert!(Response::decode(&[7]).is_err(), "unknown status");
+        assert!(Response::decode(&[]).is_err());
+        assert!(Wire::encode(&Response::Summary(vec![])).is_err());
     }
 }

@@ -24,7 +24,7 @@ use std::io;
 use swarmlabel_ids::DatasetId;
 use swarmlabel_net::swarm::replication::Kind;
 
-use crate::replicate::Wire;
+use crate::replicate::{Wire, invalid};
 
 /// How models travel: tag 2 of the replication protocol, a gossip topic per dataset.
 pub const KIND: Kind = Kind {
@@ -73,30 +73,6 @@ pub enum Response {
     Records(Vec<Vec<u8>>),
 }
 
-fn invalid(what: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what)
-}
-
-impl Wire for Request {
-    fn encode(&self) -> io::Result<Vec<u8>> {
-        encode_request(self)
-    }
-
-    fn decode(bytes: &[u8]) -> io::Result<Self> {
-        decode_request(bytes)
-    }
-}
-
-impl Wire for Response {
-    fn encode(&self) -> io::Result<Vec<u8>> {
-        encode_response(self)
-    }
-
-    fn decode(bytes: &[u8]) -> io::Result<Self> {
-        decode_response(bytes)
-    }
-}
-
 fn encode_records(out: &mut Vec<u8>, records: &[Vec<u8>]) -> io::Result<()> {
     if records.len() > MAX_RECORDS {
         return Err(invalid("more model records than a message carries"));
@@ -138,63 +114,69 @@ fn decode_records(buf: &[u8]) -> io::Result<Vec<Vec<u8>>> {
     Ok(records)
 }
 
-/// Encodes a request; too many or oversized records are an error (the peer would refuse them).
-pub fn encode_request(req: &Request) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    match req {
-        Request::Pull { dataset, digest } => {
-            out.push(1);
-            out.extend_from_slice(&dataset.0);
-            out.extend_from_slice(digest);
+impl Wire for Request {
+    /// Encodes a request; too many or oversized records are an error (the peer would refuse them).
+    fn encode(&self) -> io::Result<Vec<u8>> {
+        let req = self;
+        let mut out = Vec::new();
+        match req {
+            Request::Pull { dataset, digest } => {
+                out.push(1);
+                out.extend_from_slice(&dataset.0);
+                out.extend_from_slice(digest);
+            }
+            Request::Push { dataset, records } => {
+                out.push(2);
+                out.extend_from_slice(&dataset.0);
+                encode_records(&mut out, records)?;
+            }
         }
-        Request::Push { dataset, records } => {
-            out.push(2);
-            out.extend_from_slice(&dataset.0);
-            encode_records(&mut out, records)?;
+        Ok(out)
+    }
+
+    /// Decodes a request strictly: exact lengths, known kind, nothing trailing.
+    fn decode(buf: &[u8]) -> io::Result<Self> {
+        let dataset = buf
+            .get(1..33)
+            .and_then(|s| <[u8; 32]>::try_from(s).ok())
+            .map(DatasetId)
+            .ok_or_else(|| invalid("a models-sync request is cut short"))?;
+        match buf[0] {
+            1 if buf.len() == 65 => {
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(&buf[33..]);
+                Ok(Request::Pull { dataset, digest })
+            }
+            2 => Ok(Request::Push {
+                dataset,
+                records: decode_records(&buf[33..])?,
+            }),
+            _ => Err(invalid("an unknown or malformed models-sync request")),
         }
     }
-    Ok(out)
 }
 
-/// Decodes a request strictly: exact lengths, known kind, nothing trailing.
-pub fn decode_request(buf: &[u8]) -> io::Result<Request> {
-    let dataset = buf
-        .get(1..33)
-        .and_then(|s| <[u8; 32]>::try_from(s).ok())
-        .map(DatasetId)
-        .ok_or_else(|| invalid("a models-sync request is cut short"))?;
-    match buf[0] {
-        1 if buf.len() == 65 => {
-            let mut digest = [0u8; 32];
-            digest.copy_from_slice(&buf[33..]);
-            Ok(Request::Pull { dataset, digest })
-        }
-        2 => Ok(Request::Push {
-            dataset,
-            records: decode_records(&buf[33..])?,
-        }),
-        _ => Err(invalid("an unknown or malformed models-sync request")),
+impl Wire for Response {
+    /// Encodes a response.
+    fn encode(&self) -> io::Result<Vec<u8>> {
+        let res = self;
+        Ok(match res {
+            Response::Same => vec![0],
+            Response::Records(records) => {
+                let mut out = vec![1];
+                encode_records(&mut out, records)?;
+                out
+            }
+        })
     }
-}
 
-/// Encodes a response.
-pub fn encode_response(res: &Response) -> io::Result<Vec<u8>> {
-    Ok(match res {
-        Response::Same => vec![0],
-        Response::Records(records) => {
-            let mut out = vec![1];
-            encode_records(&mut out, records)?;
-            out
+    /// Decodes a response strictly.
+    fn decode(buf: &[u8]) -> io::Result<Self> {
+        match (buf.first(), buf.len()) {
+            (Some(0), 1) => Ok(Response::Same),
+            (Some(1), _) => Ok(Response::Records(decode_records(&buf[1..])?)),
+            _ => Err(invalid("an unknown or malformed models-sync response")),
         }
-    })
-}
-
-/// Decodes a response strictly.
-pub fn decode_response(buf: &[u8]) -> io::Result<Response> {
-    match (buf.first(), buf.len()) {
-        (Some(0), 1) => Ok(Response::Same),
-        (Some(1), _) => Ok(Response::Records(decode_records(&buf[1..])?)),
-        _ => Err(invalid("an unknown or malformed models-sync response")),
     }
 }
 
@@ -223,45 +205,45 @@ mod tests {
             },
         ];
         for r in requests {
-            let bytes = encode_request(&r).unwrap();
-            assert_eq!(decode_request(&bytes).unwrap(), r);
-            assert!(decode_request(&bytes[..bytes.len() - 1]).is_err(), "{r:?}");
+            let bytes = Wire::encode(&r).unwrap();
+            assert_eq!(Request::decode(&bytes).unwrap(), r);
+            assert!(Request::decode(&bytes[..bytes.len() - 1]).is_err(), "{r:?}");
             let mut longer = bytes.clone();
             longer.push(0);
-            assert!(decode_request(&longer).is_err(), "{r:?}");
+            assert!(Request::decode(&longer).is_err(), "{r:?}");
         }
         for r in [
             Response::Same,
             Response::Records(vec![vec![9; 10]]),
             Response::Records(vec![]),
         ] {
-            let bytes = encode_response(&r).unwrap();
-            assert_eq!(decode_response(&bytes).unwrap(), r);
+            let bytes = Wire::encode(&r).unwrap();
+            assert_eq!(Response::decode(&bytes).unwrap(), r);
             let mut longer = bytes.clone();
             longer.push(0);
-            assert!(decode_response(&longer).is_err(), "trailing bytes: {r:?}");
+            assert!(Response::decode(&longer).is_err(), "trailing bytes: {r:?}");
         }
-        assert!(decode_request(&[]).is_err());
-        assert!(decode_request(&[9; 65]).is_err(), "unknown kind");
-        assert!(decode_response(&[]).is_err());
-        assert!(decode_response(&[7]).is_err());
+        assert!(Request::decode(&[]).is_err());
+        assert!(Request::decode(&[9; 65]).is_err(), "unknown kind");
+        assert!(Response::decode(&[]).is_err());
+        assert!(Response::decode(&[7]).is_err());
         // A record longer than allowed, or empty, is refused both ways.
-        assert!(encode_response(&Response::Records(vec![vec![0; MAX_RECORD_LEN + 1]])).is_err());
-        assert!(encode_response(&Response::Records(vec![vec![]])).is_err());
+        assert!(Wire::encode(&Response::Records(vec![vec![0; MAX_RECORD_LEN + 1]])).is_err());
+        assert!(Wire::encode(&Response::Records(vec![vec![]])).is_err());
         let mut big = vec![1u8, 1, 0];
         big.extend_from_slice(&((MAX_RECORD_LEN + 1) as u16).to_le_bytes());
         big.extend(std::iter::repeat_n(0, MAX_RECORD_LEN + 1));
-        assert!(decode_response(&big).is_err());
+        assert!(Response::decode(&big).is_err());
         let mut many = vec![1u8];
         many.extend_from_slice(&((MAX_RECORDS + 1) as u16).to_le_bytes());
-        assert!(decode_response(&many).is_err(), "too many records");
+        assert!(Response::decode(&many).is_err(), "too many records");
     }
 
     proptest::proptest! {
         #[test]
         fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(0u8.., 0..2048)) {
-            let _ = decode_request(&bytes);
-            let _ = decode_response(&bytes);
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
         }
     }
 }
