@@ -270,6 +270,7 @@ impl Replica {
         bytes: &[u8],
     ) -> Result<Received, SyncError> {
         let max = self.limits.max_message_bytes;
+        let max_inflated = self.limits.max_inflated_bytes;
         if bytes.len() > max {
             return Err(SyncError::TooLarge {
                 shard,
@@ -287,7 +288,8 @@ impl Replica {
                 reason: e.to_string(),
             })?;
         s.commit();
-        let ops = screen(s, &dataset, message.changes.iter())
+        let items: Vec<&[u8]> = message.changes.iter().collect();
+        let ops = screen(s, &dataset, items.iter().copied(), max_inflated)
             .map_err(|refusal| SyncError::Refused { shard, refusal })?;
         let before = s.heads();
         s.bulk_apply(|d| d.receive_sync_message(&mut state.0, message))

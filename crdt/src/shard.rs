@@ -6,6 +6,7 @@
 //! concurrent conflicts, the valid one with the greatest `(time_ms, record bytes)` wins, so every
 //! replica picks the same winner whatever order it received them in.
 
+mod inflate;
 pub(crate) mod screen;
 pub(crate) mod storage;
 

@@ -59,13 +59,18 @@ pub struct Limits {
     /// document; shards of [`crate::ShardLayout::for_sample_count`] stay near 4 MB at 10
     /// annotations per sample.
     pub max_message_bytes: usize,
+    /// The most the compressed parts of one incoming message (compressed change chunks, DEFLATE
+    /// columns of document chunks) may inflate to, in bytes, checked before automerge inflates
+    /// them (it would into an unbounded buffer).
+    pub max_inflated_bytes: usize,
 }
 
 impl Default for Limits {
-    /// 16 MiB.
+    /// 16 MiB a message, 64 MiB inflated.
     fn default() -> Self {
         Self {
             max_message_bytes: 16 << 20,
+            max_inflated_bytes: 64 << 20,
         }
     }
 }
@@ -76,6 +81,11 @@ impl Default for Limits {
 pub enum Refusal {
     /// A chunk does not parse or fails its checksum.
     Undecodable(String),
+    /// Its compressed parts inflate to more than [`Limits::max_inflated_bytes`].
+    Inflated {
+        /// The limit, in bytes.
+        max: usize,
+    },
     /// An op that is not a put of bytes on the root map (deletes, objects, counters, lists).
     NotAnnotationPut,
     /// A put whose value fails validation.
@@ -95,6 +105,12 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::Undecodable(r) => write!(f, "undecodable changes ({r})"),
+            Refusal::Inflated { max } => {
+                write!(
+                    f,
+                    "compressed changes that inflate to more than {max} bytes"
+                )
+            }
             Refusal::NotAnnotationPut => f.write_str("an op that is not an annotation put"),
             Refusal::Invalid(r) => write!(f, "an invalid annotation ({r:?})"),
             Refusal::Stale {

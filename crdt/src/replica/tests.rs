@@ -329,6 +329,7 @@ fn sync_bounds_message_size_and_refuses_garbage() {
     let shard = dataset().layout.shard_of(&sample(0));
     let mut b = replica(2).with_limits(Limits {
         max_message_bytes: 200,
+        ..Limits::default()
     });
     let (mut sa, mut sb) = (State::new(), State::new());
     let first = a.generate_sync_message(shard, &mut sa).unwrap();

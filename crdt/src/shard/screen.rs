@@ -10,17 +10,39 @@
 use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::{Automerge, Change, ScalarValue};
 
-use super::Shard;
 use super::storage::{ChunkKind, split_chunks};
+use super::{Shard, inflate};
 use crate::sync::Refusal;
 use crate::validate::{Dataset, check};
 
 /// Checks all changes in the chunk lists of a sync message; returns the number of ops checked.
+/// Compressed parts may inflate to `max_inflated` bytes in all, checked before automerge inflates
+/// them (`super::inflate`).
 pub(crate) fn screen<'a>(
     shard: &Shard,
     dataset: &Dataset,
-    items: impl Iterator<Item = &'a [u8]>,
+    items: impl Iterator<Item = &'a [u8]> + Clone,
+    max_inflated: usize,
 ) -> Result<usize, Refusal> {
+    // First bound every compressed stream of the message, before automerge parses any of it.
+    let mut budget = max_inflated;
+    for item in items.clone() {
+        let chunks = split_chunks(item).map_err(|e| Refusal::Undecodable(e.to_string()))?;
+        for chunk in chunks {
+            let bytes = &item[chunk.range.clone()];
+            let checked = match chunk.kind {
+                ChunkKind::CompressedChange => {
+                    inflate::compressed_change(bytes, &mut budget, max_inflated)
+                }
+                ChunkKind::Document => inflate::document(bytes, &mut budget, max_inflated),
+                ChunkKind::Change | ChunkKind::Bundle => Ok(()),
+            };
+            checked.map_err(|e| match e {
+                inflate::InflateError::OverBudget { budget } => Refusal::Inflated { max: budget },
+                inflate::InflateError::Malformed(why) => Refusal::Undecodable(why.to_owned()),
+            })?;
+        }
+    }
     let mut ops = 0;
     for item in items {
         // An item is a sequence of chunks (one per change, or a whole document); every one of
