@@ -13,10 +13,7 @@ use std::io::{self, Read};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InflateError {
     /// The compressed streams of the message inflate to more than the budget.
-    OverBudget {
-        /// The budget of the whole message, in bytes.
-        budget: usize,
-    },
+    OverBudget,
     /// The chunk's layout does not parse, or a stream is not valid DEFLATE.
     Malformed(&'static str),
 }
@@ -66,13 +63,13 @@ impl<'a> Cursor<'a> {
 }
 
 /// Inflates raw DEFLATE `data` into a sink, taking its size from `budget`.
-fn spend(data: &[u8], budget: &mut usize, whole: usize) -> Result<(), InflateError> {
+fn spend(data: &[u8], budget: &mut usize) -> Result<(), InflateError> {
     let limit = *budget as u64 + 1;
     let mut decoder = flate2::read::DeflateDecoder::new(data).take(limit);
     let inflated = io::copy(&mut decoder, &mut io::sink())
         .map_err(|_| InflateError::Malformed("a compressed stream is not valid DEFLATE"))?;
     if inflated >= limit {
-        return Err(InflateError::OverBudget { budget: whole });
+        return Err(InflateError::OverBudget);
     }
     // `inflated < limit = budget + 1`, so this does not underflow.
     *budget -= inflated as usize;
@@ -94,17 +91,13 @@ fn data(chunk: &[u8]) -> Result<Cursor<'_>, InflateError> {
 }
 
 /// Checks a compressed change chunk: its data is one DEFLATE stream.
-pub(crate) fn compressed_change(
-    chunk: &[u8],
-    budget: &mut usize,
-    whole: usize,
-) -> Result<(), InflateError> {
+pub(crate) fn compressed_change(chunk: &[u8], budget: &mut usize) -> Result<(), InflateError> {
     let data = data(chunk)?;
-    spend(data.bytes, budget, whole)
+    spend(data.bytes, budget)
 }
 
 /// Checks a document chunk: each of its columns flagged DEFLATE is one stream.
-pub(crate) fn document(chunk: &[u8], budget: &mut usize, whole: usize) -> Result<(), InflateError> {
+pub(crate) fn document(chunk: &[u8], budget: &mut usize) -> Result<(), InflateError> {
     let mut c = data(chunk)?;
     // Actors: count, then each length-prefixed.
     for _ in 0..c.uleb()? {
@@ -130,7 +123,7 @@ pub(crate) fn document(chunk: &[u8], budget: &mut usize, whole: usize) -> Result
     for (deflate, len) in columns {
         let data = c.take(len)?;
         if deflate {
-            spend(data, budget, whole)?;
+            spend(data, budget)?;
         }
     }
     Ok(())
@@ -170,7 +163,7 @@ mod tests {
     fn a_compressed_change_within_the_budget_spends_what_it_inflates_to() {
         let c = chunk(2, &deflate(&[7; 1000]));
         let mut budget = 5000;
-        compressed_change(&c, &mut budget, 5000).unwrap();
+        compressed_change(&c, &mut budget).unwrap();
         assert_eq!(budget, 4000);
     }
 
@@ -180,8 +173,8 @@ mod tests {
         let c = chunk(2, &deflate(&vec![0; 64 << 20]));
         let mut budget = 1 << 20;
         assert_eq!(
-            compressed_change(&c, &mut budget, 1 << 20),
-            Err(InflateError::OverBudget { budget: 1 << 20 })
+            compressed_change(&c, &mut budget),
+            Err(InflateError::OverBudget)
         );
     }
 
@@ -203,12 +196,9 @@ mod tests {
         data.extend_from_slice(&column);
         let c = chunk(0, &data);
         let mut budget = 1000;
-        assert_eq!(
-            document(&c, &mut budget, 1000),
-            Err(InflateError::OverBudget { budget: 1000 })
-        );
+        assert_eq!(document(&c, &mut budget), Err(InflateError::OverBudget));
         let mut budget = 1200;
-        document(&c, &mut budget, 1200).unwrap();
+        document(&c, &mut budget).unwrap();
         assert_eq!(budget, 0);
     }
 
@@ -217,19 +207,19 @@ mod tests {
         let mut c = chunk(2, &deflate(&[1; 10]));
         c.truncate(c.len() - 1);
         assert!(matches!(
-            compressed_change(&c, &mut 100, 100),
+            compressed_change(&c, &mut 100),
             Err(InflateError::Malformed(_))
         ));
         let c = chunk(2, &[0xff; 20]);
         assert!(matches!(
-            compressed_change(&c, &mut 100, 100),
+            compressed_change(&c, &mut 100),
             Err(InflateError::Malformed(_))
         ));
         let mut data = Vec::new();
         uleb(u64::MAX, &mut data); // an absurd actor count
         let c = chunk(0, &data);
         assert!(matches!(
-            document(&c, &mut 100, 100),
+            document(&c, &mut 100),
             Err(InflateError::Malformed(_))
         ));
     }

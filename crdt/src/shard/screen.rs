@@ -21,28 +21,10 @@ use crate::validate::{Dataset, check};
 pub(crate) fn screen<'a>(
     shard: &Shard,
     dataset: &Dataset,
-    items: impl Iterator<Item = &'a [u8]> + Clone,
+    items: impl Iterator<Item = &'a [u8]>,
     max_inflated: usize,
 ) -> Result<usize, Refusal> {
-    // First bound every compressed stream of the message, before automerge parses any of it.
     let mut budget = max_inflated;
-    for item in items.clone() {
-        let chunks = split_chunks(item).map_err(|e| Refusal::Undecodable(e.to_string()))?;
-        for chunk in chunks {
-            let bytes = &item[chunk.range.clone()];
-            let checked = match chunk.kind {
-                ChunkKind::CompressedChange => {
-                    inflate::compressed_change(bytes, &mut budget, max_inflated)
-                }
-                ChunkKind::Document => inflate::document(bytes, &mut budget, max_inflated),
-                ChunkKind::Change | ChunkKind::Bundle => Ok(()),
-            };
-            checked.map_err(|e| match e {
-                inflate::InflateError::OverBudget { budget } => Refusal::Inflated { max: budget },
-                inflate::InflateError::Malformed(why) => Refusal::Undecodable(why.to_owned()),
-            })?;
-        }
-    }
     let mut ops = 0;
     for item in items {
         // An item is a sequence of chunks (one per change, or a whole document); every one of
@@ -50,6 +32,17 @@ pub(crate) fn screen<'a>(
         let chunks = split_chunks(item).map_err(|e| Refusal::Undecodable(e.to_string()))?;
         for chunk in chunks {
             let bytes = &item[chunk.range.clone()];
+            // Bound what its compressed streams inflate to before automerge parses it; the
+            // budget is shared by the whole message.
+            let bounded = match chunk.kind {
+                ChunkKind::CompressedChange => inflate::compressed_change(bytes, &mut budget),
+                ChunkKind::Document => inflate::document(bytes, &mut budget),
+                ChunkKind::Change | ChunkKind::Bundle => Ok(()),
+            };
+            bounded.map_err(|e| match e {
+                inflate::InflateError::OverBudget => Refusal::Inflated { max: max_inflated },
+                inflate::InflateError::Malformed(why) => Refusal::Undecodable(why.to_owned()),
+            })?;
             match chunk.kind {
                 ChunkKind::Document => {
                     let doc = Automerge::load(bytes)

@@ -44,15 +44,9 @@ pub fn path(home: &Home, dataset: &swarmlabel_crdt::DatasetId) -> PathBuf {
         .join("registry")
 }
 
-/// Every signed record of `registry`, sorted by peer: each update in force, then the evidence of
-/// an equivocation when there is one.
-pub fn records(registry: &Registry) -> Vec<SignedUpdate> {
-    registry.records()
-}
-
 /// The file's bytes for `registry`.
 pub fn encode(registry: &Registry) -> Vec<u8> {
-    let records = records(registry);
+    let records = registry.records();
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for r in records {
@@ -148,7 +142,7 @@ mod tests {
     }
 
     fn store_records_len(registry: &Registry) -> usize {
-        records(registry).len()
+        registry.records().len()
     }
 
     #[test]
