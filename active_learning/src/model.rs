@@ -11,7 +11,10 @@ mod spec;
 mod train;
 
 pub use self::augment::Augment;
-pub use self::spec::{Architecture, Input, ModelSpec};
+pub use self::spec::{
+    Architecture, Input, MAX_ACTIVATIONS, MAX_INPUT_VALUES, MAX_LAYERS, MAX_PARAMETERS, MAX_WIDTH,
+    ModelSpec,
+};
 pub use self::train::{TrainConfig, TrainReport};
 
 use std::collections::HashMap;
@@ -235,6 +238,20 @@ impl Model {
             .ok_or_else(|| ModelError::Weights(format!("no {SPEC_METADATA_KEY} in the header")))?;
         let spec: ModelSpec = serde_json::from_str(spec)
             .map_err(|e| ModelError::Weights(format!("unreadable model spec: {e}")))?;
+        // The spec is bounded, and the tensors are those of the spec, before anything is built.
+        let expected = spec.parameter_count()?;
+        let declared = header.tensors().iter().try_fold(0u64, |sum, (_, info)| {
+            info.shape
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+                .and_then(|n| sum.checked_add(n))
+        });
+        if declared != Some(expected) {
+            return Err(ModelError::Weights(format!(
+                "the tensors hold {} values where the model spec has {expected} parameters",
+                declared.map_or_else(|| "too many".to_owned(), |n| n.to_string())
+            )));
+        }
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
         Self::with_weights(spec, &tensors)
     }

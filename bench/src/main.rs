@@ -6,6 +6,7 @@ mod al;
 mod chart;
 mod crdt;
 mod dht;
+mod flood;
 mod import;
 mod rss;
 mod score;
@@ -43,6 +44,12 @@ enum Command {
     Sim(sim::Args),
     /// Signed annotations at scale: merge, load, memory and delta-sync overhead of the CRDT.
     Crdt(crdt::Args),
+    /// Honest labelling while hostile peers flood: acknowledgement latency with and without,
+    /// the node's peak memory, its disk growth and what of the attacker's it kept.
+    Flood(flood::Args),
+    /// The attacker of `flood` (run by it as a child process).
+    #[command(hide = true)]
+    FloodAttack(flood::attack::AttackArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +68,8 @@ fn main() -> anyhow::Result<()> {
         Command::Dht(args) => dht::run(args)?,
         Command::Crdt(args) => crdt::run(args)?,
         Command::Sim(args) => sim::run(args)?,
+        Command::Flood(args) => flood::run(args)?,
+        Command::FloodAttack(args) => flood::attack::run(args)?,
     };
     println!("{value}");
     Ok(())

@@ -121,10 +121,7 @@ impl Bootstrap {
             .kad
             .set_mode(Some(libp2p::kad::Mode::Server));
         let topic = gossipsub::IdentTopic::new(announce::TOPIC);
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&topic)
+        swarmlabel_net::swarm::behaviour::subscribe(&mut swarm.behaviour_mut().gossipsub, &topic)
             .map_err(|e| build(&e))?;
         for addr in &config.external {
             swarm.add_external_address(addr.clone());

@@ -258,6 +258,53 @@ pub(crate) enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Ban annotators of a dataset you own: their labels stop counting on every node.
+    ///
+    /// The ban is part of the dataset's policy, signed with this node's key (it must be the key
+    /// that created the dataset) and sent to every peer; nodes drop the banned keys' labels from
+    /// consensus, statistics, exports and the merged model, past labels included. Needs the
+    /// running node. Find keys with `swarmlabel labels ID --json` (field "annotator").
+    ///
+    /// Example: swarmlabel dataset ban 3f2a 9c41…e0 --reason "answers at random"
+    Ban {
+        /// The dataset id or a unique prefix.
+        id: String,
+        /// Annotator keys to ban (64 hex digits each).
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Why, in a few words (shown to peers; at most 128 bytes).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Lift the ban of these keys instead.
+        #[arg(long)]
+        lift: bool,
+    },
+    /// Admit only known annotators to a dataset you own (an allowlist), or take keys off it.
+    ///
+    /// The first `admit` turns the dataset from open (anyone not banned) into an allowlist: from
+    /// then on only admitted keys' labels count. `swarmlabel dataset policy ID --open` opens it
+    /// again. Needs the running node.
+    Admit {
+        /// The dataset id or a unique prefix.
+        id: String,
+        /// Annotator keys (64 hex digits each).
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Take these keys off the allowlist instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Show a dataset's policy (who may label it), or open it to anyone not banned.
+    Policy {
+        /// The dataset id or a unique prefix.
+        id: String,
+        /// Drop the allowlist: anyone not banned may label.
+        #[arg(long)]
+        open: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a dataset folder to try swarmlabel with.
     ///
     /// `shapes` draws images of circles, squares, triangles and crosses with random colours,

@@ -16,11 +16,15 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
         DatasetCommand::Create(a) => create(a, home_path, quiet),
         DatasetCommand::Ls { json } => {
             let home = open(home_path)?;
-            let listed = swarmlabel_net::Catalog::of(&home).list()?;
+            let (listed, damaged) = swarmlabel_net::Catalog::of(&home).list_checked()?;
+            // One damaged listing never hides the others; each is named on stderr.
+            for e in &damaged {
+                eprintln!("damaged: {e}");
+            }
             if json {
                 let all: Vec<_> = listed.iter().map(summary).collect();
                 println!("{}", serde_json::to_string_pretty(&all)?);
-            } else if listed.is_empty() {
+            } else if listed.is_empty() && damaged.is_empty() {
                 if !quiet {
                     println!(
                         "no datasets yet; create one with `swarmlabel dataset create PATH --name NAME --labels a,b`"
@@ -44,7 +48,11 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
                     );
                 }
             }
-            Ok(Outcome::Ok)
+            Ok(if damaged.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            })
         }
         DatasetCommand::Show { id, json } => {
             let home = open(home_path)?;
@@ -147,6 +155,30 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
                 );
             }
             Ok(Outcome::Ok)
+        }
+        DatasetCommand::Ban {
+            id,
+            keys,
+            reason,
+            lift,
+        } => {
+            let change = if lift {
+                serde_json::json!({ "change": "unban", "keys": keys })
+            } else {
+                serde_json::json!({ "change": "ban", "keys": keys, "reason": reason })
+            };
+            policy(home_path, &id, Some(change), false, quiet)
+        }
+        DatasetCommand::Admit { id, keys, remove } => {
+            let change = serde_json::json!({
+                "change": if remove { "unadmit" } else { "admit" },
+                "keys": keys,
+            });
+            policy(home_path, &id, Some(change), false, quiet)
+        }
+        DatasetCommand::Policy { id, open, json } => {
+            let change = open.then(|| serde_json::json!({ "change": "open" }));
+            policy(home_path, &id, change, json, quiet)
         }
         DatasetCommand::Search { text, json } => {
             let client = crate::client::Client::connect(&open(home_path)?)?;
@@ -324,4 +356,61 @@ fn task_text(task: &Task) -> String {
         }
         Task::TextClassification => "text classification".into(),
     }
+}
+
+/// Applies `change` to the policy of dataset `id` through the running node (or only shows it),
+/// and prints the policy in force.
+fn policy(
+    home_path: &std::path::Path,
+    id: &str,
+    change: Option<serde_json::Value>,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    let home = open(home_path)?;
+    let catalog = swarmlabel_net::Catalog::of(&home);
+    let id = catalog.resolve(id)?;
+    let client = crate::client::Client::connect(&home)?;
+    let path = format!("/api/v1/datasets/{id}/policy");
+    let view: serde_json::Value = match change {
+        Some(change) => client.post(&path, change)?,
+        None => client.get(&path)?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(Outcome::Ok);
+    }
+    if quiet {
+        return Ok(Outcome::Ok);
+    }
+    let empty = Vec::new();
+    let allowed = view["allowed"].as_array().unwrap_or(&empty);
+    let banned = view["banned"].as_array().unwrap_or(&empty);
+    match view["admission"].as_str() {
+        Some("allowlist") => println!(
+            "dataset {id}: policy version {}, only {} admitted keys may label",
+            view["version"],
+            allowed.len()
+        ),
+        _ => println!(
+            "dataset {id}: policy version {}, open to anyone not banned",
+            view["version"]
+        ),
+    }
+    for key in allowed {
+        println!("  admitted {}", key.as_str().unwrap_or_default());
+    }
+    for ban in banned {
+        let reason = ban["reason"].as_str().unwrap_or_default();
+        println!(
+            "  banned   {}{}",
+            ban["key"].as_str().unwrap_or_default(),
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            }
+        );
+    }
+    Ok(Outcome::Ok)
 }

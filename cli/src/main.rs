@@ -251,7 +251,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Gc { json } => {
             let home = open(&home_path)?;
             let _lock = home.try_lock_exclusive()?;
-            let report = swarmlabel_net::Catalog::of(&home).gc()?;
+            let weights = swarmlabel_node::models::store::referenced_weights(&home)?;
+            let report = swarmlabel_net::Catalog::of(&home).gc_keeping(weights)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else if !cli.quiet {

@@ -320,3 +320,50 @@ fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// Why 7 of issue 14: one damaged listing made `dataset ls` list nothing at all (and `verify`
+/// advise running `verify`). Now the others are listed, the damaged one is named on stderr with
+/// what to do, and the exit code says damage was found.
+#[test]
+fn one_damaged_listing_never_hides_the_others() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let first = env.ok(&[
+        "-q",
+        "dataset",
+        "create",
+        DIGITS,
+        "--name",
+        "first",
+        "--labels",
+        "0,1,2,3,4,5,6,7,8,9",
+    ]);
+    let second = env.ok(&[
+        "-q",
+        "dataset",
+        "create",
+        DIGITS,
+        "--name",
+        "second",
+        "--labels",
+        "0,1,2,3,4,5,6,7,8,9,other",
+    ]);
+    let listing = env.home().join("datasets").join(first.trim());
+    let mut bytes = std::fs::read(&listing).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(&listing, &bytes).unwrap();
+    let out = env.run(&["dataset", "ls"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "damage found must not exit 0");
+    assert!(
+        stdout.contains("second") && stdout.contains(&second.trim()[..16]),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(first.trim()) && stderr.contains("swarmlabel dataset fetch"),
+        "{stderr}"
+    );
+}

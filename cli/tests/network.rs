@@ -202,7 +202,7 @@ fn a_node_joins_a_dataset_by_id_alone_and_ends_with_a_verified_copy() {
     // up listing both labels (gossip push, or anti-entropy if gossip missed it).
     let samples: Vec<String> = ok(&owner, &["dataset", "export", &id, "--format", "jsonl"])
         .lines()
-        .take(2)
+        .take(3)
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["sample_id"]
                 .as_str()
@@ -237,6 +237,41 @@ fn a_node_joins_a_dataset_by_id_alone_and_ends_with_a_verified_copy() {
     wait_until("both daemons to list both labels", || {
         listed(&owner) == both && listed(&labeler) == both
     });
+
+    // Why 6 of issue 14: an owner had no way to stop a labeler. The owner bans the labeler's
+    // key: on both nodes its label leaves the list (retroactively), and its next label is
+    // refused with a sentence saying why. Only the owner can change the policy.
+    let labeler_key = serde_json::from_str::<serde_json::Value>(&ok(&labeler, &["id", "--json"]))
+        .unwrap()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = process::cli(&labeler, &["dataset", "ban", &id, &labeler_key]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("only the dataset's owner"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let shown = ok(
+        &owner,
+        &["dataset", "ban", &id, &labeler_key, "--reason", "test ban"],
+    );
+    assert!(
+        shown.contains("banned") && shown.contains("test ban"),
+        "{shown}"
+    );
+    let only_owner = vec![(samples[0].clone(), "3".to_owned())];
+    wait_until("both daemons to drop the banned labeler's label", || {
+        listed(&owner) == only_owner && listed(&labeler) == only_owner
+    });
+    let after = process::cli(&labeler, &["label", &id, &samples[2], "1"]);
+    assert!(!after.status.success(), "a banned key's label was taken");
+    assert!(
+        String::from_utf8_lossy(&after.stderr).contains("owner"),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
 
     drop(labeler_node);
     drop(owner_node);

@@ -3,8 +3,12 @@
 use automerge::sync::SyncDoc as _;
 use automerge::{ActorId, ChangeHash};
 
+use std::sync::Arc;
+
 use crate::annotation::{AnnotatorKey, SampleId, SignedAnnotation};
 use crate::layout::{ShardId, slot_key};
+use crate::policy::Policy;
+use crate::samples::Samples;
 use crate::shard::storage::{LoadError, LoadReport};
 use crate::shard::{Annotations, Shard, screen::screen, wins};
 use crate::sync::{self, Limits, Received, SyncError};
@@ -72,6 +76,8 @@ pub struct Replica {
     dataset: Dataset,
     shards: Vec<Shard>,
     limits: Limits,
+    samples: Option<Arc<Samples>>,
+    policy: Option<Arc<Policy>>,
 }
 
 impl Replica {
@@ -92,7 +98,51 @@ impl Replica {
             dataset,
             shards,
             limits: Limits::default(),
+            samples: None,
+            policy: None,
         })
+    }
+
+    /// Applies the owner's policy (see [`crate::policy`]) from now on, to everything held:
+    /// recording refuses annotators it does not admit, and reading ignores their annotations
+    /// (counted as [`Rejection::NotAdmitted`]). Sync still takes them (they may share a change
+    /// with admitted ones, and automerge history cannot be cut), so a later policy that admits
+    /// them again brings them back.
+    pub fn set_policy(&mut self, policy: Option<Arc<Policy>>) {
+        self.policy = policy;
+    }
+
+    fn admitted(&self, annotator: &AnnotatorKey) -> bool {
+        self.policy.as_ref().is_none_or(|p| p.admits(annotator))
+    }
+
+    /// Restricts annotations to the dataset's samples (from its manifest): recording and sync
+    /// refuse others, reading ignores them (counted as [`Rejection::UnknownSample`]).
+    pub fn with_samples(mut self, samples: Arc<Samples>) -> Self {
+        self.samples = Some(samples);
+        self
+    }
+
+    fn known(&self, sample: &SampleId) -> bool {
+        self.samples.as_ref().is_none_or(|s| s.contains(sample))
+    }
+
+    /// Drops annotations of unknown samples and of annotators not admitted from `read`,
+    /// counting them.
+    fn only_known(&self, mut read: Annotations) -> Annotations {
+        if let Some(samples) = &self.samples {
+            let before = read.annotations.len();
+            read.annotations
+                .retain(|a| samples.contains(&a.annotation().sample));
+            read.rejected.unknown_sample += (before - read.annotations.len()) as u64;
+        }
+        if let Some(policy) = &self.policy {
+            let before = read.annotations.len();
+            read.annotations
+                .retain(|a| policy.admits(&a.annotation().annotator));
+            read.rejected.not_admitted += (before - read.annotations.len()) as u64;
+        }
+        read
     }
 
     /// Sets the bounds on sync messages.
@@ -115,6 +165,12 @@ impl Replica {
     /// for the sample. Recording the very same signed annotation again does nothing.
     pub fn record(&mut self, signed: &SignedAnnotation) -> Result<ShardId, RecordError> {
         check_record(&self.dataset, signed).map_err(RecordError::Invalid)?;
+        if !self.known(&signed.annotation().sample) {
+            return Err(RecordError::Invalid(Rejection::UnknownSample));
+        }
+        if !self.admitted(&signed.annotation().annotator) {
+            return Err(RecordError::Invalid(Rejection::NotAdmitted));
+        }
         let (shard_id, key) = placement(&self.dataset, signed);
         let dataset = self.dataset;
         let Some(shard) = self.shard_mut(shard_id) else {
@@ -144,6 +200,22 @@ impl Replica {
         Ok(shard_id)
     }
 
+    /// Whether this replica already holds `signed`, or a newer valid annotation of the same
+    /// sample by the same annotator (staged ones included). Holding it byte for byte costs no
+    /// signature check: a store uses it to skip what it has when it replays its record log.
+    pub fn holds(&self, signed: &SignedAnnotation) -> bool {
+        let (shard, key) = placement(&self.dataset, signed);
+        self.shards
+            .get(usize::from(shard.0))
+            .is_some_and(|s| s.holds(&key, signed))
+    }
+
+    /// Drops every staged, uncommitted annotation: a store that could not make a batch durable
+    /// takes it back before anyone sees it.
+    pub fn discard_staged(&mut self) {
+        self.shards.iter_mut().for_each(Shard::discard_staged);
+    }
+
     /// Number of staged, uncommitted annotations.
     pub fn pending(&self) -> usize {
         self.shards.iter().map(Shard::pending).sum()
@@ -163,11 +235,12 @@ impl Replica {
     pub fn read(&mut self) -> Annotations {
         self.commit();
         let mut out = Annotations::default();
-        for shard in &self.shards {
-            out.extend(shard.read(&self.dataset));
+        let dataset = self.dataset;
+        for shard in &mut self.shards {
+            out.extend(shard.read(&dataset));
         }
         out.sort();
-        out
+        self.only_known(out)
     }
 
     /// The valid annotations of one shard (empty for a shard outside the layout).
@@ -179,11 +252,14 @@ impl Replica {
         s.commit();
         let mut out = s.read(&dataset);
         out.sort();
-        out
+        self.only_known(out)
     }
 
     /// The current annotation of `sample` by `annotator`, if any (including a staged one).
     pub fn get(&self, sample: &SampleId, annotator: &AnnotatorKey) -> Option<SignedAnnotation> {
+        if !self.known(sample) || !self.admitted(annotator) {
+            return None;
+        }
         let shard = self
             .shards
             .get(usize::from(self.dataset.layout.shard_of(sample).0))?;
@@ -248,17 +324,23 @@ impl Replica {
     }
 
     /// The next sync message for the peer whose state for `shard` is `state`, or `None` when
-    /// there is nothing to send now. May exceed the peer's message limit if the shard does.
+    /// there is nothing to send now. Never longer than [`Limits::max_message_bytes`], whatever
+    /// the shard's size: see [`bounded`].
     pub fn generate_sync_message(
         &mut self,
         shard: ShardId,
         state: &mut sync::State,
     ) -> Option<Vec<u8>> {
+        let max = self.limits.max_message_bytes;
         let s = self.shard_mut(shard)?;
         s.commit();
-        s.doc
-            .generate_sync_message(&mut state.0)
-            .map(|m| m.encode())
+        let sent_before = state.0.sent_hashes.clone();
+        let message = s.doc.generate_sync_message(&mut state.0)?;
+        let encoded = message.clone().encode();
+        if encoded.len() <= max {
+            return Some(encoded);
+        }
+        Some(bounded(&s.doc, message, &sent_before, state, max))
     }
 
     /// Applies a sync message from the peer whose state for `shard` is `state`. The message is
@@ -279,6 +361,8 @@ impl Replica {
             });
         }
         let dataset = self.dataset;
+        let samples = self.samples.clone();
+        let samples = samples.as_deref();
         let s = self
             .shard_mut(shard)
             .ok_or(SyncError::UnknownShard(shard))?;
@@ -289,7 +373,7 @@ impl Replica {
             })?;
         s.commit();
         let items: Vec<&[u8]> = message.changes.iter().collect();
-        let ops = screen(s, &dataset, items.iter().copied(), max_inflated)
+        let screened = screen(s, &dataset, samples, items.iter().copied(), max_inflated)
             .map_err(|refusal| SyncError::Refused { shard, refusal })?;
         let before = s.heads();
         s.bulk_apply(|d| d.receive_sync_message(&mut state.0, message))
@@ -300,9 +384,60 @@ impl Replica {
         Ok(Received {
             shard,
             changed: s.heads() != before,
-            ops,
+            ops: screened.ops,
+            records: screened.records,
         })
     }
+}
+
+/// A sync message that would exceed `max` bytes (a first sync of a shard grown past the limit,
+/// for example by a flood of labels) is cut to the changes that fit, in the document's history
+/// order, as plain change chunks; those left out are marked unsent in `state`, so automerge
+/// offers them again in the next message, once the peer has said what it holds. Every change
+/// this replica holds arrived within a message of at most `max` bytes or was made here in a
+/// batch far smaller, so each message carries at least one change and the sync always ends.
+fn bounded(
+    doc: &automerge::Automerge,
+    mut message: automerge::sync::Message,
+    sent_before: &std::collections::BTreeSet<ChangeHash>,
+    state: &mut sync::State,
+    max: usize,
+) -> Vec<u8> {
+    use automerge::ReadDoc as _;
+    let offered: std::collections::BTreeSet<ChangeHash> = state
+        .0
+        .sent_hashes
+        .difference(sent_before)
+        .copied()
+        .collect();
+    message.changes = automerge::sync::ChunkList::from(Vec::<Vec<u8>>::new());
+    // Room for the changes: the message without them, and a length prefix per change.
+    let mut room = max.saturating_sub(message.clone().encode().len() + 16);
+    let mut chunks = Vec::new();
+    // A whole-document message offers everything, also what the peer holds: only the changes
+    // past the heads both sides share are worth their room.
+    let known: Vec<ChangeHash> = state
+        .0
+        .shared_heads
+        .iter()
+        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .copied()
+        .collect();
+    for change in doc.get_changes(&known) {
+        let hash = change.hash();
+        if !offered.contains(&hash) {
+            continue;
+        }
+        let bytes = change.raw_bytes();
+        if bytes.len() + 10 <= room {
+            room -= bytes.len() + 10;
+            chunks.push(bytes.to_vec());
+        } else {
+            state.0.sent_hashes.remove(&hash);
+        }
+    }
+    message.changes = automerge::sync::ChunkList::from(chunks);
+    message.encode()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use automerge::{ActorId, Automerge, ChangeHash, ROOT, ReadDoc as _, ScalarValue,
 
 use crate::annotation::SignedAnnotation;
 use crate::layout::ShardId;
-use crate::validate::{Dataset, Rejection, Rejections, check};
+use crate::validate::{Dataset, Rejection, Rejections, Verified, check, check_cached};
 
 /// The validated contents of one or more shards.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub(crate) struct Shard {
     pub(crate) saved_heads: Option<Vec<ChangeHash>>,
     /// Whether changes were applied in bulk since the last [`Shard::defragment`].
     fragile: bool,
+    /// Records whose signature verified already: reading verifies each once.
+    verified: Verified,
 }
 
 /// Keys between the splits made by [`Shard::defragment`]: about 32 × 177 bytes ≈ 5.7 KB of values
@@ -83,6 +85,7 @@ impl Shard {
             pending: BTreeMap::new(),
             saved_heads: None,
             fragile: false,
+            verified: Verified::default(),
         }
     }
 
@@ -207,6 +210,38 @@ impl Shard {
         (valid, rejected)
     }
 
+    /// Whether slot `key` already holds `signed` (byte for byte: no signature check) or a newer
+    /// valid annotation of its annotator.
+    pub(crate) fn holds(&self, key: &str, signed: &SignedAnnotation) -> bool {
+        let bytes = signed.to_bytes();
+        // A newer value counts only if its signature holds: damaged bytes that happen to decode
+        // must not hide a record.
+        let newer_or_same = |b: &[u8]| {
+            b == bytes.as_slice()
+                || SignedAnnotation::from_bytes(b).is_ok_and(|s| {
+                    s.annotation().time_ms > signed.annotation().time_ms && s.verify()
+                })
+        };
+        if self
+            .pending
+            .get(key)
+            .is_some_and(|s| newer_or_same(&s.to_bytes()))
+        {
+            return true;
+        }
+        let Ok(values) = self.doc.get_all(ROOT, key) else {
+            return false;
+        };
+        values
+            .iter()
+            .any(|(value, _)| value_bytes(value).is_some_and(newer_or_same))
+    }
+
+    /// Drops the staged writes (nothing of them was committed).
+    pub(crate) fn discard_staged(&mut self) {
+        self.pending.clear();
+    }
+
     /// The winning valid annotation of slot `key`, if any.
     pub(crate) fn get(&self, dataset: &Dataset, key: &str) -> Option<SignedAnnotation> {
         let (valid, _) = self.slot_values(dataset, key);
@@ -216,8 +251,9 @@ impl Shard {
             .reduce(|best, s| if wins(&s, &best) { s } else { best })
     }
 
-    /// Validates every committed value (staged writes are not visible until committed).
-    pub(crate) fn read(&self, dataset: &Dataset) -> Annotations {
+    /// Validates every committed value (staged writes are not visible until committed); each
+    /// record's signature is verified at its first read only.
+    pub(crate) fn read(&mut self, dataset: &Dataset) -> Annotations {
         let mut out = Annotations::default();
         for item in self.doc.map_range(ROOT, ..) {
             if item.conflict {
@@ -235,7 +271,7 @@ impl Shard {
             }
             let checked = match &item.value {
                 ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => {
-                    check(dataset, self.id, &item.key, b)
+                    check_cached(dataset, self.id, &item.key, b, &mut self.verified)
                 }
                 _ => Err(Rejection::Malformed),
             };

@@ -174,7 +174,7 @@ pub enum SyncError {
 }
 
 /// What receiving a message did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
     /// The shard.
     pub shard: ShardId,
@@ -182,4 +182,8 @@ pub struct Received {
     pub changed: bool,
     /// Ops screened in the message.
     pub ops: usize,
+    /// The screened (valid, signed) records of the message that the shard did not hold as they
+    /// are: what a store must make durable on its own terms (its record log) once the message is
+    /// applied.
+    pub records: Vec<crate::SignedAnnotation>,
 }

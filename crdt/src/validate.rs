@@ -37,6 +37,12 @@ pub enum Rejection {
     UnknownLabel,
     /// The signature does not verify under the annotator's key.
     BadSignature,
+    /// Names a sample the dataset's manifest does not list (checked by replicas given the
+    /// dataset's [`crate::Samples`]).
+    UnknownSample,
+    /// By an annotator the owner's policy bans or does not admit (checked by replicas given the
+    /// policy; see [`crate::policy`]).
+    NotAdmitted,
 }
 
 /// Counts of ignored values, by [`Rejection`].
@@ -52,6 +58,10 @@ pub struct Rejections {
     pub unknown_label: u64,
     /// Annotations whose signature does not verify.
     pub bad_signature: u64,
+    /// Annotations of samples the manifest does not list.
+    pub unknown_sample: u64,
+    /// Annotations by annotators the owner's policy bans or does not admit.
+    pub not_admitted: u64,
 }
 
 impl Rejections {
@@ -63,6 +73,8 @@ impl Rejections {
             Rejection::WrongSlot => self.wrong_slot += 1,
             Rejection::UnknownLabel => self.unknown_label += 1,
             Rejection::BadSignature => self.bad_signature += 1,
+            Rejection::UnknownSample => self.unknown_sample += 1,
+            Rejection::NotAdmitted => self.not_admitted += 1,
         }
     }
 
@@ -73,6 +85,8 @@ impl Rejections {
         self.wrong_slot += other.wrong_slot;
         self.unknown_label += other.unknown_label;
         self.bad_signature += other.bad_signature;
+        self.unknown_sample += other.unknown_sample;
+        self.not_admitted += other.not_admitted;
     }
 
     /// The number of rejected values.
@@ -82,6 +96,8 @@ impl Rejections {
             + self.wrong_slot
             + self.unknown_label
             + self.bad_signature
+            + self.unknown_sample
+            + self.not_admitted
     }
 }
 
@@ -92,6 +108,50 @@ pub fn check(
     shard: ShardId,
     key: &str,
     value: &[u8],
+) -> Result<SignedAnnotation, Rejection> {
+    check_with(dataset, shard, key, value, SignedAnnotation::verify)
+}
+
+/// [`check`], verifying signatures through `verified`: each signed record is verified once.
+pub(crate) fn check_cached(
+    dataset: &Dataset,
+    shard: ShardId,
+    key: &str,
+    value: &[u8],
+    verified: &mut Verified,
+) -> Result<SignedAnnotation, Rejection> {
+    check_with(dataset, shard, key, value, |s| verified.verify(s))
+}
+
+/// Signed records whose signature verified, by the first 16 bytes of BLAKE3 of the whole record
+/// (content and signature, so no other record can share an entry): a replica reading its shards
+/// again verifies only what is new, not every signature at every read.
+#[derive(Debug, Default)]
+pub(crate) struct Verified(std::collections::HashSet<[u8; 16]>);
+
+impl Verified {
+    /// Whether `signed`'s signature verifies, from the cache or checked now (and remembered).
+    pub(crate) fn verify(&mut self, signed: &SignedAnnotation) -> bool {
+        let hash = blake3::hash(&signed.to_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&hash.as_bytes()[..16]);
+        if self.0.contains(&key) {
+            return true;
+        }
+        let ok = signed.verify();
+        if ok {
+            self.0.insert(key);
+        }
+        ok
+    }
+}
+
+fn check_with(
+    dataset: &Dataset,
+    shard: ShardId,
+    key: &str,
+    value: &[u8],
+    verify: impl FnOnce(&SignedAnnotation) -> bool,
 ) -> Result<SignedAnnotation, Rejection> {
     let (sample_prefix, annotator_prefix) = parse_slot_key(key).ok_or(Rejection::Malformed)?;
     let signed = SignedAnnotation::from_bytes(value).map_err(|_| Rejection::Malformed)?;
@@ -105,13 +165,21 @@ pub fn check(
     {
         return Err(Rejection::WrongSlot);
     }
-    check_record(dataset, &signed)?;
+    check_record_with(dataset, &signed, verify)?;
     Ok(signed)
 }
 
 /// The checks that do not depend on where the record is stored: dataset, labels, signature.
 /// Used before writing our own annotations and by [`check`].
 pub fn check_record(dataset: &Dataset, signed: &SignedAnnotation) -> Result<(), Rejection> {
+    check_record_with(dataset, signed, SignedAnnotation::verify)
+}
+
+fn check_record_with(
+    dataset: &Dataset,
+    signed: &SignedAnnotation,
+    verify: impl FnOnce(&SignedAnnotation) -> bool,
+) -> Result<(), Rejection> {
     let a = signed.annotation();
     if a.dataset != dataset.id {
         return Err(Rejection::WrongDataset);
@@ -121,7 +189,7 @@ pub fn check_record(dataset: &Dataset, signed: &SignedAnnotation) -> Result<(), 
     if !label_ok || !suggestion_ok {
         return Err(Rejection::UnknownLabel);
     }
-    if !signed.verify() {
+    if !verify(signed) {
         return Err(Rejection::BadSignature);
     }
     Ok(())

@@ -34,7 +34,8 @@ pub enum CatalogError {
     Ambiguous(String),
     /// A listed root does not decode or verify.
     #[error(
-        "the listed manifest of dataset {id} is damaged ({source}); run `swarmlabel dataset verify {id}`"
+        "the listed manifest of dataset {id} is damaged ({source}); fetch it again from peers with \
+         `swarmlabel dataset fetch {id}` (the damaged file is kept aside)"
     )]
     BadRoot {
         /// The dataset.
@@ -117,9 +118,24 @@ impl Catalog {
 
     /// Every listed dataset, sorted by name then id. A damaged listing is an error naming it.
     pub fn list(&self) -> Result<Vec<Listed>, CatalogError> {
+        let (out, mut damaged) = self.list_checked()?;
+        match damaged.pop() {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Every listed dataset whose listing is whole, and one error per damaged listing: one
+    /// damaged file never hides the others.
+    pub fn list_checked(&self) -> Result<(Vec<Listed>, Vec<CatalogError>), CatalogError> {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for id in self.ids()? {
-            out.push(self.get(&id)?);
+            match self.get(&id) {
+                Ok(listed) => out.push(listed),
+                Err(e @ CatalogError::BadRoot { .. }) => damaged.push(e),
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| {
             a.root
@@ -128,7 +144,25 @@ impl Catalog {
                 .cmp(&b.root.root().name)
                 .then(a.id.cmp(&b.id))
         });
-        Ok(out)
+        Ok((out, damaged))
+    }
+
+    /// Renames the listing of `id` to `<id>.damaged-<unix seconds>` (kept as it is, no longer
+    /// listed), so that a fresh copy can be fetched in its place.
+    pub fn set_aside(&self, id: &DatasetId) -> Result<PathBuf, CatalogError> {
+        let path = self.dir.join(id.to_string());
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = self.dir.join(format!("{id}.damaged-{secs}"));
+        fs::rename(&path, &aside)
+            .and_then(|()| crate::fs::sync_dir(&self.dir))
+            .map_err(|source| CatalogError::Io {
+                action: "set aside",
+                path,
+                source,
+            })?;
+        Ok(aside)
     }
 
     fn ids(&self) -> Result<Vec<DatasetId>, CatalogError> {
@@ -229,7 +263,16 @@ impl Catalog {
     /// Removes every blob that no listed dataset references, and leftover temporary files.
     /// The caller must hold the home's exclusive lock (see [`crate::Home::try_lock_exclusive`]).
     pub fn gc(&self) -> Result<GcReport, CatalogError> {
-        let mut keep = HashSet::new();
+        self.gc_keeping(HashSet::new())
+    }
+
+    /// [`Catalog::gc`], keeping `also` (blobs other stores of the home reference: the weights of
+    /// the model updates in force).
+    pub fn gc_keeping(
+        &self,
+        also: HashSet<crate::store::BlobId>,
+    ) -> Result<GcReport, CatalogError> {
+        let mut keep = also;
         for listed in self.list()? {
             for (index, page_ref) in listed.root.root().pages.iter().enumerate() {
                 keep.insert(page_ref.id);

@@ -381,6 +381,16 @@ impl Node {
         .await
     }
 
+    /// This node's gossipsub score of `peer` (see [`behaviour::score_params`]): below
+    /// [`behaviour::score_thresholds`]' graylist threshold, everything it sends on gossip is
+    /// dropped unread. `None` for a peer gossipsub does not know.
+    pub async fn gossip_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
+        self.call(|reply| {
+            actor::Command::Replication(actor::ReplicationCommand::GossipScore { peer, reply })
+        })
+        .await
+    }
+
     /// Sends a request of `kind` to `peer` and awaits the response body (bounded by the sync
     /// request timeout of [`behaviour::Limits`] and by the kind's response limit).
     pub async fn replicate(

@@ -30,6 +30,7 @@ mod labeling;
 mod labels;
 pub mod learning;
 mod page;
+pub mod policy;
 pub mod queue;
 mod replay;
 mod token;
@@ -128,6 +129,9 @@ pub enum DaemonError {
     /// Listing or reading the datasets failed.
     #[error(transparent)]
     Catalog(#[from] swarmlabel_net::dataset::CatalogError),
+    /// The home could not be locked.
+    #[error(transparent)]
+    Home(#[from] swarmlabel_net::home::HomeError),
 }
 
 #[derive(Clone)]
@@ -140,8 +144,9 @@ struct AppState {
     joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
     books: labels::Books,
     labels: crate::labels::Labels,
+    policies: crate::policy::Policies,
+    joiner: Joiner,
     queue: Arc<dyn queue::Source>,
-    learners: Option<learning::Learners>,
 }
 
 /// A running daemon.
@@ -153,7 +158,11 @@ pub struct Daemon {
     stop_api: Option<oneshot::Sender<()>>,
     api_file: PathBuf,
     models: crate::models::Models,
+    policies: crate::policy::Policies,
     learners: Option<learning::Learners>,
+    /// The home's lock, shared for as long as the node runs: `gc` (which takes it alone) cannot
+    /// delete the blobs of a join in progress or the weights of a model meanwhile.
+    _lock: swarmlabel_net::home::HomeLock,
 }
 
 impl Daemon {
@@ -163,10 +172,19 @@ impl Daemon {
         if !options.api.ip().is_loopback() {
             return Err(DaemonError::NotLoopback(options.api));
         }
-        let catalog = swarmlabel_net::Catalog::of(&home);
-        let listed = tokio::task::spawn_blocking(move || catalog.list())
+        let lock_home = home.clone();
+        let lock = tokio::task::spawn_blocking(move || lock_home.lock_shared())
             .await
             .map_err(|e| swarm::NetError::Build(e.to_string()))??;
+        let catalog = swarmlabel_net::Catalog::of(&home);
+        let (listed, damaged) = tokio::task::spawn_blocking(move || catalog.list_checked())
+            .await
+            .map_err(|e| swarm::NetError::Build(e.to_string()))??;
+        // A damaged listing does not stop the node: the others are served, and fetching the
+        // dataset again replaces it.
+        for e in &damaged {
+            tracing::warn!("{e}");
+        }
         for id in &options.serve {
             if !listed.iter().any(|l| l.id == *id) {
                 return Err(swarmlabel_net::dataset::CatalogError::NotFound(id.to_string()).into());
@@ -178,6 +196,17 @@ impl Daemon {
         }
         // Labels of every listed dataset are open from the start, so peers sync them with us
         // whether or not anyone labels here.
+        let policies = crate::policy::Policies::start(
+            home.clone(),
+            Some(node.clone()),
+            options.labels.anti_entropy.clone(),
+        )
+        .await
+        .map_err(|e| swarm::NetError::Build(e.to_string()))?;
+        let models =
+            crate::models::Models::start(home.clone(), Some(node.clone()), options.models.clone())
+                .await
+                .map_err(|e| swarm::NetError::Build(e.to_string()))?;
         let labels = {
             let labels = crate::labels::Labels::start(
                 home.clone(),
@@ -187,7 +216,7 @@ impl Daemon {
             .await
             .map_err(|e| swarm::NetError::Build(e.to_string()))?;
             for l in &listed {
-                open_labels(&labels, &home, l.id)
+                open_labels(&labels, &policies, &models, &home, l.id)
                     .await
                     .map_err(swarm::NetError::Build)?;
             }
@@ -196,10 +225,6 @@ impl Daemon {
         let identity = home
             .identity()
             .map_err(|e| swarm::NetError::Build(e.to_string()))?;
-        let models =
-            crate::models::Models::start(home.clone(), Some(node.clone()), options.models.clone())
-                .await
-                .map_err(|e| swarm::NetError::Build(e.to_string()))?;
         let learners = options.learn.clone().map(|config| {
             learning::Learners::new(
                 models.clone(),
@@ -219,6 +244,8 @@ impl Daemon {
             node: node.clone(),
             joins: joins.clone(),
             labels: labels.clone(),
+            policies: policies.clone(),
+            models: models.clone(),
             learners: learners.clone(),
         };
         for id in &options.join {
@@ -253,12 +280,13 @@ impl Daemon {
             joins,
             books: labels::Books::default(),
             labels: labels.clone(),
+            policies: policies.clone(),
+            joiner: joiner.clone(),
             queue: match (&options.queue, &learners) {
                 (Some(queue), _) => queue.clone(),
                 (None, Some(learners)) => Arc::new(learners.clone()),
                 (None, None) => Arc::new(queue::Fallback::default()),
             },
-            learners: learners.clone(),
         };
         let app = router(state);
         let (stop_api, stopped) = oneshot::channel::<()>();
@@ -286,7 +314,9 @@ impl Daemon {
             stop_api: Some(stop_api),
             api_file,
             models,
+            policies,
             learners,
+            _lock: lock,
         })
     }
 
@@ -325,6 +355,7 @@ impl Daemon {
                 learners.shutdown().await;
             }
             self.models.shutdown().await;
+            self.policies.shutdown().await;
         }
         let _ = std::fs::remove_file(&self.api_file);
         self.node.shutdown().await;
@@ -347,6 +378,7 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/datasets/{id}/progress", get(labeling::progress))
         .route("/api/v1/datasets/{id}/undo", post(labels::undo));
     let router = labels::consensus::routes(router);
+    let router = policy::routes(router);
     page::routes(router)
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))
@@ -501,15 +533,7 @@ async fn join(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     s.change(&headers, async {
         let id = parse_dataset(&body::parse_json(&body)?)?;
-        spawn_join(
-            Joiner {
-                node: s.node.clone(),
-                joins: s.joins.clone(),
-                labels: s.labels.clone(),
-                learners: s.learners.clone(),
-            },
-            id,
-        );
+        spawn_join(s.joiner.clone(), id);
         Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "dataset": id.to_string(), "state": "fetching" })),

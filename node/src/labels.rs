@@ -1,36 +1,50 @@
 //! Durable storage of a dataset's signed annotations: the node side of `swarmlabel-crdt`.
 //!
 //! ```text
-//! HOME/labels/<dataset id>/<shard, 4 hex digits>.am   a full save, then appended incremental saves
+//! HOME/labels/<dataset id>/records.log        every record taken, in checksummed entries (log.rs)
+//! HOME/labels/<dataset id>/<shard, 4 hex>.am  automerge: a full save, then appended incremental saves
+//! HOME/labels/<dataset id>/*.damaged-<secs>   a damaged file, set aside as it was found
 //! ```
 //!
-//! A label is acknowledged only after the bytes that hold it are appended to its shard file and
-//! fsynced. A crash during an append leaves at worst a cut-off last chunk: loading keeps every
-//! whole chunk before it and reports what was lost (the label was not acknowledged, so nothing
-//! acknowledged is lost). Shard files are compacted (rewritten as one full save, atomically) once
-//! they carry many incremental chunks.
+//! A label is acknowledged once its entry is appended to the record log and fsynced; records
+//! from peers are appended in batches, one fsync per batch. The shard files hold the same records
+//! as automerge documents (what sync exchanges and what loads fast). When one is damaged it is
+//! set aside (never written over), what loads of it is kept, and every record the log has that
+//! the documents lack is recorded again, so a damaged shard file costs no record the log holds,
+//! and a damaged log entry costs that entry only (the shard files still hold its record). A write
+//! that fails (a full disk) takes back what it staged and cuts its file back to where it was;
+//! nothing acknowledged depends on it. New files and folders are made durable with their parent.
 //!
 //! The stores of a running node belong to the labels [`service`]: one actor that both the local
 //! API and the network (sync, gossip) feed, so that every label, local or from a peer, is made
 //! durable the same way.
 
+mod durable;
 pub mod gossip;
+mod log;
 pub mod plan;
+mod quota;
 mod replicated;
 pub mod service;
 pub mod wire;
 
 pub use service::{Config, Counters, Labels, LabelsError};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use swarmlabel_crdt::{Annotations, Replica, ShardId, ShardLayout, SignedAnnotation};
+use swarmlabel_crdt::{
+    Annotations, LoadError, RecordError, Replica, Samples, ShardId, ShardLayout, SignedAnnotation,
+};
 
-use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_net::Catalog;
+use swarmlabel_net::dataset::{CatalogError, DatasetId, Listed};
 use swarmlabel_net::home::Home;
+
+use log::RecordLog;
 
 /// Appended chunks after which a shard file is rewritten as one full save.
 const COMPACT_AFTER_CHUNKS: u32 = 256;
@@ -63,8 +77,11 @@ pub enum LabelStoreError {
 /// What opening a store found wrong with its files (everything else loaded).
 #[derive(Debug, Clone, Default)]
 pub struct Recovery {
-    /// One sentence per damaged shard file, saying what was kept and what was lost.
+    /// One sentence per damaged file, saying where its bytes were kept, what was restored and
+    /// what was lost.
     pub damaged: Vec<String>,
+    /// Records the shard files lacked and the record log gave back.
+    pub restored: u64,
 }
 
 /// The annotations of one dataset, loaded from and appended to the home.
@@ -72,8 +89,14 @@ pub struct Recovery {
 pub struct LabelStore {
     dir: PathBuf,
     replica: Replica,
+    log: RecordLog,
     appended: BTreeMap<u16, u32>,
+    /// Shards whose file is behind memory after a failed write: the next save is a full one.
+    stale: BTreeSet<u16>,
 }
+
+/// How a batch of records went, record by record (see [`LabelStore::record_batch`]).
+pub type Outcomes = Vec<Result<bool, RecordError>>;
 
 impl LabelStore {
     /// The crdt view of a dataset: its id, label count and shard layout (derived from the sample
@@ -90,14 +113,25 @@ impl LabelStore {
         }
     }
 
-    /// Opens (or creates) the store of `dataset` in `home`, loading every shard file. Damaged
-    /// files load as far as they are whole, and are reported.
+    /// Opens (or creates) the store of `dataset` in `home`: loads every shard file, sets damaged
+    /// ones aside, and records again what the record log holds and the shard files lack. Takes
+    /// annotations of any sample: a node opens its stores with [`LabelStore::open_with`].
     pub fn open(
         home: &Home,
         dataset: swarmlabel_crdt::Dataset,
     ) -> Result<(LabelStore, Recovery), LabelStoreError> {
+        Self::open_with(home, dataset, None)
+    }
+
+    /// [`LabelStore::open`], taking only annotations of `samples` (the manifest's) when given:
+    /// others are refused, and ignored where they were stored before.
+    pub fn open_with(
+        home: &Home,
+        dataset: swarmlabel_crdt::Dataset,
+        samples: Option<Arc<Samples>>,
+    ) -> Result<(LabelStore, Recovery), LabelStoreError> {
         let dir = home.root().join("labels").join(hex::encode(dataset.id.0));
-        fs::create_dir_all(&dir).map_err(|source| LabelStoreError::Io {
+        durable::create_dir(&dir).map_err(|source| LabelStoreError::Io {
             action: "create",
             path: dir.clone(),
             source,
@@ -106,8 +140,13 @@ impl LabelStore {
         let mut actor = [0u8; 16];
         getrandom::fill(&mut actor).map_err(|e| LabelStoreError::Random(e.to_string()))?;
         let mut replica = Replica::new(dataset, &actor)?;
+        if let Some(samples) = samples {
+            replica = replica.with_samples(samples);
+        }
         let mut recovery = Recovery::default();
-        let mut damaged = Vec::new();
+        // Shards to rewrite from memory once the log is replayed, with what was wrong.
+        let mut rewrite: BTreeMap<u16, Option<String>> = BTreeMap::new();
+        let mut had_shard_files = false;
         for shard in dataset.layout.shards() {
             let path = shard_path(&dir, shard);
             let bytes = match fs::read(&path) {
@@ -121,53 +160,206 @@ impl LabelStore {
                     });
                 }
             };
-            if let Err(e) = replica.load_shard(shard, &bytes) {
-                recovery.damaged.push(format!("{}: {e}", path.display()));
-                damaged.push(shard);
+            had_shard_files = true;
+            match replica.load_shard(shard, &bytes) {
+                Ok(_) => {}
+                // Loaded; what is missing stays queued for peers. The file is whole.
+                Err(e @ LoadError::MissingDependencies { .. }) => {
+                    tracing::info!(dataset = %dataset.id, "{e}");
+                }
+                Err(e) => {
+                    let aside =
+                        durable::set_aside(&path).map_err(|source| LabelStoreError::Io {
+                            action: "set aside",
+                            path: path.clone(),
+                            source,
+                        })?;
+                    rewrite.insert(
+                        shard.0,
+                        Some(format!(
+                            "{} was damaged ({e}); its bytes are kept as {}",
+                            path.display(),
+                            aside.display()
+                        )),
+                    );
+                }
             }
+        }
+        let mut restored: BTreeMap<u16, u64> = BTreeMap::new();
+        let mut refused = 0u64;
+        let opened = RecordLog::open(&dir, |signed| {
+            if replica.holds(&signed) {
+                return;
+            }
+            match replica.record(&signed) {
+                Ok(shard) => *restored.entry(shard.0).or_default() += 1,
+                Err(_) => refused += 1,
+            }
+        });
+        let (mut log, scan, created) = opened.map_err(|source| LabelStoreError::Io {
+            action: "read",
+            path: dir.join(log::FILE_NAME),
+            source,
+        })?;
+        replica.commit();
+        recovery.restored = restored.values().sum();
+        if refused > 0 {
+            tracing::warn!(dataset = %dataset.id, refused, "record log entries refused on replay");
+        }
+        if scan.damaged_bytes() > 0 {
+            let path = log.path().to_owned();
+            let (clean, aside) = log.rewrite_aside().map_err(|source| LabelStoreError::Io {
+                action: "rewrite",
+                path: path.clone(),
+                source,
+            })?;
+            log = clean;
+            recovery.damaged.push(format!(
+                "{} was damaged: {} bytes in {} places could not be read, about {} records; its \
+                 bytes are kept as {}; those records are still in the shard files if they are \
+                 whole, and peers that hold them give them back at the next sync",
+                path.display(),
+                scan.damaged_bytes(),
+                scan.damaged.len(),
+                scan.damaged_bytes().div_ceil(log::ENTRY_LEN as u64),
+                aside.display()
+            ));
         }
         let mut store = LabelStore {
             dir,
             replica,
+            log,
             appended: BTreeMap::new(),
+            stale: BTreeSet::new(),
         };
-        // Appends after a damaged tail would be lost at the next load: rewrite what was
-        // recovered as a clean file first.
-        for shard in damaged {
-            store.compact(shard)?;
+        // A home written before the record log existed: its records go into a new log once.
+        if created && had_shard_files {
+            let all = store.replica.read().annotations;
+            store
+                .log
+                .append(&all)
+                .map_err(|source| LabelStoreError::Io {
+                    action: "write",
+                    path: store.log.path().to_owned(),
+                    source,
+                })?;
+        }
+        for &shard in restored.keys() {
+            rewrite.entry(shard).or_insert(None);
+        }
+        for (shard, damage) in rewrite {
+            // On a full disk the shard file catches up at its next save: the log holds it all.
+            if let Err(e) = store.compact(ShardId(shard)) {
+                tracing::warn!("{e}; the record log holds the labels");
+            }
+            if let Some(damage) = damage {
+                let n = restored.get(&shard).copied().unwrap_or(0);
+                recovery.damaged.push(format!(
+                    "{damage}; {n} records it lacked were restored from the record log, nothing \
+                     acknowledged was lost"
+                ));
+            }
         }
         Ok((store, recovery))
     }
 
     /// Records a signed annotation and returns once it is durable.
     pub fn record(&mut self, signed: &SignedAnnotation) -> Result<(), LabelStoreError> {
-        let shard = self.replica.record(signed)?;
+        match self.record_batch(std::slice::from_ref(signed))?.pop() {
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a batch of signed annotations (of this dataset) and returns once the new ones are
+    /// durable: appended to the record log with one fsync, then to their shard files. Per record:
+    /// `Ok(true)` new, `Ok(false)` already held, `Err` refused (invalid, or not newer than the
+    /// annotator's current label of the sample). When the log cannot be written (a full disk),
+    /// nothing of the batch is kept and the error says so.
+    pub fn record_batch(
+        &mut self,
+        batch: &[SignedAnnotation],
+    ) -> Result<Outcomes, LabelStoreError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut fresh = Vec::new();
+        let mut touched = BTreeSet::new();
+        for signed in batch {
+            let held = self.replica.holds(signed);
+            outcomes.push(self.replica.record(signed).map(|shard| {
+                if !held {
+                    fresh.push(*signed);
+                    touched.insert(shard);
+                }
+                !held
+            }));
+        }
+        if fresh.is_empty() {
+            return Ok(outcomes);
+        }
+        if let Err(source) = self.log.append(&fresh) {
+            self.replica.discard_staged();
+            return Err(LabelStoreError::Io {
+                action: "append to",
+                path: self.log.path().to_owned(),
+                source,
+            });
+        }
         self.replica.commit();
+        for shard in touched {
+            // The records are durable in the log; a shard file that cannot follow now is
+            // rewritten whole at its next save.
+            if let Err(e) = self.persist(shard) {
+                tracing::warn!("{e}; the record log holds the labels");
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Makes durable what a sync message applied to `shard`: its new `records` in the record
+    /// log, then the shard's changes in its file.
+    pub fn synced(
+        &mut self,
+        shard: ShardId,
+        records: &[SignedAnnotation],
+    ) -> Result<(), LabelStoreError> {
+        self.log
+            .append(records)
+            .map_err(|source| LabelStoreError::Io {
+                action: "append to",
+                path: self.log.path().to_owned(),
+                source,
+            })?;
         self.persist(shard)
     }
 
-    /// Appends what changed in `shard` since its last save to its file and fsyncs it.
+    /// Appends what changed in `shard` since its last save to its file and fsyncs it; a shard
+    /// whose earlier write failed is rewritten whole instead.
     pub fn persist(&mut self, shard: ShardId) -> Result<(), LabelStoreError> {
+        if self.stale.contains(&shard.0) {
+            return self.compact(shard);
+        }
         let chunk = self.replica.save_shard_incremental(shard);
         if chunk.is_empty() {
             return Ok(());
         }
         let path = shard_path(&self.dir, shard);
-        let io = |action, source| LabelStoreError::Io {
-            action,
-            path: path.clone(),
-            source,
-        };
         let new = !path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io("open", e))?;
-        file.write_all(&chunk).map_err(|e| io("append to", e))?;
-        file.sync_data().map_err(|e| io("sync", e))?;
+        let appended = append(&path, &chunk, new);
+        if let Err((action, source)) = appended {
+            // The shard's saved heads have moved past what the file holds.
+            self.stale.insert(shard.0);
+            return Err(LabelStoreError::Io {
+                action,
+                path,
+                source,
+            });
+        }
         if new {
-            swarmlabel_net::fs::sync_dir(&self.dir).map_err(|e| io("sync the folder of", e))?;
+            durable::sync_dir(&self.dir).map_err(|source| LabelStoreError::Io {
+                action: "sync the folder of",
+                path: path.clone(),
+                source,
+            })?;
         }
         let count = self.appended.entry(shard.0).or_default();
         *count += 1;
@@ -181,11 +373,15 @@ impl LabelStore {
     pub fn compact(&mut self, shard: ShardId) -> Result<(), LabelStoreError> {
         let bytes = self.replica.save_shard(shard);
         let path = shard_path(&self.dir, shard);
-        swarmlabel_net::fs::write_atomic(&path, &bytes).map_err(|source| LabelStoreError::Io {
-            action: "compact",
-            path,
-            source,
-        })?;
+        if let Err(source) = swarmlabel_net::fs::write_atomic(&path, &bytes) {
+            self.stale.insert(shard.0);
+            return Err(LabelStoreError::Io {
+                action: "compact",
+                path,
+                source,
+            });
+        }
+        self.stale.remove(&shard.0);
         self.appended.insert(shard.0, 0);
         Ok(())
     }
@@ -201,80 +397,53 @@ impl LabelStore {
     }
 }
 
-fn shard_path(dir: &std::path::Path, shard: ShardId) -> PathBuf {
+/// Appends `chunk` to the shard file at `path` and fsyncs it; on failure cuts the file back to
+/// its length before, so that no partial chunk sits in front of later appends.
+fn append(path: &Path, chunk: &[u8], new: bool) -> Result<(), (&'static str, io::Error)> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| ("open", e))?;
+    if new {
+        durable::created(path);
+    }
+    let before = file
+        .metadata()
+        .map_err(|e| ("read the length of", e))?
+        .len();
+    let written = (&file)
+        .write_all(chunk)
+        .map_err(|e| ("append to", e))
+        .and_then(|()| durable::sync_data(&file, path).map_err(|e| ("sync", e)));
+    if written.is_err() && file.set_len(before).is_ok() {
+        let _ = durable::sync_data(&file, path);
+    }
+    written
+}
+
+fn shard_path(dir: &Path, shard: ShardId) -> PathBuf {
     dir.join(format!("{:04x}.am", shard.0))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, Value};
-    use swarmlabel_net::identity::Identity;
-
-    fn label(
-        id: &Identity,
-        dataset: &swarmlabel_crdt::Dataset,
-        sample: u8,
-        value: u16,
-    ) -> SignedAnnotation {
-        let annotation = Annotation {
-            dataset: dataset.id,
-            sample: SampleId([sample; 32]),
-            annotator: AnnotatorKey(id.public_key().0),
-            time_ms: 1_000 + u64::from(sample),
-            value: Value::Label(value),
-            suggestion: None,
-        };
-        SignedAnnotation::sign(annotation, id.signing_key()).unwrap()
-    }
-
-    #[test]
-    fn labels_survive_reopening_and_a_torn_last_append_loses_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let (home, id) = Home::init(&dir.path().join("home"), false).unwrap();
-        let dataset = LabelStore::crdt_dataset(&DatasetId([7; 32]), 3, 10);
-        let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
-        assert!(recovery.damaged.is_empty());
-        for sample in 0..5 {
-            store
-                .record(&label(&id, &dataset, sample, u16::from(sample % 3)))
-                .unwrap();
-        }
-        drop(store);
-        let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
-        assert!(recovery.damaged.is_empty(), "{:?}", recovery.damaged);
-        assert_eq!(store.read().annotations.len(), 5);
-
-        // A crash in the middle of appending the sixth label: its chunk is cut short.
-        store.record(&label(&id, &dataset, 5, 2)).unwrap();
-        drop(store);
-        let file = fs::read_dir(home.root().join("labels").join(hex::encode(dataset.id.0)))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .next()
-            .unwrap();
-        let bytes = fs::read(&file).unwrap();
-        fs::write(&file, &bytes[..bytes.len() - 7]).unwrap();
-        let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
-        assert_eq!(recovery.damaged.len(), 1, "the damage is reported");
-        assert!(
-            recovery.damaged[0].contains("lost"),
-            "{:?}",
-            recovery.damaged
+/// The samples a listed dataset's manifest names (read from its pages in the catalog).
+pub fn samples_of(catalog: &Catalog, listed: &Listed) -> Result<Samples, CatalogError> {
+    let mut ids = Vec::with_capacity(usize::try_from(listed.root.root().sample_count).unwrap_or(0));
+    for index in 0..listed.root.root().pages.len() {
+        let page = catalog.page(listed, index)?;
+        ids.extend(
+            page.samples
+                .iter()
+                .map(|e| swarmlabel_crdt::SampleId(e.id.0)),
         );
-        let kept: Vec<u8> = store
-            .read()
-            .annotations
-            .iter()
-            .map(|a| a.annotation().sample.0[0])
-            .collect();
-        assert_eq!(kept, [0, 1, 2, 3, 4], "every earlier label is kept");
-        // The store keeps working after recovery, and what it writes next loads cleanly.
-        store.record(&label(&id, &dataset, 5, 1)).unwrap();
-        assert_eq!(store.read().annotations.len(), 6);
-        drop(store);
-        let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
-        assert!(recovery.damaged.is_empty(), "{:?}", recovery.damaged);
-        assert_eq!(store.read().annotations.len(), 6);
     }
+    Ok(ids.into_iter().collect())
 }
+
+/// Whether a store error means the disk is full (the API answers 507).
+pub fn is_disk_full(e: &LabelStoreError) -> bool {
+    matches!(e, LabelStoreError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+}
+
+#[cfg(test)]
+mod tests;

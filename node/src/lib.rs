@@ -6,4 +6,5 @@ pub mod daemon;
 pub mod labels;
 pub mod learn;
 pub mod models;
+pub mod policy;
 pub mod replicate;

@@ -39,6 +39,7 @@ fn key_of(id: &Identity) -> AnnotatorKey {
 /// sync only, the hostile key's valid label stored under the victim's slot key.
 struct Forgeries {
     bad_signature: SignedAnnotation,
+    bad_signature_again: SignedAnnotation,
     claimed: SignedAnnotation,
     valid_own: SignedAnnotation,
 }
@@ -52,10 +53,13 @@ fn forgeries(hostile: &Identity, victim: AnnotatorKey, sample: u8) -> Forgeries 
     let mut broken = *valid_own.signature();
     broken[10] ^= 1;
     let bad_signature = SignedAnnotation::from_parts(*valid_own.annotation(), broken);
+    broken[20] ^= 1;
+    let bad_signature_again = SignedAnnotation::from_parts(*valid_own.annotation(), broken);
     let claimed =
         SignedAnnotation::from_parts(annotation(victim, sample, 6), *valid_own.signature());
     Forgeries {
         bad_signature,
+        bad_signature_again,
         claimed,
         valid_own,
     }
@@ -175,6 +179,28 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
             "node {i}'s /metrics show the rejections"
         );
     }
+
+    // Why 5 of issue 14: a reject used to drop the message only. Now it costs the sender its
+    // gossip score: after a third forgery every node graylists the hostile peer (everything it
+    // sends on gossip is dropped unread).
+    hostile
+        .publish(&topic, gossip::encode(&[g.bad_signature_again]).unwrap())
+        .unwrap();
+    let graylist = swarmlabel_net::swarm::behaviour::score_thresholds().graylist_threshold;
+    within("every node to graylist the forger", async {
+        loop {
+            let mut all = true;
+            for n in &net.nodes {
+                let score = n.node.node.gossip_score(hostile.peer_id()).await.unwrap();
+                all &= score.is_some_and(|s| s < graylist);
+            }
+            if all {
+                break;
+            }
+            hostile.step(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 
     // Sync: each forgery in a document of its own, synced with each node as an honest peer
     // would; every node refuses every one.

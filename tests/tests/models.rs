@@ -55,7 +55,7 @@ fn expected(
         registry.insert(update.clone()).unwrap();
         held.insert(update.update().weights_hash, Arc::new(bytes.clone()));
     }
-    let merged = merged::compute(&registry, &held, method, None, None).unwrap();
+    let merged = merged::compute(&registry, &held, method, None, None, None).unwrap();
     (registry, merged)
 }
 
@@ -295,7 +295,7 @@ async fn a_poisoning_peer_moves_the_robust_merged_accuracy_by_at_most_two_points
                 .insert(SignedUpdate::sign(update, id.signing_key()).unwrap())
                 .unwrap();
         }
-        let m = merged::compute(&registry, &held, Method::WeightedMean, None, None).unwrap();
+        let m = merged::compute(&registry, &held, Method::WeightedMean, None, None, None).unwrap();
         accuracy(&m.weights, &test)
     };
     eprintln!(

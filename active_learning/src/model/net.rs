@@ -208,6 +208,20 @@ fn dense(name: String, inputs: usize, outputs: usize) -> Layer {
     }
 }
 
+/// The number of weights and biases of `spec`, or `None` past `u64`. Call only on a spec whose
+/// sizes are bounded (`ModelSpec::validate` checks them first).
+pub(super) fn parameter_count(spec: &ModelSpec) -> Option<u64> {
+    layers(spec).iter().try_fold(0u64, |sum, layer| {
+        let count = |shape: &[usize]| {
+            shape
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?))
+        };
+        sum.checked_add(count(&layer.weight)?)?
+            .checked_add(count(&layer.bias)?)
+    })
+}
+
 /// The layers of `spec`, in forward order. `ModelSpec::validate` guarantees the sizes are
 /// consistent (for example that the image side survives the pooling).
 fn layers(spec: &ModelSpec) -> Vec<Layer> {

@@ -2,6 +2,19 @@
 
 use super::ModelError;
 
+/// Parameters a model may have at most: 16 Mi float32 values, 64 MiB of weights. A spec is
+/// checked against this (and the bounds below) before any tensor exists, because specs arrive
+/// from peers: a declared layer of a billion units must be an error, not an allocation.
+pub const MAX_PARAMETERS: u64 = 16 << 20;
+/// Values of one sample's input at most (a 2048 x 2048 RGB image is 12.6 Mi).
+pub const MAX_INPUT_VALUES: usize = 16 << 20;
+/// Hidden layers or convolutions at most.
+pub const MAX_LAYERS: usize = 16;
+/// Width of a layer, channels of a convolution or number of classes at most.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// Values one sample's first convolution outputs at most (what a forward pass holds per sample).
+pub const MAX_ACTIVATIONS: u64 = 64 << 20;
+
 /// The layers of a model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -131,8 +144,83 @@ impl ModelSpec {
         }
     }
 
-    /// Checks that the layers can be built.
+    /// The number of weights and biases (what [`MAX_PARAMETERS`] bounds), for a spec that
+    /// [`ModelSpec::validate`] accepts.
+    pub fn parameter_count(&self) -> Result<u64, ModelError> {
+        self.validate()?;
+        super::net::parameter_count(self)
+            .ok_or_else(|| ModelError::Spec("the parameter count overflows".into()))
+    }
+
+    /// Checks the sizes against the bounds of this module, with arithmetic that cannot overflow,
+    /// before anything is computed from them.
+    fn check_bounds(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Spec(m));
+        let (widths, layers): (Vec<usize>, usize) = match &self.architecture {
+            Architecture::Linear { .. } => (Vec::new(), 0),
+            Architecture::Mlp { hidden, .. } => (hidden.clone(), hidden.len()),
+            Architecture::Cnn {
+                channels, hidden, ..
+            } => {
+                let mut w = channels.clone();
+                w.push(*hidden);
+                (w, channels.len() + 1)
+            }
+        };
+        if layers > MAX_LAYERS {
+            return bad(format!("{layers} layers; at most {MAX_LAYERS} are allowed"));
+        }
+        if let Some(w) = widths
+            .iter()
+            .chain([&self.classes])
+            .find(|&&w| w > MAX_WIDTH)
+        {
+            return bad(format!(
+                "a layer of width {w}; at most {MAX_WIDTH} is allowed"
+            ));
+        }
+        let input = match self.input {
+            Input::Vector { width } => Some(width),
+            Input::Image {
+                channels,
+                height,
+                width,
+            } => channels
+                .checked_mul(height)
+                .and_then(|n| n.checked_mul(width)),
+        };
+        if input.is_none_or(|n| n > MAX_INPUT_VALUES) {
+            return bad(format!(
+                "the input has more than {MAX_INPUT_VALUES} values per sample"
+            ));
+        }
+        if let (Architecture::Cnn { channels, .. }, Input::Image { height, width, .. }) =
+            (&self.architecture, self.input)
+        {
+            let first = channels.first().copied().unwrap_or(0) as u64;
+            if first * (height as u64) * (width as u64) > MAX_ACTIVATIONS {
+                return bad(format!(
+                    "the first convolution outputs more than {MAX_ACTIVATIONS} values per sample"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the layers can be built within the bounds of this module (see
+    /// [`MAX_PARAMETERS`]).
     pub fn validate(&self) -> Result<(), ModelError> {
+        self.check_bounds()?;
+        self.check_shapes()?;
+        match super::net::parameter_count(self) {
+            Some(n) if n <= MAX_PARAMETERS => Ok(()),
+            _ => Err(ModelError::Spec(format!(
+                "the model has more than {MAX_PARAMETERS} parameters"
+            ))),
+        }
+    }
+
+    fn check_shapes(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Spec(m));
         if self.classes < 2 {
             return bad(format!(

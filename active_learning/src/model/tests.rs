@@ -405,3 +405,49 @@ fn linear_on_all_of_digits_reaches_95_percent_test_accuracy() {
     let acc = model.accuracy(&features(test), &pick(test)).unwrap();
     assert!(acc >= 0.95, "test accuracy {acc}");
 }
+
+/// Why 4 of issue 14: specs come from peers, and a spec declaring a huge layer used to be built
+/// as declared (an allocation of terabytes: the process aborts). Each is now an error before any
+/// tensor exists, directly and through a safetensors file whose header declares it.
+#[test]
+fn a_hostile_spec_is_refused_before_any_tensor_exists() {
+    let image = |c, h, w| Input::Image {
+        channels: c,
+        height: h,
+        width: w,
+    };
+    let hostile = [
+        ModelSpec::mlp(64, vec![1 << 40], 0.0, 10),
+        ModelSpec::mlp(1 << 20, vec![4096, 4096], 0.0, 10),
+        ModelSpec::mlp(64, vec![8; 1000], 0.0, 10),
+        ModelSpec::linear(usize::MAX, 10),
+        ModelSpec::linear(64, 1 << 30),
+        ModelSpec {
+            input: image(usize::MAX / 2, 3, 3),
+            ..ModelSpec::cnn(1, 8, 8, 10)
+        },
+        ModelSpec::cnn(3, 1 << 15, 1 << 15, 10),
+    ];
+    for spec in hostile {
+        let error = Model::new(spec.clone(), 0).expect_err("refused");
+        assert!(matches!(error, ModelError::Spec(_)), "{spec:?}: {error}");
+    }
+    // A small honest file whose header claims a huge hidden layer.
+    let honest = Model::new(ModelSpec::mlp(4, vec![8], 0.0, 3), 1).unwrap();
+    let tensors: Vec<(String, Tensor)> = honest
+        .net
+        .params()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let lie = serde_json::to_string(&ModelSpec::mlp(4, vec![1 << 40], 0.0, 3)).unwrap();
+    let metadata = HashMap::from([(SPEC_METADATA_KEY.to_owned(), lie)]);
+    let bytes =
+        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+            .unwrap();
+    let error = Model::from_safetensors_bytes(&bytes).expect_err("refused");
+    assert!(matches!(error, ModelError::Spec(_)), "{error}");
+    // The honest file still loads.
+    let bytes = honest.to_safetensors_bytes().unwrap();
+    Model::from_safetensors_bytes(&bytes).unwrap();
+}

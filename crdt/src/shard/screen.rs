@@ -12,20 +12,31 @@ use automerge::{Automerge, Change, ScalarValue};
 
 use super::storage::{ChunkKind, split_chunks};
 use super::{Shard, inflate};
+use crate::annotation::SignedAnnotation;
+use crate::samples::Samples;
 use crate::sync::Refusal;
-use crate::validate::{Dataset, check};
+use crate::validate::{Dataset, Rejection, check};
 
-/// Checks all changes in the chunk lists of a sync message; returns the number of ops checked.
-/// Compressed parts may inflate to `max_inflated` bytes in all, checked before automerge inflates
-/// them (`super::inflate`).
+/// What screening a message found: every op was a valid put.
+#[derive(Debug, Default)]
+pub(crate) struct Screened {
+    /// Ops checked.
+    pub(crate) ops: usize,
+    /// The records put that the shard does not already hold (byte for byte, or a newer one).
+    pub(crate) records: Vec<SignedAnnotation>,
+}
+
+/// Checks all changes in the chunk lists of a sync message. Compressed parts may inflate to
+/// `max_inflated` bytes in all, checked before automerge inflates them (`super::inflate`).
 pub(crate) fn screen<'a>(
     shard: &Shard,
     dataset: &Dataset,
+    samples: Option<&Samples>,
     items: impl Iterator<Item = &'a [u8]>,
     max_inflated: usize,
-) -> Result<usize, Refusal> {
+) -> Result<Screened, Refusal> {
     let mut budget = max_inflated;
-    let mut ops = 0;
+    let mut out = Screened::default();
     for item in items {
         // An item is a sequence of chunks (one per change, or a whole document); every one of
         // them is checked, and bytes that do not split into chunks are refused.
@@ -48,7 +59,7 @@ pub(crate) fn screen<'a>(
                     let doc = Automerge::load(bytes)
                         .map_err(|e| Refusal::Undecodable(format!("document chunk: {e}")))?;
                     for change in doc.get_changes(&[]) {
-                        ops += screen_change(shard, dataset, &change)?;
+                        screen_change(shard, dataset, samples, &change, &mut out)?;
                     }
                 }
                 ChunkKind::Change | ChunkKind::CompressedChange => {
@@ -57,7 +68,7 @@ pub(crate) fn screen<'a>(
                     if change.hash().0[..4] != bytes[4..8] {
                         return Err(Refusal::Undecodable("change chunk: bad checksum".into()));
                     }
-                    ops += screen_change(shard, dataset, &change)?;
+                    screen_change(shard, dataset, samples, &change, &mut out)?;
                 }
                 ChunkKind::Bundle => {
                     return Err(Refusal::Undecodable(
@@ -67,10 +78,16 @@ pub(crate) fn screen<'a>(
             }
         }
     }
-    Ok(ops)
+    Ok(out)
 }
 
-fn screen_change(shard: &Shard, dataset: &Dataset, change: &Change) -> Result<usize, Refusal> {
+fn screen_change(
+    shard: &Shard,
+    dataset: &Dataset,
+    samples: Option<&Samples>,
+    change: &Change,
+    out: &mut Screened,
+) -> Result<(), Refusal> {
     let expanded = change.decode();
     for op in &expanded.operations {
         let (ObjectId::Root, Key::Map(key), OpType::Put(ScalarValue::Bytes(value)), false) =
@@ -80,6 +97,12 @@ fn screen_change(shard: &Shard, dataset: &Dataset, change: &Change) -> Result<us
         };
         let key: &str = key;
         let signed = check(dataset, shard.id, key, value).map_err(Refusal::Invalid)?;
+        if samples.is_some_and(|s| !s.contains(&signed.annotation().sample)) {
+            return Err(Refusal::Invalid(Rejection::UnknownSample));
+        }
+        if !shard.holds(key, &signed) {
+            out.records.push(signed);
+        }
         if op.pred.is_empty() {
             continue;
         }
@@ -95,5 +118,6 @@ fn screen_change(shard: &Shard, dataset: &Dataset, change: &Change) -> Result<us
             }
         }
     }
-    Ok(expanded.operations.len())
+    out.ops += expanded.operations.len();
+    Ok(())
 }

@@ -343,6 +343,13 @@ impl SignedRoot {
     }
 }
 
+impl PageRef {
+    /// The exact length in bytes of the page this names (a requester bounds the response by it).
+    pub fn encoded_len(&self) -> u64 {
+        16 + u64::from(self.samples) * ENTRY_LEN as u64
+    }
+}
+
 impl Page {
     /// Encodes the page canonically.
     pub fn encode(&self) -> Vec<u8> {

@@ -197,10 +197,7 @@ pub(crate) async fn spawn(
         swarm.add_external_address(addr.clone());
     }
     let catalog = catalog::Known::new();
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(catalog.topic())
+    super::behaviour::subscribe(&mut swarm.behaviour_mut().gossipsub, catalog.topic())
         .map_err(|e| build(&e))?;
 
     let mut pending = 0;

@@ -30,6 +30,10 @@ pub const MAX_BLOB_LEN: u64 = MAX_SAMPLE_BYTES;
 pub enum Request {
     /// The blob with this hash.
     Blob(BlobId),
+    /// The blob with this hash, whose exact size in bytes the requester knows (from a manifest
+    /// or a model update). The same request on the wire as [`Request::Blob`], which is what the
+    /// serving side decodes; the requester reads no more of the response than the size.
+    SizedBlob(BlobId, u64),
     /// The signed root of the dataset with this id.
     Root(BlobId),
 }
@@ -67,6 +71,13 @@ impl Frame for Request {
 
     fn from_frame(frame: Vec<u8>) -> io::Result<Self> {
         decode_request(&frame)
+    }
+
+    fn response_limit(&self) -> Option<usize> {
+        match *self {
+            Request::SizedBlob(_, size) => usize::try_from(size).ok()?.checked_add(9),
+            Request::Blob(_) | Request::Root(_) => None,
+        }
     }
 }
 
@@ -111,7 +122,7 @@ impl Frame for Response {
 /// The 33 bytes of a request.
 pub fn encode_request(req: &Request) -> [u8; REQUEST_LEN] {
     let (kind, id) = match req {
-        Request::Blob(id) => (1, id),
+        Request::Blob(id) | Request::SizedBlob(id, _) => (1, id),
         Request::Root(id) => (2, id),
     };
     let mut out = [0u8; REQUEST_LEN];
@@ -170,6 +181,37 @@ mod tests {
             .await
             .unwrap();
         out.into_inner()
+    }
+
+    /// Why 5 of issue 14: a provider's answer used to be read up to the protocol's 64 MiB
+    /// whatever the manifest said the blob weighs. A request of a known size reads no further.
+    #[tokio::test]
+    async fn a_sized_request_reads_no_more_of_the_answer_than_its_blob() {
+        use libp2p::request_response::Codec as _;
+        let id = BlobId([1; 32]);
+        let mut codec = codec();
+        let mut sent = futures::io::Cursor::new(Vec::new());
+        codec
+            .write_request(&PROTOCOL, &mut sent, Request::SizedBlob(id, 100))
+            .await
+            .unwrap();
+        assert_eq!(
+            sent.into_inner(),
+            encode_request(&Request::Blob(id)),
+            "the same request on the wire"
+        );
+        let long = write(Response::Found(vec![0; 101])).await;
+        let error = codec
+            .read_response(&PROTOCOL, &mut futures::io::Cursor::new(long))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("over the limit"), "{error}");
+        let exact = write(Response::Found(vec![0; 100])).await;
+        let read = codec
+            .read_response(&PROTOCOL, &mut futures::io::Cursor::new(exact))
+            .await
+            .unwrap();
+        assert_eq!(read, Response::Found(vec![0; 100]));
     }
 
     #[tokio::test]

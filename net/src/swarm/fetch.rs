@@ -10,13 +10,13 @@
 //!    crashed or stopped one left off.
 //! 4. Make everything durable with one sync, then list the dataset.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
 
-use super::blob::{Request, Response};
+use super::blob::{MAX_BLOB_LEN, Request, Response};
 use super::schedule::Scheduler;
 use super::{NetError, Node};
 use crate::dataset::manifest::{Page, SignedRoot};
@@ -129,7 +129,16 @@ pub async fn fetch(
     let mut delivered: HashSet<PeerId> = HashSet::new();
     let mut sched = Scheduler::new(node.max_in_flight_per_provider());
 
-    let root = match catalog.get(&dataset) {
+    let listed = match catalog.get(&dataset) {
+        // A damaged listing is kept aside and fetched again, like one never listed.
+        Err(CatalogError::BadRoot { .. }) => {
+            let aside = catalog.set_aside(&dataset)?;
+            tracing::warn!(%dataset, aside = %aside.display(), "the listing was damaged; fetching it again");
+            Err(CatalogError::NotFound(dataset.to_string()))
+        }
+        other => other,
+    };
+    let root = match listed {
         Ok(listed) => listed.root,
         Err(CatalogError::NotFound(_)) => {
             let providers = node.find_providers(dataset).await?;
@@ -152,9 +161,19 @@ pub async fn fetch(
     }
 
     // Pages, then samples.
+    let page_sizes: HashMap<BlobId, u64> = root
+        .root()
+        .pages
+        .iter()
+        .map(|p| (p.id, p.encoded_len()))
+        .collect();
     let page_ids: Vec<BlobId> = root.root().pages.iter().map(|p| p.id).collect();
     let missing = unstored(&store, page_ids.clone(), &mut report).await?;
-    sched.want(missing);
+    sched.want_sized(
+        missing
+            .into_iter()
+            .map(|id| (id, page_sizes.get(&id).copied().unwrap_or(MAX_BLOB_LEN))),
+    );
     run(
         node,
         dataset,
@@ -166,6 +185,10 @@ pub async fn fetch(
     )
     .await?;
     let pages = load_pages(&store, &root, dataset).await?;
+    let sizes: HashMap<BlobId, u64> = pages
+        .iter()
+        .flat_map(|p| p.samples.iter().map(|s| (s.id, s.size)))
+        .collect();
     let wanted: Vec<BlobId> = pages
         .iter()
         .flat_map(|p| p.samples.iter().map(|s| s.id))
@@ -178,7 +201,11 @@ pub async fn fetch(
         .collect();
     report.samples_wanted = wanted.len() as u64;
     let missing = unstored(&store, wanted, &mut report).await?;
-    sched.want(missing);
+    sched.want_sized(
+        missing
+            .into_iter()
+            .map(|id| (id, sizes.get(&id).copied().unwrap_or(MAX_BLOB_LEN))),
+    );
     run(
         node,
         dataset,
@@ -294,7 +321,11 @@ async fn run(
     let mut running = FuturesUnordered::new();
     loop {
         while let Some((peer, id)) = sched.next_request() {
-            running.push(get_blob(node.clone(), store.clone(), peer, id));
+            let request = match sched.size_of(&id) {
+                Some(size) => Request::SizedBlob(id, size),
+                None => Request::Blob(id),
+            };
+            running.push(get_blob(node.clone(), store.clone(), peer, request));
         }
         metrics.fetch_remaining.set(sched.remaining() as i64);
         match running.next().await {
@@ -341,9 +372,10 @@ async fn get_blob(
     node: Node,
     store: BlobStore,
     peer: PeerId,
-    id: BlobId,
+    request: Request,
 ) -> (PeerId, BlobId, Outcome) {
-    let outcome = match node.request(peer, Request::Blob(id)).await {
+    let (Request::Blob(id) | Request::SizedBlob(id, _) | Request::Root(id)) = request;
+    let outcome = match node.request(peer, request).await {
         Ok(Response::Found(bytes)) => tokio::task::spawn_blocking(move || {
             if BlobId::of(&bytes) != id {
                 return Outcome::Corrupt;

@@ -48,6 +48,8 @@ pub struct Scheduler {
     pending: VecDeque<BlobId>,
     in_flight: HashMap<BlobId, PeerId>,
     failed_at: HashMap<BlobId, HashSet<PeerId>>,
+    /// Exact sizes of wanted blobs, where known: no response is read past them.
+    sizes: HashMap<BlobId, u64>,
     max_in_flight_per_provider: usize,
 }
 
@@ -59,6 +61,7 @@ impl Scheduler {
             pending: VecDeque::new(),
             in_flight: HashMap::new(),
             failed_at: HashMap::new(),
+            sizes: HashMap::new(),
             max_in_flight_per_provider: max_in_flight_per_provider.max(1),
         }
     }
@@ -86,6 +89,20 @@ impl Scheduler {
     /// Adds blobs to fetch.
     pub fn want(&mut self, ids: impl IntoIterator<Item = BlobId>) {
         self.pending.extend(ids);
+    }
+
+    /// Adds blobs to fetch whose exact sizes are known (from the manifest): a provider's answer
+    /// is read no further than its blob's size.
+    pub fn want_sized(&mut self, blobs: impl IntoIterator<Item = (BlobId, u64)>) {
+        for (id, size) in blobs {
+            self.sizes.insert(id, size);
+            self.pending.push_back(id);
+        }
+    }
+
+    /// The known size of a wanted blob.
+    pub fn size_of(&self, id: &BlobId) -> Option<u64> {
+        self.sizes.get(id).copied()
     }
 
     /// The next request to send, if a pending blob has a provider with room.

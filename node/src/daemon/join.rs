@@ -29,21 +29,54 @@ pub enum JoinState {
     },
 }
 
-/// Opens the labels of listed dataset `id` in the labels service.
+/// Opens the labels of listed dataset `id` in the labels service, and its owner's policy in the
+/// policy service, keeping the labels under the policy in force from now on.
 pub(super) async fn open_labels(
     labels: &crate::labels::Labels,
+    policies: &crate::policy::Policies,
+    models: &crate::models::Models,
     home: &Home,
     id: DatasetId,
 ) -> Result<(), String> {
     let catalog = swarmlabel_net::Catalog::of(home);
-    let listed = tokio::task::spawn_blocking(move || catalog.get(&id))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let (listed, samples) = tokio::task::spawn_blocking(move || {
+        let listed = catalog.get(&id)?;
+        let samples = crate::labels::samples_of(&catalog, &listed)?;
+        Ok::<_, swarmlabel_net::dataset::CatalogError>((listed, samples))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     let root = listed.root.root();
     let dataset =
         crate::labels::LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
-    labels.open(dataset).await.map_err(|e| e.to_string())
+    labels
+        .open_with(dataset, Some(Arc::new(samples)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut policy = policies
+        .open(id, root.owner.0)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The models of the dataset open as its labels do (the models service opens them when the
+    // learning loop starts; until then the policy waits in the watch channel).
+    let in_force = policy.borrow_and_update().clone();
+    labels
+        .set_policy(id, in_force.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = models.set_policy(id, in_force).await;
+    let (labels, models) = (labels.clone(), models.clone());
+    tokio::spawn(async move {
+        while policy.changed().await.is_ok() {
+            let in_force = policy.borrow_and_update().clone();
+            if labels.set_policy(id, in_force.clone()).await.is_err() {
+                break;
+            }
+            let _ = models.set_policy(id, in_force).await;
+        }
+    });
+    Ok(())
 }
 
 /// What joining a dataset needs: the node, where join states go and, with labels, the service
@@ -53,6 +86,8 @@ pub(super) struct Joiner {
     pub(super) node: Node,
     pub(super) joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
     pub(super) labels: crate::labels::Labels,
+    pub(super) policies: crate::policy::Policies,
+    pub(super) models: crate::models::Models,
     pub(super) learners: Option<learning::Learners>,
 }
 
@@ -70,7 +105,15 @@ pub(super) fn spawn_join(joiner: Joiner, id: DatasetId) {
             Ok(report) => match node.serve(id).await {
                 Ok(()) => {
                     // Its labels sync from now on; a failure here leaves the dataset served.
-                    match open_labels(&joiner.labels, node.home(), id).await {
+                    match open_labels(
+                        &joiner.labels,
+                        &joiner.policies,
+                        &joiner.models,
+                        node.home(),
+                        id,
+                    )
+                    .await
+                    {
                         Ok(()) => {
                             if let Some(learners) = &joiner.learners {
                                 learners.start(id);

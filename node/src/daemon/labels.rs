@@ -36,6 +36,8 @@ pub(crate) struct Book {
     pub(crate) media: HashMap<BlobId, MediaType>,
     /// The owner's gold labels, where the manifest has them.
     pub(crate) gold: HashMap<SampleId, u16>,
+    /// The samples of `order`, as the labels service checks annotations against them.
+    pub(crate) samples: Arc<swarmlabel_crdt::Samples>,
 }
 
 /// The books of the datasets in the home, read on first use.
@@ -75,10 +77,7 @@ pub(crate) fn bad(status: StatusCode, message: impl Into<String>) -> ApiError {
 }
 
 /// The book of `id` and its crdt view, read from the catalog on first use (blocking).
-fn open_book(
-    s: &AppState,
-    id: DatasetId,
-) -> Result<(Arc<Book>, swarmlabel_crdt::Dataset), ApiError> {
+fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiError> {
     let mut books = s
         .books
         .lock()
@@ -94,7 +93,7 @@ fn open_book(
     let root = listed.root.root();
     let dataset = LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
     if let Some(book) = books.get(&id) {
-        return Ok((book.clone(), dataset));
+        return Ok((book.clone(), (dataset, book.samples.clone())));
     }
     let mut order = Vec::new();
     let mut media = HashMap::new();
@@ -111,6 +110,7 @@ fn open_book(
             }
         }
     }
+    let samples = Arc::new(order.iter().map(|b| SampleId(b.0)).collect());
     let book = Arc::new(Book {
         name: root.name.clone(),
         task: root.task.clone(),
@@ -118,23 +118,46 @@ fn open_book(
         order,
         media,
         gold,
+        samples,
     });
     books.insert(id, book.clone());
-    Ok((book, dataset))
+    Ok((book.clone(), (dataset, book.samples.clone())))
 }
+
+/// A dataset's crdt view and the samples its manifest lists.
+type Opened = (swarmlabel_crdt::Dataset, Arc<swarmlabel_crdt::Samples>);
 
 /// The book of `id`, with its labels open in the labels service.
 pub(crate) async fn book(s: &AppState, id: DatasetId) -> Result<Arc<Book>, ApiError> {
     let state = s.clone();
-    let (book, dataset) = tokio::task::spawn_blocking(move || open_book(&state, id))
+    let (book, (dataset, samples)) = tokio::task::spawn_blocking(move || open_book(&state, id))
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    s.labels.open(dataset).await.map_err(labels_error)?;
+    s.labels
+        .open_with(dataset, Some(samples))
+        .await
+        .map_err(labels_error)?;
     Ok(book)
 }
 
 pub(crate) fn labels_error(e: LabelsError) -> ApiError {
-    bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    match &e {
+        LabelsError::Store(store) if crate::labels::is_disk_full(store) => bad(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "the disk holding this node's home is full, so the label was not stored ({e}); \
+                 free some space and answer again"
+            ),
+        ),
+        LabelsError::Store(LabelStoreError::Record(RecordError::Invalid(
+            swarmlabel_crdt::Rejection::NotAdmitted,
+        ))) => bad(
+            StatusCode::FORBIDDEN,
+            "the dataset's owner does not admit this node's key (it is banned, or not on the \
+             allowlist), so its labels do not count; ask the owner (`swarmlabel id` shows your key)",
+        ),
+        _ => bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 pub(crate) fn parse_id(text: &str) -> Result<DatasetId, ApiError> {

@@ -26,6 +26,7 @@ const MAX_SYNC_STATES: usize = 65_536;
 pub(crate) enum Command {
     Open {
         dataset: swarmlabel_crdt::Dataset,
+        samples: Option<Arc<swarmlabel_crdt::Samples>>,
         reply: oneshot::Sender<Result<(), super::LabelsError>>,
     },
     Record {
@@ -40,6 +41,11 @@ pub(crate) enum Command {
         dataset: DatasetId,
         reply: oneshot::Sender<Result<watch::Receiver<u64>, super::LabelsError>>,
     },
+    Policy {
+        dataset: DatasetId,
+        policy: crate::policy::InForce,
+        reply: oneshot::Sender<Result<(), super::LabelsError>>,
+    },
 }
 
 /// Counts particular to labels (`swarmlabel_labels_recorded`, `_sync_applied`).
@@ -47,6 +53,7 @@ pub(crate) enum Command {
 pub(crate) struct Stats {
     pub(crate) recorded: Counter,
     pub(crate) sync_applied: Counter,
+    pub(crate) over_quota: Counter,
 }
 
 impl Stats {
@@ -61,6 +68,11 @@ impl Stats {
             "sync_applied",
             "Label sync messages from peers that changed a shard",
             self.sync_applied.clone(),
+        );
+        r.register(
+            "gossip_over_quota",
+            "Label gossip messages ignored because their author was over its quota",
+            self.over_quota.clone(),
         );
     }
 }
@@ -96,6 +108,7 @@ pub(crate) struct Stores {
     /// learning loop reads the labels again when it moves.
     changes: HashMap<DatasetId, watch::Sender<u64>>,
     states: HashMap<StateKey, State>,
+    quota: super::quota::Quota,
 }
 
 impl Stores {
@@ -113,7 +126,14 @@ impl Stores {
             stores: HashMap::new(),
             changes: HashMap::new(),
             states: HashMap::new(),
+            quota: super::quota::Quota::new(f64::INFINITY, f64::INFINITY),
         }
+    }
+
+    /// Sets the gossip quota per author: records a second, and at once.
+    pub(crate) fn with_quota(mut self, (rate, burst): (f64, f64)) -> Self {
+        self.quota = super::quota::Quota::new(rate, burst);
+        self
     }
 
     /// Tells the watchers of `dataset` that its labels changed.
@@ -193,7 +213,7 @@ impl Stores {
             Ok(received) => {
                 if received.changed {
                     self.stats.sync_applied.inc();
-                    store.persist(shard)?;
+                    store.synced(shard, &received.records)?;
                     self.changed(&dataset);
                 }
                 Ok(())
@@ -242,11 +262,15 @@ impl Replicated for Stores {
 
     fn command(&mut self, command: Command, cx: &mut Context<Self>) {
         match command {
-            Command::Open { dataset, reply } => {
+            Command::Open {
+                dataset,
+                samples,
+                reply,
+            } => {
                 let result = if self.stores.contains_key(&dataset.id) {
                     Ok(())
                 } else {
-                    super::service::open_store(&self.home, dataset)
+                    super::service::open_store(&self.home, dataset, samples)
                         .map(|store| {
                             self.stores.insert(dataset.id, store);
                             self.changes.insert(dataset.id, watch::channel(0).0);
@@ -264,6 +288,21 @@ impl Replicated for Stores {
                     .get_mut(&dataset)
                     .map(LabelStore::read)
                     .ok_or(super::LabelsError::NotOpen(dataset));
+                let _ = reply.send(result);
+            }
+            Command::Policy {
+                dataset,
+                policy,
+                reply,
+            } => {
+                let result = match self.stores.get_mut(&dataset) {
+                    Some(store) => {
+                        store.replica_mut().set_policy(policy);
+                        self.changed(&dataset);
+                        Ok(())
+                    }
+                    None => Err(super::LabelsError::NotOpen(dataset)),
+                };
                 let _ = reply.send(result);
             }
             Command::Watch { dataset, reply } => {
@@ -417,20 +456,34 @@ impl Replicated for Stores {
             // Not a dataset we hold (we are not subscribed, a peer sent it anyway).
             return Verdict::Ignore;
         };
+        let author = gossip.author.unwrap_or(gossip.peer);
+        if !self
+            .quota
+            .take(author, records.len(), std::time::Instant::now())
+        {
+            self.stats.over_quota.inc();
+            return Verdict::Ignore;
+        }
+        // One batch: one fsync of the record log for the whole message.
+        let outcomes = match store.record_batch(&records) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::warn!(%dataset, error = %e, "cannot store gossiped labels");
+                return Verdict::Ignore;
+            }
+        };
         let mut any_new = false;
-        for signed in &records {
-            let before = store
-                .replica_mut()
-                .get(&signed.annotation().sample, &signed.annotation().annotator);
-            match store.record(signed) {
-                Ok(()) => any_new |= before.as_ref() != Some(signed),
-                // Valid but older than what is held: not worth forwarding.
-                Err(LabelStoreError::Record(RecordError::NotNewer { .. })) => {}
-                Err(LabelStoreError::Record(_)) => return Verdict::Reject,
-                Err(e) => {
-                    tracing::warn!(%dataset, error = %e, "cannot store gossiped labels");
-                    return Verdict::Ignore;
-                }
+        for outcome in outcomes {
+            match outcome {
+                Ok(new) => any_new |= new,
+                // Valid but older than what is held: not worth forwarding. Valid but by a key
+                // the owner's policy does not admit: the sender may not have the policy yet, so
+                // no penalty either.
+                Err(
+                    RecordError::NotNewer { .. }
+                    | RecordError::Invalid(swarmlabel_crdt::Rejection::NotAdmitted),
+                ) => {}
+                Err(_) => return Verdict::Reject,
             }
         }
         if any_new {

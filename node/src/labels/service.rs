@@ -29,6 +29,9 @@ pub struct Config {
     pub max_steps_per_shard: usize,
     /// Seed of the random choice of peers (`None`: from the operating system).
     pub seed: Option<u64>,
+    /// Label records each publishing peer may get stored from gossip: a second, and at once
+    /// (see `quota.rs`; anti-entropy is not limited).
+    pub gossip_quota: (f64, f64),
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             gossip_push: true,
             max_steps_per_shard: 32,
             seed: None,
+            gossip_quota: (50.0, 5_000.0),
         }
     }
 }
@@ -116,7 +120,8 @@ impl Labels {
             config.gossip_push,
             config.max_steps_per_shard,
             stats.clone(),
-        );
+        )
+        .with_quota(config.gossip_quota);
         let settings = replicate::Settings {
             anti_entropy: config.anti_entropy,
             seed: config.seed,
@@ -129,8 +134,22 @@ impl Labels {
     /// subscribes to its label topic so peers sync and gossip them with us. Opening again does
     /// nothing.
     pub async fn open(&self, dataset: swarmlabel_crdt::Dataset) -> Result<(), LabelsError> {
+        self.open_with(dataset, None).await
+    }
+
+    /// [`Labels::open`], taking only annotations of `samples` (the manifest's, from
+    /// [`super::samples_of`]) from the API and from peers when given. A node always gives them.
+    pub async fn open_with(
+        &self,
+        dataset: swarmlabel_crdt::Dataset,
+        samples: Option<Arc<swarmlabel_crdt::Samples>>,
+    ) -> Result<(), LabelsError> {
         self.handle
-            .call(|reply| Command::Open { dataset, reply })
+            .call(|reply| Command::Open {
+                dataset,
+                samples,
+                reply,
+            })
             .await??;
         self.handle.subscribe(dataset.id).await?;
         Ok(())
@@ -141,6 +160,22 @@ impl Labels {
     pub async fn record(&self, signed: SignedAnnotation) -> Result<(), LabelsError> {
         self.handle
             .call(|reply| Command::Record { signed, reply })
+            .await?
+    }
+
+    /// Puts the owner's policy of an open dataset in force: annotations of keys it does not
+    /// admit are refused from now on and no longer read (see [`crate::policy`]).
+    pub async fn set_policy(
+        &self,
+        dataset: swarmlabel_crdt::DatasetId,
+        policy: crate::policy::InForce,
+    ) -> Result<(), LabelsError> {
+        self.handle
+            .call(|reply| Command::Policy {
+                dataset,
+                policy,
+                reply,
+            })
             .await?
     }
 
@@ -198,8 +233,9 @@ impl Labels {
 pub(crate) fn open_store(
     home: &Home,
     dataset: swarmlabel_crdt::Dataset,
+    samples: Option<Arc<swarmlabel_crdt::Samples>>,
 ) -> Result<LabelStore, LabelStoreError> {
-    let (store, recovery) = LabelStore::open(home, dataset)?;
+    let (store, recovery) = LabelStore::open_with(home, dataset, samples)?;
     for damaged in &recovery.damaged {
         tracing::warn!(dataset = %dataset.id, "{damaged}");
     }

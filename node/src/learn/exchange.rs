@@ -188,7 +188,7 @@ impl ModelExchange for LocalPeer {
                     .entry(WeightsHash(*blake3::hash(&weights).as_bytes()))
                     .or_insert_with(|| Arc::new(weights));
                 // The production computation, so that `sim` measures what nodes run.
-                let merged = compute(&shared.registry, &shared.weights, method, None, None)
+                let merged = compute(&shared.registry, &shared.weights, method, None, None, None)
                     .map_err(|e| ExchangeError::Refused(e.to_string()))?;
                 let hash = merged.hash.0;
                 shared.merged = Some(MergedModel::from(&merged));

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use swarmlabel_crdt::AnnotatorKey;
+use swarmlabel_crdt::policy::Policy;
 use swarmlabel_crdt::registry::merge::{self, Method};
 use swarmlabel_crdt::registry::{
     Architecture, ModelUpdate, Registry, Validation, WeightsHash, screen,
@@ -93,27 +94,40 @@ pub enum MergedError {
 }
 
 /// Computes the merged model of `registry` with `method`, the weights bytes the node holds (by
-/// hash, verified), an optional fixed `architecture`, and an optional `screen`.
+/// hash, verified), an optional fixed `architecture`, an optional `screen`, and the owner's
+/// `policy` (updates of keys it does not admit are left out before anything else, the
+/// architecture vote included).
 pub fn compute(
     registry: &Registry,
     held: &HashMap<WeightsHash, Arc<Vec<u8>>>,
     method: Method,
     architecture: Option<&Architecture>,
     screen: Option<&Screen>,
+    policy: Option<&Policy>,
 ) -> Result<MergedModel, MergedError> {
-    let updates: Vec<&ModelUpdate> = registry.latest().collect();
+    let (updates, not_admitted): (Vec<&ModelUpdate>, Vec<&ModelUpdate>) = registry
+        .latest()
+        .partition(|u| policy.is_none_or(|p| p.admits(&u.peer)));
     let architecture = match architecture {
         Some(a) => a.clone(),
         None => merge::most_common(updates.iter().map(|u| &u.architecture))
             .cloned()
             .ok_or(MergedError::NoUpdates)?,
     };
-    let mut excluded = Vec::new();
     let exclude = |u: &ModelUpdate, reason: String| Exclusion {
         peer: u.peer,
         version: u.version,
         reason,
     };
+    let mut excluded: Vec<Exclusion> = not_admitted
+        .into_iter()
+        .map(|u| {
+            exclude(
+                u,
+                "the dataset's owner does not admit this peer's key".into(),
+            )
+        })
+        .collect();
 
     // Decode what is held; agree on the form among the updates of the architecture.
     let mut decoded: HashMap<WeightsHash, Decoded> = HashMap::new();
@@ -322,7 +336,7 @@ mod tests {
             arch("a"),
             99,
         );
-        let merged = compute(&registry, &held, Method::Median, None, None).unwrap();
+        let merged = compute(&registry, &held, Method::Median, None, None, None).unwrap();
         let decoded = weights::decode(&merged.weights).unwrap();
         assert_eq!(decoded.tensors, vec![("w".to_owned(), vec![2.0, -2.0])]);
         assert_eq!(decoded.form.shapes["w"], [2]);
@@ -343,7 +357,7 @@ mod tests {
             "{reasons:?}"
         );
         // The same inputs give the same bytes; a screen leaves out the worst scorer.
-        let again = compute(&registry, &held, Method::Median, None, None).unwrap();
+        let again = compute(&registry, &held, Method::Median, None, None, None).unwrap();
         assert_eq!(again.hash, merged.hash);
         let huge = held
             .iter()
@@ -363,8 +377,15 @@ mod tests {
                 floor_ppm: 0,
             },
         };
-        let screened =
-            compute(&registry, &held, Method::WeightedMean, None, Some(&screen)).unwrap();
+        let screened = compute(
+            &registry,
+            &held,
+            Method::WeightedMean,
+            None,
+            Some(&screen),
+            None,
+        )
+        .unwrap();
         let decoded = weights::decode(&screened.weights).unwrap();
         assert_eq!(decoded.tensors[0].1, [1.5, -1.5]);
         assert!(
@@ -379,7 +400,7 @@ mod tests {
     fn says_why_nothing_can_be_merged() {
         let registry = Registry::new(DATASET);
         assert_eq!(
-            compute(&registry, &HashMap::new(), Method::Median, None, None),
+            compute(&registry, &HashMap::new(), Method::Median, None, None, None),
             Err(MergedError::NoUpdates)
         );
         let mut registry = Registry::new(DATASET);
@@ -393,7 +414,8 @@ mod tests {
             arch("a"),
             10,
         );
-        let err = compute(&registry, &HashMap::new(), Method::Median, None, None).unwrap_err();
+        let err =
+            compute(&registry, &HashMap::new(), Method::Median, None, None, None).unwrap_err();
         assert!(err.to_string().contains("not available"), "{err}");
     }
 }

@@ -69,6 +69,11 @@ pub(crate) enum Command {
         screen: Option<Screen>,
         reply: oneshot::Sender<Result<(), ModelsError>>,
     },
+    SetPolicy {
+        dataset: DatasetId,
+        policy: crate::policy::InForce,
+        reply: oneshot::Sender<Result<(), ModelsError>>,
+    },
 }
 
 /// Work finished beside the kind.
@@ -134,6 +139,8 @@ struct Held {
     merged: watch::Sender<Current>,
     problem: Option<String>,
     screen: Option<Screen>,
+    /// The owner's policy in force: updates of keys it does not admit are not merged.
+    policy: crate::policy::InForce,
     merging: bool,
     dirty: bool,
 }
@@ -157,6 +164,8 @@ pub(crate) struct Registries {
     rng: ChaCha8Rng,
     stats: Arc<Stats>,
     held: HashMap<DatasetId, Held>,
+    /// The owner's policy of each dataset, also of those not open yet (applied when they open).
+    policies: HashMap<DatasetId, crate::policy::InForce>,
     /// Weights in the blob store, verified when stored.
     have: HashSet<WeightsHash>,
     fetching: HashSet<WeightsHash>,
@@ -207,6 +216,7 @@ impl Registries {
             rng: ChaCha8Rng::seed_from_u64(seed),
             stats,
             held: HashMap::new(),
+            policies: HashMap::new(),
             have: HashSet::new(),
             fetching: HashSet::new(),
             failed: HashSet::new(),
@@ -239,6 +249,7 @@ impl Registries {
                 merged,
                 problem: None,
                 screen: None,
+                policy: self.policies.get(&dataset).cloned().flatten(),
                 merging: false,
                 dirty: false,
             },
@@ -413,6 +424,17 @@ impl Replicated for Registries {
                     self.mark_dirty(dataset, cx);
                 }
                 let _ = reply.send(result);
+            }
+            Command::SetPolicy {
+                dataset,
+                policy,
+                reply,
+            } => {
+                self.policies.insert(dataset, policy.clone());
+                if self.with_held(dataset, |h| h.policy = policy).is_ok() {
+                    self.mark_dirty(dataset, cx);
+                }
+                let _ = reply.send(Ok(()));
             }
         }
     }

@@ -344,6 +344,21 @@ impl Models {
         .await?
     }
 
+    /// Puts the owner's policy of `dataset` in force: the merged model leaves out the updates of
+    /// keys it does not admit (see [`crate::policy`]).
+    pub async fn set_policy(
+        &self,
+        dataset: DatasetId,
+        policy: crate::policy::InForce,
+    ) -> Result<(), ModelsError> {
+        self.call(|reply| Command::SetPolicy {
+            dataset,
+            policy,
+            reply,
+        })
+        .await?
+    }
+
     /// The connected peers that hold `dataset`'s models (subscribed to its model topic).
     pub async fn peers(&self, dataset: DatasetId) -> Result<Vec<libp2p::PeerId>, ModelsError> {
         Ok(self.handle.topic_peers(dataset).await?)

@@ -121,6 +121,44 @@ pub fn save(home: &Home, registry: &Registry) -> Result<(), ModelStoreError> {
     swarmlabel_net::fs::write_atomic(&path, &encode(registry)).map_err(|e| io("write", e))
 }
 
+/// The weights named by the updates in force of every registry in `home`: what `gc` keeps.
+/// Superseded weights (an update replaced by its peer's newer one) are not named, so `gc`
+/// removes them.
+pub fn referenced_weights(
+    home: &Home,
+) -> Result<std::collections::HashSet<swarmlabel_net::store::BlobId>, ModelStoreError> {
+    let dir = home.root().join("models");
+    let mut out = std::collections::HashSet::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(source) => {
+            return Err(ModelStoreError::Io {
+                action: "list",
+                path: dir,
+                source,
+            });
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = hex::decode(name.to_string_lossy().as_bytes())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        else {
+            continue;
+        };
+        let (registry, _) = load(home, swarmlabel_crdt::DatasetId(id))?;
+        out.extend(
+            registry
+                .records()
+                .iter()
+                .map(|r| swarmlabel_net::store::BlobId(r.update().weights_hash.0)),
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

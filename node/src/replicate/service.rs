@@ -136,7 +136,20 @@ impl<K: Replicated> Handle<K> {
             .map_err(|e| system(e.to_string()))?;
         std::thread::Builder::new()
             .name(format!("swarmlabel-{name}"))
-            .spawn(move || runtime.block_on(actor.run()))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| runtime.block_on(actor.run()));
+                if std::panic::catch_unwind(run).is_err() {
+                    // A bug. Labelling on without this kind would lose nothing durable but serve
+                    // nothing either, silently: stop the node loudly instead, so that its
+                    // supervisor restarts it on its durable state (docs/operations.md).
+                    tracing::error!(
+                        "the {name} service panicked; stopping the node (exit code 70) so that \
+                         it restarts with what it stored"
+                    );
+                    eprintln!("swarmlabel: the {name} service panicked; stopping (exit code 70)");
+                    std::process::exit(70);
+                }
+            })
             .map_err(|e| system(e.to_string()))?;
         if let Some(node) = &node {
             node.attach(K::KIND, inbound_tx).await?;

@@ -1,4 +1,10 @@
 //! Datasets heard of on the announcement topic: who announced which signed root, and when.
+//!
+//! Memory is bounded in bytes ([`MAX_KNOWN_BYTES`] of signed roots) and in entries. Each entry is
+//! charged to the peer that first announced it, and when the bounds are reached the entry that
+//! goes is the least recently announced one of the peer charged the most bytes: a flooder's
+//! announcements push out its own, and an honest owner's few datasets stay known however many
+//! the flooder sends.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -9,8 +15,10 @@ use crate::dataset::DatasetId;
 use crate::dataset::manifest::SignedRoot;
 use crate::swarm::announce::{self, Announcement};
 
-/// Datasets remembered from gossip at most (the least recently announced are forgotten).
+/// Datasets remembered from gossip at most.
 const MAX_KNOWN_DATASETS: usize = 10_000;
+/// Bytes of signed roots remembered from gossip at most (a root is at most 1 MiB).
+pub(crate) const MAX_KNOWN_BYTES: usize = 32 << 20;
 /// Providers remembered per dataset at most.
 const MAX_PROVIDERS: usize = 64;
 
@@ -41,12 +49,18 @@ struct Entry {
     root: SignedRoot,
     providers: HashSet<PeerId>,
     last_seen: Instant,
+    /// The peer this entry's bytes are charged to: the first to announce it.
+    charged: PeerId,
 }
 
 /// The announcement topic and what was heard on it.
 pub(super) struct Known {
     topic: gossipsub::IdentTopic,
     datasets: HashMap<DatasetId, Entry>,
+    /// Bytes of roots charged to each peer.
+    charged: HashMap<PeerId, usize>,
+    /// Bytes of all roots held.
+    bytes: usize,
     /// A peer newly subscribed: announce what we serve at the next upkeep tick.
     announce_due: bool,
 }
@@ -56,6 +70,8 @@ impl Known {
         Self {
             topic: gossipsub::IdentTopic::new(announce::TOPIC),
             datasets: HashMap::new(),
+            charged: HashMap::new(),
+            bytes: 0,
             announce_due: false,
         }
     }
@@ -98,30 +114,66 @@ impl Known {
             return gossipsub::MessageAcceptance::Reject;
         };
         let dataset = announcement.dataset();
-        if !self.datasets.contains_key(&dataset) && self.datasets.len() >= MAX_KNOWN_DATASETS {
-            self.forget_oldest();
+        let now = Instant::now();
+        if let Some(entry) = self.datasets.get_mut(&dataset) {
+            entry.last_seen = now;
+            if entry.providers.len() < MAX_PROVIDERS {
+                entry.providers.insert(author);
+            }
+            return gossipsub::MessageAcceptance::Accept;
         }
-        let entry = self.datasets.entry(dataset).or_insert_with(|| Entry {
-            root: announcement.root,
-            providers: HashSet::new(),
-            last_seen: Instant::now(),
-        });
-        entry.last_seen = Instant::now();
-        if entry.providers.len() < MAX_PROVIDERS {
-            entry.providers.insert(author);
+        let size = announcement.root.bytes().len();
+        self.bytes += size;
+        *self.charged.entry(author).or_default() += size;
+        self.datasets.insert(
+            dataset,
+            Entry {
+                root: announcement.root,
+                providers: HashSet::from([author]),
+                last_seen: now,
+                charged: author,
+            },
+        );
+        while self.bytes > MAX_KNOWN_BYTES || self.datasets.len() > MAX_KNOWN_DATASETS {
+            if !self.forget_one() {
+                break;
+            }
         }
         gossipsub::MessageAcceptance::Accept
     }
 
-    fn forget_oldest(&mut self) {
-        if let Some(oldest) = self
+    /// Forgets the least recently announced dataset of the peer charged the most bytes; returns
+    /// whether anything was forgotten.
+    fn forget_one(&mut self) -> bool {
+        let Some((&heaviest, _)) = self
+            .charged
+            .iter()
+            .max_by_key(|(peer, bytes)| (**bytes, **peer))
+        else {
+            return false;
+        };
+        let Some(oldest) = self
             .datasets
             .iter()
+            .filter(|(_, e)| e.charged == heaviest)
             .min_by_key(|(_, e)| e.last_seen)
             .map(|(id, _)| *id)
-        {
-            self.datasets.remove(&oldest);
+        else {
+            // Invariant: a charged peer has an entry; repair the books if not.
+            self.charged.remove(&heaviest);
+            return true;
+        };
+        if let Some(entry) = self.datasets.remove(&oldest) {
+            let size = entry.root.bytes().len();
+            self.bytes -= size;
+            if let Some(charged) = self.charged.get_mut(&entry.charged) {
+                *charged -= size;
+                if *charged == 0 {
+                    self.charged.remove(&entry.charged);
+                }
+            }
         }
+        true
     }
 
     /// The datasets heard of, most recently announced first.
@@ -145,5 +197,75 @@ impl Known {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::manifest::{PageRef, Root, Task};
+    use crate::identity::Identity;
+    use crate::store::BlobId;
+
+    fn root(owner: &Identity, description_bytes: usize, n: u32) -> SignedRoot {
+        let root = Root {
+            name: format!("dataset {n}"),
+            description: "d".repeat(description_bytes),
+            task: Task::TabularClassification {
+                features: vec!["x".into()],
+            },
+            labels: vec!["a".into(), "b".into()],
+            redundancy: 3,
+            owner: owner.public_key(),
+            created_at_ms: 1_700_000_000_000 + u64::from(n),
+            sample_count: 1,
+            gold_count: 0,
+            total_bytes: 1,
+            pages: vec![PageRef {
+                id: BlobId([n as u8; 32]),
+                samples: 1,
+            }],
+        };
+        SignedRoot::sign(root, owner)
+    }
+
+    fn message(author: PeerId, root: &SignedRoot) -> gossipsub::Message {
+        gossipsub::Message {
+            source: Some(author),
+            data: Announcement::now(root).encode(),
+            sequence_number: None,
+            topic: gossipsub::IdentTopic::new(announce::TOPIC).hash(),
+        }
+    }
+
+    /// Why 5 of issue 14: up to 10,000 roots of up to 1 MiB were held (10 GB). Memory is now
+    /// bounded in bytes, and a flooder's roots push out its own, never an honest owner's.
+    #[test]
+    fn a_flood_of_announcements_stays_within_the_byte_bound_and_honest_ones_survive() {
+        let mut known = Known::new();
+        let honest: Vec<(PeerId, SignedRoot)> = (0..5)
+            .map(|i| {
+                let owner = Identity::from_secret_bytes([i + 1; 32]);
+                (owner.peer_id(), root(&owner, 1_000, u32::from(i)))
+            })
+            .collect();
+        for (peer, root) in &honest {
+            known.on_announcement(&message(*peer, root));
+        }
+        let flooder = Identity::from_secret_bytes([99; 32]);
+        // 16 KiB roots: 4,000 of them are 64 MiB, twice the bound.
+        for n in 0..4_000u32 {
+            let spam = root(&flooder, 16 * 1024, 1_000 + n);
+            known.on_announcement(&message(flooder.peer_id(), &spam));
+            assert!(known.bytes <= MAX_KNOWN_BYTES, "{} bytes held", known.bytes);
+        }
+        let held: usize = known.datasets.values().map(|e| e.root.bytes().len()).sum();
+        assert_eq!(held, known.bytes, "the byte count is exact");
+        for (_, root) in &honest {
+            assert!(
+                known.datasets.contains_key(&root.id()),
+                "an honest dataset was forgotten"
+            );
+        }
     }
 }

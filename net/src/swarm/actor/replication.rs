@@ -45,6 +45,10 @@ pub(crate) enum ReplicationCommand {
         dataset: DatasetId,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    GossipScore {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
 }
 
 /// Work of a kind's service finished beside the actor.
@@ -113,13 +117,12 @@ impl NodeActor {
                 reply,
             } => {
                 let topic = gossipsub::IdentTopic::new(kind.topic(&dataset));
-                let result = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .subscribe(&topic)
-                    .map(|_| ())
-                    .map_err(|e| NetError::Build(format!("cannot subscribe to {topic}: {e}")));
+                let result = super::super::behaviour::subscribe(
+                    &mut self.swarm.behaviour_mut().gossipsub,
+                    &topic,
+                )
+                .map(|_| ())
+                .map_err(|e| NetError::Build(format!("cannot subscribe to {topic}: {e}")));
                 let _ = reply.send(result);
             }
             ReplicationCommand::Publish {
@@ -175,6 +178,9 @@ impl NodeActor {
                     .filter(|p| self.swarm.is_connected(p) && !self.banned.contains(p))
                     .collect();
                 let _ = reply.send(peers);
+            }
+            ReplicationCommand::GossipScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
         }
     }

@@ -133,13 +133,17 @@ impl NodeActor {
                 };
                 respond(self, channel, response);
             }
-            Request::Blob(id) if !self.serving.servable.contains(&id) => {
+            Request::Blob(id) | Request::SizedBlob(id, _)
+                if !self.serving.servable.contains(&id) =>
+            {
                 respond(self, channel, Response::NotFound);
             }
-            Request::Blob(_) if self.serving.reads >= MAX_SERVING_READS => {
+            Request::Blob(_) | Request::SizedBlob(..)
+                if self.serving.reads >= MAX_SERVING_READS =>
+            {
                 respond(self, channel, Response::Refused);
             }
-            Request::Blob(id) => {
+            Request::Blob(id) | Request::SizedBlob(id, _) => {
                 self.serving.reads += 1;
                 let path = self.serving.store.path(&id);
                 let tx = self.internal_tx.clone();

@@ -40,7 +40,8 @@ async fn fetch(
     let id = BlobId(hash.0);
     let mut rejected = 0;
     for peer in peers {
-        let Ok(blob::Response::Found(bytes)) = node.request(peer, blob::Request::Blob(id)).await
+        let Ok(blob::Response::Found(bytes)) =
+            node.request(peer, blob::Request::SizedBlob(id, size)).await
         else {
             continue;
         };

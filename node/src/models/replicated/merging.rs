@@ -24,6 +24,7 @@ impl Registries {
         held.dirty = false;
         let registry = held.registry.clone();
         let screen = held.screen.clone();
+        let policy = held.policy.clone();
         let method = self.config.method;
         let architecture = self.config.architecture.clone();
         let hashes: Vec<WeightsHash> = registry
@@ -45,6 +46,7 @@ impl Registries {
                     method,
                     architecture.as_ref(),
                     screen.as_ref(),
+                    policy.as_deref(),
                 )
             })
             .await

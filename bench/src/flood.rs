@@ -1,0 +1,268 @@
+//! `flood`: honest labelling while hostile peers flood (protocol: `../shared/BENCHMARKS.md`).
+//!
+//! One honest node (a whole [`Daemon`] in this process, learning off so that only the paths under
+//! attack use the CPU) serves a dataset imported from `--csv`; an honest labeler records labels
+//! through the node's HTTP API at `--rate` a second, first for `--seconds` without an attacker,
+//! then for `--seconds` while an attacker floods. The attacker is a child process (this binary's
+//! hidden `flood-attack` subcommand, [`attack`]) so that the peak memory measured is the node's:
+//! `--peers` real libp2p peers on loopback, using `--keys` fresh annotator keys, publish label
+//! records (valid signatures, half for samples of the manifest and half for samples that do not
+//! exist), model updates with fresh weights, dataset announcements of fresh datasets, and label
+//! sync requests, as fast as the node takes them.
+
+pub(crate) mod attack;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use swarmlabel_crdt::AnnotatorKey;
+use swarmlabel_net::dataset::import::{self, Format, Options as ImportOptions};
+use swarmlabel_net::home::Home;
+use swarmlabel_net::progress::NoProgress;
+use swarmlabel_net::swarm;
+use swarmlabel_node::daemon::{Daemon, Options};
+
+/// Arguments of `flood`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A numeric CSV with a label column to import as the dataset (testdata/digits.csv).
+    #[arg(long)]
+    csv: PathBuf,
+    /// Fresh annotator keys the attacker signs with.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// Seconds of each phase (without, then with the flood).
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Honest labels a second.
+    #[arg(long, default_value_t = 10)]
+    rate: u32,
+    /// Attacking libp2p peers.
+    #[arg(long, default_value_t = 8)]
+    peers: usize,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        args.rate >= 1 && args.seconds >= 1,
+        "--rate and --seconds must be positive"
+    );
+    let work = tempfile::tempdir().context("cannot create a working directory")?;
+    let (home, identity) = Home::init(&work.path().join("node"), false)?;
+    let labels: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+    let mut opts = ImportOptions::new("flood", labels);
+    opts.format = Format::Csv;
+    let report = import::import(&home, &identity, &args.csv, &opts, &NoProgress)?;
+    let id = report.id;
+    let catalog = swarmlabel_net::Catalog::of(&home);
+    let listed = catalog.get(&id)?;
+    let samples: Vec<String> = (0..listed.root.root().pages.len())
+        .map(|i| catalog.page(&listed, i))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .flat_map(|p| p.samples.iter().map(|s| s.id.to_hex()))
+        .collect();
+    let needed = 2 * (args.rate as u64 * args.seconds) as usize;
+    anyhow::ensure!(
+        samples.len() >= needed,
+        "the dataset has {} samples; --rate x --seconds x 2 = {needed} honest labels need as many",
+        samples.len()
+    );
+    let samples_file = work.path().join("samples.txt");
+    std::fs::write(&samples_file, samples.join("\n"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut options = Options::new(swarm::Config::loopback());
+    options.serve = vec![id];
+    options.learn = None;
+    let daemon = runtime.block_on(Daemon::start(home.clone(), options))?;
+    let info = daemon.api_info().clone();
+    let addr = runtime
+        .block_on(daemon.node().listen_addrs())?
+        .into_iter()
+        .next()
+        .context("the node listens nowhere")?
+        .with(libp2p::multiaddr::Protocol::P2p(daemon.node().peer_id()));
+    let labeler = Labeler {
+        url: format!("{}/api/v1/datasets/{id}/labels", info.url),
+        token: info.token.clone(),
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into(),
+    };
+    let per_phase = (args.rate as u64 * args.seconds) as usize;
+    let pace = Duration::from_secs_f64(1.0 / f64::from(args.rate));
+
+    eprintln!("phase 1: {per_phase} honest labels, no flood");
+    let quiet = labeler.run(&samples[..per_phase], pace)?;
+    let disk_before = du(home.root());
+    reset_peak_rss();
+
+    eprintln!(
+        "phase 2: {per_phase} honest labels while {} peers flood with {} keys",
+        args.peers, args.keys
+    );
+    let mut attacker = Command::new(std::env::current_exe()?)
+        .args([
+            "flood-attack",
+            "--addr",
+            &addr.to_string(),
+            "--dataset",
+            &id.to_string(),
+        ])
+        .arg("--samples")
+        .arg(&samples_file)
+        .args(["--keys", &args.keys.to_string()])
+        .args(["--seconds", &(args.seconds + 5).to_string()])
+        .args(["--peers", &args.peers.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = attacker.stdout.take().context("no attacker stdout")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    // The attacker says when its peers are connected and subscribed.
+    let ready = lines
+        .next()
+        .context("the attacker stopped before it started")??;
+    anyhow::ensure!(ready == "attacking", "the attacker said {ready:?}");
+    let flooded = labeler.run(&samples[per_phase..2 * per_phase], pace)?;
+    let sent: serde_json::Value = match lines.next() {
+        Some(line) => serde_json::from_str(&line?)?,
+        None => serde_json::Value::Null,
+    };
+    let _ = attacker.wait();
+    let peak_rss_mb = crate::rss::peak_rss_mb();
+    let disk_growth_bytes = du(home.root()).saturating_sub(disk_before);
+    runtime.block_on(daemon.shutdown());
+
+    let honest = AnnotatorKey(identity.public_key().0);
+    let stored = attacker_records(&home, id, honest)?;
+    let (p50, p99) = (percentile(&quiet, 0.5), percentile(&quiet, 0.99));
+    let (fp50, fp99) = (percentile(&flooded, 0.5), percentile(&flooded, 0.99));
+    Ok(serde_json::json!({
+        "bench": "flood",
+        "keys": args.keys,
+        "peers": args.peers,
+        "seconds": args.seconds,
+        "rate": args.rate,
+        "ack_ms_p50": p50,
+        "ack_ms_p99": p99,
+        "flood_ack_ms_p50": fp50,
+        "flood_ack_ms_p99": fp99,
+        "ratio_p99": fp99 / p99,
+        "peak_rss_mb": peak_rss_mb,
+        "disk_growth_bytes": disk_growth_bytes,
+        "attacker_records_stored": stored.labels,
+        "attacker_model_updates_stored": stored.updates,
+        "attacker_sent": sent,
+    }))
+}
+
+/// The honest labeler: one label a `pace`, each on a new sample, acknowledgement times in ms.
+struct Labeler {
+    url: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Labeler {
+    fn run(&self, samples: &[String], pace: Duration) -> anyhow::Result<Vec<f64>> {
+        let start = Instant::now();
+        let mut acks = Vec::with_capacity(samples.len());
+        for (i, sample) in samples.iter().enumerate() {
+            // A steady pace: the i-th label is due at i x pace, however long the last one took.
+            let due = start + pace * i as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let label = (i % 10).to_string();
+            let sent = Instant::now();
+            let mut response = self
+                .agent
+                .post(&self.url)
+                .header("Authorization", format!("Bearer {}", self.token))
+                .header("X-Request-Id", format!("flood-{}-{i}", std::process::id()))
+                .send_json(serde_json::json!({ "sample": sample, "label": label }))?;
+            let took = sent.elapsed().as_secs_f64() * 1e3;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "the node refused an honest label: {}",
+                response.body_mut().read_to_string().unwrap_or_default()
+            );
+            acks.push(took);
+        }
+        Ok(acks)
+    }
+}
+
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+    v.get(i).copied().unwrap_or(0.0)
+}
+
+/// Bytes of the files under `dir`.
+fn du(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => du(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// Resets this process's peak RSS (`VmHWM`) to its current RSS, where Linux allows it.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+struct Stored {
+    labels: usize,
+    updates: usize,
+}
+
+/// What of the attacker's the node kept: labels by any other key than the honest one (read as
+/// the node reads them: valid, of samples of the manifest), and model updates of other peers.
+fn attacker_records(
+    home: &Home,
+    id: swarmlabel_net::dataset::DatasetId,
+    honest: AnnotatorKey,
+) -> anyhow::Result<Stored> {
+    let catalog = swarmlabel_net::Catalog::of(home);
+    let listed = catalog.get(&id)?;
+    let root = listed.root.root();
+    let dataset = swarmlabel_node::labels::LabelStore::crdt_dataset(
+        &id,
+        root.labels.len(),
+        root.sample_count,
+    );
+    let samples = swarmlabel_node::labels::samples_of(&catalog, &listed)?;
+    let (mut store, _) = swarmlabel_node::labels::LabelStore::open_with(
+        home,
+        dataset,
+        Some(std::sync::Arc::new(samples)),
+    )?;
+    let labels = store
+        .read()
+        .annotations
+        .iter()
+        .filter(|a| a.annotation().annotator != honest)
+        .count();
+    let (registry, _) = swarmlabel_node::models::store::load(home, id)?;
+    let updates = registry
+        .records()
+        .iter()
+        .filter(|r| r.update().peer != honest)
+        .count();
+    Ok(Stored { labels, updates })
+}
