@@ -81,6 +81,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     options.serve = vec![id];
     options.learn = None;
     let daemon = runtime.block_on(Daemon::start(home.clone(), options))?;
+    // The node holds the dataset's model registry as a learning node would (learning itself is
+    // off: it would use the CPU the paths under attack need).
+    runtime.block_on(daemon.models().open(id))?;
     let info = daemon.api_info().clone();
     let addr = runtime
         .block_on(daemon.node().listen_addrs())?
@@ -100,7 +103,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let pace = Duration::from_secs_f64(1.0 / f64::from(args.rate));
 
     eprintln!("phase 1: {per_phase} honest labels, no flood");
-    let quiet = labeler.run(&samples[..per_phase], pace)?;
+    let quiet = labeler.run(&samples[..per_phase], 0, pace)?;
     let disk_before = du(home.root());
     reset_peak_rss();
 
@@ -130,7 +133,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .next()
         .context("the attacker stopped before it started")??;
     anyhow::ensure!(ready == "attacking", "the attacker said {ready:?}");
-    let flooded = labeler.run(&samples[per_phase..2 * per_phase], pace)?;
+    let flooded = labeler.run(&samples[per_phase..2 * per_phase], per_phase, pace)?;
     let sent: serde_json::Value = match lines.next() {
         Some(line) => serde_json::from_str(&line?)?,
         None => serde_json::Value::Null,
@@ -171,7 +174,8 @@ struct Labeler {
 }
 
 impl Labeler {
-    fn run(&self, samples: &[String], pace: Duration) -> anyhow::Result<Vec<f64>> {
+    /// Labels `samples`; request ids are numbered from `first` (each is accepted once a run).
+    fn run(&self, samples: &[String], first: usize, pace: Duration) -> anyhow::Result<Vec<f64>> {
         let start = Instant::now();
         let mut acks = Vec::with_capacity(samples.len());
         for (i, sample) in samples.iter().enumerate() {
@@ -186,7 +190,10 @@ impl Labeler {
                 .agent
                 .post(&self.url)
                 .header("Authorization", format!("Bearer {}", self.token))
-                .header("X-Request-Id", format!("flood-{}-{i}", std::process::id()))
+                .header(
+                    "X-Request-Id",
+                    format!("flood-{}-{}", std::process::id(), first + i),
+                )
                 .send_json(serde_json::json!({ "sample": sample, "label": label }))?;
             let took = sent.elapsed().as_secs_f64() * 1e3;
             anyhow::ensure!(

@@ -164,13 +164,10 @@ impl Replica {
     /// what readers would ignore, and a label that is not newer than the annotator's current one
     /// for the sample. Recording the very same signed annotation again does nothing.
     pub fn record(&mut self, signed: &SignedAnnotation) -> Result<ShardId, RecordError> {
+        // The cheap checks first: a flood of records for samples that do not exist costs no
+        // signature verification.
+        self.precheck(signed)?;
         check_record(&self.dataset, signed).map_err(RecordError::Invalid)?;
-        if !self.known(&signed.annotation().sample) {
-            return Err(RecordError::Invalid(Rejection::UnknownSample));
-        }
-        if !self.admitted(&signed.annotation().annotator) {
-            return Err(RecordError::Invalid(Rejection::NotAdmitted));
-        }
         let (shard_id, key) = placement(&self.dataset, signed);
         let dataset = self.dataset;
         let Some(shard) = self.shard_mut(shard_id) else {
@@ -214,6 +211,22 @@ impl Replica {
     /// takes it back before anyone sees it.
     pub fn discard_staged(&mut self) {
         self.shards.iter_mut().for_each(Shard::discard_staged);
+    }
+
+    /// The checks of [`Replica::record`] that cost no signature verification: the sample is one
+    /// of the dataset's and the owner's policy admits the annotator. A store runs them over a
+    /// whole batch from a peer before verifying anything of it.
+    pub fn precheck(&self, signed: &SignedAnnotation) -> Result<(), RecordError> {
+        if signed.annotation().dataset != self.dataset.id {
+            return Err(RecordError::Invalid(Rejection::WrongDataset));
+        }
+        if !self.known(&signed.annotation().sample) {
+            return Err(RecordError::Invalid(Rejection::UnknownSample));
+        }
+        if !self.admitted(&signed.annotation().annotator) {
+            return Err(RecordError::Invalid(Rejection::NotAdmitted));
+        }
+        Ok(())
     }
 
     /// Number of staged, uncommitted annotations.

@@ -274,12 +274,21 @@ impl LabelStore {
     /// Records a batch of signed annotations (of this dataset) and returns once the new ones are
     /// durable: appended to the record log with one fsync, then to their shard files. Per record:
     /// `Ok(true)` new, `Ok(false)` already held, `Err` refused (invalid, or not newer than the
-    /// annotator's current label of the sample). When the log cannot be written (a full disk),
-    /// nothing of the batch is kept and the error says so.
+    /// annotator's current label of the sample). A batch holding an invalid record keeps nothing
+    /// (it is a forgery), and when the log cannot be written (a full disk), nothing of the batch
+    /// is kept and the error says so.
     pub fn record_batch(
         &mut self,
         batch: &[SignedAnnotation],
     ) -> Result<Outcomes, LabelStoreError> {
+        // A forgery that the cheap checks see costs no signature verification.
+        let prechecked: Outcomes = batch
+            .iter()
+            .map(|s| self.replica.precheck(s).map(|()| false))
+            .collect();
+        if prechecked.iter().any(is_forged) {
+            return Ok(prechecked);
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut fresh = Vec::new();
         let mut touched = BTreeSet::new();
@@ -292,6 +301,12 @@ impl LabelStore {
                 }
                 !held
             }));
+        }
+        // A batch with an invalid record (one no honest peer makes: a bad signature, a sample
+        // the manifest does not list) is a forgery: nothing of it is kept.
+        if outcomes.iter().any(is_forged) {
+            self.replica.discard_staged();
+            return Ok(outcomes);
         }
         if fresh.is_empty() {
             return Ok(outcomes);
@@ -420,6 +435,12 @@ fn append(path: &Path, chunk: &[u8], new: bool) -> Result<(), (&'static str, io:
         let _ = durable::sync_data(&file, path);
     }
     written
+}
+
+/// Whether an outcome is a refusal no honest peer causes (anything invalid but a key the policy
+/// does not admit, which a peer without the policy yet may send in good faith).
+fn is_forged(outcome: &Result<bool, RecordError>) -> bool {
+    matches!(outcome, Err(RecordError::Invalid(r)) if *r != swarmlabel_crdt::Rejection::NotAdmitted)
 }
 
 fn shard_path(dir: &Path, shard: ShardId) -> PathBuf {

@@ -180,28 +180,6 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
         );
     }
 
-    // Why 5 of issue 14: a reject used to drop the message only. Now it costs the sender its
-    // gossip score: after a third forgery every node graylists the hostile peer (everything it
-    // sends on gossip is dropped unread).
-    hostile
-        .publish(&topic, gossip::encode(&[g.bad_signature_again]).unwrap())
-        .unwrap();
-    let graylist = swarmlabel_net::swarm::behaviour::score_thresholds().graylist_threshold;
-    within("every node to graylist the forger", async {
-        loop {
-            let mut all = true;
-            for n in &net.nodes {
-                let score = n.node.node.gossip_score(hostile.peer_id()).await.unwrap();
-                all &= score.is_some_and(|s| s < graylist);
-            }
-            if all {
-                break;
-            }
-            hostile.step(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-
     // Sync: each forgery in a document of its own, synced with each node as an honest peer
     // would; every node refuses every one.
     let s = forgeries(&hostile_id, victim, 3);
@@ -227,6 +205,32 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
             n.labels.counters()
         );
     }
+
+    // Why 5 of issue 14: a reject used to drop the message only. Now it costs the sender its
+    // gossip score: after a third forgery every node graylists the hostile peer (everything it
+    // sends on gossip is dropped unread) and bans it (disconnected, refused).
+    hostile
+        .publish(&topic, gossip::encode(&[g.bad_signature_again]).unwrap())
+        .unwrap();
+    let graylist = swarmlabel_net::swarm::behaviour::score_thresholds().graylist_threshold;
+    within("every node to graylist the forger", async {
+        loop {
+            let mut all = true;
+            for n in &net.nodes {
+                let score = n.node.node.gossip_score(hostile.peer_id()).await.unwrap();
+                let peers = n.node.node.peers().await.unwrap();
+                let connected = peers
+                    .iter()
+                    .any(|p| p.peer_id == hostile.peer_id().to_string());
+                all &= score.is_some_and(|s| s < graylist) && !connected;
+            }
+            if all {
+                break;
+            }
+            hostile.step(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 
     // Nothing forged anywhere, the honest label intact, even after anti-entropy among the nodes
     // has had rounds to spread anything that slipped in: wait until the nodes agree.

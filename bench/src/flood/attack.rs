@@ -1,6 +1,8 @@
 //! The attacker of `flood` (the hidden `flood-attack` subcommand, run as a child process): real
 //! libp2p peers (the hostile tests' raw peer) that flood one node with everything a peer may
-//! send, as fast as the node takes it, and print what they sent as one JSON line when done.
+//! send, as fast as the node takes it, and print what they sent as one JSON line when done. Half
+//! the peers send only valid label records (what quotas must hold), half records of samples that
+//! do not exist (what validation and peer scoring must stop).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -90,13 +92,15 @@ async fn flood(args: AttackArgs) -> anyhow::Result<serde_json::Value> {
     let mut round = 0u64;
     while Instant::now() < deadline {
         round += 1;
-        for p in &mut peers {
-            // 256 label records a message, signed by random fresh keys; half name samples of
-            // the manifest, half samples that do not exist.
+        for (n, p) in peers.iter_mut().enumerate() {
+            // 256 label records a message, signed by random fresh keys. Even peers stay valid
+            // (samples of the manifest: only the quota holds them back); odd peers name samples
+            // that do not exist (invalid: scored down, then banned).
+            let valid = n % 2 == 0;
             let batch: Vec<SignedAnnotation> = (0..256)
-                .filter_map(|i| {
+                .filter_map(|_| {
                     let key = keys.choose(&mut rng)?;
-                    let sample = if i % 2 == 0 {
+                    let sample = if valid {
                         *samples.choose(&mut rng)?
                     } else {
                         SampleId(rng.random())

@@ -483,10 +483,7 @@ impl NodeActor {
             if acceptance == gossipsub::MessageAcceptance::Reject {
                 tracing::debug!(peer = %source, "rejected an invalid announcement");
             }
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .report_message_validation_result(&id, &source, acceptance);
+            self.report_acceptance(source, &id, acceptance);
             return;
         }
         self.on_replication_gossip(source, id, message);

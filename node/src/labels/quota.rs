@@ -1,9 +1,11 @@
 //! The quota of label gossip: how many records each publishing peer (gossipsub's signed source,
 //! not the peer that forwarded them) may get stored, as a token bucket per author. Over its
 //! quota, an author's messages are ignored (not stored, not forwarded, no penalty: a node that
-//! labels faster than the quota loses nothing, anti-entropy brings its labels later). So a
-//! flooder's disk growth on a node is bounded by `burst + rate x seconds` records per peer id it
-//! connects with, whatever number of annotator keys it signs with. I/O-free: time is an input.
+//! labels faster than the quota loses nothing, anti-entropy brings its labels later); one that
+//! keeps sending past four bursts of debt is flooding, and its messages are rejected (gossipsub
+//! scores it down, then the node bans it). So a flooder's disk growth on a node is bounded by
+//! `burst + rate x seconds` records per peer id it connects with, whatever number of annotator
+//! keys it signs with. I/O-free: time is an input.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -13,7 +15,20 @@ use libp2p::PeerId;
 /// Authors tracked at most; past it the full buckets (authors at rest) are forgotten.
 const MAX_AUTHORS: usize = 65_536;
 
-/// A token bucket per author.
+/// What taking from a bucket found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Within the quota: taken.
+    Taken,
+    /// Over it: ignore the message (an honest node labelling fast loses nothing).
+    Over,
+    /// Over it by more than four bursts' worth, still sending: no honest node publishes like
+    /// that (each of its labels is one message); reject, so that gossipsub scores it down.
+    Flooding,
+}
+
+/// A token bucket per author; a bucket may go into debt (messages over quota), which a flooder
+/// piles up and an honest fast labeler does not.
 #[derive(Debug)]
 pub(crate) struct Quota {
     rate: f64,
@@ -31,9 +46,9 @@ impl Quota {
         }
     }
 
-    /// Takes `n` records from `author`'s bucket at `now`; `false` (nothing taken) when it holds
-    /// fewer.
-    pub(crate) fn take(&mut self, author: PeerId, n: usize, now: Instant) -> bool {
+    /// Takes `n` records from `author`'s bucket at `now`; over the quota nothing is taken, and
+    /// the records offered count as debt, which refills at the same rate.
+    pub(crate) fn take(&mut self, author: PeerId, n: usize, now: Instant) -> Take {
         if self.buckets.len() >= MAX_AUTHORS && !self.buckets.contains_key(&author) {
             let (rate, burst) = (self.rate, self.burst);
             self.buckets.retain(|_, (tokens, at)| {
@@ -45,11 +60,17 @@ impl Quota {
             .min(self.burst);
         *at = now;
         let n = n as f64;
-        if *tokens < n {
-            return false;
+        if *tokens >= n {
+            *tokens -= n;
+            return Take::Taken;
         }
+        // Tokens below zero are debt: records offered over the quota.
         *tokens -= n;
-        true
+        if *tokens < -4.0 * self.burst {
+            Take::Flooding
+        } else {
+            Take::Over
+        }
     }
 }
 
@@ -63,14 +84,28 @@ mod tests {
         let mut q = Quota::new(10.0, 100.0);
         let (a, b) = (PeerId::random(), PeerId::random());
         let t0 = Instant::now();
-        assert!(q.take(a, 100, t0));
-        assert!(!q.take(a, 1, t0), "the burst is spent");
-        assert!(q.take(b, 100, t0), "another author has its own bucket");
+        assert_eq!(q.take(a, 100, t0), Take::Taken);
+        assert_eq!(q.take(a, 1, t0), Take::Over, "the burst is spent");
+        assert_eq!(
+            q.take(b, 100, t0),
+            Take::Taken,
+            "another author has its own bucket"
+        );
         let t1 = t0 + Duration::from_secs(2);
-        assert!(q.take(a, 20, t1), "20 records came back in 2 s");
-        assert!(!q.take(a, 1, t1));
-        let t2 = t1 + Duration::from_secs(3600);
-        assert!(q.take(a, 100, t2), "capped at the burst");
-        assert!(!q.take(a, 1, t2));
+        assert_eq!(q.take(a, 20, t1), Take::Over, "the debt of 1 is paid first");
+        let t2 = t1 + Duration::from_secs(5);
+        assert_eq!(
+            q.take(a, 20, t2),
+            Take::Taken,
+            "then records come back at the rate"
+        );
+        let t3 = t2 + Duration::from_secs(3600);
+        assert_eq!(q.take(a, 100, t3), Take::Taken, "capped at the burst");
+        // A flooder keeps sending over its quota: past four bursts of debt it is flooding.
+        let mut last = Take::Taken;
+        for _ in 0..10 {
+            last = q.take(a, 100, t3);
+        }
+        assert_eq!(last, Take::Flooding);
     }
 }

@@ -457,12 +457,19 @@ impl Replicated for Stores {
             return Verdict::Ignore;
         };
         let author = gossip.author.unwrap_or(gossip.peer);
-        if !self
+        match self
             .quota
             .take(author, records.len(), std::time::Instant::now())
         {
-            self.stats.over_quota.inc();
-            return Verdict::Ignore;
+            super::quota::Take::Taken => {}
+            super::quota::Take::Over => {
+                self.stats.over_quota.inc();
+                return Verdict::Ignore;
+            }
+            super::quota::Take::Flooding => {
+                self.stats.over_quota.inc();
+                return Verdict::Reject;
+            }
         }
         // One batch: one fsync of the record log for the whole message.
         let outcomes = match store.record_batch(&records) {

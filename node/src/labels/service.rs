@@ -41,7 +41,7 @@ impl Default for Config {
             gossip_push: true,
             max_steps_per_shard: 32,
             seed: None,
-            gossip_quota: (50.0, 5_000.0),
+            gossip_quota: (20.0, 256.0),
         }
     }
 }

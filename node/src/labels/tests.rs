@@ -270,3 +270,26 @@ fn a_full_disk_refuses_labels_and_loses_no_acknowledged_one() {
     assert!(recovery.damaged.is_empty(), "{:?}", recovery.damaged);
     assert_eq!(samples(&mut store).len(), acknowledged.len() + 1);
 }
+
+/// A batch from a peer with one forged record keeps nothing: a gossip message is judged whole.
+#[test]
+fn a_batch_with_a_forged_record_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, id) = Home::init(&dir.path().join("home"), false).unwrap();
+    let dataset = LabelStore::crdt_dataset(&DatasetId([4; 32]), 3, 10);
+    let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
+    let valid = label(&id, &dataset, 1, 1);
+    let honest = label(&id, &dataset, 2, 1);
+    let mut broken = *honest.signature();
+    broken[0] ^= 1;
+    let forged = SignedAnnotation::from_parts(*honest.annotation(), broken);
+    let outcomes = store.record_batch(&[valid, forged]).unwrap();
+    assert!(outcomes[1].is_err(), "the forgery is named");
+    assert!(
+        store.read().annotations.is_empty(),
+        "the valid record of a forged batch was kept"
+    );
+    drop(store);
+    let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
+    assert!(store.read().annotations.is_empty());
+}

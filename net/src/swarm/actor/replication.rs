@@ -395,9 +395,25 @@ impl NodeActor {
             Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
             Verdict::Reject => gossipsub::MessageAcceptance::Reject,
         };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(id, &source, acceptance);
+        self.report_acceptance(source, id, acceptance);
+    }
+
+    /// Reports a verdict to gossipsub; a peer whose score a rejection takes below the graylist
+    /// threshold is also disconnected and refused from then on (it sent invalid messages twice:
+    /// everything it would send is dropped anyway, and its sync requests and connections cost).
+    pub(super) fn report_acceptance(
+        &mut self,
+        source: PeerId,
+        id: &gossipsub::MessageId,
+        acceptance: gossipsub::MessageAcceptance,
+    ) {
+        let rejected = acceptance == gossipsub::MessageAcceptance::Reject;
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        gossipsub.report_message_validation_result(id, &source, acceptance);
+        let graylist = crate::swarm::behaviour::score_thresholds().graylist_threshold;
+        if rejected && gossipsub.peer_score(&source).is_some_and(|s| s < graylist) {
+            tracing::info!(peer = %source, "banned a peer that sent invalid gossip again and again");
+            self.ban(source);
+        }
     }
 }
