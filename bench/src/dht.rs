@@ -204,7 +204,6 @@ async fn run_async(args: Args) -> anyhow::Result<serde_json::Value> {
     latencies.sort_by(f64::total_cmp);
     hops.sort_unstable();
     requests.sort_unstable();
-    let pct = |v: &[f64], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(serde_json::json!({
         "bench": "dht",
@@ -216,8 +215,8 @@ async fn run_async(args: Args) -> anyhow::Result<serde_json::Value> {
         "hops_p50": hops[hops.len() / 2],
         "hops_max": hops[hops.len() - 1],
         "requests_p50": requests[requests.len() / 2],
-        "latency_ms_p50": round(pct(&latencies, 0.5)),
-        "latency_ms_p99": round(pct(&latencies, 0.99)),
+        "latency_ms_p50": round(crate::quantile::quantile(&latencies, 0.5)),
+        "latency_ms_p99": round(crate::quantile::quantile(&latencies, 0.99)),
         "peak_rss_mb": round(crate::rss::peak_rss_mb()),
     }))
 }

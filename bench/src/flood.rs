@@ -145,8 +145,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
 
     let honest = AnnotatorKey(identity.public_key().0);
     let stored = attacker_records(&home, id, honest)?;
-    let (p50, p99) = (percentile(&quiet, 0.5), percentile(&quiet, 0.99));
-    let (fp50, fp99) = (percentile(&flooded, 0.5), percentile(&flooded, 0.99));
+    let (p50, p99) = (
+        crate::quantile::quantile(&quiet, 0.5),
+        crate::quantile::quantile(&quiet, 0.99),
+    );
+    let (fp50, fp99) = (
+        crate::quantile::quantile(&flooded, 0.5),
+        crate::quantile::quantile(&flooded, 0.99),
+    );
     Ok(serde_json::json!({
         "bench": "flood",
         "keys": args.keys,
@@ -205,13 +211,6 @@ impl Labeler {
         }
         Ok(acks)
     }
-}
-
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-    v.get(i).copied().unwrap_or(0.0)
 }
 
 /// Bytes of the files under `dir`.

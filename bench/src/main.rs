@@ -8,6 +8,7 @@ mod crdt;
 mod dht;
 mod flood;
 mod import;
+mod quantile;
 mod rss;
 mod score;
 mod sim;

@@ -27,6 +27,26 @@ fn start_daemon(home: &Path) -> Process {
     daemon
 }
 
+/// A fresh home at `home` with digits imported: the dataset id and its sample ids in order.
+fn digits(home: &Path) -> (String, Vec<String>) {
+    ok(home, &["init"]);
+    let args = [
+        "-q", "dataset", "create", DIGITS, "--name", "digits", "--labels",
+    ];
+    let id = ok(home, &[&args[..], &["0,1,2,3,4,5,6,7,8,9"]].concat());
+    let id = id.trim().to_owned();
+    let samples = ok(home, &["dataset", "export", &id, "--format", "jsonl"])
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["sample_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    (id, samples)
+}
+
 /// The labels the daemon holds, sample -> value.
 fn stored(home: &Path, id: &str) -> BTreeMap<String, String> {
     let list: serde_json::Value =
@@ -49,30 +69,7 @@ fn every_acknowledged_label_survives_sigkill_at_random_points() {
     const ROUNDS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    ok(&home, &["init"]);
-    let id = ok(
-        &home,
-        &[
-            "-q",
-            "dataset",
-            "create",
-            DIGITS,
-            "--name",
-            "digits",
-            "--labels",
-            "0,1,2,3,4,5,6,7,8,9",
-        ],
-    );
-    let id = id.trim().to_owned();
-    let samples: Vec<String> = ok(&home, &["dataset", "export", &id, "--format", "jsonl"])
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["sample_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let (id, samples) = digits(&home);
     // Every label goes to a new sample, so what is stored is exactly what was acknowledged, plus
     // at most the one label in flight at each kill.
     let mut next_sample = 0;
@@ -161,31 +158,8 @@ fn every_acknowledged_label_survives_sigkill_at_random_points() {
 fn a_flipped_byte_in_a_shard_file_loses_no_label_and_the_file_is_kept_aside() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    ok(&home, &["init"]);
-    let id = ok(
-        &home,
-        &[
-            "-q",
-            "dataset",
-            "create",
-            DIGITS,
-            "--name",
-            "digits",
-            "--labels",
-            "0,1,2,3,4,5,6,7,8,9",
-        ],
-    );
-    let id = id.trim().to_owned();
-    let samples: Vec<String> = ok(&home, &["dataset", "export", &id, "--format", "jsonl"])
-        .lines()
-        .take(20)
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["sample_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let (id, mut samples) = digits(&home);
+    samples.truncate(20);
     let daemon = start_daemon(&home);
     let mut acknowledged = BTreeMap::new();
     for (i, sample) in samples.iter().enumerate() {

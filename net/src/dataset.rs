@@ -151,17 +151,11 @@ impl Catalog {
     /// listed), so that a fresh copy can be fetched in its place.
     pub fn set_aside(&self, id: &DatasetId) -> Result<PathBuf, CatalogError> {
         let path = self.dir.join(id.to_string());
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let aside = self.dir.join(format!("{id}.damaged-{secs}"));
-        fs::rename(&path, &aside)
-            .and_then(|()| crate::fs::sync_dir(&self.dir))
-            .map_err(|source| CatalogError::Io {
-                action: "set aside",
-                path,
-                source,
-            })?;
+        let aside = crate::fs::set_aside(&path).map_err(|source| CatalogError::Io {
+            action: "set aside",
+            path,
+            source,
+        })?;
         Ok(aside)
     }
 

@@ -168,12 +168,13 @@ impl LabelStore {
                     tracing::info!(dataset = %dataset.id, "{e}");
                 }
                 Err(e) => {
-                    let aside =
-                        durable::set_aside(&path).map_err(|source| LabelStoreError::Io {
+                    let aside = swarmlabel_net::fs::set_aside(&path).map_err(|source| {
+                        LabelStoreError::Io {
                             action: "set aside",
                             path: path.clone(),
                             source,
-                        })?;
+                        }
+                    })?;
                     rewrite.insert(
                         shard.0,
                         Some(format!(

@@ -10,13 +10,13 @@
 //!    crashed or stopped one left off.
 //! 4. Make everything durable with one sync, then list the dataset.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
 
-use super::blob::{MAX_BLOB_LEN, Request, Response};
+use super::blob::{Request, Response};
 use super::schedule::Scheduler;
 use super::{NetError, Node};
 use crate::dataset::manifest::{Page, SignedRoot};
@@ -161,19 +161,14 @@ pub async fn fetch(
     }
 
     // Pages, then samples.
-    let page_sizes: HashMap<BlobId, u64> = root
+    // Each with its exact size from the root or the pages: no provider's answer is read past it.
+    let page_blobs: Vec<(BlobId, u64)> = root
         .root()
         .pages
         .iter()
         .map(|p| (p.id, p.encoded_len()))
         .collect();
-    let page_ids: Vec<BlobId> = root.root().pages.iter().map(|p| p.id).collect();
-    let missing = unstored(&store, page_ids.clone(), &mut report).await?;
-    sched.want_sized(
-        missing
-            .into_iter()
-            .map(|id| (id, page_sizes.get(&id).copied().unwrap_or(MAX_BLOB_LEN))),
-    );
+    sched.want_sized(unstored(&store, page_blobs, &mut report).await?);
     run(
         node,
         dataset,
@@ -185,14 +180,10 @@ pub async fn fetch(
     )
     .await?;
     let pages = load_pages(&store, &root, dataset).await?;
-    let sizes: HashMap<BlobId, u64> = pages
+    let wanted: Vec<(BlobId, u64)> = pages
         .iter()
         .flat_map(|p| p.samples.iter().map(|s| (s.id, s.size)))
-        .collect();
-    let wanted: Vec<BlobId> = pages
-        .iter()
-        .flat_map(|p| p.samples.iter().map(|s| s.id))
-        .filter(|id| {
+        .filter(|(id, _)| {
             options
                 .subset
                 .as_ref()
@@ -200,12 +191,7 @@ pub async fn fetch(
         })
         .collect();
     report.samples_wanted = wanted.len() as u64;
-    let missing = unstored(&store, wanted, &mut report).await?;
-    sched.want_sized(
-        missing
-            .into_iter()
-            .map(|id| (id, sizes.get(&id).copied().unwrap_or(MAX_BLOB_LEN))),
-    );
+    sched.want_sized(unstored(&store, wanted, &mut report).await?);
     run(
         node,
         dataset,
@@ -256,20 +242,21 @@ async fn fetch_root(
     Err(FetchError::NoValidRoot(dataset))
 }
 
-/// The ids in `ids` that the store does not hold intact (re-hashed off the async threads).
+/// The blobs (id, size) in `ids` that the store does not hold intact (re-hashed off the async
+/// threads).
 async fn unstored(
     store: &BlobStore,
-    ids: Vec<BlobId>,
+    ids: Vec<(BlobId, u64)>,
     report: &mut Report,
-) -> Result<Vec<BlobId>, FetchError> {
+) -> Result<Vec<(BlobId, u64)>, FetchError> {
     let store = store.clone();
     let (missing, present) = tokio::task::spawn_blocking(move || {
         let mut missing = Vec::new();
         let mut present = 0u64;
-        for id in ids {
+        for (id, size) in ids {
             match store.check(&id) {
                 Ok(()) => present += 1,
-                Err(_) => missing.push(id),
+                Err(_) => missing.push((id, size)),
             }
         }
         (missing, present)

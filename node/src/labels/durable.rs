@@ -1,6 +1,5 @@
 //! The file-system calls that make label files durable: fsync of a file's data, fsync of a
-//! directory, creation of directories whose entries are themselves made durable, and setting a
-//! damaged file aside.
+//! directory, and creation of directories whose entries are themselves made durable.
 //!
 //! In tests every call is also written to a per-thread journal, from which
 //! [`crash_image`] rebuilds what a disk would hold after a power cut: appended files cut back to
@@ -10,7 +9,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Fsyncs the data of `file` (at `path`, for the test journal).
 pub(crate) fn sync_data(file: &File, path: &Path) -> io::Result<()> {
@@ -54,27 +53,6 @@ pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     }
     created(dir);
     sync_dir(dir.parent().unwrap_or(Path::new(".")))
-}
-
-/// Renames a damaged file to `<name>.damaged-<unix seconds>` beside it (never over another) and
-/// makes the rename durable; returns the new path. Its bytes are kept as they were.
-pub(crate) fn set_aside(path: &Path) -> io::Result<PathBuf> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut aside = dir.join(format!("{name}.damaged-{secs}"));
-    let mut n = 1;
-    while aside.exists() {
-        n += 1;
-        aside = dir.join(format!("{name}.damaged-{secs}-{n}"));
-    }
-    fs::rename(path, &aside)?;
-    sync_dir(dir)?;
-    Ok(aside)
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ impl RecordLog {
         let RecordLog { path, file, .. } = self;
         drop(file);
         let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let aside = durable::set_aside(&path)?;
+        let aside = swarmlabel_net::fs::set_aside(&path)?;
         let clean = OpenOptions::new()
             .create_new(true)
             .read(true)

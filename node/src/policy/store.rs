@@ -40,11 +40,7 @@ pub fn load(
     match checked {
         Ok(p) => Ok(Ok(Some(p))),
         Err(e) => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let aside = path.with_extension(format!("damaged-{secs}"));
-            fs::rename(&path, &aside)?;
+            let aside = swarmlabel_net::fs::set_aside(&path)?;
             Ok(Err(format!(
                 "the policy file {} is damaged ({e}); it is kept as {}, and the dataset is open \
                  until a peer sends its owner's policy again",
