@@ -438,6 +438,12 @@ pub(crate) struct CreateArgs {
     /// good choice when labels are hard or volunteers careless; it triples the labels needed.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) redundancy: u32,
+    /// Keep the gold labels out of the published manifest: peers get the samples without the
+    /// answers, and only this home keeps them (in datasets/ID.gold; back it up). Gold checks then
+    /// measure labelers who cannot see the answers, so a Sybil cannot earn reliability by copying
+    /// them. This home's consensus, stats, training and exports still use them.
+    #[arg(long)]
+    pub(crate) private_gold: bool,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,

@@ -270,6 +270,7 @@ fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcom
         strict: a.strict,
         created_at_ms: None,
         redundancy: a.redundancy,
+        private_gold: a.private_gold,
     };
     let report = import::import(&home, &identity, &a.path, &opts, &Bar::new(quiet || a.json))?;
     if !quiet {
@@ -295,6 +296,7 @@ fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcom
         value["duplicates"] = report.duplicates.into();
         value["skipped"] = report.skipped.into();
         value["already_stored"] = report.existing_blobs.into();
+        value["private_gold"] = report.private_gold.into();
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else if quiet {
         println!("{}", report.id);
@@ -309,6 +311,15 @@ fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcom
             report.duplicates,
             report.existing_blobs
         );
+        if report.private_gold > 0 {
+            println!(
+                "  {} gold labels kept private: out of the published pages, in {} only",
+                report.private_gold,
+                swarmlabel_net::Catalog::of(&home)
+                    .private_gold_path(&report.id)
+                    .display()
+            );
+        }
     }
     Ok(Outcome::Ok)
 }

@@ -6,6 +6,7 @@
 //! interrupted at any point leaves either the whole dataset or nothing listed.
 
 pub mod export;
+pub mod gold;
 pub mod import;
 pub mod manifest;
 pub mod shapes;
@@ -52,6 +53,16 @@ pub enum CatalogError {
         index: usize,
         /// What is wrong.
         reason: String,
+    },
+    /// The owner's private gold labels are damaged.
+    #[error(
+        "the private gold labels in {} are damaged; only this home has them (peers cannot send \
+         them): restore the file from a backup, or move it away to go on without them",
+        path.display()
+    )]
+    BadGold {
+        /// The gold file.
+        path: PathBuf,
     },
     /// A file operation failed.
     #[error("could not {action} {}: {source}", path.display())]
@@ -267,15 +278,7 @@ impl Catalog {
         also: HashSet<crate::store::BlobId>,
     ) -> Result<GcReport, CatalogError> {
         let mut keep = also;
-        for listed in self.list()? {
-            for (index, page_ref) in listed.root.root().pages.iter().enumerate() {
-                keep.insert(page_ref.id);
-                // A damaged page keeps what it names unknown: refuse rather than delete samples
-                // that a repaired page would still need.
-                let page = self.page(&listed, index)?;
-                keep.extend(page.samples.iter().map(|s| s.id));
-            }
-        }
+        keep.extend(self.referenced()?);
         let scan = self.blobs.scan()?;
         let mut report = GcReport::default();
         for (id, len) in scan.blobs {
@@ -295,6 +298,42 @@ impl Catalog {
             }
         }
         Ok(report)
+    }
+}
+
+impl Catalog {
+    /// Every blob a listed dataset names: its pages and their samples. A damaged page keeps what
+    /// it names unknown, so it is an error: refuse rather than delete samples that a repaired
+    /// page would still need.
+    fn referenced(&self) -> Result<HashSet<crate::store::BlobId>, CatalogError> {
+        let mut keep = HashSet::new();
+        for listed in self.list()? {
+            for (index, page_ref) in listed.root.root().pages.iter().enumerate() {
+                keep.insert(page_ref.id);
+                let page = self.page(&listed, index)?;
+                keep.extend(page.samples.iter().map(|s| s.id));
+            }
+        }
+        Ok(keep)
+    }
+
+    /// Removes those of `candidates` (blobs another store of the home no longer needs, such as
+    /// superseded model weights) that no listed dataset names; returns the bytes freed. Safe
+    /// while the home is in use: it touches only the candidates.
+    pub fn remove_unlisted(
+        &self,
+        candidates: &[crate::store::BlobId],
+    ) -> Result<u64, CatalogError> {
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let listed = self.referenced()?;
+        let mut freed = 0;
+        for id in candidates.iter().filter(|id| !listed.contains(id)) {
+            freed += fs::metadata(self.blobs.path(id)).map_or(0, |m| m.len());
+            self.blobs.remove(id)?;
+        }
+        Ok(freed)
     }
 }
 

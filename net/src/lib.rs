@@ -6,6 +6,7 @@ pub mod fs;
 pub mod home;
 pub mod identity;
 pub mod progress;
+pub mod quota;
 pub mod store;
 pub mod swarm;
 

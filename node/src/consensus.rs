@@ -17,6 +17,9 @@
 //! - Skip and unsure answers are not votes; they are counted separately.
 
 pub mod export;
+mod memo;
+
+pub use memo::Memo;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -27,7 +30,7 @@ use swarmlabel_crdt::aggregate::{self, AgreementError, Outcome, TieBreak, Votes}
 use swarmlabel_crdt::{Annotations, AnnotatorKey, SampleId, Value};
 
 /// How the consensus label of a sample is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Dawid–Skene EM: votes weighted by each annotator's estimated confusion matrix.

@@ -11,7 +11,7 @@
 //! [`Daemon::start`] starts a whole node (network, labels service, API) from a home and
 //! [`Options`]; several can run in one process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -147,6 +147,8 @@ struct AppState {
     policies: crate::policy::Policies,
     joiner: Joiner,
     queue: Arc<dyn queue::Source>,
+    /// The last consensus of each dataset, by method (Dawid–Skene runs again only on change).
+    consensus: Arc<Mutex<HashMap<DatasetId, crate::consensus::Memo>>>,
 }
 
 /// A running daemon.
@@ -282,6 +284,7 @@ impl Daemon {
             labels: labels.clone(),
             policies: policies.clone(),
             joiner: joiner.clone(),
+            consensus: Arc::default(),
             queue: match (&options.queue, &learners) {
                 (Some(queue), _) => queue.clone(),
                 (None, Some(learners)) => Arc::new(learners.clone()),

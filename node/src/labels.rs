@@ -23,7 +23,6 @@ mod durable;
 pub mod gossip;
 mod log;
 pub mod plan;
-mod quota;
 mod replicated;
 pub mod service;
 pub mod wire;
@@ -413,8 +412,8 @@ impl LabelStore {
     }
 }
 
-/// Appends `chunk` to the shard file at `path` and fsyncs it; on failure cuts the file back to
-/// its length before, so that no partial chunk sits in front of later appends.
+/// Appends `chunk` to the shard file at `path`; on failure cuts the file back to its length
+/// before, so that no partial chunk sits in front of later appends.
 fn append(path: &Path, chunk: &[u8], new: bool) -> Result<(), (&'static str, io::Error)> {
     let file = OpenOptions::new()
         .create(true)
@@ -428,12 +427,12 @@ fn append(path: &Path, chunk: &[u8], new: bool) -> Result<(), (&'static str, io:
         .metadata()
         .map_err(|e| ("read the length of", e))?
         .len();
-    let written = (&file)
-        .write_all(chunk)
-        .map_err(|e| ("append to", e))
-        .and_then(|()| durable::sync_data(&file, path).map_err(|e| ("sync", e)));
-    if written.is_err() && file.set_len(before).is_ok() {
-        let _ = durable::sync_data(&file, path);
+    // No fsync: a shard file is a cache of the record log, which is fsynced before anything is
+    // acknowledged and replayed at every open; a shard file that a power cut left torn is set
+    // aside there and rebuilt from the log. One fsync per batch, not one per shard it touches.
+    let written = (&file).write_all(chunk).map_err(|e| ("append to", e));
+    if written.is_err() {
+        let _ = file.set_len(before);
     }
     written
 }

@@ -15,6 +15,8 @@
 
 pub mod context;
 pub mod core;
+#[cfg(test)]
+mod panic_tests;
 pub mod service;
 pub mod stats;
 

@@ -138,3 +138,76 @@ async fn malformed_and_oversized_messages_are_rejected_and_the_node_keeps_servin
     assert_eq!(fetcher.verify(id).await, 1797);
     bootstrap.shutdown().await;
 }
+
+/// Why 5 of issue 14: replication requests were limited in number at once per peer, not in rate,
+/// so one peer could keep a kind's service answering it all the time. Past its burst a peer's
+/// requests are answered `busy` by the swarm, without reaching the service; another peer is not
+/// affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_past_its_request_quota_is_answered_busy_and_others_are_served() {
+    use swarmlabel_net::swarm::replication::{Inbound, Kind, status};
+    use swarmlabel_net::swarm::{Config, Node, behaviour::Limits};
+
+    const KIND: Kind = Kind {
+        tag: 99,
+        name: "echo",
+        topic_prefix: "/swarmlabel/test-echo/1/",
+        max_request: 64,
+        max_response: 64,
+    };
+    let home = swarmlabel_tests::TempHome::new();
+    let config = Config {
+        limits: Limits {
+            // A burst of 8 and a refill too slow to matter during the test.
+            replication_requests: (1e-6, 8.0),
+            ..Limits::default()
+        },
+        ..Config::loopback()
+    };
+    let node = Node::start(home.home.clone(), config).await.unwrap();
+    let (tx, mut inbox) = tokio::sync::mpsc::channel(16);
+    node.attach(KIND, tx).await.unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = served.clone();
+    tokio::spawn(async move {
+        while let Some(inbound) = inbox.recv().await {
+            if let Inbound::Request { body, reply, .. } = inbound {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = reply.send([b"echo ".as_slice(), &body].concat());
+            }
+        }
+    });
+    let addr = node.listen_addrs().await.unwrap()[0].clone();
+    let (mut greedy, mut other) = (RawPeer::new(), RawPeer::new());
+    greedy.dial(addr.clone());
+    other.dial(addr);
+    let mut answers = Vec::new();
+    for i in 0..12u8 {
+        answers.push(
+            greedy
+                .replicate(node.peer_id(), KIND.tag, vec![i])
+                .await
+                .unwrap(),
+        );
+    }
+    let echoed: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| vec![b'e', b'c', b'h', b'o', b' ', i])
+        .collect();
+    assert_eq!(answers[..8], echoed[..], "the burst is served");
+    assert!(
+        answers[8..].iter().all(|a| *a == [status::BUSY]),
+        "then busy: {:?}",
+        &answers[8..]
+    );
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        8,
+        "busy never reached the kind"
+    );
+    let theirs = other
+        .replicate(node.peer_id(), KIND.tag, vec![1])
+        .await
+        .unwrap();
+    assert_eq!(theirs, b"echo \x01", "another peer has its own quota");
+    node.shutdown().await;
+}

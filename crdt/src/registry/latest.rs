@@ -172,6 +172,12 @@ impl Registry {
         Ok(())
     }
 
+    /// Removes `peer`'s entry (a node's own bound on what it keeps: the owner's policy, a cap on
+    /// entries); returns it. Merging the entry back later adds it again.
+    pub fn remove(&mut self, peer: &AnnotatorKey) -> Option<Entry> {
+        self.entries.remove(peer)
+    }
+
     /// The entry of `peer`.
     pub fn get(&self, peer: &AnnotatorKey) -> Option<&Entry> {
         self.entries.get(peer)

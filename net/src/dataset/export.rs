@@ -84,13 +84,16 @@ pub fn export(
         }
         ExportFormat::Jsonl => Sink::Jsonl(out),
     };
+    let gold = catalog.gold(&listed)?;
     progress.start("exporting", Some(root.sample_count));
     let mut position = 0u64;
     let mut json_lines = Vec::new();
     for index in 0..root.pages.len() {
         let page = catalog.page(&listed, index)?;
         for entry in &page.samples {
-            let label = entry.gold.map(|g| root.labels[g as usize].as_str());
+            let label = gold
+                .get(&entry.id)
+                .map(|&g| root.labels[g as usize].as_str());
             let needs_bytes = !matches!(entry.media_type, MediaType::Png | MediaType::Jpeg);
             let bytes = if needs_bytes {
                 catalog

@@ -71,6 +71,8 @@ pub struct Options {
     pub created_at_ms: Option<u64>,
     /// Labels wanted per sample (1 to [`MAX_REDUNDANCY`](super::manifest::MAX_REDUNDANCY)).
     pub redundancy: u32,
+    /// Keep gold labels out of the published pages (see [`super::gold`]): only this home has them.
+    pub private_gold: bool,
 }
 
 impl Options {
@@ -86,6 +88,7 @@ impl Options {
             strict: false,
             created_at_ms: None,
             redundancy: 1,
+            private_gold: false,
         }
     }
 }
@@ -211,6 +214,8 @@ pub struct Report {
     pub duplicate_examples: Vec<String>,
     /// Files skipped because they are not images (none under `--strict`).
     pub skipped: u64,
+    /// Gold labels kept in this home only, out of the published pages.
+    pub private_gold: u64,
     /// Warnings and notes, up to 20 of each kind.
     pub warnings: Vec<String>,
 }
@@ -334,7 +339,7 @@ pub fn import(
             });
         }
         drop(done_tx);
-        let collected = collect(&done_rx, &store, &stop, progress);
+        let collected = collect(&done_rx, &store, &stop, opts.private_gold, progress);
         let outcome = feeder
             .join()
             .expect("invariant: the feeder thread does not panic");
@@ -386,7 +391,12 @@ pub fn import(
         pages: collected.pages,
     };
     let signed = SignedRoot::sign(root, owner);
-    let id = Catalog::of(home).add(&signed)?;
+    let catalog = Catalog::of(home);
+    if let Some(private) = &collected.private {
+        // Durable before the listing that names the dataset: a listed dataset never lacks it.
+        catalog.put_private_gold(&signed.id(), private)?;
+    }
+    let id = catalog.add(&signed)?;
     let mut warnings = outcome.warnings;
     warnings.extend(collected.warnings);
     Ok(Report {
@@ -396,6 +406,7 @@ pub fn import(
         duplicates: collected.duplicates,
         duplicate_examples: collected.duplicate_examples,
         skipped: outcome.skipped,
+        private_gold: collected.private.map_or(0, |p| p.len() as u64),
         warnings,
     })
 }
@@ -413,6 +424,8 @@ struct Collected {
     duplicates: u64,
     duplicate_examples: Vec<String>,
     warnings: Vec<String>,
+    /// With private gold: the gold labels kept out of the pages.
+    private: Option<Vec<(BlobId, u16)>>,
 }
 
 impl Collected {
@@ -437,13 +450,20 @@ impl Collected {
             self.existing_blobs += 1;
         }
         self.sample_count += 1;
-        self.gold_count += u64::from(done.gold.is_some());
         self.total_bytes += done.size;
+        let gold = match (&mut self.private, done.gold) {
+            (Some(private), Some(g)) => {
+                private.push((done.id, g));
+                None
+            }
+            (_, gold) => gold,
+        };
+        self.gold_count += u64::from(gold.is_some());
         self.page.push(SampleEntry {
             id: done.id,
             size: done.size,
             media_type: done.media_type,
-            gold: done.gold,
+            gold,
         });
         if self.page.len() == MAX_PAGE_SAMPLES {
             self.flush_page(store)?;
@@ -474,9 +494,13 @@ fn collect(
     rx: &mpsc::Receiver<(u64, Result<Done, ImportError>)>,
     store: &BlobStore,
     stop: &AtomicBool,
+    private_gold: bool,
     progress: &dyn Progress,
 ) -> Result<Collected, ImportError> {
-    let mut collected = Collected::default();
+    let mut collected = Collected {
+        private: private_gold.then(Vec::new),
+        ..Collected::default()
+    };
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut error = None;

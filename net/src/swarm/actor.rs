@@ -262,7 +262,7 @@ pub(crate) async fn spawn(
         providers: providers::Providers::new(),
         catalog,
         serving: serving::Serving::new(store),
-        replication: replication::Replication::default(),
+        replication: replication::Replication::new(config.limits.replication_requests),
     };
     tokio::spawn(tracing::Instrument::instrument(
         actor.run(),

@@ -38,6 +38,10 @@ pub struct Limits {
     pub sync_request_timeout: Duration,
     /// Concurrent streams of the replication protocol per connection.
     pub max_sync_streams: usize,
+    /// Replication requests of one kind each peer may get answered: a second, and at once
+    /// (256/s, 2,048 at once by default: an honest session syncs a few messages per shard of a
+    /// dataset, at most 256 shards). Over it the swarm answers `busy` without waking the kind.
+    pub replication_requests: (f64, f64),
 }
 
 impl Default for Limits {
@@ -50,6 +54,7 @@ impl Default for Limits {
             max_blob_streams: 256,
             sync_request_timeout: Duration::from_secs(30),
             max_sync_streams: 8,
+            replication_requests: (256.0, 2_048.0),
         }
     }
 }

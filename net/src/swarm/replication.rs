@@ -10,10 +10,11 @@
 //!   which the swarm itself answers when the kind's service is absent or overloaded.
 //!
 //! A service registers its kind with [`crate::swarm::Node::attach`] and receives [`Inbound`]s on a
-//! bounded queue. Per kind and peer, at most [`MAX_INBOUND_PER_PEER`] requests are being answered
-//! and at most [`MAX_PENDING_VERDICTS_PER_PEER`] gossip messages await a verdict, so one peer
-//! cannot crowd out the others: past these the swarm answers `busy` or ignores the message, and
-//! anti-entropy makes up for it later.
+//! bounded queue. Per kind and peer, at most [`MAX_INBOUND_PER_PEER`] requests are being answered,
+//! requests are answered at a rate (`Limits::replication_requests`, a token bucket), and at most
+//! [`MAX_PENDING_VERDICTS_PER_PEER`] gossip messages await a verdict, so one peer cannot crowd out
+//! the others: past these the swarm answers `busy` or ignores the message, and anti-entropy makes
+//! up for it later.
 
 use std::io;
 

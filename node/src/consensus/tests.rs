@@ -6,6 +6,8 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use swarmlabel_crdt::{Annotation, DatasetId, SignedAnnotation};
 
+use std::sync::Arc;
+
 use super::*;
 
 fn key(n: u8) -> SigningKey {
@@ -397,4 +399,34 @@ fn a_lone_annotator_without_gold_gets_majority_and_no_reliability_with_the_reaso
     assert_eq!(anchored.stats.note, None);
     assert!(anchored.stats.annotators[0].reliability.is_some());
     assert_eq!(anchored.samples[0].confidence, Some(1.0));
+}
+
+/// Why 2 of issue 14: every stats read ran Dawid–Skene again over every annotation. The memo
+/// computes once per state of the inputs, and again as soon as any of them changes.
+#[test]
+fn the_consensus_is_computed_once_per_state_of_its_inputs() {
+    let mut memo = Memo::default();
+    let names = labels(&["cat", "dog", "bird"]);
+    let gold = HashMap::new();
+    let ds = Method::DawidSkene;
+    let first = memo.summarise(&pets(), &names, &gold, ds).unwrap();
+    let again = memo.summarise(&pets(), &names, &gold, ds).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the same inputs: not computed again"
+    );
+    assert_eq!(*first, summarise(&pets(), &names, &gold, ds).unwrap());
+
+    let mut more = pets();
+    more.annotations.push(annotation(4, 1, BIRD));
+    let changed = memo.summarise(&more, &names, &gold, ds).unwrap();
+    assert!(!Arc::ptr_eq(&first, &changed));
+    assert_eq!(*changed, summarise(&more, &names, &gold, ds).unwrap());
+    let gold = HashMap::from([(sample(1), 0)]);
+    let anchored = memo.summarise(&more, &names, &gold, ds).unwrap();
+    assert!(!Arc::ptr_eq(&changed, &anchored), "gold is an input");
+    let majority = memo
+        .summarise(&more, &names, &gold, Method::Majority)
+        .unwrap();
+    assert_eq!(majority.stats.method, Method::Majority);
 }

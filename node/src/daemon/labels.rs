@@ -97,7 +97,6 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiErro
     }
     let mut order = Vec::new();
     let mut media = HashMap::new();
-    let mut gold = HashMap::new();
     for index in 0..root.pages.len() {
         let page = catalog
             .page(&listed, index)
@@ -105,11 +104,14 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiErro
         for entry in &page.samples {
             order.push(entry.id);
             media.insert(entry.id, entry.media_type);
-            if let Some(g) = entry.gold {
-                gold.insert(SampleId(entry.id.0), g);
-            }
         }
     }
+    let gold = catalog
+        .gold(&listed)
+        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .into_iter()
+        .map(|(sample, g)| (SampleId(sample.0), g))
+        .collect();
     let samples = Arc::new(order.iter().map(|b| SampleId(b.0)).collect());
     let book = Arc::new(Book {
         name: root.name.clone(),

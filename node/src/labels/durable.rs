@@ -56,7 +56,7 @@ pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-pub(crate) use journal::crash_image;
+pub(crate) use journal::{crash_image, data_syncs};
 
 #[cfg(test)]
 mod journal {
@@ -78,6 +78,16 @@ mod journal {
 
     pub(super) fn note(call: Call) {
         JOURNAL.with(|j| j.borrow_mut().push(call));
+    }
+
+    /// How many file data syncs this thread made since the journal was last cleared.
+    pub(crate) fn data_syncs() -> usize {
+        JOURNAL.with(|j| {
+            j.borrow()
+                .iter()
+                .filter(|c| matches!(c, Call::File(..)))
+                .count()
+        })
     }
 
     /// Turns the files under `root` into what a disk would hold after a power cut now, given

@@ -108,7 +108,7 @@ pub(crate) struct Stores {
     /// learning loop reads the labels again when it moves.
     changes: HashMap<DatasetId, watch::Sender<u64>>,
     states: HashMap<StateKey, State>,
-    quota: super::quota::Quota,
+    quota: swarmlabel_net::quota::Quota,
 }
 
 impl Stores {
@@ -126,13 +126,13 @@ impl Stores {
             stores: HashMap::new(),
             changes: HashMap::new(),
             states: HashMap::new(),
-            quota: super::quota::Quota::new(f64::INFINITY, f64::INFINITY),
+            quota: swarmlabel_net::quota::Quota::new(f64::INFINITY, f64::INFINITY),
         }
     }
 
     /// Sets the gossip quota per author: records a second, and at once.
     pub(crate) fn with_quota(mut self, (rate, burst): (f64, f64)) -> Self {
-        self.quota = super::quota::Quota::new(rate, burst);
+        self.quota = swarmlabel_net::quota::Quota::new(rate, burst);
         self
     }
 
@@ -461,12 +461,12 @@ impl Replicated for Stores {
             .quota
             .take(author, records.len(), std::time::Instant::now())
         {
-            super::quota::Take::Taken => {}
-            super::quota::Take::Over => {
+            swarmlabel_net::quota::Take::Taken => {}
+            swarmlabel_net::quota::Take::Over => {
                 self.stats.over_quota.inc();
                 return Verdict::Ignore;
             }
-            super::quota::Take::Flooding => {
+            swarmlabel_net::quota::Take::Flooding => {
                 self.stats.over_quota.inc();
                 return Verdict::Reject;
             }

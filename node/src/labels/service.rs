@@ -30,7 +30,12 @@ pub struct Config {
     /// Seed of the random choice of peers (`None`: from the operating system).
     pub seed: Option<u64>,
     /// Label records each publishing peer may get stored from gossip: a second, and at once
-    /// (see `quota.rs`; anti-entropy is not limited).
+    /// per author, gossipsub's signed source, not the peer that forwarded them. Over it, an
+    /// author's messages are ignored (not stored nor forwarded, no penalty: anti-entropy brings
+    /// a fast honest labeler's labels later); past four bursts of debt they are rejected, so that
+    /// gossipsub scores the author down and the node bans it. A flooder's disk growth is thus
+    /// bounded by `burst + rate x seconds` records per peer id, whatever number of annotator
+    /// keys it signs with (`swarmlabel_net::quota`).
     pub gossip_quota: (f64, f64),
 }
 

@@ -293,3 +293,28 @@ fn a_batch_with_a_forged_record_keeps_nothing() {
     let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
     assert!(store.read().annotations.is_empty());
 }
+
+/// Why 2 of issue 14: each record from a peer was fsynced on its own on the labels thread, so a
+/// flood of them stalled the local labeler's acknowledgements. A batch is one fsync of the
+/// record log, however many records and shards it holds; the shard files are caches of the log.
+#[test]
+fn a_batch_from_peers_costs_one_fsync_whatever_it_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, _) = Home::init(&dir.path().join("home"), false).unwrap();
+    let dataset = LabelStore::crdt_dataset(&DatasetId([6; 32]), 3, 1_000_000);
+    assert!(dataset.layout.shard_count() >= 64);
+    let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
+    let peers: Vec<Identity> = (0..4).map(|_| Identity::generate().unwrap()).collect();
+    let batch: Vec<SignedAnnotation> = (0..64u8)
+        .map(|i| label(&peers[usize::from(i) % 4], &dataset, i * 4, 1))
+        .collect();
+    let before = durable::data_syncs();
+    let outcomes = store.record_batch(&batch).unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(true))));
+    assert_eq!(durable::data_syncs() - before, 1, "one fsync for the batch");
+    drop(store);
+    // A power cut now keeps every record of the batch: the log alone holds them.
+    durable::crash_image(&home.root().join("labels"));
+    let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
+    assert_eq!(samples(&mut store).len(), 64);
+}

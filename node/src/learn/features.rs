@@ -109,7 +109,6 @@ fn read_samples(
     listed: &Listed,
 ) -> Result<(Vec<Sample>, HashMap<SampleId, u16>), FeaturesError> {
     let mut out = Vec::new();
-    let mut gold = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for index in 0..listed.root.root().pages.len() {
         let page = catalog.page(listed, index).map_err(Box::new)?;
@@ -126,12 +125,15 @@ fn read_samples(
                     sample,
                     source: Box::new(source),
                 })?;
-            if let Some(g) = entry.gold {
-                gold.insert(sample, g);
-            }
             out.push((sample, entry.media_type, bytes));
         }
     }
+    let gold = catalog
+        .gold(listed)
+        .map_err(Box::new)?
+        .into_iter()
+        .map(|(sample, g)| (SampleId(sample.0), g))
+        .collect();
     Ok((out, gold))
 }
 

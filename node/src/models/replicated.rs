@@ -3,8 +3,11 @@
 //! work beside them (weights downloads, merges on blocking threads). The replication layer
 //! (`crate::replicate`) runs it; this file holds only what is particular to models.
 
+mod bounds;
 mod downloads;
 mod merging;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -89,6 +92,8 @@ pub(crate) enum Event {
     },
     /// A blob-serving change reached the swarm.
     Served,
+    /// Weights no longer in force were deleted: the bytes freed.
+    Collected { removed: Result<u64, String> },
 }
 
 /// Counts particular to models (`swarmlabel_models_*`).
@@ -99,12 +104,14 @@ pub(crate) struct Stats {
     pub(crate) weights_fetched: Counter,
     pub(crate) weights_rejected: Counter,
     pub(crate) merges: Counter,
+    pub(crate) entries_refused: Counter,
+    pub(crate) weights_removed_bytes: Counter,
 }
 
 impl Stats {
     pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         let r = registry.sub_registry_with_prefix("swarmlabel_models");
-        let series: [(&str, &str, &Counter); 5] = [
+        let series: [(&str, &str, &Counter); 7] = [
             (
                 "published",
                 "Model updates published by this node",
@@ -126,6 +133,16 @@ impl Stats {
                 &self.weights_rejected,
             ),
             ("merges", "Merged models computed", &self.merges),
+            (
+                "entries_refused",
+                "Registry entries dropped: peers the policy does not admit, or over the cap",
+                &self.entries_refused,
+            ),
+            (
+                "weights_removed_bytes",
+                "Bytes of model weights deleted once no update in force named them",
+                &self.weights_removed_bytes,
+            ),
         ];
         for (name, help, counter) in series {
             r.register(name, help, counter.clone());
@@ -290,12 +307,17 @@ impl Registries {
             validation,
         };
         let signed = SignedUpdate::sign(update, self.identity.signing_key())?;
+        let superseded = held
+            .registry
+            .get(&self.me_key)
+            .map(|e| e.latest().update().weights_hash);
         let mut registry = held.registry.clone();
         registry.insert(signed.clone())?;
         store::save(&self.home, &registry)?;
         if let Some(held) = self.held.get_mut(&dataset) {
             held.registry = registry;
         }
+        self.collect_weights(superseded.into_iter().collect(), cx);
         self.stats.published.inc();
         self.have.insert(WeightsHash(hash.0));
         self.serve(vec![WeightsHash(hash.0)], cx);
@@ -337,8 +359,8 @@ impl Registries {
         let Some(held) = self.held.get_mut(&dataset) else {
             return;
         };
-        let before = held.registry.digest();
-        if held.registry.merge(theirs).is_err() || held.registry.digest() == before {
+        let before = bounds::Before::of(&held.registry);
+        if held.registry.merge(theirs).is_err() {
             return;
         }
         let new: Vec<WeightsHash> = theirs
@@ -349,7 +371,7 @@ impl Registries {
         for hash in new {
             self.hint(hash, peer);
         }
-        self.registry_changed(dataset, cx);
+        self.settle(dataset, before, cx);
     }
 
     /// Persists the registry, fetches missing weights, and recomputes the merged model.
@@ -448,6 +470,13 @@ impl Replicated for Registries {
             } => self.on_fetched(dataset, hash, fetched, cx),
             Event::Merged { dataset, result } => self.on_merged(dataset, result, cx),
             Event::Served => {}
+            Event::Collected { removed } => match removed {
+                Ok(bytes) => {
+                    self.stats.weights_removed_bytes.inc_by(bytes);
+                }
+                // Left for `swarmlabel gc`, which removes every weight no registry has in force.
+                Err(e) => tracing::warn!(error = %e, "cannot delete superseded model weights"),
+            },
         }
     }
 
@@ -565,12 +594,17 @@ impl Replicated for Registries {
         let Some(held) = self.held.get_mut(&dataset) else {
             return Verdict::Ignore;
         };
+        let before = bounds::Before::of(&held.registry);
         match held.registry.insert(update) {
             Err(_) => Verdict::Reject,
             Ok(Inserted::New | Inserted::Replaced { .. } | Inserted::Equivocation) => {
                 self.hint(hash, gossip.author.unwrap_or(gossip.peer));
-                self.registry_changed(dataset, cx);
-                Verdict::Accept
+                if self.settle(dataset, before, cx) {
+                    Verdict::Accept
+                } else {
+                    // Refused by the policy or the cap: not forwarded either.
+                    Verdict::Ignore
+                }
             }
             Ok(_) => Verdict::Ignore,
         }

@@ -45,6 +45,13 @@ pub struct Config {
     pub anti_entropy: core::Config,
     /// Weight downloads under way at most.
     pub max_fetches: usize,
+    /// Peers kept in a dataset's registry at most (1,024 by default): updates of further new
+    /// peers are dropped, counted in `swarmlabel_models_entries_refused` (see the allowlist for
+    /// keeping Sybils out).
+    pub max_entries: usize,
+    /// Bytes of weights kept per dataset at most (1 GiB by default): the weights of further
+    /// updates are not fetched, and their updates are left out of the merge.
+    pub max_dataset_weights_bytes: u64,
     /// Fault injection for tests and simulations, off (0.0) by default: the probability that an
     /// inbound model announcement is dropped (ignored, not stored nor forwarded) as if gossip had
     /// lost it. Counted in `swarmlabel_models_gossip_dropped`.
@@ -64,6 +71,8 @@ impl Default for Config {
                 ..core::Config::default()
             },
             max_fetches: 4,
+            max_entries: 1_024,
+            max_dataset_weights_bytes: 1 << 30,
             gossip_drop_probability: 0.0,
             seed: None,
         }

@@ -60,6 +60,15 @@ impl<K: Replicated> Context<K> {
         self.publish.is_empty() && self.spawn.is_empty()
     }
 
+    /// Takes the work to run beside the kind (for tests that drive a kind by hand).
+    #[cfg(test)]
+    pub(crate) fn take_spawned(&mut self) -> Vec<BoxFuture<'static, K::Event>> {
+        std::mem::take(&mut self.spawn)
+            .into_iter()
+            .map(|(work, _)| work)
+            .collect()
+    }
+
     /// Takes the gossip to publish (for drivers other than the service: tests, simulations).
     pub fn take_published(&mut self) -> Vec<(DatasetId, Vec<u8>)> {
         std::mem::take(&mut self.publish)

@@ -76,19 +76,30 @@ struct Attached {
     /// Gossip messages awaiting a verdict, per peer, and in all.
     judging: HashMap<PeerId, usize>,
     judging_total: usize,
+    /// Requests each peer may still get answered (see `Limits::replication_requests`).
+    requests: crate::quota::Quota,
 }
 
 /// Where the answer to one of our requests goes.
 type Reply = oneshot::Sender<Result<Vec<u8>, RequestError>>;
 
 /// The replication state of the swarm actor.
-#[derive(Default)]
 pub(super) struct Replication {
     kinds: HashMap<u8, Attached>,
     requests: HashMap<OutboundRequestId, (Kind, Reply)>,
+    /// Requests per peer and kind: a second, and at once.
+    request_quota: (f64, f64),
 }
 
 impl Replication {
+    pub(super) fn new(request_quota: (f64, f64)) -> Self {
+        Self {
+            kinds: HashMap::new(),
+            requests: HashMap::new(),
+            request_quota,
+        }
+    }
+
     fn by_topic(&self, topic: &str) -> Option<(u8, DatasetId)> {
         self.kinds
             .values()
@@ -209,6 +220,10 @@ impl NodeActor {
                 answering: HashMap::new(),
                 judging: HashMap::new(),
                 judging_total: 0,
+                requests: crate::quota::Quota::new(
+                    self.replication.request_quota.0,
+                    self.replication.request_quota.1,
+                ),
             },
         );
         Ok(())
@@ -276,7 +291,10 @@ impl NodeActor {
             self.respond(channel, vec![status::REFUSED]);
             return;
         }
-        if attached.answering.get(&peer).copied().unwrap_or(0) >= MAX_INBOUND_PER_PEER {
+        let over_rate =
+            attached.requests.take(peer, 1, std::time::Instant::now()) != crate::quota::Take::Taken;
+        if over_rate || attached.answering.get(&peer).copied().unwrap_or(0) >= MAX_INBOUND_PER_PEER
+        {
             self.respond(channel, vec![status::BUSY]);
             return;
         }

@@ -3,6 +3,7 @@
 //! label store and the manifest's gold labels.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -46,7 +47,8 @@ struct Snapshot {
     gold: HashMap<SampleId, u16>,
 }
 
-/// The manifest's label set and gold labels of `id` (blocking: reads the manifest pages).
+/// The manifest's label set and gold labels of `id`, private ones included (blocking: reads the
+/// manifest pages).
 fn gold_labels(
     s: &AppState,
     id: DatasetId,
@@ -57,17 +59,12 @@ fn gold_labels(
     };
     let listed = catalog.get(&id).map_err(internal)?;
     let root = listed.root.root();
-    let mut gold = HashMap::new();
-    if root.gold_count > 0 {
-        for index in 0..root.pages.len() {
-            let page = catalog.page(&listed, index).map_err(internal)?;
-            gold.extend(
-                page.samples
-                    .iter()
-                    .filter_map(|e| e.gold.map(|g| (SampleId(e.id.0), g))),
-            );
-        }
-    }
+    let gold = catalog
+        .gold(&listed)
+        .map_err(internal)?
+        .into_iter()
+        .map(|(sample, g)| (SampleId(sample.0), g))
+        .collect();
     Ok((root.labels.clone(), gold))
 }
 
@@ -77,7 +74,7 @@ async fn with_snapshot<T: Send + 'static>(
     s: AppState,
     headers: &HeaderMap,
     id: &str,
-    f: impl FnOnce(DatasetId, Snapshot) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&AppState, DatasetId, Snapshot) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<Json<T>, ApiError> {
     s.check(headers)?;
     let id = parse_id(id)?;
@@ -85,15 +82,29 @@ async fn with_snapshot<T: Send + 'static>(
     let read = s.labels.read(id).await.map_err(labels_error)?;
     tokio::task::spawn_blocking(move || {
         let (labels, gold) = gold_labels(&s, id)?;
-        f(id, Snapshot { read, labels, gold })
+        f(&s, id, Snapshot { read, labels, gold })
     })
     .await
     .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map(Json)
 }
 
-fn summarise(snapshot: &Snapshot, method: Method) -> Result<consensus::Summary, ApiError> {
-    consensus::summarise(&snapshot.read, &snapshot.labels, &snapshot.gold, method)
+/// The summary of `snapshot`, computed again only when its annotations, labels or gold changed
+/// since the last request (see [`consensus::Memo`]).
+fn summarise(
+    s: &AppState,
+    id: DatasetId,
+    snapshot: &Snapshot,
+    method: Method,
+) -> Result<Arc<consensus::Summary>, ApiError> {
+    let mut memos = s
+        .consensus
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    memos
+        .entry(id)
+        .or_default()
+        .summarise(&snapshot.read, &snapshot.labels, &snapshot.gold, method)
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
@@ -111,10 +122,10 @@ async fn stats(
     Query(query): Query<MethodQuery>,
 ) -> Result<Json<StatsView>, ApiError> {
     let method = query.method()?;
-    with_snapshot(s, &headers, &id, move |id, snapshot| {
+    with_snapshot(s, &headers, &id, move |s, id, snapshot| {
         Ok(StatsView {
             dataset: id.to_string(),
-            stats: summarise(&snapshot, method)?.stats,
+            stats: summarise(s, id, &snapshot, method)?.stats.clone(),
         })
     })
     .await
@@ -135,13 +146,13 @@ async fn consensus(
     Query(query): Query<MethodQuery>,
 ) -> Result<Json<ConsensusView>, ApiError> {
     let method = query.method()?;
-    with_snapshot(s, &headers, &id, move |id, snapshot| {
-        let summary = summarise(&snapshot, method)?;
+    with_snapshot(s, &headers, &id, move |s, id, snapshot| {
+        let summary = summarise(s, id, &snapshot, method)?;
         Ok(ConsensusView {
             dataset: id.to_string(),
             method: summary.stats.method,
-            note: summary.stats.note,
-            samples: summary.samples,
+            note: summary.stats.note.clone(),
+            samples: summary.samples.clone(),
         })
     })
     .await
@@ -158,7 +169,7 @@ async fn raw(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<RawView>, ApiError> {
-    with_snapshot(s, &headers, &id, move |id, snapshot| {
+    with_snapshot(s, &headers, &id, move |_, id, snapshot| {
         Ok(RawView {
             dataset: id.to_string(),
             annotations: snapshot

@@ -80,6 +80,16 @@ impl Registries {
         let Some(held) = self.held.get(&dataset) else {
             return;
         };
+        // Weights held or on their way count against the dataset's budget.
+        let mut budget = self.config.max_dataset_weights_bytes.saturating_sub(
+            held.registry
+                .latest()
+                .filter(|u| {
+                    self.have.contains(&u.weights_hash) || self.fetching.contains(&u.weights_hash)
+                })
+                .map(|u| u.weights_bytes)
+                .sum(),
+        );
         let wanted: Vec<(WeightsHash, u64, AnnotatorKey)> = held
             .registry
             .latest()
@@ -87,6 +97,11 @@ impl Registries {
             .filter(|u| !self.fetching.contains(&u.weights_hash))
             .filter(|u| !self.failed.contains(&u.weights_hash))
             .filter(|u| u.weights_bytes <= self.config.max_weights_bytes)
+            .filter(|u| {
+                let fits = u.weights_bytes <= budget;
+                budget -= if fits { u.weights_bytes } else { 0 };
+                fits
+            })
             .map(|u| (u.weights_hash, u.weights_bytes, u.peer))
             .collect();
         let local = node.peer_id();

@@ -1,44 +1,38 @@
-//! The quota of label gossip: how many records each publishing peer (gossipsub's signed source,
-//! not the peer that forwarded them) may get stored, as a token bucket per author. Over its
-//! quota, an author's messages are ignored (not stored, not forwarded, no penalty: a node that
-//! labels faster than the quota loses nothing, anti-entropy brings its labels later); one that
-//! keeps sending past four bursts of debt is flooding, and its messages are rejected (gossipsub
-//! scores it down, then the node bans it). So a flooder's disk growth on a node is bounded by
-//! `burst + rate x seconds` records per peer id it connects with, whatever number of annotator
-//! keys it signs with. I/O-free: time is an input.
+//! Token buckets per peer: how much each peer may get from a node (label records stored from
+//! its gossip, replication requests answered), at a rate and up to a burst. A bucket may go into
+//! debt (offers over the quota), which a flooder piles up and an honest peer does not; past four
+//! bursts of debt the peer is flooding. I/O-free: time is an input.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use libp2p::PeerId;
 
-/// Authors tracked at most; past it the full buckets (authors at rest) are forgotten.
+/// Peers tracked at most; past it the full buckets (peers at rest) are forgotten.
 const MAX_AUTHORS: usize = 65_536;
 
 /// What taking from a bucket found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Take {
+pub enum Take {
     /// Within the quota: taken.
     Taken,
-    /// Over it: ignore the message (an honest node labelling fast loses nothing).
+    /// Over it: refuse this one (an honest peer that is merely fast loses nothing).
     Over,
-    /// Over it by more than four bursts' worth, still sending: no honest node publishes like
-    /// that (each of its labels is one message); reject, so that gossipsub scores it down.
+    /// Over it by more than four bursts' worth, still sending: no honest peer does that.
     Flooding,
 }
 
-/// A token bucket per author; a bucket may go into debt (messages over quota), which a flooder
-/// piles up and an honest fast labeler does not.
+/// A token bucket per peer.
 #[derive(Debug)]
-pub(crate) struct Quota {
+pub struct Quota {
     rate: f64,
     burst: f64,
     buckets: HashMap<PeerId, (f64, Instant)>,
 }
 
 impl Quota {
-    /// `rate` records a second, up to `burst` at once.
-    pub(crate) fn new(rate: f64, burst: f64) -> Self {
+    /// `rate` a second, up to `burst` at once.
+    pub fn new(rate: f64, burst: f64) -> Self {
         Self {
             rate,
             burst,
@@ -46,9 +40,9 @@ impl Quota {
         }
     }
 
-    /// Takes `n` records from `author`'s bucket at `now`; over the quota nothing is taken, and
-    /// the records offered count as debt, which refills at the same rate.
-    pub(crate) fn take(&mut self, author: PeerId, n: usize, now: Instant) -> Take {
+    /// Takes `n` from `author`'s bucket at `now`; over the quota nothing is taken, and what was
+    /// offered counts as debt, which refills at the same rate.
+    pub fn take(&mut self, author: PeerId, n: usize, now: Instant) -> Take {
         if self.buckets.len() >= MAX_AUTHORS && !self.buckets.contains_key(&author) {
             let (rate, burst) = (self.rate, self.burst);
             self.buckets.retain(|_, (tokens, at)| {
