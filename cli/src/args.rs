@@ -394,7 +394,9 @@ pub(crate) struct RunArgs {
     /// Datasets of this home to serve (every listed dataset is served; this checks they exist).
     #[arg(long, value_name = "ID")]
     pub(crate) serve: Vec<String>,
-    /// Datasets to fetch from the network and then serve.
+    /// Datasets to fetch from the network and then serve. Until a provider is found (none
+    /// online yet, or none reachable) the node keeps looking, 1 s to 30 s apart, and keeps what
+    /// it fetched; `swarmlabel status` shows the state.
     #[arg(long, value_name = "ID")]
     pub(crate) join: Vec<String>,
     /// Public addresses at which peers reach this node (repeat for several).

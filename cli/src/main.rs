@@ -140,7 +140,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 for (id, join) in status["joins"].as_object().into_iter().flatten() {
                     let state = join["state"].as_str().unwrap_or_default();
                     let detail = join["error"].as_str().unwrap_or_default();
-                    println!("joining:        {id} {state} {detail}");
+                    if state == "looking" {
+                        println!(
+                            "joining:        {id} looking (try {}, next in {} s): {detail}",
+                            join["attempts"], join["retry_in_s"]
+                        );
+                    } else {
+                        println!("joining:        {id} {state} {detail}");
+                    }
                 }
             }
             Ok(Outcome::Ok)

@@ -90,6 +90,36 @@ fn a_node_joins_a_dataset_by_id_alone_and_ends_with_a_verified_copy() {
         args.extend_from_slice(extra);
         args.into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
+    let join_state = |labeler: &std::path::Path| {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(labeler, &["status", "--json"])).unwrap();
+        status["joins"][&id].clone()
+    };
+
+    // The labeler joins before any node serves the dataset: it keeps looking (issue 15: one
+    // lookup, then "joining failed" for good).
+    let labeler = dir.path().join("labeler");
+    ok(&labeler, &["init"]);
+    let labeler_node = Process::spawn(
+        Command::new(swarmlabel())
+            .args(run_args(&["--join", &id]))
+            .env("SWARMLABEL_HOME", &labeler),
+    );
+    let labeler_metrics = labeler_node.line("metrics: ");
+    wait_until("a failed lookup, and the join still looking", || {
+        let join = join_state(&labeler);
+        assert_ne!(join["state"], "failed", "the join gave up: {join}");
+        join["state"] == "looking" && join["attempts"].as_u64() >= Some(1)
+    });
+    let looking = join_state(&labeler);
+    assert!(
+        looking["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no provider of dataset"),
+        "{looking}"
+    );
+
     let owner_node = Process::spawn(
         Command::new(swarmlabel())
             .args(run_args(&[]))
@@ -102,14 +132,6 @@ fn a_node_joins_a_dataset_by_id_alone_and_ends_with_a_verified_copy() {
         "{owner_addr}"
     );
 
-    let labeler = dir.path().join("labeler");
-    ok(&labeler, &["init"]);
-    let labeler_node = Process::spawn(
-        Command::new(swarmlabel())
-            .args(run_args(&["--join", &id]))
-            .env("SWARMLABEL_HOME", &labeler),
-    );
-    let labeler_metrics = labeler_node.line("metrics: ");
     wait_until("the join to finish", || {
         let status: serde_json::Value =
             serde_json::from_str(&ok(&labeler, &["status", "--json"])).unwrap();

@@ -93,11 +93,12 @@ async fn flood(args: AttackArgs) -> anyhow::Result<serde_json::Value> {
     while Instant::now() < deadline {
         round += 1;
         for (n, p) in peers.iter_mut().enumerate() {
-            // 256 label records a message, signed by random fresh keys. Even peers stay valid
+            // As many label records a message as the protocol carries (`gossip::MAX_RECORDS`),
+            // signed by random fresh keys. Even peers stay valid
             // (samples of the manifest: only the quota holds them back); odd peers name samples
             // that do not exist (invalid: scored down, then banned).
             let valid = n % 2 == 0;
-            let batch: Vec<SignedAnnotation> = (0..256)
+            let batch: Vec<SignedAnnotation> = (0..gossip::MAX_RECORDS)
                 .filter_map(|_| {
                     let key = keys.choose(&mut rng)?;
                     let sample = if valid {

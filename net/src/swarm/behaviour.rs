@@ -39,8 +39,9 @@ pub struct Limits {
     /// Concurrent streams of the replication protocol per connection.
     pub max_sync_streams: usize,
     /// Replication requests of one kind each peer may get answered: a second, and at once
-    /// (256/s, 2,048 at once by default: an honest session syncs a few messages per shard of a
-    /// dataset, at most 256 shards). Over it the swarm answers `busy` without waking the kind.
+    /// (64/s, 1,024 at once by default: an honest session asks a few requests per differing
+    /// shard of a dataset, at most 256 shards, once per anti-entropy round). Over it the swarm
+    /// answers `busy` without waking the kind.
     pub replication_requests: (f64, f64),
 }
 
@@ -54,7 +55,7 @@ impl Default for Limits {
             max_blob_streams: 256,
             sync_request_timeout: Duration::from_secs(30),
             max_sync_streams: 8,
-            replication_requests: (256.0, 2_048.0),
+            replication_requests: (64.0, 1_024.0),
         }
     }
 }

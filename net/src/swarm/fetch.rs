@@ -106,6 +106,15 @@ pub enum FetchError {
     Net(#[from] NetError),
 }
 
+impl FetchError {
+    /// Whether trying again cannot help: the owner signed a manifest whose page is invalid.
+    /// Everything else (no provider yet, providers that went away, a full disk, a damaged local
+    /// file that a new fetch replaces) may pass.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, FetchError::BadPage { .. })
+    }
+}
+
 enum Outcome {
     Stored(u64),
     Corrupt,

@@ -9,8 +9,11 @@
 use swarmlabel_crdt::SignedAnnotation;
 use swarmlabel_crdt::annotation::SIGNED_LEN;
 
-/// Records in one message at most (about 45 KB, far below the gossip size limit).
-pub const MAX_RECORDS: usize = 256;
+/// Records in one message at most (about 2.8 KB). An honest node publishes each label as it is
+/// made, one record a message; the bound keeps the work one message costs the labels thread (its
+/// signature checks and its fsync) to about a millisecond, so that a local labeler's
+/// acknowledgement never waits long behind a peer's message.
+pub const MAX_RECORDS: usize = 16;
 const MAGIC: &[u8; 8] = b"SWLLAB01";
 
 /// Why a label gossip message does not decode.
