@@ -405,6 +405,15 @@ pub(crate) struct RunArgs {
     /// Treat the listen addresses as reachable by peers (a LAN, loopback, a public host).
     #[arg(long)]
     pub(crate) listen_addrs_reachable: bool,
+    /// Never reserve a slot on the bootstrap peers' relays. By default a node that peers cannot
+    /// dial (behind a NAT) reserves one, so that they reach it through the relay and then
+    /// directly (it dials them back, or hole punching makes the path).
+    #[arg(long)]
+    pub(crate) no_relay: bool,
+    /// Count private addresses (10.x, 192.168.x, ...) as routable when checking whether peers
+    /// can dial this node: for networks made of private ranges (a lab, a test bed).
+    #[arg(long)]
+    pub(crate) private_addrs_routable: bool,
     /// Where the local API listens (loopback only).
     #[arg(long, value_name = "ADDR", default_value_t = crate::run::default_api())]
     pub(crate) api: SocketAddr,

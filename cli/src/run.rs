@@ -53,6 +53,8 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
             bootstrap,
             external: args.external.clone(),
             listen_addrs_reachable: args.listen_addrs_reachable,
+            use_relays: !args.no_relay,
+            private_addrs_routable: args.private_addrs_routable,
             ..net::Config::default()
         },
         serve,

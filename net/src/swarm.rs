@@ -54,6 +54,13 @@ pub struct Config {
     /// How often the node does its upkeep: dials bootstrap peers it lost, and announces its
     /// datasets to peers that newly subscribed.
     pub redial_interval: Duration,
+    /// Reserve a slot on the bootstrap peers' relays while this node has no address others can
+    /// dial (behind a NAT): peers then reach it through the relay, and hole punching (DCUtR)
+    /// tries to make the connection direct. On by default.
+    pub use_relays: bool,
+    /// Count private addresses (10/8, 192.168/16, ...) as routable for AutoNAT, which ignores
+    /// them by default: for networks built of private ranges, such as the namespace test bed.
+    pub private_addrs_routable: bool,
 }
 
 impl Default for Config {
@@ -75,6 +82,8 @@ impl Default for Config {
             limits: behaviour::Limits::default(),
             idle_timeout: Duration::from_secs(60),
             redial_interval: Duration::from_secs(1),
+            use_relays: true,
+            private_addrs_routable: false,
         }
     }
 }
@@ -119,6 +128,14 @@ pub enum NetError {
     Dial {
         /// The address.
         addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// No direct connection to a peer could be made (blobs never travel over relays).
+    #[error("peer {peer} is out of direct reach ({reason}); data comes from other providers")]
+    Unreachable {
+        /// The peer.
+        peer: PeerId,
         /// Why.
         reason: String,
     },
@@ -239,6 +256,14 @@ impl Node {
     /// The addresses the node listens on, each ending in `/p2p/<peer id>`.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
         self.call(actor::Command::ListenAddrs).await
+    }
+
+    /// Waits until there is a direct (not relayed) connection to `peer`: dials it if needed, and
+    /// lets hole punching upgrade a relayed connection. Fails when no direct path can be made.
+    /// Bound it with a timeout: a hole punch that never answers is a libp2p timeout away.
+    pub async fn connect_direct(&self, peer: PeerId) -> Result<(), NetError> {
+        self.call(|reply| actor::Command::ConnectDirect { peer, reply })
+            .await?
     }
 
     /// Dials `addr` and waits until connected.

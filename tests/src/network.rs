@@ -55,12 +55,27 @@ impl TestNode {
         Self::start_in(TempHome::new(), bootstrap).await
     }
 
+    /// Starts a node on 127.0.0.1 that no peer is told it can dial (its listen addresses are not
+    /// advertised), as a node behind a NAT: it must reserve a relay slot to be reached.
+    pub async fn start_unreachable(bootstrap: &[Multiaddr]) -> TestNode {
+        let config = Config {
+            bootstrap: bootstrap.to_vec(),
+            listen_addrs_reachable: false,
+            ..Config::loopback()
+        };
+        Self::start_with(TempHome::new(), config).await
+    }
+
     /// Starts a node on an existing home (a restart).
     pub async fn start_in(home: TempHome, bootstrap: &[Multiaddr]) -> TestNode {
         let config = Config {
             bootstrap: bootstrap.to_vec(),
             ..Config::loopback()
         };
+        Self::start_with(home, config).await
+    }
+
+    async fn start_with(home: TempHome, config: Config) -> TestNode {
         let node = Node::start(home.home.clone(), config)
             .await
             .expect("a loopback node starts");

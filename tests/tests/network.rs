@@ -266,6 +266,47 @@ async fn a_restarted_bootstrap_keeps_its_id_and_nodes_reconnect() {
     restarted.shutdown().await;
 }
 
+/// Issue 15: a node no peer can dial (behind a NAT, here loopback with its addresses not
+/// advertised) reserves a slot on its bootstrap peer's relay and advertises the relayed address:
+/// a newcomer finds it on the DHT, reaches it through the relay, and fetches the whole dataset.
+/// Before, such a node was never dialled: its provider records carried no address at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_no_one_can_dial_is_reached_through_its_bootstrap_relay() {
+    let bootstrap = start_bootstrap(Keypair::generate_ed25519(), 0).await;
+    let addrs = bootstrap.listen_addrs().to_vec();
+    let owner = TestNode::start_unreachable(&addrs).await;
+    wait_until("the owner's relayed address", || async {
+        owner
+            .node
+            .listen_addrs()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.to_string().contains("/p2p-circuit"))
+    })
+    .await;
+    let id = owner.own_digits().await;
+    let fetcher = TestNode::start(&addrs).await;
+    wait_until("the provider on the DHT", || async {
+        !fetcher.node.find_providers(id).await.unwrap().is_empty()
+    })
+    .await;
+    let report = within("the fetch", fetcher.node.fetch(id, Options::default()))
+        .await
+        .expect("the fetch succeeds");
+    assert_eq!(report.providers, vec![owner.node.peer_id().to_string()]);
+    assert!(report.unreachable.is_empty(), "{:?}", report.unreachable);
+    // Blobs travelled over a direct connection, and the relayed one was closed.
+    let peers = fetcher.node.peers().await.unwrap();
+    let to_owner = peers
+        .iter()
+        .find(|p| p.peer_id == owner.node.peer_id().to_string())
+        .expect("connected to the owner");
+    assert!(!to_owner.relayed_only, "{to_owner:?}");
+    assert_eq!(fetcher.verify(id).await, DIGITS);
+    bootstrap.shutdown().await;
+}
+
 fn tracing_retry(e: &dyn std::error::Error) {
     eprintln!("fetch not possible yet, retrying: {e}");
 }

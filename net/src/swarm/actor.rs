@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 mod catalog;
 mod connections;
 mod providers;
+mod relays;
 mod replication;
 mod serving;
 
@@ -83,6 +84,11 @@ pub struct Status {
 
 pub(crate) enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    /// Resolves once there is a direct (not relayed) connection to `peer`.
+    ConnectDirect {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), NetError>>,
@@ -152,6 +158,7 @@ struct NodeActor {
     catalog: catalog::Known,
     serving: serving::Serving,
     replication: replication::Replication,
+    relays: relays::Relays,
 }
 
 /// Builds the swarm, starts listening, and spawns the actor. Returns once every listen address
@@ -167,6 +174,7 @@ pub(crate) async fn spawn(
     let peer_id = key.public().to_peer_id();
     let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
     let limits = config.limits.clone();
+    let private_addrs_routable = config.private_addrs_routable;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -181,7 +189,9 @@ pub(crate) async fn spawn(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| build(&e))?
         .with_bandwidth_metrics(registry)
-        .with_behaviour(|key, relay_client| Behaviour::new(key, relay_client, &limits))
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, &limits, private_addrs_routable)
+        })
         .map_err(|e| build(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
@@ -263,6 +273,7 @@ pub(crate) async fn spawn(
         catalog,
         serving: serving::Serving::new(store),
         replication: replication::Replication::new(config.limits.replication_requests),
+        relays: relays::Relays::new(config.use_relays),
     };
     tokio::spawn(tracing::Instrument::instrument(
         actor.run(),
@@ -297,6 +308,7 @@ impl NodeActor {
                 _ = announce.tick() => self.announce_all(),
                 _ = redial.tick() => {
                     self.redial_bootstrap();
+                    self.reserve_relays();
                     self.publish_due();
                     if self.catalog.announce_due() {
                         self.announce_all();
@@ -323,6 +335,7 @@ impl NodeActor {
                 let _ = reply.send(addrs);
             }
             Command::Dial { addr, reply } => self.dial(addr, reply),
+            Command::ConnectDirect { peer, reply } => self.connect_direct(peer, reply),
             Command::Serve { served, reply } => {
                 let id = served.root.id();
                 self.serving.extend(served.blobs.iter().copied());
@@ -407,7 +420,9 @@ impl NodeActor {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                if self.reachable {
+                if relays::is_relayed(&address) {
+                    self.on_relayed_listen_addr(&address);
+                } else if self.reachable {
                     self.swarm.add_external_address(address.clone());
                 }
                 if !self.listen_addrs.contains(&address) {
@@ -427,9 +442,17 @@ impl NodeActor {
             } => self.on_disconnected(peer_id, connection_id),
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
+                peer_id,
                 error,
-                ..
-            } => self.on_dial_failed(connection_id, &error),
+            } => {
+                self.on_dial_failed(connection_id, &error);
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
+                    self.direct_failed(peer, format!("cannot dial it: {error}"));
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => self.on_listener_closed(listener_id),
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }
@@ -439,11 +462,12 @@ impl NodeActor {
         match event {
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
-                if let identify::Event::Received { peer_id, info, .. } = event
-                    && info.protocols.contains(&KAD_PROTOCOL)
-                {
-                    for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    self.reverse_relayed(peer_id, &info.listen_addrs);
+                    if info.protocols.contains(&KAD_PROTOCOL) {
+                        for addr in info.listen_addrs {
+                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        }
                     }
                 }
             }
@@ -472,7 +496,12 @@ impl NodeActor {
             BehaviourEvent::Blob(event) => self.on_blob_event(event),
             BehaviourEvent::Replication(event) => self.on_replication_event(event),
             BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
-            BehaviourEvent::Dcutr(event) => self.libp2p_metrics.record(&event),
+            BehaviourEvent::Dcutr(event) => {
+                self.libp2p_metrics.record(&event);
+                if let Err(e) = &event.result {
+                    self.direct_failed(event.remote_peer_id, format!("hole punching failed: {e}"));
+                }
+            }
             _ => {}
         }
     }

@@ -208,8 +208,14 @@ impl std::fmt::Debug for Behaviour {
 }
 
 impl Behaviour {
-    /// The behaviours of a node with key `key`.
-    pub fn new(key: &Keypair, relay_client: relay::client::Behaviour, limits: &Limits) -> Self {
+    /// The behaviours of a node with key `key`; `private_addrs_routable` makes AutoNAT count
+    /// private addresses as routable (a test bed of private ranges).
+    pub fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        limits: &Limits,
+        private_addrs_routable: bool,
+    ) -> Self {
         let peer = key.public().to_peer_id();
         let blob = request_response::Behaviour::with_codec(
             blob::codec(),
@@ -237,7 +243,13 @@ impl Behaviour {
             gossipsub: gossipsub(key),
             blob,
             replication,
-            autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+            autonat: autonat::Behaviour::new(
+                peer,
+                autonat::Config {
+                    only_global_ips: !private_addrs_routable,
+                    ..autonat::Config::default()
+                },
+            ),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer),
         }

@@ -61,7 +61,14 @@ pub struct Report {
     pub banned: Vec<String>,
     /// Providers that delivered at least one blob or the root.
     pub providers: Vec<String>,
+    /// Providers no direct connection could be made to (behind a NAT hole punching did not
+    /// get through), with why: blobs never travel over relays, so they sent nothing.
+    pub unreachable: Vec<String>,
 }
+
+/// How long a provider reached only through a relay gets for hole punching to make the
+/// connection direct.
+const DIRECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Why a fetch failed. What was fetched and verified stays stored; fetching again resumes.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +242,20 @@ async fn fetch_root(
     report: &mut Report,
 ) -> Result<(SignedRoot, PeerId), FetchError> {
     for &peer in providers {
+        let direct = tokio::time::timeout(DIRECT_WAIT, node.connect_direct(peer)).await;
+        let why = match direct {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "peer {peer} is out of direct reach (no direct connection within {} s)",
+                DIRECT_WAIT.as_secs()
+            )),
+        };
+        if let Some(why) = why {
+            tracing::info!(%peer, "{why}");
+            report.unreachable.push(why);
+            continue;
+        }
         if let Ok(Response::Found(bytes)) = node.request(peer, Request::Root(dataset.blob())).await
         {
             match SignedRoot::decode(&bytes) {

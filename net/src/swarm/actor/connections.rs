@@ -28,6 +28,8 @@ pub struct PeerInfo {
 pub(super) struct Connections {
     open: HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>,
     dials: HashMap<ConnectionId, oneshot::Sender<Result<(), NetError>>>,
+    /// Who waits for a direct connection to a peer (a relayed one being upgraded by DCUtR).
+    direct: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
 }
 
 impl Connections {
@@ -44,6 +46,13 @@ impl Connections {
                 relayed_only: conns.values().all(|(_, r)| *r),
             })
             .collect()
+    }
+
+    /// Whether one of our connections to `peer` is direct.
+    pub(super) fn is_direct(&self, peer: &PeerId) -> bool {
+        self.open
+            .get(peer)
+            .is_some_and(|c| c.values().any(|(_, relayed)| !*relayed))
     }
 
     /// Whether we are connected to `peer` through relays only.
@@ -84,6 +93,41 @@ impl NodeActor {
         }
     }
 
+    /// Replies once there is a direct connection to `peer`: at once if there is one; else
+    /// dials it (by peer id, with the addresses the swarm knows: a relayed one is upgraded by
+    /// DCUtR) and waits, or fails when the dial or the hole punching fails.
+    pub(super) fn connect_direct(
+        &mut self,
+        peer: PeerId,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    ) {
+        if self.connections.is_direct(&peer) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        self.connections.direct.entry(peer).or_default().push(reply);
+        if !self.swarm.is_connected(&peer) {
+            let opts = DialOpts::peer_id(peer)
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                // Already being dialled (a provider lookup dials what it finds): wait for that.
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+                Err(e) => self.direct_failed(peer, format!("cannot dial it: {e}")),
+            }
+        }
+    }
+
+    /// Fails those waiting for a direct connection to `peer`.
+    pub(super) fn direct_failed(&mut self, peer: PeerId, reason: String) {
+        for waiter in self.connections.direct.remove(&peer).unwrap_or_default() {
+            let _ = waiter.send(Err(NetError::Unreachable {
+                peer,
+                reason: reason.clone(),
+            }));
+        }
+    }
+
     pub(super) fn ban(&mut self, peer: PeerId) {
         self.banned.insert(peer);
         self.swarm.behaviour_mut().blocked.block_peer(peer);
@@ -109,9 +153,25 @@ impl NodeActor {
         if let Some(reply) = self.connections.dials.remove(&connection) {
             let _ = reply.send(Ok(()));
         }
+        if !endpoint.is_relayed() {
+            for waiter in self.connections.direct.remove(&peer).unwrap_or_default() {
+                let _ = waiter.send(Ok(()));
+            }
+            // A direct path replaces the relay: close the relayed connections, so that every
+            // request (blobs are refused on relays) and the relay's circuit budget are spared.
+            let relayed: Vec<ConnectionId> = self.connections.open[&peer]
+                .iter()
+                .filter(|(_, (_, relayed))| *relayed)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in relayed {
+                self.swarm.close_connection(id);
+            }
+        }
         if self.is_bootstrap(&peer) {
-            // A bootstrap peer that restarted has lost our provider records.
+            // A bootstrap peer that restarted has lost our provider records, and our relay slot.
             self.republish_all();
+            self.reserve_relays();
         }
     }
 
