@@ -440,18 +440,13 @@ impl NodeActor {
                 connection_id,
                 ..
             } => self.on_disconnected(peer_id, connection_id),
+            // A failed dial does not fail those waiting for a direct connection: another dial
+            // of the same peer (through a relay, then hole punching) may still be under way.
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
-                peer_id,
                 error,
-            } => {
-                self.on_dial_failed(connection_id, &error);
-                if let Some(peer) = peer_id
-                    && !self.swarm.is_connected(&peer)
-                {
-                    self.direct_failed(peer, format!("cannot dial it: {error}"));
-                }
-            }
+                ..
+            } => self.on_dial_failed(connection_id, &error),
             SwarmEvent::ListenerClosed { listener_id, .. } => self.on_listener_closed(listener_id),
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
