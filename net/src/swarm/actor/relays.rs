@@ -108,5 +108,7 @@ impl NodeActor {
     pub(super) fn on_relayed_listen_addr(&mut self, address: &Multiaddr) {
         tracing::info!(%address, "reachable through a relay");
         self.swarm.add_external_address(address.clone());
+        // Provider records published before carry no address of ours: publish them again.
+        self.republish_all();
     }
 }
