@@ -165,8 +165,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                         .flatten()
                         .filter_map(|a| a.as_str())
                         .collect();
+                    let how = match (p["relayed_only"].as_bool(), p["direct_failure"].as_str()) {
+                        (Some(true), Some(why)) => format!("relayed ({why})"),
+                        (Some(true), None) => "relayed".to_owned(),
+                        _ => "direct".to_owned(),
+                    };
                     println!(
-                        "{}  {}",
+                        "{}  {how}  {}",
                         p["peer_id"].as_str().unwrap_or_default(),
                         addrs.join(" ")
                     );

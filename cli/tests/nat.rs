@@ -1,136 +1,176 @@
 //! Issue 15 in a real network: the built binaries in Linux network namespaces, hosts behind
-//! nftables masquerading routers, a bootstrap peer on the public segment. Root only (CI is).
+//! nftables NAT routers, a bootstrap peer on the public segment (`swarmlabel_testbed`). Root
+//! only (CI is). Each test has its own net number, so they run in parallel.
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
-#[path = "support/netns.rs"]
-mod netns;
+#[path = "support/bed.rs"]
+mod bed;
 #[path = "support/process.rs"]
 mod process;
 
-use process::{HANG, Process, ok};
+use bed::{Bed, EIM, SYMMETRIC};
+use process::{ok, wait_until};
 
-fn swarmlabel() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_swarmlabel"))
-}
-
-fn bootstrap_bin() -> PathBuf {
-    let path = swarmlabel().with_file_name("swarmlabel-bootstrap");
-    assert!(
-        path.exists(),
-        "{} is missing: run the whole suite (scripts/test or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
-
-/// `swarmlabel ARGS` in namespace `ns` with home `home`: its stdout (it must succeed).
-fn ok_in(net: &netns::Net, ns: &str, home: &Path, args: &[&str]) -> String {
-    let out = net
-        .command(ns, &swarmlabel())
-        .args(args)
-        .env("SWARMLABEL_HOME", home)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "swarmlabel {args:?} in {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Polls `check` (every 200 ms: the condition is the event) until true; fails with `what`.
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < HANG, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The owner behind a NAT router serves digits; a labeler on the public segment joins it by id.
-/// The owner is found through its relayed address (it reserved a slot on the bootstrap peer's
-/// relay), dials the labeler back, and the dataset arrives whole over that direct connection.
+/// Scenario (d) and an owner behind a NAT: a public labeler joins the dataset of an owner behind
+/// a NAT router after the bootstrap peer was killed and restarted under both running nodes. The
+/// owner reserves a relay slot on the restarted peer again and publishes its records again; the
+/// labeler finds it through the relayed address, the owner dials it back, and the dataset
+/// arrives whole over that direct connection.
 #[test]
-fn a_public_labeler_fetches_from_an_owner_behind_a_nat() {
-    let net = netns::Net::new(1, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("bootstrap.key");
-    let boot = Process::spawn(net.command("pub", &bootstrap_bin()).args([
-        "--key-file",
-        key.to_str().unwrap(),
-        "--listen",
-        "/ip4/10.77.1.1/tcp/4001",
-        "--listen-addrs-reachable",
-    ]));
-    let boot_addr = boot.line("listening on ");
-
-    let owner = dir.path().join("owner");
-    ok(&owner, &["init"]);
-    let labels = "0,1,2,3,4,5,6,7,8,9";
-    let create = [
-        "-q", "dataset", "create", DIGITS, "--name", "d", "--labels", labels,
-    ];
-    let id = ok(&owner, &create).trim().to_owned();
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--listen",
-            "/ip4/0.0.0.0/tcp/0",
-            "--bootstrap",
-            &boot_addr,
-        ];
-        args.push("--private-addrs-routable");
-        args.extend_from_slice(extra);
-        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
-    let owner_node = Process::spawn(
-        net.command("h1", &swarmlabel())
-            .args(run(&[]))
-            .env("SWARMLABEL_HOME", &owner),
-    );
-    owner_node.line("api: ");
+fn a_public_labeler_joins_an_owner_behind_a_nat_after_the_bootstrap_peer_restarts() {
+    let mut bed = Bed::new(1, &[EIM], 1);
+    let (owner, id) = bed.digits_owner("owner");
+    let _owner_node = bed.run("h1.1", &owner, &[]);
     wait_until("the owner's relay reservation", || {
-        let status: serde_json::Value =
-            serde_json::from_str(&ok_in(&net, "h1", &owner, &["status", "--json"])).unwrap();
-        status["listen_addrs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a.as_str().unwrap().contains("/p2p-circuit"))
+        bed.has_relay_slot("h1.1", &owner)
     });
+    let labeler = bed.home("labeler");
+    let _labeler_node = bed.run("pub", &labeler, &[]);
 
-    let labeler = dir.path().join("labeler");
-    ok(&labeler, &["init"]);
-    let labeler_node = Process::spawn(
-        net.command("pub", &swarmlabel())
-            .args(run(&["--join", &id]))
-            .env("SWARMLABEL_HOME", &labeler),
-    );
-    labeler_node.line("api: ");
+    bed.kill_bootstrap();
+    wait_until("the owner to lose its reservation", || {
+        !bed.has_relay_slot("h1.1", &owner)
+    });
+    bed.start_bootstrap();
+    bed.cli("pub", &labeler, &["join", &id]);
     wait_until("the join to finish", || {
-        let status: serde_json::Value =
-            serde_json::from_str(&ok_in(&net, "pub", &labeler, &["status", "--json"])).unwrap();
-        assert_ne!(status["joins"][&id]["state"], "failed", "{status}");
-        status["joins"][&id]["state"] == "done"
+        bed.join_state("pub", &labeler, &id) == "done"
     });
     let verify = ok(&labeler, &["dataset", "verify", &id]);
     assert!(verify.contains("all 1797 samples intact"), "{verify}");
-    let owner_peer: serde_json::Value =
-        serde_json::from_str(&ok(&owner, &["id", "--json"])).unwrap();
-    let peers: serde_json::Value =
-        serde_json::from_str(&ok_in(&net, "pub", &labeler, &["peers", "--json"])).unwrap();
-    let to_owner = peers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["peer_id"] == owner_peer["peer_id"])
-        .unwrap_or_else(|| panic!("not connected to the owner: {peers}"));
+    let to_owner = bed
+        .peer("pub", &labeler, &Bed::peer_id(&owner))
+        .expect("connected to the owner");
     assert_eq!(to_owner["relayed_only"], false, "{to_owner}");
+}
+
+/// Scenario (a): owner behind NAT 1, labeler behind NAT 2, bootstrap public. The labeler reaches
+/// the owner through the relay, hole punching (DCUtR) makes a direct connection, and the whole
+/// dataset arrives over it.
+#[test]
+fn a_labeler_behind_a_nat_fetches_from_an_owner_behind_another() {
+    let bed = Bed::new(2, &[EIM, EIM], 1);
+    let (owner, id) = bed.digits_owner("owner");
+    let _owner_node = bed.run("h1.1", &owner, &[]);
+    wait_until("the owner's relay reservation", || {
+        bed.has_relay_slot("h1.1", &owner)
+    });
+    let labeler = bed.home("labeler");
+    let _labeler_node = bed.run("h2.1", &labeler, &["--join", &id]);
+    wait_until("the join to finish", || {
+        bed.join_state("h2.1", &labeler, &id) == "done"
+    });
+    let verify = ok(&labeler, &["dataset", "verify", &id]);
+    assert!(verify.contains("all 1797 samples intact"), "{verify}");
+    let to_owner = bed
+        .peer("h2.1", &labeler, &Bed::peer_id(&owner))
+        .expect("connected to the owner");
+    assert_eq!(to_owner["relayed_only"], false, "{to_owner}");
+}
+
+/// Scenario (e): a labeler behind a port-randomising ("symmetric") NAT cannot hole-punch to an
+/// owner behind a NAT. It fetches the dataset from a public provider, its connection to the owner
+/// stays relayed (`peers` says why), and its labels still reach the owner.
+#[test]
+fn a_labeler_behind_a_symmetric_nat_fetches_from_a_public_provider_and_its_labels_reach_the_owner()
+{
+    let bed = Bed::new(3, &[EIM, SYMMETRIC], 1);
+    let (owner, id) = bed.digits_owner("owner");
+    let _owner_node = bed.run("h1.1", &owner, &[]);
+    wait_until("the owner's relay reservation", || {
+        bed.has_relay_slot("h1.1", &owner)
+    });
+    let public = bed.home("public");
+    let _public_node = bed.run("pub", &public, &["--join", &id]);
+    wait_until("the public provider's copy", || {
+        bed.join_state("pub", &public, &id) == "done"
+    });
+
+    let labeler = bed.home("labeler");
+    let _labeler_node = bed.run("h2.1", &labeler, &["--join", &id]);
+    wait_until("the join to finish", || {
+        bed.join_state("h2.1", &labeler, &id) == "done"
+    });
+    let verify = ok(&labeler, &["dataset", "verify", &id]);
+    assert!(verify.contains("all 1797 samples intact"), "{verify}");
+    let to_public = bed
+        .peer("h2.1", &labeler, &Bed::peer_id(&public))
+        .expect("connected to the public provider");
+    assert_eq!(to_public["relayed_only"], false, "{to_public}");
+
+    let owner_id = Bed::peer_id(&owner);
+    wait_until("the labeler to give up hole punching to the owner", || {
+        bed.peer("h2.1", &labeler, &owner_id)
+            .is_some_and(|p| p["relayed_only"] == true && p["direct_failure"].is_string())
+    });
+    let to_owner = bed.peer("h2.1", &labeler, &owner_id).unwrap();
+    let why = to_owner["direct_failure"].as_str().unwrap();
+    assert!(why.contains("hole punch"), "{why}");
+
+    let sample = &Bed::samples(&owner, &id)[0];
+    bed.cli("h2.1", &labeler, &["label", &id, sample, "7"]);
+    let labeler_id = Bed::annotator(&labeler);
+    wait_until("the owner to hold the label", || {
+        bed.labels("h1.1", &owner, &id)
+            .iter()
+            .any(|(who, s, v)| *who == labeler_id && s == sample && v == "7")
+    });
+}
+
+/// Scenario (c): a labeler is cut off from the owner and the other labeler (nftables drops
+/// between its router and the rest) while all three label; the connected side keeps syncing, and
+/// once the cut heals every node holds the union: no acknowledged label is lost.
+#[test]
+fn after_a_partition_heals_every_node_holds_every_acknowledged_label() {
+    let bed = Bed::new(4, &[EIM, EIM], 1);
+    let (owner, id) = bed.digits_owner("owner");
+    let _owner_node = bed.run("pub", &owner, &[]);
+    let nodes = [
+        ("pub", owner.clone()),
+        ("h1.1", bed.home("l1")),
+        ("h2.1", bed.home("l2")),
+    ];
+    let _labelers: Vec<_> = nodes[1..]
+        .iter()
+        .map(|(ns, home)| bed.run(ns, home, &["--join", &id]))
+        .collect();
+    for (ns, home) in &nodes[1..] {
+        wait_until("the joins to finish", || {
+            bed.join_state(ns, home, &id) == "done"
+        });
+    }
+
+    bed.net
+        .cut(2, &[bed.net.public_ip(), bed.net.router_ip(1)])
+        .unwrap();
+    let samples = Bed::samples(&owner, &id);
+    let mut acknowledged = Vec::new();
+    for (i, (ns, home)) in nodes.iter().enumerate() {
+        bed.cli(ns, home, &["label", &id, &samples[i], "1"]);
+        acknowledged.push((Bed::annotator(home), samples[i].clone(), "1".to_owned()));
+    }
+    acknowledged.sort();
+    let l1 = &acknowledged
+        .iter()
+        .find(|(who, ..)| *who == Bed::annotator(&nodes[1].1))
+        .unwrap()
+        .clone();
+    wait_until("the owner to hold the label of its side", || {
+        bed.labels("pub", &owner, &id).contains(l1)
+    });
+    let l2 = Bed::annotator(&nodes[2].1);
+    assert!(
+        !bed.labels("pub", &owner, &id)
+            .iter()
+            .any(|(who, ..)| *who == l2),
+        "the cut let a label through"
+    );
+
+    bed.net.heal(2).unwrap();
+    for (ns, home) in &nodes {
+        wait_until("every node to hold every label", || {
+            bed.labels(ns, home, &id) == acknowledged
+        });
+    }
 }

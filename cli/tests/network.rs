@@ -3,30 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
 #[path = "support/process.rs"]
 mod process;
 
-use process::{HANG, Process, ok};
-
-fn swarmlabel() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_swarmlabel"))
-}
-
-/// The bootstrap binary, built beside ours by `cargo test --workspace` (its package has tests).
-fn bootstrap_bin() -> PathBuf {
-    let path = swarmlabel().with_file_name("swarmlabel-bootstrap");
-    assert!(
-        path.exists(),
-        "{} is missing: run the whole suite (scripts/test or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
+use process::{Process, bootstrap_bin, ok, swarmlabel, wait_until};
 
 fn get(url: &str) -> String {
     ureq::get(url)
@@ -35,15 +19,6 @@ fn get(url: &str) -> String {
         .body_mut()
         .read_to_string()
         .unwrap()
-}
-
-/// Polls `check` (every 100 ms: the condition is the event) until true; fails with `what`.
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < HANG, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -28,7 +28,7 @@ use crate::dataset::DatasetId;
 use crate::home::Home;
 use crate::store::BlobId;
 
-pub use actor::{KnownDataset, PeerInfo, ProviderLookup, Status};
+pub use actor::{DIRECT_WAIT, KnownDataset, PeerInfo, ProviderLookup, Status};
 
 /// Settings of a node's network.
 #[derive(Debug, Clone)]

@@ -4,10 +4,36 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The `swarmlabel` binary under test.
+pub(crate) fn swarmlabel() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_swarmlabel"))
+}
+
+/// The bootstrap binary, built beside ours by `cargo test --workspace` (its package has tests).
+pub(crate) fn bootstrap_bin() -> PathBuf {
+    let path = swarmlabel().with_file_name("swarmlabel-bootstrap");
+    assert!(
+        path.exists(),
+        "{} is missing: run the whole suite (scripts/test or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` (every 100 ms: the condition is the event, polled through the CLI or the API)
+/// until true; fails with `what` after [`HANG`].
+pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < HANG, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// How long a step may take before a test calls it a hang.
 pub(crate) const HANG: Duration = Duration::from_secs(120);
@@ -23,7 +49,10 @@ impl Process {
     pub(crate) fn spawn(cmd: &mut Command) -> Process {
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("SWARMLABEL_TEST_STDERR") {
+                Some(_) => Stdio::inherit(),
+                None => Stdio::null(),
+            })
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

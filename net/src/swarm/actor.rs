@@ -36,7 +36,7 @@ use crate::identity::Identity;
 use crate::store::{BlobId, BlobStore};
 
 pub use catalog::KnownDataset;
-pub use connections::PeerInfo;
+pub use connections::{DIRECT_WAIT, PeerInfo};
 pub use providers::ProviderLookup;
 
 /// Commands queued to the actor at most.
@@ -308,6 +308,7 @@ impl NodeActor {
                 _ = announce.tick() => self.announce_all(),
                 _ = redial.tick() => {
                     self.redial_bootstrap();
+                    self.expire_direct_waits();
                     self.reserve_relays();
                     self.publish_due();
                     if self.catalog.announce_due() {
@@ -447,7 +448,17 @@ impl NodeActor {
                 error,
                 ..
             } => self.on_dial_failed(connection_id, &error),
-            SwarmEvent::ListenerClosed { listener_id, .. } => self.on_listener_closed(listener_id),
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.on_expired_listen_addr(&address),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                ..
+            } => {
+                for address in &addresses {
+                    self.on_expired_listen_addr(address);
+                }
+                self.on_listener_closed(listener_id);
+            }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }

@@ -1,8 +1,9 @@
 //! Fetching a dataset from its providers, trusting none of them.
 //!
-//! 1. Find providers on the DHT (and from gossip announcements).
-//! 2. Get the signed root from one of them; it must hash to the dataset id and carry a valid
-//!    signature.
+//! 1. Find providers on the DHT (and from gossip announcements), and reach each of them
+//!    directly at once ([`reach`]): blobs never travel over relays.
+//! 2. Get the signed root from the first one reached; it must hash to the dataset id and carry a
+//!    valid signature.
 //! 3. Get the manifest pages, then the samples (all, or a chosen subset), in parallel from every
 //!    provider at once, as the [`Scheduler`] assigns them. Each blob is hashed before it is
 //!    stored; a provider that sends bytes that do not match is banned and the blob asked of
@@ -15,6 +16,10 @@ use std::collections::HashSet;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
+
+mod reach;
+
+use reach::Reach;
 
 use super::blob::{Request, Response};
 use super::schedule::Scheduler;
@@ -66,9 +71,21 @@ pub struct Report {
     pub unreachable: Vec<String>,
 }
 
-/// How long a provider reached only through a relay gets for hole punching to make the
-/// connection direct.
-const DIRECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+impl Report {
+    /// Notes that no direct connection to `peer` could be made, once per peer.
+    fn add_unreachable(&mut self, peer: PeerId, why: String) {
+        tracing::info!(%peer, "{why}");
+        let peer = peer.to_string();
+        if !self.unreachable.iter().any(|u| u.contains(&peer)) {
+            let why = if why.contains(&peer) {
+                why
+            } else {
+                format!("peer {peer}: {why}")
+            };
+            self.unreachable.push(why);
+        }
+    }
+}
 
 /// Why a fetch failed. What was fetched and verified stays stored; fetching again resumes.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +161,7 @@ pub async fn fetch(
     };
     let mut delivered: HashSet<PeerId> = HashSet::new();
     let mut sched = Scheduler::new(node.max_in_flight_per_provider());
+    let mut reach = Reach::new(node);
 
     let listed = match catalog.get(&dataset) {
         // A damaged listing is kept aside and fetched again, like one never listed.
@@ -161,19 +179,16 @@ pub async fn fetch(
             if providers.is_empty() {
                 return Err(FetchError::NoProviders(dataset));
             }
-            let (root, from) = fetch_root(node, dataset, &providers, &mut report).await?;
+            reach.add(providers);
+            let (root, from) =
+                fetch_root(node, dataset, &mut reach, &mut sched, &mut report).await?;
             delivered.insert(from);
-            for p in providers {
-                sched.add_provider(p);
-            }
             root
         }
         Err(e) => return Err(e.into()),
     };
     if delivered.is_empty() {
-        for p in node.find_providers(dataset).await? {
-            sched.add_provider(p);
-        }
+        reach.add(node.find_providers(dataset).await?);
     }
 
     // Pages, then samples.
@@ -189,7 +204,7 @@ pub async fn fetch(
         node,
         dataset,
         &mut sched,
-        &store,
+        &mut reach,
         &mut report,
         &mut delivered,
         options.provider_rounds,
@@ -212,7 +227,7 @@ pub async fn fetch(
         node,
         dataset,
         &mut sched,
-        &store,
+        &mut reach,
         &mut report,
         &mut delivered,
         options.provider_rounds,
@@ -235,27 +250,21 @@ pub async fn fetch(
     Ok(report)
 }
 
+/// Gets the signed root from the providers as they are reached directly; each one reached joins
+/// the scheduler, each one given up on is reported.
 async fn fetch_root(
     node: &Node,
     dataset: DatasetId,
-    providers: &[PeerId],
+    reach: &mut Reach,
+    sched: &mut Scheduler,
     report: &mut Report,
 ) -> Result<(SignedRoot, PeerId), FetchError> {
-    for &peer in providers {
-        let direct = tokio::time::timeout(DIRECT_WAIT, node.connect_direct(peer)).await;
-        let why = match direct {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!(
-                "peer {peer} is out of direct reach (no direct connection within {} s)",
-                DIRECT_WAIT.as_secs()
-            )),
-        };
-        if let Some(why) = why {
-            tracing::info!(%peer, "{why}");
-            report.unreachable.push(why);
+    while let Some((peer, reached)) = reach.next().await {
+        if let Err(why) = reached {
+            report.add_unreachable(peer, why);
             continue;
         }
+        sched.add_provider(peer);
         if let Ok(Response::Found(bytes)) = node.request(peer, Request::Root(dataset.blob())).await
         {
             match SignedRoot::decode(&bytes) {
@@ -264,6 +273,7 @@ async fn fetch_root(
                     report.rejected += 1;
                     node.metrics().blobs_rejected.inc();
                     node.ban(peer).await?;
+                    sched.on_gone(peer);
                     report.banned.push(peer.to_string());
                 }
             }
@@ -329,11 +339,17 @@ async fn run(
     node: &Node,
     dataset: DatasetId,
     sched: &mut Scheduler,
-    store: &BlobStore,
+    reach: &mut Reach,
     report: &mut Report,
     delivered: &mut HashSet<PeerId>,
     mut rounds: usize,
 ) -> Result<(), FetchError> {
+    let store = node.home().blobs();
+    enum Step {
+        Blob((PeerId, BlobId, Outcome)),
+        Reached(PeerId, Result<(), String>),
+        Idle,
+    }
     let metrics = node.metrics().clone();
     let mut running = FuturesUnordered::new();
     loop {
@@ -345,8 +361,18 @@ async fn run(
             running.push(get_blob(node.clone(), store.clone(), peer, request));
         }
         metrics.fetch_remaining.set(sched.remaining() as i64);
-        match running.next().await {
-            Some((peer, id, outcome)) => match outcome {
+        if sched.is_done() && running.is_empty() {
+            return Ok(());
+        }
+        let step = tokio::select! {
+            Some(done) = running.next(), if !running.is_empty() => Step::Blob(done),
+            Some((peer, reached)) = reach.next(), if !reach.is_empty() => Step::Reached(peer, reached),
+            else => Step::Idle,
+        };
+        match step {
+            Step::Reached(peer, Ok(())) => sched.add_provider(peer),
+            Step::Reached(peer, Err(why)) => report.add_unreachable(peer, why),
+            Step::Blob((peer, id, outcome)) => match outcome {
                 Outcome::Stored(len) => {
                     sched.on_verified(peer, id);
                     delivered.insert(peer);
@@ -368,18 +394,15 @@ async fn run(
                 Outcome::Failed => sched.on_failed(peer, id),
                 Outcome::StoreFailed(e) => return Err(e.into()),
             },
-            None if sched.is_done() => return Ok(()),
-            None if rounds == 0 => {
+            Step::Idle if rounds == 0 => {
                 return Err(FetchError::Incomplete {
                     dataset,
                     missing: sched.remaining(),
                 });
             }
-            None => {
+            Step::Idle => {
                 rounds -= 1;
-                for p in node.find_providers(dataset).await? {
-                    sched.add_provider(p);
-                }
+                reach.add(node.find_providers(dataset).await?);
             }
         }
     }

@@ -2,6 +2,7 @@
 //! peers kept dialled.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
@@ -12,6 +13,11 @@ use tokio::sync::oneshot;
 use super::NodeActor;
 use crate::swarm::NetError;
 
+/// How long a wait for a direct connection lasts (a dial, or hole punching over a relayed
+/// connection) before the peer is called out of direct reach. Hole punching that works does so
+/// within a few round trips; dials through NATs that drop them can hang for minutes.
+pub const DIRECT_WAIT: Duration = Duration::from_secs(15);
+
 /// A connected peer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PeerInfo {
@@ -21,15 +27,25 @@ pub struct PeerInfo {
     pub addresses: Vec<String>,
     /// Whether every connection to it is relayed.
     pub relayed_only: bool,
+    /// Why no direct connection could be made, while every connection is relayed and an
+    /// attempt failed (hole punching through NATs that do not allow it, a dial that failed).
+    pub direct_failure: Option<String>,
 }
+
+/// One waiting for a direct connection.
+type Waiter = oneshot::Sender<Result<(), NetError>>;
 
 /// The open connections per peer, and the dials awaiting their outcome.
 #[derive(Default)]
 pub(super) struct Connections {
     open: HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>,
     dials: HashMap<ConnectionId, oneshot::Sender<Result<(), NetError>>>,
-    /// Who waits for a direct connection to a peer (a relayed one being upgraded by DCUtR).
-    direct: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
+    /// Who waits for a direct connection to a peer (a relayed one being upgraded by DCUtR), and
+    /// until when.
+    direct: HashMap<PeerId, (Instant, Vec<Waiter>)>,
+    /// Why the last attempt at a direct connection to a peer failed, until one succeeds or the
+    /// peer disconnects.
+    direct_failures: HashMap<PeerId, String>,
 }
 
 impl Connections {
@@ -40,10 +56,16 @@ impl Connections {
     pub(super) fn infos(&self) -> Vec<PeerInfo> {
         self.open
             .iter()
-            .map(|(peer, conns)| PeerInfo {
-                peer_id: peer.to_string(),
-                addresses: conns.values().map(|(a, _)| a.to_string()).collect(),
-                relayed_only: conns.values().all(|(_, r)| *r),
+            .map(|(peer, conns)| {
+                let relayed_only = conns.values().all(|(_, r)| *r);
+                PeerInfo {
+                    peer_id: peer.to_string(),
+                    addresses: conns.values().map(|(a, _)| a.to_string()).collect(),
+                    relayed_only,
+                    direct_failure: relayed_only
+                        .then(|| self.direct_failures.get(peer).cloned())
+                        .flatten(),
+                }
             })
             .collect()
     }
@@ -105,7 +127,12 @@ impl NodeActor {
             let _ = reply.send(Ok(()));
             return;
         }
-        self.connections.direct.entry(peer).or_default().push(reply);
+        self.connections
+            .direct
+            .entry(peer)
+            .or_insert_with(|| (Instant::now() + DIRECT_WAIT, Vec::new()))
+            .1
+            .push(reply);
         if !self.swarm.is_connected(&peer) {
             let opts = DialOpts::peer_id(peer)
                 .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
@@ -118,13 +145,40 @@ impl NodeActor {
         }
     }
 
-    /// Fails those waiting for a direct connection to `peer`.
+    /// Fails those waiting for a direct connection to `peer`, and remembers why for `peers`.
     pub(super) fn direct_failed(&mut self, peer: PeerId, reason: String) {
-        for waiter in self.connections.direct.remove(&peer).unwrap_or_default() {
+        tracing::info!(%peer, "no direct connection: {reason}");
+        self.connections
+            .direct_failures
+            .insert(peer, reason.clone());
+        let waiters = self.connections.direct.remove(&peer).map(|(_, w)| w);
+        for waiter in waiters.unwrap_or_default() {
             let _ = waiter.send(Err(NetError::Unreachable {
                 peer,
                 reason: reason.clone(),
             }));
+        }
+    }
+
+    /// Gives up the waits for a direct connection that lasted [`DIRECT_WAIT`] (called at every
+    /// upkeep tick).
+    pub(super) fn expire_direct_waits(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .connections
+            .direct
+            .iter()
+            .filter(|(_, (until, _))| *until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.direct_failed(
+                peer,
+                format!(
+                    "no direct connection within {} s: the NATs between us let no dial or hole punch through",
+                    DIRECT_WAIT.as_secs()
+                ),
+            );
         }
     }
 
@@ -154,7 +208,9 @@ impl NodeActor {
             let _ = reply.send(Ok(()));
         }
         if !endpoint.is_relayed() {
-            for waiter in self.connections.direct.remove(&peer).unwrap_or_default() {
+            self.connections.direct_failures.remove(&peer);
+            let waiters = self.connections.direct.remove(&peer).map(|(_, w)| w);
+            for waiter in waiters.unwrap_or_default() {
                 let _ = waiter.send(Ok(()));
             }
             // A direct path replaces the relay: close the relayed connections, so that every
@@ -180,6 +236,7 @@ impl NodeActor {
             conns.remove(&connection);
             if conns.is_empty() {
                 self.connections.open.remove(&peer);
+                self.connections.direct_failures.remove(&peer);
             }
         }
         self.metrics.peers.set(self.connections.len() as i64);

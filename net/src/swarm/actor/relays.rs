@@ -103,6 +103,15 @@ impl NodeActor {
         });
     }
 
+    /// A listen address is gone (a reservation ended with its relay connection): it is no longer
+    /// shown nor advertised.
+    pub(super) fn on_expired_listen_addr(&mut self, address: &Multiaddr) {
+        self.listen_addrs.retain(|a| a != address);
+        if is_relayed(address) {
+            self.swarm.remove_external_address(address);
+        }
+    }
+
     /// A relayed listen address (a reservation accepted) is advertised, so that identify and
     /// provider records carry it to peers.
     pub(super) fn on_relayed_listen_addr(&mut self, address: &Multiaddr) {

@@ -1,0 +1,262 @@
+//! A small internet in Linux network namespaces, for tests and benchmarks that run the real
+//! binaries behind real NAT routers. Root only (CI runs as root; `scripts/test` installs
+//! `iproute2` and `nftables`).
+//!
+//! ```text
+//!   public segment 10.77.N.0/24: bridge in namespace `pub` (which also hosts peers: 10.77.N.1)
+//!     ├─ router 1  10.77.N.2 ── NAT (nftables) ── LAN 192.168.1.0/24 ── hosts h1.1 (.2), h1.2 (.3) …
+//!     ├─ router 2  10.77.N.3 ── NAT (nftables) ── LAN 192.168.2.0/24 ── hosts h2.1, h2.2 …
+//!     └─ …
+//! ```
+//!
+//! Each router masquerades what leaves its LAN ([`Nat::EndpointIndependent`]: Linux keeps the
+//! source port, so one mapping serves every destination; [`Nat::Symmetric`]: a random port for
+//! each new connection), forwards nothing inbound that its LAN did not start, and drops
+//! unsolicited packets to itself without answering (RFC 5382 REQ-4: a NAT must not answer an
+//! unsolicited SYN, or simultaneous-open hole punching could never work). [`Net::cut`] partitions
+//! a router's hosts from chosen addresses, [`Net::heal`] ends it; [`Delay`] adds latency to a
+//! router's traffic in userspace (the kernel here has no `netem`).
+//!
+//! Every name carries the process id and the net's number, so parallel tests and leftovers never
+//! collide; dropping the [`Net`] deletes its namespaces (processes in them must be stopped
+//! first).
+
+mod delay;
+
+use std::process::{Command, Stdio};
+
+pub use delay::Delay;
+
+/// A command of the test bed's set-up failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{command}: {reason}")]
+pub struct Error {
+    /// The command.
+    pub command: String,
+    /// Its error output.
+    pub reason: String,
+}
+
+/// How a router maps its hosts' connections to its public address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    /// One mapping per host port, whatever the destination (a "full cone" mapping with
+    /// address-and-port-dependent filtering, the common home router): hole punching works.
+    EndpointIndependent,
+    /// A new random public port for every connection ("symmetric"): the port a peer saw is not
+    /// the one a new connection gets, so hole punching cannot work.
+    Symmetric,
+}
+
+/// The namespaces of one network.
+#[derive(Debug)]
+pub struct Net {
+    prefix: String,
+    id: u8,
+    names: Vec<String>,
+    routers: u8,
+}
+
+/// Runs a command that must succeed.
+fn run(args: &[&str]) -> Result<(), Error> {
+    run_with_input(args, None)
+}
+
+fn run_with_input(args: &[&str], input: Option<&str>) -> Result<(), Error> {
+    let fail = |reason: String| Error {
+        command: args.join(" "),
+        reason,
+    };
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(input) = input {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().ok_or_else(|| fail("no stdin".into()))?;
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+    }
+}
+
+impl Net {
+    /// Builds the public segment and one router of each kind in `routers` (at most 9), with
+    /// `hosts` hosts (at most 9) behind each. `id` keeps the public subnets of nets that exist
+    /// at once apart.
+    pub fn new(id: u8, routers: &[Nat], hosts: u8) -> Result<Net, Error> {
+        assert!(
+            routers.len() <= 9 && hosts <= 9,
+            "at most 9 routers and 9 hosts each"
+        );
+        let mut net = Net {
+            prefix: format!("sl{}x{id}", std::process::id()),
+            id,
+            names: Vec::new(),
+            routers: routers.len() as u8,
+        };
+        let public = net.add("pub")?;
+        run(&["ip", "-n", &public, "link", "add", "br0", "type", "bridge"])?;
+        let addr = format!("{}/24", net.public_ip());
+        run(&["ip", "-n", &public, "addr", "add", &addr, "dev", "br0"])?;
+        run(&["ip", "-n", &public, "link", "set", "br0", "up"])?;
+        for (i, nat) in routers.iter().enumerate() {
+            net.add_router(i as u8 + 1, *nat, hosts)?;
+        }
+        Ok(net)
+    }
+
+    fn add_router(&mut self, r: u8, nat: Nat, hosts: u8) -> Result<(), Error> {
+        let public = self.ns("pub");
+        let router = self.add(&format!("r{r}"))?;
+        let port = format!("r{r}");
+        run(&[
+            "ip", "link", "add", "wan", "netns", &router, "type", "veth", "peer", "name", &port,
+            "netns", &public,
+        ])?;
+        run(&["ip", "-n", &public, "link", "set", &port, "master", "br0"])?;
+        run(&["ip", "-n", &public, "link", "set", &port, "up"])?;
+        let wan = format!("{}/24", self.router_ip(r));
+        run(&["ip", "-n", &router, "addr", "add", &wan, "dev", "wan"])?;
+        run(&["ip", "-n", &router, "link", "set", "wan", "up"])?;
+        run(&["ip", "-n", &router, "link", "add", "lan", "type", "bridge"])?;
+        let lan = format!("192.168.{r}.1/24");
+        run(&["ip", "-n", &router, "addr", "add", &lan, "dev", "lan"])?;
+        run(&["ip", "-n", &router, "link", "set", "lan", "up"])?;
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+        ])?;
+        for k in 1..=hosts {
+            let host = self.add(&format!("h{r}.{k}"))?;
+            let port = format!("l{k}");
+            run(&[
+                "ip", "link", "add", "eth0", "netns", &host, "type", "veth", "peer", "name", &port,
+                "netns", &router,
+            ])?;
+            run(&["ip", "-n", &router, "link", "set", &port, "master", "lan"])?;
+            run(&["ip", "-n", &router, "link", "set", &port, "up"])?;
+            let addr = format!("{}/24", Self::host_ip(r, k));
+            run(&["ip", "-n", &host, "addr", "add", &addr, "dev", "eth0"])?;
+            run(&["ip", "-n", &host, "link", "set", "eth0", "up"])?;
+            let gateway = format!("192.168.{r}.1");
+            run(&[
+                "ip", "-n", &host, "route", "add", "default", "via", &gateway,
+            ])?;
+        }
+        let masquerade = match nat {
+            Nat::EndpointIndependent => "masquerade",
+            Nat::Symmetric => "masquerade random",
+        };
+        // `cut` holds the addresses this router's hosts are partitioned from.
+        let rules = format!(
+            "table ip nat {{
+  chain post {{ type nat hook postrouting priority 100; oifname \"wan\" {masquerade}; }}
+}}
+table ip filter {{
+  set cut {{ type ipv4_addr; }}
+  chain forwarding {{
+    type filter hook forward priority 0; policy drop;
+    ip saddr @cut drop
+    ip daddr @cut drop
+    ct state established,related accept
+    iifname \"lan\" accept
+  }}
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    iifname \"wan\" ct state != established,related drop
+  }}
+}}
+"
+        );
+        run_with_input(
+            &["ip", "netns", "exec", &router, "nft", "-f", "-"],
+            Some(&rules),
+        )
+    }
+
+    fn add(&mut self, name: &str) -> Result<String, Error> {
+        let full = self.ns(name);
+        run(&["ip", "netns", "add", &full])?;
+        self.names.push(full.clone());
+        run(&["ip", "-n", &full, "link", "set", "lo", "up"])?;
+        Ok(full)
+    }
+
+    /// The full name of namespace `name`: `"pub"`, router `"r1"`, host `"h1.1"`.
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The public segment's own address (peers started in `pub` have it).
+    pub fn public_ip(&self) -> String {
+        format!("10.77.{}.1", self.id)
+    }
+
+    /// Router `r`'s public address.
+    pub fn router_ip(&self, r: u8) -> String {
+        format!("10.77.{}.{}", self.id, r + 1)
+    }
+
+    /// Host `k` of router `r`'s address on its LAN.
+    pub fn host_ip(r: u8, k: u8) -> String {
+        format!("192.168.{r}.{}", k + 1)
+    }
+
+    /// The number of routers.
+    pub fn routers(&self) -> u8 {
+        self.routers
+    }
+
+    /// A command that runs `program` inside namespace `name` (`"pub"`, `"h1.1"`, …).
+    pub fn command(&self, name: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(name)]).arg(program);
+        cmd
+    }
+
+    /// Partitions router `r`'s hosts from `addrs` (public addresses: the public segment's,
+    /// other routers'): their packets are dropped both ways until [`Net::heal`].
+    pub fn cut(&self, r: u8, addrs: &[String]) -> Result<(), Error> {
+        let router = self.ns(&format!("r{r}"));
+        let set = format!("{{ {} }}", addrs.join(", "));
+        run(&[
+            "ip", "netns", "exec", &router, "nft", "add", "element", "ip", "filter", "cut", &set,
+        ])
+    }
+
+    /// Ends router `r`'s partitions.
+    pub fn heal(&self, r: u8) -> Result<(), Error> {
+        let router = self.ns(&format!("r{r}"));
+        run(&[
+            "ip", "netns", "exec", &router, "nft", "flush", "set", "ip", "filter", "cut",
+        ])
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for name in self.names.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
