@@ -174,3 +174,58 @@ fn after_a_partition_heals_every_node_holds_every_acknowledged_label() {
         });
     }
 }
+
+/// Scenario (b): eight nodes, two behind each of three NAT routers and two on the public
+/// segment, label and train: every node ends with every label, and every node's merged model is
+/// the same (one weights digest).
+#[test]
+fn eight_nodes_over_three_nats_converge_on_labels_and_one_merged_model() {
+    let bed = Bed::new(5, &[EIM, EIM, EIM], 2);
+    let (owner, id) = bed.digits_owner("owner");
+    let mut nodes = vec![("pub".to_owned(), owner.clone())];
+    let mut daemons = vec![bed.run("pub", &owner, &[])];
+    let mut others = vec![("pub".to_owned(), bed.home("public"))];
+    for r in 1..=3 {
+        for k in 1..=2 {
+            others.push((format!("h{r}.{k}"), bed.home(&format!("n{r}{k}"))));
+        }
+    }
+    for (ns, home) in &others {
+        daemons.push(bed.run(ns, home, &["--join", &id]));
+    }
+    for (ns, home) in &others {
+        wait_until("every join to finish", || {
+            bed.join_state(ns, home, &id) == "done"
+        });
+    }
+    nodes.extend(others);
+
+    let samples = Bed::samples(&owner, &id);
+    let mut acknowledged = Vec::new();
+    for (i, (ns, home)) in nodes.iter().enumerate() {
+        let annotator = Bed::annotator(home);
+        for j in 0..3 {
+            let sample = &samples[i * 3 + j];
+            let label = ((i + j) % 10).to_string();
+            bed.cli(ns, home, &["label", &id, sample, &label]);
+            acknowledged.push((annotator.clone(), sample.clone(), label));
+        }
+    }
+    acknowledged.sort();
+    for (ns, home) in &nodes {
+        wait_until("every node to hold every label", || {
+            bed.labels(ns, home, &id) == acknowledged
+        });
+    }
+    let model =
+        |ns: &str, home: &std::path::Path| bed.json(ns, home, &["status"])["models"][&id].clone();
+    wait_until(
+        "one merged model on every node, of every node's update",
+        || {
+            let models: Vec<_> = nodes.iter().map(|(ns, home)| model(ns, home)).collect();
+            models[0]["peers"] == nodes.len()
+                && models.iter().all(|m| m["hash"] == models[0]["hash"])
+        },
+    );
+    drop(daemons);
+}

@@ -478,8 +478,18 @@ async fn status(
         .clone();
     let joins: BTreeMap<String, JoinState> =
         joins.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut models = BTreeMap::new();
+    for dataset in &status.serving {
+        if let Ok(id) = dataset.parse::<DatasetId>()
+            && let Ok(Some(merged)) = s.joiner.models.merged(id).await
+        {
+            models.insert(dataset.clone(), labeling::ModelView::of(&merged));
+        }
+    }
     let mut value = serde_json::to_value(status).expect("invariant: Status serialises");
     value["joins"] = serde_json::to_value(joins).expect("invariant: JoinState serialises");
+    // The merged model of each dataset served, once there is one.
+    value["models"] = serde_json::to_value(models).expect("invariant: ModelView serialises");
     Ok(Json(value))
 }
 

@@ -326,6 +326,29 @@ pub(crate) struct ProgressView {
     accuracy: Vec<AccuracyPoint>,
     /// Peers connected now. With none, labels are kept here and sync when one connects.
     peers_online: usize,
+    /// The merged model this node holds, once there is one: nodes that agree hold the same.
+    model: Option<ModelView>,
+}
+
+/// The merged model of a dataset, as the progress figures show it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ModelView {
+    /// BLAKE3 of its weights (hex): equal on every node that merged the same updates.
+    hash: String,
+    /// How many peers' updates went in.
+    peers: usize,
+    /// The most labels any of them was trained on.
+    labels_trained: u64,
+}
+
+impl ModelView {
+    pub(crate) fn of(merged: &crate::models::MergedModel) -> Self {
+        Self {
+            hash: merged.hash.to_string(),
+            peers: merged.included.len(),
+            labels_trained: merged.labels_trained,
+        }
+    }
 }
 
 pub(crate) async fn progress(
@@ -342,6 +365,14 @@ pub(crate) async fn progress(
     let counts = Counts::since(&read, me, q.since_ms.unwrap_or(0));
     let accuracy = s.queue.accuracy(id).await;
     let peers_online = s.node.peers().await.map_or(0, |p| p.len());
+    let model = s
+        .joiner
+        .models
+        .merged(id)
+        .await
+        .ok()
+        .flatten()
+        .map(|m| ModelView::of(&m));
     let agreement = tokio::task::spawn_blocking(move || agreement(&read, &book, me))
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -357,6 +388,7 @@ pub(crate) async fn progress(
         my_agreement: agreement.mine,
         accuracy,
         peers_online,
+        model,
     }))
 }
 
