@@ -13,6 +13,7 @@ mod rss;
 mod score;
 mod sim;
 mod transfer;
+mod wan;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +49,10 @@ enum Command {
     /// Honest labelling while hostile peers flood: acknowledgement latency with and without,
     /// the node's peak memory, its disk growth and what of the attacker's it kept.
     Flood(flood::Args),
+    /// Real network paths in namespaces with NAT routers (root): hole-punch success over TCP and
+    /// QUIC, time to the first sample behind NAT, a transfer through a delaying link against raw
+    /// TCP over the same path.
+    Wan(wan::Args),
     /// The attacker of `flood` (run by it as a child process).
     #[command(hide = true)]
     FloodAttack(flood::attack::AttackArgs),
@@ -70,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Crdt(args) => crdt::run(args)?,
         Command::Sim(args) => sim::run(args)?,
         Command::Flood(args) => flood::run(args)?,
+        Command::Wan(args) => wan::run(args)?,
         Command::FloodAttack(args) => flood::attack::run(args)?,
     };
     println!("{value}");

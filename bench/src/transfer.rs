@@ -1,5 +1,7 @@
 //! `transfer`: fetching a whole dataset between nodes on loopback, against the same bytes over
-//! one plain TCP connection written into files and synced once (the machine's limit for this job).
+//! one plain TCP connection written into files and synced once (the machine's limit for this
+//! job): read ahead on the sending side, written by several threads on the receiving side, as
+//! the fetcher has many blobs in flight and stores them concurrently.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -136,37 +138,94 @@ async fn fetch_phase(
     Ok((fetch_s, samples))
 }
 
-/// Sends every file over one loopback TCP connection (length-prefixed); the receiver writes each
-/// into a file of its own and syncs once. Returns the seconds from connect to durable.
+/// Files written at once by the raw receiver, and read ahead by the raw sender.
+const RAW_WRITERS: usize = 4;
+
+/// Sends every file over one loopback TCP connection (length-prefixed), read ahead by a reader
+/// thread; the receiver hands each into a file of its own to [`RAW_WRITERS`] writer threads and
+/// syncs once, as the fetcher does (many blobs in flight, written concurrently, one sync).
+/// Returns the seconds from connect to durable.
 fn raw_tcp(paths: &[PathBuf], out: &std::path::Path) -> anyhow::Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let out = out.to_owned();
     let receiver = std::thread::spawn(move || -> anyhow::Result<()> {
-        let (mut stream, _) = listener.accept()?;
-        let mut len = [0u8; 8];
-        let mut i = 0u64;
-        let mut buf = Vec::new();
-        while stream.read_exact(&mut len).is_ok() {
-            buf.resize(u64::from_le_bytes(len) as usize, 0);
-            stream.read_exact(&mut buf)?;
-            std::fs::write(out.join(i.to_string()), &buf)?;
-            i += 1;
-        }
+        let (stream, _) = listener.accept()?;
+        receive(stream, &out)?;
         sync_filesystem(&out)?;
         Ok(())
     });
     let start = Instant::now();
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    for path in paths {
-        let data = std::fs::read(path)?;
-        stream.write_all(&(data.len() as u64).to_le_bytes())?;
-        stream.write_all(&data)?;
-    }
-    drop(stream);
+    let stream = TcpStream::connect(addr)?;
+    send(stream, paths)?;
     receiver
         .join()
         .map_err(|_| anyhow::anyhow!("the receiver thread panicked"))??;
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// Writes the files at `paths` to `stream`, length-prefixed, read by a thread ahead of the
+/// socket; closes the stream at the end.
+pub(crate) fn send(mut stream: TcpStream, paths: &[PathBuf]) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(RAW_WRITERS * 4);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        scope.spawn(move || {
+            for path in paths {
+                if tx.send(std::fs::read(path)).is_err() {
+                    break;
+                }
+            }
+        });
+        for data in rx {
+            let data = data?;
+            stream.write_all(&(data.len() as u64).to_le_bytes())?;
+            stream.write_all(&data)?;
+        }
+        Ok(())
+    })?;
+    drop(stream);
+    Ok(())
+}
+
+/// Reads length-prefixed files from `stream` until it closes and writes each into a file of its
+/// own in `out`, [`RAW_WRITERS`] at once (not synced: the caller syncs once).
+pub(crate) fn receive(mut stream: TcpStream, out: &std::path::Path) -> anyhow::Result<u64> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(RAW_WRITERS * 4);
+    let rx = std::sync::Mutex::new(rx);
+    std::thread::scope(|scope| -> anyhow::Result<u64> {
+        let writers: Vec<_> = (0..RAW_WRITERS)
+            .map(|_| {
+                scope.spawn(|| -> std::io::Result<()> {
+                    loop {
+                        let next = rx
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok((i, buf)) = next else { return Ok(()) };
+                        std::fs::write(out.join(i.to_string()), &buf)?;
+                    }
+                })
+            })
+            .collect();
+        let mut len = [0u8; 8];
+        let mut bytes = 0u64;
+        let mut i = 0u64;
+        while stream.read_exact(&mut len).is_ok() {
+            let mut buf = vec![0u8; u64::from_le_bytes(len) as usize];
+            stream.read_exact(&mut buf)?;
+            bytes += buf.len() as u64;
+            if tx.send((i, buf)).is_err() {
+                break;
+            }
+            i += 1;
+        }
+        drop(tx);
+        for writer in writers {
+            writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
+        }
+        Ok(bytes)
+    })
 }

@@ -1,4 +1,5 @@
-//! Latency in userspace: every packet a router forwards waits in an nftables queue (NFQUEUE)
+//! Latency in userspace: every packet a router forwards waits in a netfilter queue (the
+//! `iptables-legacy` NFQUEUE target: `apt-get install iptables`)
 //! until a thread of ours accepts it, a fixed delay after it arrived. Each direction through the
 //! router is delayed once, so a path through it gains twice the delay in round-trip time. The
 //! kernel here has no `netem`; this is the harness's delaying link.
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{Error, Net, run, run_with_input};
+use crate::{Error, Net, run};
 
 /// The netfilter queue a router's delay uses (one delay per router).
 const QUEUE: u16 = 7;
@@ -51,21 +52,25 @@ impl Delay {
             .recv()
             .map_err(|_| fail("the delay thread died".into()))?
             .map_err(fail)?;
-        let rules = format!(
-            "table ip delay {{
-  chain forwarding {{ type filter hook forward priority -10; queue num {QUEUE}; }}
-}}
-"
-        );
         let handle = Delay {
             router: router.clone(),
             stop,
             thread: Some(thread),
         };
-        run_with_input(
-            &["ip", "netns", "exec", &router, "nft", "-f", "-"],
-            Some(&rules),
-        )?;
+        // This kernel has the xtables NFQUEUE target but not nftables' `queue` (NFT_QUEUE).
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "iptables-legacy",
+            "-I",
+            "FORWARD",
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            &QUEUE.to_string(),
+        ])?;
         Ok(handle)
     }
 }

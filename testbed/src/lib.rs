@@ -234,6 +234,32 @@ table ip filter {{
         cmd
     }
 
+    /// Runs `f` on a new thread inside namespace `name` (its sockets live there), for a
+    /// harness's own traffic: a baseline sender or receiver, an HTTP call to a node's API.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<InNamespace<T>, Error> {
+        let path = format!("/run/netns/{}", self.ns(name));
+        let fail = |reason: String| Error {
+            command: format!("setns {path}"),
+            reason,
+        };
+        let file = std::fs::File::open(&path).map_err(|e| fail(e.to_string()))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::spawn(move || {
+            let entered = nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET);
+            let ok = entered.is_ok();
+            let _ = tx.send(entered.map_err(|e| e.to_string()));
+            ok.then(f)
+        });
+        rx.recv()
+            .map_err(|_| fail("the thread died".into()))?
+            .map_err(fail)?;
+        Ok(InNamespace(thread))
+    }
+
     /// Partitions router `r`'s hosts from `addrs` (public addresses: the public segment's,
     /// other routers'): their packets are dropped both ways until [`Net::heal`].
     pub fn cut(&self, r: u8, addrs: &[String]) -> Result<(), Error> {
@@ -250,6 +276,22 @@ table ip filter {{
         run(&[
             "ip", "netns", "exec", &router, "nft", "flush", "set", "ip", "filter", "cut",
         ])
+    }
+}
+
+/// A thread running inside a namespace ([`Net::spawn_in`]).
+#[derive(Debug)]
+pub struct InNamespace<T>(std::thread::JoinHandle<Option<T>>);
+
+impl<T> InNamespace<T> {
+    /// Waits for the thread's result (a panic in it is raised here).
+    pub fn join(self) -> T {
+        match self.0.join() {
+            Ok(Some(value)) => value,
+            // `spawn_in` returned only once the thread was in the namespace.
+            Ok(None) => unreachable!("the thread entered its namespace"),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 
