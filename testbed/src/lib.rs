@@ -1,25 +1,5 @@
-//! A small internet in Linux network namespaces, for tests and benchmarks that run the real
-//! binaries behind real NAT routers. Root only (CI runs as root; `scripts/test` installs
-//! `iproute2` and `nftables`).
-//!
-//! ```text
-//!   public segment 10.77.N.0/24: bridge in namespace `pub` (which also hosts peers: 10.77.N.1)
-//!     ├─ router 1  10.77.N.2 ── NAT (nftables) ── LAN 192.168.1.0/24 ── hosts h1.1 (.2), h1.2 (.3) …
-//!     ├─ router 2  10.77.N.3 ── NAT (nftables) ── LAN 192.168.2.0/24 ── hosts h2.1, h2.2 …
-//!     └─ …
-//! ```
-//!
-//! Each router masquerades what leaves its LAN ([`Nat::EndpointIndependent`]: Linux keeps the
-//! source port, so one mapping serves every destination; [`Nat::Symmetric`]: a random port for
-//! each new connection), forwards nothing inbound that its LAN did not start, and drops
-//! unsolicited packets to itself without answering (RFC 5382 REQ-4: a NAT must not answer an
-//! unsolicited SYN, or simultaneous-open hole punching could never work). [`Net::cut`] partitions
-//! a router's hosts from chosen addresses, [`Net::heal`] ends it; [`Delay`] adds latency to a
-//! router's traffic in userspace (the kernel here has no `netem`).
-//!
-//! Every name carries the process id and the net's number, so parallel tests and leftovers never
-//! collide; dropping the [`Net`] deletes its namespaces (processes in them must be stopped
-//! first).
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 mod delay;
 
