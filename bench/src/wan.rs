@@ -55,24 +55,43 @@ struct Bed {
     bin: PathBuf,
     boot_tcp: String,
     boot_quic: String,
-    _boot: Proc,
+    boot: Option<Proc>,
+    boots: usize,
 }
 
 impl Bed {
     fn new() -> anyhow::Result<Bed> {
         let bin = std::env::current_exe()?.with_file_name("swarmlabel");
-        let boot_bin = bin.with_file_name("swarmlabel-bootstrap");
         anyhow::ensure!(
-            bin.exists() && boot_bin.exists(),
+            bin.exists() && bin.with_file_name("swarmlabel-bootstrap").exists(),
             "wan runs the built binaries: cargo build --release -p swarmlabel-cli -p swarmlabel-bootstrap first"
         );
         let net = Net::new(90, &[Nat::EndpointIndependent, Nat::EndpointIndependent], 1)?;
-        let work = tempfile::tempdir()?;
-        let ip = net.public_ip();
-        let mut boot = net
-            .command("pub", &boot_bin)
+        let mut bed = Bed {
+            net,
+            work: tempfile::tempdir()?,
+            bin,
+            boot_tcp: String::new(),
+            boot_quic: String::new(),
+            boot: None,
+            boots: 0,
+        };
+        bed.fresh_bootstrap()?;
+        Ok(bed)
+    }
+
+    /// Replaces the bootstrap peer with a new one (a new identity, an empty DHT), so that every
+    /// trial starts fresh: the peers of earlier trials are gone, and a DHT full of them slows
+    /// every lookup of a newcomer.
+    fn fresh_bootstrap(&mut self) -> anyhow::Result<()> {
+        self.boot = None;
+        self.boots += 1;
+        let ip = self.net.public_ip();
+        let mut boot = self
+            .net
+            .command("pub", self.bin.with_file_name("swarmlabel-bootstrap"))
             .args(["--key-file"])
-            .arg(work.path().join("boot.key"))
+            .arg(self.work.path().join(format!("boot{}.key", self.boots)))
             .args(["--listen", &format!("/ip4/{ip}/tcp/4001")])
             .args(["--listen", &format!("/ip4/{ip}/udp/4001/quic-v1")])
             .arg("--listen-addrs-reachable")
@@ -93,14 +112,10 @@ impl Bed {
                 .map(str::to_owned)
                 .context("the bootstrap peer printed no such address")
         };
-        Ok(Bed {
-            boot_tcp: addr("/tcp/")?,
-            boot_quic: addr("/quic-v1")?,
-            net,
-            work,
-            bin,
-            _boot: Proc(boot),
-        })
+        self.boot_tcp = addr("/tcp/")?;
+        self.boot_quic = addr("/quic-v1")?;
+        self.boot = Some(Proc(boot));
+        Ok(())
     }
 
     /// `swarmlabel ARGS` in `ns` with `home`: its stdout (it must succeed).
@@ -201,7 +216,7 @@ impl Bed {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
-    let bed = Bed::new()?;
+    let mut bed = Bed::new()?;
     let tiny = bed.work.path().join("tiny.csv");
     let mut rows = String::from("x,y\n");
     for i in 0..20 {
@@ -215,6 +230,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         let mut direct = 0;
         let mut seconds = Vec::new();
         for pair in 0..args.pairs {
+            bed.fresh_bootstrap()?;
             let owner = bed.home(&format!("{name}-owner{pair}"))?;
             let create = ["-q", "dataset", "create"];
             let tiny_arg = tiny.to_string_lossy();
@@ -264,8 +280,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         );
     }
 
+    bed.fresh_bootstrap()?;
     let first_sample_s = first_sample(&bed, &args.csv)?;
     eprintln!("first sample after {first_sample_s:.2} s");
+    bed.fresh_bootstrap()?;
     let transfer = slow_transfer(&bed, &args)?;
     Ok(serde_json::json!({
         "bench": "wan",
