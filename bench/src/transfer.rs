@@ -190,10 +190,10 @@ pub(crate) fn send(mut stream: TcpStream, paths: &[PathBuf]) -> anyhow::Result<(
 
 /// Reads length-prefixed files from `stream` until it closes and writes each into a file of its
 /// own in `out`, [`RAW_WRITERS`] at once (not synced: the caller syncs once).
-pub(crate) fn receive(mut stream: TcpStream, out: &std::path::Path) -> anyhow::Result<u64> {
+pub(crate) fn receive(mut stream: TcpStream, out: &std::path::Path) -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(RAW_WRITERS * 4);
     let rx = std::sync::Mutex::new(rx);
-    std::thread::scope(|scope| -> anyhow::Result<u64> {
+    std::thread::scope(|scope| -> anyhow::Result<()> {
         let writers: Vec<_> = (0..RAW_WRITERS)
             .map(|_| {
                 scope.spawn(|| -> std::io::Result<()> {
@@ -209,12 +209,10 @@ pub(crate) fn receive(mut stream: TcpStream, out: &std::path::Path) -> anyhow::R
             })
             .collect();
         let mut len = [0u8; 8];
-        let mut bytes = 0u64;
         let mut i = 0u64;
         while stream.read_exact(&mut len).is_ok() {
             let mut buf = vec![0u8; u64::from_le_bytes(len) as usize];
             stream.read_exact(&mut buf)?;
-            bytes += buf.len() as u64;
             if tx.send((i, buf)).is_err() {
                 break;
             }
@@ -226,6 +224,6 @@ pub(crate) fn receive(mut stream: TcpStream, out: &std::path::Path) -> anyhow::R
                 .join()
                 .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
         }
-        Ok(bytes)
+        Ok(())
     })
 }

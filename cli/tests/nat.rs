@@ -10,7 +10,7 @@ mod bed;
 mod process;
 
 use bed::{Bed, EIM, SYMMETRIC};
-use process::{ok, wait_until};
+use process::wait_until;
 
 /// Scenario (d) and an owner behind a NAT: a public labeler joins the dataset of an owner behind
 /// a NAT router after the bootstrap peer was killed and restarted under both running nodes. The
@@ -20,11 +20,7 @@ use process::{ok, wait_until};
 #[test]
 fn a_public_labeler_joins_an_owner_behind_a_nat_after_the_bootstrap_peer_restarts() {
     let mut bed = Bed::new(1, &[EIM], 1);
-    let (owner, id) = bed.digits_owner("owner");
-    let _owner_node = bed.run("h1.1", &owner, &[]);
-    wait_until("the owner's relay reservation", || {
-        bed.has_relay_slot("h1.1", &owner)
-    });
+    let (owner, id, _owner_node) = bed.digits_owner_behind_nat("h1.1");
     let labeler = bed.home("labeler");
     let _labeler_node = bed.run("pub", &labeler, &[]);
 
@@ -34,15 +30,7 @@ fn a_public_labeler_joins_an_owner_behind_a_nat_after_the_bootstrap_peer_restart
     });
     bed.start_bootstrap();
     bed.cli("pub", &labeler, &["join", &id]);
-    wait_until("the join to finish", || {
-        bed.join_state("pub", &labeler, &id) == "done"
-    });
-    let verify = ok(&labeler, &["dataset", "verify", &id]);
-    assert!(verify.contains("all 1797 samples intact"), "{verify}");
-    let to_owner = bed
-        .peer("pub", &labeler, &Bed::peer_id(&owner))
-        .expect("connected to the owner");
-    assert_eq!(to_owner["relayed_only"], false, "{to_owner}");
+    bed.assert_joined_directly("pub", &labeler, &id, &owner);
 }
 
 /// Scenario (a): owner behind NAT 1, labeler behind NAT 2, bootstrap public. The labeler reaches
@@ -51,22 +39,10 @@ fn a_public_labeler_joins_an_owner_behind_a_nat_after_the_bootstrap_peer_restart
 #[test]
 fn a_labeler_behind_a_nat_fetches_from_an_owner_behind_another() {
     let bed = Bed::new(2, &[EIM, EIM], 1);
-    let (owner, id) = bed.digits_owner("owner");
-    let _owner_node = bed.run("h1.1", &owner, &[]);
-    wait_until("the owner's relay reservation", || {
-        bed.has_relay_slot("h1.1", &owner)
-    });
+    let (owner, id, _owner_node) = bed.digits_owner_behind_nat("h1.1");
     let labeler = bed.home("labeler");
     let _labeler_node = bed.run("h2.1", &labeler, &["--join", &id]);
-    wait_until("the join to finish", || {
-        bed.join_state("h2.1", &labeler, &id) == "done"
-    });
-    let verify = ok(&labeler, &["dataset", "verify", &id]);
-    assert!(verify.contains("all 1797 samples intact"), "{verify}");
-    let to_owner = bed
-        .peer("h2.1", &labeler, &Bed::peer_id(&owner))
-        .expect("connected to the owner");
-    assert_eq!(to_owner["relayed_only"], false, "{to_owner}");
+    bed.assert_joined_directly("h2.1", &labeler, &id, &owner);
 }
 
 /// Scenario (e): a labeler behind a port-randomising ("symmetric") NAT cannot hole-punch to an
@@ -76,11 +52,7 @@ fn a_labeler_behind_a_nat_fetches_from_an_owner_behind_another() {
 fn a_labeler_behind_a_symmetric_nat_fetches_from_a_public_provider_and_its_labels_reach_the_owner()
 {
     let bed = Bed::new(3, &[EIM, SYMMETRIC], 1);
-    let (owner, id) = bed.digits_owner("owner");
-    let _owner_node = bed.run("h1.1", &owner, &[]);
-    wait_until("the owner's relay reservation", || {
-        bed.has_relay_slot("h1.1", &owner)
-    });
+    let (owner, id, _owner_node) = bed.digits_owner_behind_nat("h1.1");
     let public = bed.home("public");
     let _public_node = bed.run("pub", &public, &["--join", &id]);
     wait_until("the public provider's copy", || {
@@ -89,15 +61,7 @@ fn a_labeler_behind_a_symmetric_nat_fetches_from_a_public_provider_and_its_label
 
     let labeler = bed.home("labeler");
     let _labeler_node = bed.run("h2.1", &labeler, &["--join", &id]);
-    wait_until("the join to finish", || {
-        bed.join_state("h2.1", &labeler, &id) == "done"
-    });
-    let verify = ok(&labeler, &["dataset", "verify", &id]);
-    assert!(verify.contains("all 1797 samples intact"), "{verify}");
-    let to_public = bed
-        .peer("h2.1", &labeler, &Bed::peer_id(&public))
-        .expect("connected to the public provider");
-    assert_eq!(to_public["relayed_only"], false, "{to_public}");
+    bed.assert_joined_directly("h2.1", &labeler, &id, &public);
 
     let owner_id = Bed::peer_id(&owner);
     wait_until("the labeler to give up hole punching to the owner", || {

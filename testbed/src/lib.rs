@@ -34,7 +34,6 @@ pub struct Net {
     prefix: String,
     id: u8,
     names: Vec<String>,
-    routers: u8,
 }
 
 /// Runs a command that must succeed.
@@ -73,6 +72,20 @@ fn run_with_input(args: &[&str], input: Option<&str>) -> Result<(), Error> {
     }
 }
 
+/// A veth pair: end `a.1` in namespace `a.0` with address `a.2` (CIDR), end `b.1` in namespace
+/// `b.0` on bridge `b.2`; both up.
+fn cable(a: (&str, &str, &str), b: (&str, &str, &str)) -> Result<(), Error> {
+    let ((a_ns, a_end, addr), (b_ns, b_end, bridge)) = (a, b);
+    run(&[
+        "ip", "link", "add", a_end, "netns", a_ns, "type", "veth", "peer", "name", b_end, "netns",
+        b_ns,
+    ])?;
+    run(&["ip", "-n", b_ns, "link", "set", b_end, "master", bridge])?;
+    run(&["ip", "-n", b_ns, "link", "set", b_end, "up"])?;
+    run(&["ip", "-n", a_ns, "addr", "add", addr, "dev", a_end])?;
+    run(&["ip", "-n", a_ns, "link", "set", a_end, "up"])
+}
+
 impl Net {
     /// Builds the public segment and one router of each kind in `routers` (at most 9), with
     /// `hosts` hosts (at most 9) behind each. `id` keeps the public subnets of nets that exist
@@ -86,7 +99,6 @@ impl Net {
             prefix: format!("sl{}x{id}", std::process::id()),
             id,
             names: Vec::new(),
-            routers: routers.len() as u8,
         };
         let public = net.add("pub")?;
         run(&["ip", "-n", &public, "link", "add", "br0", "type", "bridge"])?;
@@ -102,16 +114,8 @@ impl Net {
     fn add_router(&mut self, r: u8, nat: Nat, hosts: u8) -> Result<(), Error> {
         let public = self.ns("pub");
         let router = self.add(&format!("r{r}"))?;
-        let port = format!("r{r}");
-        run(&[
-            "ip", "link", "add", "wan", "netns", &router, "type", "veth", "peer", "name", &port,
-            "netns", &public,
-        ])?;
-        run(&["ip", "-n", &public, "link", "set", &port, "master", "br0"])?;
-        run(&["ip", "-n", &public, "link", "set", &port, "up"])?;
         let wan = format!("{}/24", self.router_ip(r));
-        run(&["ip", "-n", &router, "addr", "add", &wan, "dev", "wan"])?;
-        run(&["ip", "-n", &router, "link", "set", "wan", "up"])?;
+        cable((&router, "wan", &wan), (&public, &format!("r{r}"), "br0"))?;
         run(&["ip", "-n", &router, "link", "add", "lan", "type", "bridge"])?;
         let lan = format!("192.168.{r}.1/24");
         run(&["ip", "-n", &router, "addr", "add", &lan, "dev", "lan"])?;
@@ -128,16 +132,8 @@ impl Net {
         ])?;
         for k in 1..=hosts {
             let host = self.add(&format!("h{r}.{k}"))?;
-            let port = format!("l{k}");
-            run(&[
-                "ip", "link", "add", "eth0", "netns", &host, "type", "veth", "peer", "name", &port,
-                "netns", &router,
-            ])?;
-            run(&["ip", "-n", &router, "link", "set", &port, "master", "lan"])?;
-            run(&["ip", "-n", &router, "link", "set", &port, "up"])?;
-            let addr = format!("{}/24", Self::host_ip(r, k));
-            run(&["ip", "-n", &host, "addr", "add", &addr, "dev", "eth0"])?;
-            run(&["ip", "-n", &host, "link", "set", "eth0", "up"])?;
+            let addr = format!("192.168.{r}.{}/24", k + 1);
+            cable((&host, "eth0", &addr), (&router, &format!("l{k}"), "lan"))?;
             let gateway = format!("192.168.{r}.1");
             run(&[
                 "ip", "-n", &host, "route", "add", "default", "via", &gateway,
@@ -195,16 +191,6 @@ table ip filter {{
     /// Router `r`'s public address.
     pub fn router_ip(&self, r: u8) -> String {
         format!("10.77.{}.{}", self.id, r + 1)
-    }
-
-    /// Host `k` of router `r`'s address on its LAN.
-    pub fn host_ip(r: u8, k: u8) -> String {
-        format!("192.168.{r}.{}", k + 1)
-    }
-
-    /// The number of routers.
-    pub fn routers(&self) -> u8 {
-        self.routers
     }
 
     /// A command that runs `program` inside namespace `name` (`"pub"`, `"h1.1"`, …).

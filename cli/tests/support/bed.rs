@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use swarmlabel_testbed::{Nat, Net};
 
-use super::process::{Process, bootstrap_bin, ok, swarmlabel};
+use super::process::{Process, bootstrap_bin, ok, swarmlabel, wait_until};
 
 /// The digits CSV in the repository.
 pub(crate) const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
@@ -74,6 +74,31 @@ impl Bed {
         ];
         let id = ok(&home, &create).trim().to_owned();
         (home, id)
+    }
+
+    /// An owner of digits running in namespace `ns` (behind a router) once it holds a relay
+    /// slot: its home, the dataset id and its process.
+    pub(crate) fn digits_owner_behind_nat(&self, ns: &str) -> (PathBuf, String, Process) {
+        let (owner, id) = self.digits_owner("owner");
+        let node = self.run(ns, &owner, &[]);
+        wait_until("the owner's relay reservation", || {
+            self.has_relay_slot(ns, &owner)
+        });
+        (owner, id, node)
+    }
+
+    /// Waits for the join of `id` by the node of `home` in `ns` to finish, and checks that all
+    /// 1,797 digits are stored intact and that the connection to `provider` is direct.
+    pub(crate) fn assert_joined_directly(&self, ns: &str, home: &Path, id: &str, provider: &Path) {
+        wait_until("the join to finish", || {
+            self.join_state(ns, home, id) == "done"
+        });
+        let verify = ok(home, &["dataset", "verify", id]);
+        assert!(verify.contains("all 1797 samples intact"), "{verify}");
+        let to_provider = self
+            .peer(ns, home, &Self::peer_id(provider))
+            .expect("connected to the provider");
+        assert_eq!(to_provider["relayed_only"], false, "{to_provider}");
     }
 
     /// `swarmlabel run` in namespace `ns` with `home`, on TCP, with the bootstrap peer and

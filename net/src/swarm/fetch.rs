@@ -73,8 +73,8 @@ pub struct Report {
 
 impl Report {
     /// Notes that no direct connection to `peer` could be made, once per peer.
+    /// (The node logged it when it gave up.)
     fn add_unreachable(&mut self, peer: PeerId, why: String) {
-        tracing::info!(%peer, "{why}");
         let peer = peer.to_string();
         if !self.unreachable.iter().any(|u| u.contains(&peer)) {
             let why = if why.contains(&peer) {
