@@ -414,6 +414,11 @@ pub(crate) struct RunArgs {
     /// can dial this node: for networks made of private ranges (a lab, a test bed).
     #[arg(long)]
     pub(crate) private_addrs_routable: bool,
+    /// Do not look for peers on the LAN. By default a node that listens beyond loopback finds
+    /// nodes on its LAN by multicast DNS and connects to them at their LAN addresses, with no
+    /// bootstrap peer needed.
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
     /// Where the local API listens (loopback only).
     #[arg(long, value_name = "ADDR", default_value_t = crate::run::default_api())]
     pub(crate) api: SocketAddr,

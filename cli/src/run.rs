@@ -55,6 +55,7 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
             listen_addrs_reachable: args.listen_addrs_reachable,
             use_relays: !args.no_relay,
             private_addrs_routable: args.private_addrs_routable,
+            mdns: !args.no_mdns,
             ..net::Config::default()
         },
         serve,

@@ -193,3 +193,24 @@ fn eight_nodes_over_three_nats_converge_on_labels_and_one_merged_model() {
     );
     drop(daemons);
 }
+
+/// A LAN: two nodes behind one router, with no bootstrap peer and nothing said about their
+/// addresses, find each other by mDNS; the labeler fetches the whole dataset from the owner over
+/// the LAN, at its private address.
+#[test]
+fn two_nodes_on_one_lan_find_each_other_without_a_bootstrap_peer() {
+    let bed = Bed::new(6, &[EIM], 2);
+    let (owner, id) = bed.digits_owner("owner");
+    let _owner_node = bed.run_alone("h1.1", &owner, &[]);
+    let labeler = bed.home("labeler");
+    let _labeler_node = bed.run_alone("h1.2", &labeler, &["--join", &id]);
+    bed.assert_joined_directly("h1.2", &labeler, &id, &owner);
+    let to_owner = bed.peer("h1.2", &labeler, &Bed::peer_id(&owner)).unwrap();
+    let addresses = to_owner["addresses"].as_array().unwrap();
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("/ip4/192.168.1.")),
+        "not over the LAN: {to_owner}"
+    );
+}

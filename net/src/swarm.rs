@@ -61,6 +61,10 @@ pub struct Config {
     /// Count private addresses (10/8, 192.168/16, ...) as routable for AutoNAT, which ignores
     /// them by default: for networks built of private ranges, such as the namespace test bed.
     pub private_addrs_routable: bool,
+    /// Find peers on the same LAN by multicast DNS and dial them at their LAN addresses, with no
+    /// bootstrap peer needed. On by default; a node that listens on loopback only has no LAN and
+    /// never uses it.
+    pub mdns: bool,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             redial_interval: Duration::from_secs(1),
             use_relays: true,
             private_addrs_routable: false,
+            mdns: true,
         }
     }
 }

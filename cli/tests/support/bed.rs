@@ -105,19 +105,19 @@ impl Bed {
     /// private addresses counted as routable (the bed has no other); `extra` arguments last.
     /// Returns once its API is up.
     pub(crate) fn run(&self, ns: &str, home: &Path, extra: &[&str]) -> Process {
-        let mut args = vec![
-            "run",
-            "--listen",
-            "/ip4/0.0.0.0/tcp/0",
-            "--bootstrap",
-            &self.boot_addr,
-            "--private-addrs-routable",
-        ];
+        let mut args = vec!["--bootstrap", &self.boot_addr, "--private-addrs-routable"];
         args.extend_from_slice(extra);
+        self.run_alone(ns, home, &args)
+    }
+
+    /// `swarmlabel run` in namespace `ns` with `home`, on TCP, with nothing but `extra`: no
+    /// bootstrap peer, nothing said about addresses. Returns once its API is up.
+    pub(crate) fn run_alone(&self, ns: &str, home: &Path, extra: &[&str]) -> Process {
         let node = Process::spawn(
             self.net
                 .command(ns, swarmlabel())
-                .args(args)
+                .args(["run", "--listen", "/ip4/0.0.0.0/tcp/0"])
+                .args(extra)
                 .env("SWARMLABEL_HOME", home),
         );
         node.line("api: ");

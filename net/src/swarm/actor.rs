@@ -161,6 +161,15 @@ struct NodeActor {
     relays: relays::Relays,
 }
 
+/// Whether `addr` is on the loopback interface.
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
 /// Builds the swarm, starts listening, and spawns the actor. Returns once every listen address
 /// is bound.
 pub(crate) async fn spawn(
@@ -175,6 +184,7 @@ pub(crate) async fn spawn(
     let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
     let limits = config.limits.clone();
     let private_addrs_routable = config.private_addrs_routable;
+    let lan = config.mdns && config.listen.iter().any(|a| !is_loopback(a));
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -190,7 +200,7 @@ pub(crate) async fn spawn(
         .map_err(|e| build(&e))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, &limits, private_addrs_routable)
+            Behaviour::new(key, relay_client, &limits, private_addrs_routable, lan)
         })
         .map_err(|e| build(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
@@ -502,6 +512,9 @@ impl NodeActor {
             BehaviourEvent::Blob(event) => self.on_blob_event(event),
             BehaviourEvent::Replication(event) => self.on_replication_event(event),
             BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
+            BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found)) => {
+                self.on_lan_peers(found)
+            }
             BehaviourEvent::Dcutr(event) => {
                 self.libp2p_metrics.record(&event);
                 if let Err(e) = &event.result {

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     StreamProtocol, allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, kad,
-    ping, relay, request_response,
+    mdns, ping, relay, request_response,
 };
 
 use super::{announce, blob, replication};
@@ -199,6 +200,9 @@ pub struct Behaviour {
     pub relay_client: relay::client::Behaviour,
     /// Hole punching over relayed connections.
     pub dcutr: dcutr::Behaviour,
+    /// Peers on the same LAN, found by multicast DNS (off for nodes that listen on loopback
+    /// only, or when turned off).
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -209,14 +213,22 @@ impl std::fmt::Debug for Behaviour {
 
 impl Behaviour {
     /// The behaviours of a node with key `key`; `private_addrs_routable` makes AutoNAT count
-    /// private addresses as routable (a test bed of private ranges).
+    /// private addresses as routable (a test bed of private ranges); `lan` turns mDNS on (a
+    /// socket that cannot be made, e.g. without multicast, leaves it off with a warning).
     pub fn new(
         key: &Keypair,
         relay_client: relay::client::Behaviour,
         limits: &Limits,
         private_addrs_routable: bool,
+        lan: bool,
     ) -> Self {
         let peer = key.public().to_peer_id();
+        let mdns = lan
+            .then(|| mdns::tokio::Behaviour::new(mdns::Config::default(), peer))
+            .and_then(|made| {
+                made.map_err(|e| tracing::warn!(error = %e, "no LAN discovery (mDNS)"))
+                    .ok()
+            });
         let blob = request_response::Behaviour::with_codec(
             blob::codec(),
             [(blob::PROTOCOL, request_response::ProtocolSupport::Full)],
@@ -252,6 +264,7 @@ impl Behaviour {
             ),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer),
+            mdns: mdns.into(),
         }
     }
 }

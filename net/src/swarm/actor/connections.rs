@@ -257,6 +257,30 @@ impl NodeActor {
             .any(|a| a.iter().last() == Some(Protocol::P2p(*peer)))
     }
 
+    /// Peers found on the LAN (mDNS): dialled at their LAN addresses, which are also given to
+    /// Kademlia, so that a LAN needs no bootstrap peer and its private addresses are used.
+    pub(super) fn on_lan_peers(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        for (peer, addr) in found {
+            if !self.banned.contains(&peer) {
+                by_peer.entry(peer).or_default().push(addr);
+            }
+        }
+        for (peer, addrs) in by_peer {
+            for addr in &addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let _ = self.swarm.dial(opts);
+        }
+    }
+
     /// Dials the bootstrap peers we are not connected to (one restarted, or the network was down).
     pub(super) fn redial_bootstrap(&mut self) {
         for addr in self.bootstrap.clone() {
