@@ -283,6 +283,10 @@ impl<K: Replicated> Actor<K> {
                             self.owners.remove(&id);
                             self.on_task(task);
                         }
+                        // A request task aborted with its abandoned session: already ended.
+                        Err(e) if e.is_cancelled() => {
+                            self.owners.remove(&e.id());
+                        }
                         Err(e) => self.on_task_lost(e.id()),
                     }
                 }
