@@ -93,6 +93,7 @@ impl Bootstrap {
     pub async fn start(key: Keypair, config: Config) -> Result<Bootstrap, Error> {
         let build = |e: &dyn std::fmt::Display| Error::Build(e.to_string());
         let mut registry = Registry::default();
+        swarmlabel_net::swarm::metrics::register_build_info(&mut registry, "bootstrap");
         let limits = config.limits.clone();
         let relay_config = libp2p::relay::Config {
             max_reservations: config.max_reservations,

@@ -18,7 +18,8 @@ use libp2p::Multiaddr;
     name = "swarmlabel",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Exit status: 0 success, 1 damage found (dataset verify), 2 error."
 )]
 pub(crate) struct Cli {
     /// The node's home directory (key, config, stored datasets).
@@ -86,11 +87,20 @@ pub(crate) enum Command {
     ///          swarmlabel demo --headless --labels 200     (no human: your node answers too)
     #[command(verbatim_doc_comment)]
     Demo(DemoArgs),
-    /// Show the running node's peers, datasets and joins.
+    /// Show the running node's page address, peers, datasets and joins.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the labeling page's address (with this run's token), or open it in the browser.
+    ///
+    /// The address stays the same from run to run (see `swarmlabel run --api`); the token in it
+    /// changes, so open the page through this command after a restart.
+    Page {
+        /// Open it with the desktop's browser (xdg-open).
+        #[arg(long)]
+        open: bool,
     },
     /// List the running node's connected peers.
     Peers {
@@ -186,6 +196,25 @@ pub(crate) enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the completion script of a shell.
+    ///
+    /// Examples: swarmlabel completions bash > /etc/bash_completion.d/swarmlabel
+    ///           swarmlabel completions zsh > "${fpath[1]}/_swarmlabel"
+    ///           swarmlabel completions fish > ~/.config/fish/completions/swarmlabel.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages: swarmlabel.1 and one per subcommand (swarmlabel-dataset-create.1...).
+    ///
+    /// Example: swarmlabel man --out /usr/local/share/man/man1 && man swarmlabel
+    #[command(verbatim_doc_comment)]
+    Man {
+        /// The folder to write them into (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
     },
 }
 
@@ -375,8 +404,8 @@ pub(crate) struct DemoArgs {
     /// Keep the demo's homes and images in this new folder instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
-    /// Where your node's API and labeling page listen (loopback only).
-    #[arg(long, value_name = "ADDR", default_value_t = crate::run::default_api())]
+    /// Where your node's API and labeling page listen (loopback only; default: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub(crate) api: SocketAddr,
     /// Seed of the drawn images.
     #[arg(long, default_value_t = 1)]
@@ -419,9 +448,11 @@ pub(crate) struct RunArgs {
     /// bootstrap peer needed.
     #[arg(long)]
     pub(crate) no_mdns: bool,
-    /// Where the local API listens (loopback only).
-    #[arg(long, value_name = "ADDR", default_value_t = crate::run::default_api())]
-    pub(crate) api: SocketAddr,
+    /// Where the local API and the labeling page listen (loopback only). Default: where this
+    /// home's node listened last, else 127.0.0.1:7734, so the page keeps its address (and the
+    /// answers the browser holds for it); when that is taken, a free port, with a warning.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) api: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,11 @@ impl Client {
         })
     }
 
+    /// The labeling page's address (with this run's token in its fragment).
+    pub(crate) fn page(&self) -> &str {
+        &self.info.page
+    }
+
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
         anyhow::anyhow!(
             "the node for {} does not answer at {} ({e}); if it stopped, start it again with `swarmlabel run`",

@@ -1,5 +1,6 @@
 //! `swarmlabel dataset …`.
 
+use crate::output::out;
 use std::path::Path;
 
 use swarmlabel_net::dataset::export::{self, ExportFormat};
@@ -23,21 +24,25 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
             }
             if json {
                 let all: Vec<_> = listed.iter().map(summary).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                out!("{}", serde_json::to_string_pretty(&all)?);
             } else if listed.is_empty() && damaged.is_empty() {
                 if !quiet {
-                    println!(
+                    out!(
                         "no datasets yet; create one with `swarmlabel dataset create PATH --name NAME --labels a,b`"
                     );
                 }
             } else {
-                println!(
+                out!(
                     "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  LABELS",
-                    "ID", "NAME", "TASK", "SAMPLES", "GOLD"
+                    "ID",
+                    "NAME",
+                    "TASK",
+                    "SAMPLES",
+                    "GOLD"
                 );
                 for l in &listed {
                     let r = l.root.root();
-                    println!(
+                    out!(
                         "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  {}",
                         &l.id.to_string()[..16],
                         r.name,
@@ -59,27 +64,28 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
             let catalog = swarmlabel_net::Catalog::of(&home);
             let listed = catalog.get(&catalog.resolve(&id)?)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary(&listed))?);
+                out!("{}", serde_json::to_string_pretty(&summary(&listed))?);
             } else {
                 let r = listed.root.root();
-                println!("id:          {}", listed.id);
-                println!("name:        {}", r.name);
+                out!("id:          {}", listed.id);
+                out!("name:        {}", r.name);
                 if !r.description.is_empty() {
-                    println!("description: {}", r.description);
+                    out!("description: {}", r.description);
                 }
-                println!("task:        {}", task_text(&r.task));
-                println!("labels:      {}", r.labels.join(","));
-                println!("redundancy:  {} label(s) wanted per sample", r.redundancy);
-                println!(
+                out!("task:        {}", task_text(&r.task));
+                out!("labels:      {}", r.labels.join(","));
+                out!("redundancy:  {} label(s) wanted per sample", r.redundancy);
+                out!(
                     "samples:     {} ({} with gold labels)",
-                    r.sample_count, r.gold_count
+                    r.sample_count,
+                    r.gold_count
                 );
-                println!("bytes:       {}", r.total_bytes);
-                println!("pages:       {}", r.pages.len());
-                println!("owner:       {} ({})", r.owner, peer_text(&listed));
+                out!("bytes:       {}", r.total_bytes);
+                out!("pages:       {}", r.pages.len());
+                out!("owner:       {} ({})", r.owner, peer_text(&listed));
                 let created =
                     std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.created_at_ms);
-                println!(
+                out!(
                     "created:     {}",
                     humantime::format_rfc3339_seconds(created)
                 );
@@ -92,14 +98,14 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
             let id = catalog.resolve(&id)?;
             let report = verify::verify(&catalog, &id, &Bar::new(quiet || json))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for p in &report.problems {
-                    println!("{p}");
+                    out!("{p}");
                 }
                 if report.ok() {
                     if !quiet {
-                        println!(
+                        out!(
                             "dataset {id}: signature valid, all {} samples intact",
                             report.samples
                         );
@@ -142,9 +148,9 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
             let report: serde_json::Value =
                 client.post("/api/v1/fetch", serde_json::json!({ "dataset": id.trim() }))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                out!("{}", serde_json::to_string_pretty(&report)?);
             } else if !quiet {
-                println!(
+                out!(
                     "fetched dataset {}: {} samples wanted, {} blobs downloaded ({} bytes), {} already stored, {} rejected",
                     report["dataset"].as_str().unwrap_or_default(),
                     report["samples_wanted"],
@@ -196,17 +202,21 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
             let known: Vec<serde_json::Value> =
                 client.get(&format!("/api/v1/datasets/known?q={q}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&known)?);
+                out!("{}", serde_json::to_string_pretty(&known)?);
             } else if known.is_empty() {
                 if !quiet {
-                    println!(
+                    out!(
                         "no matching dataset heard of yet (announcements arrive within a minute of connecting)"
                     );
                 }
             } else {
-                println!(
+                out!(
                     "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  LABELS",
-                    "ID", "NAME", "TASK", "SAMPLES", "PROVIDERS"
+                    "ID",
+                    "NAME",
+                    "TASK",
+                    "SAMPLES",
+                    "PROVIDERS"
                 );
                 for k in &known {
                     let labels: Vec<&str> = k["labels"]
@@ -215,7 +225,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
                         .flatten()
                         .filter_map(|l| l.as_str())
                         .collect();
-                    println!(
+                    out!(
                         "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  {}",
                         k["id"]
                             .as_str()
@@ -240,8 +250,8 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
         } => {
             shapes::generate(&out, count, seed, &Bar::new(quiet))?;
             if !quiet {
-                println!("wrote {count} images to {}", out.display());
-                println!(
+                out!("wrote {count} images to {}", out.display());
+                out!(
                     "import them with: swarmlabel dataset create {} --name shapes --labels {}",
                     out.display(),
                     shapes::CLASSES.join(",")
@@ -297,12 +307,12 @@ fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcom
         value["skipped"] = report.skipped.into();
         value["already_stored"] = report.existing_blobs.into();
         value["private_gold"] = report.private_gold.into();
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        out!("{}", serde_json::to_string_pretty(&value)?);
     } else if quiet {
-        println!("{}", report.id);
+        out!("{}", report.id);
     } else {
-        println!("created dataset {}", report.id);
-        println!(
+        out!("created dataset {}", report.id);
+        out!(
             "  {}: {} samples ({} with gold labels), {} bytes, {} duplicates stored once, {} already stored",
             root.name,
             root.sample_count,
@@ -312,7 +322,7 @@ fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcom
             report.existing_blobs
         );
         if report.private_gold > 0 {
-            println!(
+            out!(
                 "  {} gold labels kept private: out of the published pages, in {} only",
                 report.private_gold,
                 swarmlabel_net::Catalog::of(&home)
@@ -388,7 +398,7 @@ fn policy(
         None => client.get(&path)?,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        out!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(Outcome::Ok);
     }
     if quiet {
@@ -398,22 +408,22 @@ fn policy(
     let allowed = view["allowed"].as_array().unwrap_or(&empty);
     let banned = view["banned"].as_array().unwrap_or(&empty);
     match view["admission"].as_str() {
-        Some("allowlist") => println!(
+        Some("allowlist") => out!(
             "dataset {id}: policy version {}, only {} admitted keys may label",
             view["version"],
             allowed.len()
         ),
-        _ => println!(
+        _ => out!(
             "dataset {id}: policy version {}, open to anyone not banned",
             view["version"]
         ),
     }
     for key in allowed {
-        println!("  admitted {}", key.as_str().unwrap_or_default());
+        out!("  admitted {}", key.as_str().unwrap_or_default());
     }
     for ban in banned {
         let reason = ban["reason"].as_str().unwrap_or_default();
-        println!(
+        out!(
             "  banned   {}{}",
             ban["key"].as_str().unwrap_or_default(),
             if reason.is_empty() {

@@ -9,6 +9,7 @@
 //! the dataset. `--headless` lets the user's node answer too, stops after `--labels` labels and
 //! prints the learning progress.
 
+use crate::output::out;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,7 +73,7 @@ type Answers = Arc<HashMap<SampleId, &'static str>>;
 
 async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     let quiet = args.headless;
-    println!("demo folder: {}", dir.display());
+    out!("demo folder: {}", dir.display());
     let images = dir.join("shapes");
     let answers = Arc::new(draw_dataset(&images, args.samples, args.seed)?);
 
@@ -84,7 +85,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     let report = import::import(&owner_home, &identity, &images, &options, &Bar::new(true))
         .context("cannot import the demo's images")?;
     let id = report.id;
-    println!(
+    out!(
         "dataset {id}: {} shapes to label as {}",
         args.samples,
         labels.join(", ")
@@ -99,15 +100,14 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let bootstrap_addr: Multiaddr = format!(
-        "{}/p2p/{}",
-        bootstrap
-            .listen_addrs()
-            .first()
-            .context("the bootstrap peer has no address")?,
-        bootstrap.peer_id()
-    )
-    .parse()?;
+    // Its listen addresses may already end in `/p2p/<id>`: `with_p2p` adds it only if missing.
+    let bootstrap_addr: Multiaddr = bootstrap
+        .listen_addrs()
+        .first()
+        .context("the bootstrap peer has no address")?
+        .clone()
+        .with_p2p(bootstrap.peer_id())
+        .map_err(|a| anyhow::anyhow!("the bootstrap address {a} names another peer"))?;
     say(quiet, &format!("bootstrap peer: {bootstrap_addr}"));
     let net_config = net::Config {
         bootstrap: vec![bootstrap_addr],
@@ -174,10 +174,10 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
             budget.clone(),
         ));
     } else {
-        println!();
-        println!("label here: {}", user.api_info().page);
-        println!("(keys 1-4 label, Backspace undoes; Ctrl-C stops the demo)");
-        println!();
+        out!();
+        out!("label here: {}", user.api_info().page);
+        out!("(keys 1-4 label, Backspace undoes; Ctrl-C stops the demo)");
+        out!();
     }
 
     let started = Instant::now();
@@ -193,7 +193,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         let _ = l.await;
     }
     match outcome {
-        Ok(Some((accuracy, peers))) => println!(
+        Ok(Some((accuracy, peers))) => out!(
             "final: {} labels in {:.0} s; test accuracy of the merged model ({} peers): {} on {TEST_IMAGES} held-out images (chance {:.2})",
             labelled.load(Ordering::SeqCst),
             started.elapsed().as_secs_f64(),
@@ -208,7 +208,7 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         }
     }
     shutdown(user, volunteers, owner, bootstrap).await;
-    println!("demo stopped");
+    out!("demo stopped");
     Ok(())
 }
 
@@ -235,7 +235,7 @@ fn learn_config() -> learn::Config {
 
 fn say(quiet: bool, line: &str) {
     if !quiet {
-        println!("{line}");
+        out!("{line}");
     }
 }
 
@@ -386,8 +386,8 @@ async fn report_progress(
     let mut shown = None;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                println!("stopping (Ctrl-C)");
+            () = crate::run::wait_for_signal() => {
+                out!("stopping");
                 return Ok(None);
             }
             _ = tick.tick() => {}
@@ -402,7 +402,7 @@ async fn report_progress(
             accuracy.map_or("-".to_owned(), |a| format!("{a:.3}")),
         );
         if shown.as_ref() != Some(&line) {
-            println!("{line}");
+            out!("{line}");
             shown = Some(line);
         }
     }
@@ -428,8 +428,8 @@ async fn checkpoints(
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         while labelled.load(Ordering::SeqCst) < mark {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {
-                    println!("stopping (Ctrl-C)");
+                () = crate::run::wait_for_signal() => {
+                    out!("stopping");
                     return Ok(None);
                 }
                 _ = tick.tick() => {}
@@ -437,7 +437,7 @@ async fn checkpoints(
         }
         settle(nodes, id, mark).await;
         let (accuracy, peers) = evaluate(nodes[0], id, test).await;
-        println!(
+        out!(
             "labels {mark:>4}: every node trained on them; test accuracy of the merged model ({peers} peers): {}",
             accuracy.map_or("-".to_owned(), |a| format!("{a:.3}")),
         );

@@ -1,6 +1,7 @@
 //! `swarmlabel labels --stats` and `swarmlabel export`: what a dataset's labels add up to, from
 //! the running node. The numbers and the file formats are `swarmlabel_node::consensus`'s.
 
+use crate::output::out;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -38,7 +39,7 @@ pub(crate) fn stats(
     );
     if json {
         let value: serde_json::Value = client.get(&path)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        out!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(Outcome::Ok);
     }
     let stats: Stats = client.get(&path)?;

@@ -11,6 +11,7 @@ mod progress;
 mod run;
 mod tui;
 
+use crate::output::out;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -21,6 +22,10 @@ use swarmlabel_net::Home;
 use args::{Cli, Command, LogFormat};
 
 /// A command's outcome that is not an error but still fails the process (`verify` found damage).
+///
+/// Exit codes (in `--help` and the README): 0 success, 1 damage found (`dataset verify`), 2 an
+/// error (bad input, a usage error as clap reports it, a missing home, an unreachable node), so
+/// scripts can tell "the data is damaged" from "the command did not run".
 pub(crate) enum Outcome {
     Ok,
     Failed,
@@ -35,7 +40,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", message(&e));
-            ExitCode::from(1)
+            ExitCode::from(2)
         }
     }
 }
@@ -78,17 +83,38 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    // The commands that describe the program need no home.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "swarmlabel", &mut std::io::stdout());
+            return Ok(Outcome::Ok);
+        }
+        Command::Man { out } => {
+            std::fs::create_dir_all(out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::generate_to(command, out)
+                .with_context(|| format!("cannot write the man pages into {}", out.display()))?;
+            if !cli.quiet {
+                out!("man pages written to {}", out.display());
+            }
+            return Ok(Outcome::Ok);
+        }
+        _ => {}
+    }
     let home_path = Home::default_path(cli.home.clone())?;
     match cli.command {
+        Command::Completions { .. } | Command::Man { .. } => Ok(Outcome::Ok),
         Command::Init { force } => {
             let (home, identity) = Home::init(&home_path, force)?;
             if cli.quiet {
-                println!("{}", identity.peer_id());
+                out!("{}", identity.peer_id());
             } else {
-                println!("initialised {}", home.root().display());
-                println!("peer id:    {}", identity.peer_id());
-                println!("public key: {}", identity.public_key());
-                println!(
+                out!("initialised {}", home.root().display());
+                out!("peer id:    {}", identity.peer_id());
+                out!("public key: {}", identity.public_key());
+                out!(
                     "key file:   {} (back it up: it is this node's identity)",
                     home.key_path().display()
                 );
@@ -102,10 +128,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     "peer_id": identity.peer_id().to_string(),
                     "public_key": identity.public_key().to_hex(),
                 });
-                println!("{value}");
+                out!("{value}");
             } else {
-                println!("peer id:    {}", identity.peer_id());
-                println!("public key: {}", identity.public_key());
+                out!("peer id:    {}", identity.peer_id());
+                out!("public key: {}", identity.public_key());
             }
             Ok(Outcome::Ok)
         }
@@ -118,35 +144,57 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             demo::run(args)?;
             Ok(Outcome::Ok)
         }
+        Command::Page { open: open_it } => {
+            let client = client::Client::connect(&open(&home_path)?)?;
+            // The node answers: the page is there.
+            let _: serde_json::Value = client.get("/api/v1/status")?;
+            out!("{}", client.page());
+            if open_it {
+                let opened = std::process::Command::new("xdg-open")
+                    .arg(client.page())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                if !opened.is_ok_and(|s| s.success()) {
+                    anyhow::bail!(
+                        "cannot open a browser (xdg-open failed or is missing); open the address above yourself"
+                    );
+                }
+            }
+            Ok(Outcome::Ok)
+        }
         Command::Status { json } => {
-            let status: serde_json::Value =
-                client::Client::connect(&open(&home_path)?)?.get("/api/v1/status")?;
+            let client = client::Client::connect(&open(&home_path)?)?;
+            let mut status: serde_json::Value = client.get("/api/v1/status")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                status["page"] = serde_json::Value::from(client.page());
+                out!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                println!(
+                out!("page:           {}", client.page());
+                out!(
                     "peer id:        {}",
                     status["peer_id"].as_str().unwrap_or_default()
                 );
                 for a in status["listen_addrs"].as_array().into_iter().flatten() {
-                    println!("listening on:   {}", a.as_str().unwrap_or_default());
+                    out!("listening on:   {}", a.as_str().unwrap_or_default());
                 }
-                println!("peers:          {}", status["peers"]);
-                println!("routing table:  {} peers", status["routing_table"]);
-                println!("known datasets: {}", status["known_datasets"]);
+                out!("peers:          {}", status["peers"]);
+                out!("routing table:  {} peers", status["routing_table"]);
+                out!("known datasets: {}", status["known_datasets"]);
                 for d in status["serving"].as_array().into_iter().flatten() {
-                    println!("serving:        {}", d.as_str().unwrap_or_default());
+                    out!("serving:        {}", d.as_str().unwrap_or_default());
                 }
                 for (id, join) in status["joins"].as_object().into_iter().flatten() {
                     let state = join["state"].as_str().unwrap_or_default();
                     let detail = join["error"].as_str().unwrap_or_default();
                     if state == "looking" {
-                        println!(
+                        out!(
                             "joining:        {id} looking (try {}, next in {} s): {detail}",
-                            join["attempts"], join["retry_in_s"]
+                            join["attempts"],
+                            join["retry_in_s"]
                         );
                     } else {
-                        println!("joining:        {id} {state} {detail}");
+                        out!("joining:        {id} {state} {detail}");
                     }
                 }
             }
@@ -156,7 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let peers: Vec<serde_json::Value> =
                 client::Client::connect(&open(&home_path)?)?.get("/api/v1/peers")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&peers)?);
+                out!("{}", serde_json::to_string_pretty(&peers)?);
             } else {
                 for p in &peers {
                     let addrs: Vec<&str> = p["addresses"]
@@ -170,7 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                         (Some(true), None) => "relayed".to_owned(),
                         _ => "direct".to_owned(),
                     };
-                    println!(
+                    out!(
                         "{}  {how}  {}",
                         p["peer_id"].as_str().unwrap_or_default(),
                         addrs.join(" ")
@@ -206,9 +254,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let view: serde_json::Value =
                 client.post(&format!("/api/v1/datasets/{id}/labels"), body)?;
             if json {
-                println!("{view}");
+                out!("{view}");
             } else if !cli.quiet {
-                println!(
+                out!(
                     "labelled {} as {}",
                     view["sample"].as_str().unwrap_or_default(),
                     view["value"].as_str().unwrap_or_default()
@@ -232,10 +280,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 .unwrap_or(id);
             let list: serde_json::Value = client.get(&format!("/api/v1/datasets/{id}/labels"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                out!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for a in list["annotations"].as_array().into_iter().flatten() {
-                    println!(
+                    out!(
                         "{}  {}  {}",
                         a["sample"].as_str().unwrap_or_default(),
                         a["value"].as_str().unwrap_or_default(),
@@ -256,7 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let _: serde_json::Value =
                 client.post("/api/v1/join", serde_json::json!({ "dataset": id.trim() }))?;
             if !cli.quiet {
-                println!("joining {}; follow it with `swarmlabel status`", id.trim());
+                out!("joining {}; follow it with `swarmlabel status`", id.trim());
             }
             Ok(Outcome::Ok)
         }
@@ -266,9 +314,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let weights = swarmlabel_node::models::store::referenced_weights(&home)?;
             let report = swarmlabel_net::Catalog::of(&home).gc_keeping(weights)?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                out!("{}", serde_json::to_string(&report)?);
             } else if !cli.quiet {
-                println!(
+                out!(
                     "removed {} unreferenced blobs and {} leftover temporary files ({} bytes); kept {} blobs",
                     report.removed_blobs,
                     report.removed_temporary,

@@ -1,4 +1,5 @@
-//! Where an export goes: a file written atomically, or stdout.
+//! Where output goes: [`out!`] for lines on stdout, [`write_out`] for an export (a file written
+//! atomically, or stdout).
 
 use std::io::Write;
 use std::path::Path;
@@ -33,4 +34,26 @@ pub(crate) fn write_out<T>(
     tmp.as_file().sync_all().with_context(cannot)?;
     tmp.persist(path).with_context(cannot)?;
     Ok(value)
+}
+
+/// `println!` that does not panic when stdout is gone: `swarmlabel dataset create ... --json |
+/// head` closes the pipe early, which is no error (the process ends quietly with status 0, as
+/// ripgrep does); any other failure to write is reported in one sentence, status 2.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::output::stdout_failed(&e)
+        }
+    }};
+}
+pub(crate) use out;
+
+/// Ends the process after a failed write to stdout (see [`out!`]).
+pub(crate) fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(2)
 }

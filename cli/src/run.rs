@@ -1,6 +1,6 @@
 //! `swarmlabel run`: the node as a long-running process.
 
-use std::net::SocketAddr;
+use crate::output::out;
 
 use anyhow::Context as _;
 use libp2p::Multiaddr;
@@ -47,6 +47,15 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
         .map(|id| catalog.resolve(id).map_err(anyhow::Error::from))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let join = resolve(&args.join)?;
+    // The page's address is the API's: the same from run to run unless the user names another.
+    let (api, api_fallback) = match args.api {
+        Some(api) => (api, false),
+        None => (
+            swarmlabel_node::daemon::last_api(&home)
+                .unwrap_or_else(swarmlabel_node::daemon::default_api),
+            true,
+        ),
+    };
     let options = Options {
         net: net::Config {
             listen,
@@ -60,7 +69,8 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
         },
         serve,
         join,
-        api: args.api,
+        api,
+        api_fallback,
         labels: swarmlabel_node::labels::Config::default(),
         queue: None,
         models: swarmlabel_node::models::Config::default(),
@@ -72,18 +82,24 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let daemon = Daemon::start(home.clone(), options).await?;
-        let node = daemon.node();
-        println!("peer id: {}", node.peer_id());
-        for addr in node.listen_addrs().await? {
-            println!("listening on {addr}");
+        if let Some(taken) = daemon.api_moved_from() {
+            eprintln!(
+                "warning: {taken} is taken (another swarmlabel node, or another program); the API and the page listen on {} for this run (give --api to choose)",
+                daemon.api_addr()
+            );
         }
-        println!(
+        let node = daemon.node();
+        out!("peer id: {}", node.peer_id());
+        for addr in node.listen_addrs().await? {
+            out!("listening on {addr}");
+        }
+        out!(
             "api: http://{} (token in {})",
             daemon.api_addr(),
             home.root().join("api.json").display()
         );
-        println!("metrics: http://{}/metrics", daemon.api_addr());
-        println!("labeling page: {}", daemon.api_info().page);
+        out!("metrics: http://{}/metrics", daemon.api_addr());
+        out!("labeling page: {}", daemon.api_info().page);
         wait_for_signal().await;
         eprintln!("stopping");
         daemon.shutdown().await;
@@ -91,16 +107,12 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() {
+/// Waits for Ctrl-C or SIGTERM (what `systemctl stop` and `kill` send).
+pub(crate) async fn wait_for_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("invariant: installing a SIGTERM handler succeeds on Unix");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-/// The default API address: loopback, any free port.
-pub(crate) fn default_api() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
 }

@@ -331,3 +331,34 @@ fn png_bytes(node: &Node, sample: &str) -> Vec<u8> {
     );
     r.body_mut().read_to_vec().unwrap()
 }
+
+/// What a monitoring system scrapes from a node: `/metrics` as OpenMetrics (it was sent as
+/// Prometheus 0.0.4 text, which it is not), the build-info series, and `/healthz` (it did not
+/// exist), none of them needing the token.
+#[test]
+fn metrics_are_openmetrics_with_build_info_and_healthz_answers() {
+    let mut node = Node::shapes(8);
+    node.start();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(format!("{}/metrics", node.url)).call().unwrap();
+    assert_eq!(r.status(), 200);
+    let content_type = r.headers().get("content-type").unwrap().to_str().unwrap();
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    let body = r.body_mut().read_to_string().unwrap();
+    assert!(
+        body.contains(&format!(
+            "swarmlabel_build_info{{component=\"node\",version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{body}"
+    );
+    let mut r = agent.get(format!("{}/healthz", node.url)).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "ok\n");
+}

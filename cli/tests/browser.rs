@@ -156,3 +156,62 @@ fn keypress_to_next_sample_over_fifty_labels() {
         "every label reached the store"
     );
 }
+
+/// Issue 16: the page's address changed at every `swarmlabel run` (port 0), and the browser keeps
+/// the page's outbox per address, so answers waiting in it stayed behind on the old address. Now
+/// a node started again in the same home listens at the same address, and an answer given while
+/// the node was down reaches it once the page is opened again with the new run's token.
+#[test]
+fn an_answer_queued_while_the_node_was_down_arrives_after_a_restart_at_the_same_address() {
+    require_browser();
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let out = output_dir("restart");
+    let mut node = Node::shapes(20);
+    node.start();
+    let first_url = node.url.clone();
+    let mut driver = browser::Driver::start(&node.url, &node.token, &out, "restart");
+    let labelled = driver.next();
+    assert_eq!(labelled["step"], "labelled", "{labelled}");
+    node.stop();
+    driver.send("down");
+    let queued = driver.next();
+    assert_eq!(queued["step"], "queued", "{queued}");
+    node.start();
+    assert_eq!(
+        node.url, first_url,
+        "the page keeps its address across restarts"
+    );
+    // `swarmlabel page` prints the address the user opens again.
+    let page = process::ok(&node.home, &["page"]);
+    assert_eq!(page.trim(), format!("{}/#token={}", node.url, node.token));
+    driver.send(&format!("up {} {}", node.url, node.token));
+    let sent = driver.next();
+    assert_eq!(sent["step"], "sent", "{sent}");
+    driver.finish();
+    let list = node.get(&format!("{}/labels", node.ds()));
+    let values: std::collections::HashMap<String, String> = list.body["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["sample"].as_str().unwrap().to_owned(),
+                a["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let first = labelled["first"].as_str().unwrap();
+    let second = queued["second"].as_str().unwrap();
+    assert_eq!(
+        values.get(first).map(String::as_str),
+        Some("circle"),
+        "{values:?}"
+    );
+    assert_eq!(
+        values.get(second).map(String::as_str),
+        Some("square"),
+        "the answer queued while the node was down arrived: {values:?}"
+    );
+}

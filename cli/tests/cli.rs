@@ -176,7 +176,7 @@ fn commands_on_an_uninitialised_home_say_to_run_init() {
         &["dataset", "create", DIGITS, "--name", "d", "--labels", "0"],
     ] {
         let out = env.run(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "an error exits 2: {args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("run `swarmlabel init` first"),
@@ -202,7 +202,7 @@ fn init_keeps_an_existing_key_unless_forced() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     let out = env.run(&["init"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "an error exits 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force"));
     let id = env.json(&["id", "--json"]);
     assert_eq!(id["peer_id"].as_str().unwrap(), first);
@@ -366,4 +366,38 @@ fn one_damaged_listing_never_hides_the_others() {
         stderr.contains(first.trim()) && stderr.contains("swarmlabel dataset fetch"),
         "{stderr}"
     );
+}
+
+/// `swarmlabel dataset create ... --json | head` closed the pipe before the output was written,
+/// and the command panicked with a broken-pipe backtrace. Written to fail on that code: the read
+/// end of the pipe is closed before the command starts, so every write to stdout fails.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_and_the_dataset_is_stored() {
+    let env = Env::new();
+    env.ok(&["init", "--quiet"]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = env
+        .cmd(&[
+            "dataset",
+            "create",
+            DIGITS,
+            "--name",
+            "d",
+            "--labels",
+            "0,1,2,3,4,5,6,7,8,9",
+            "--label-column",
+            "label",
+            "--json",
+            "-q",
+        ])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    let listed = env.json(&["dataset", "ls", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 }

@@ -100,3 +100,72 @@ fn the_headless_demo_learns_the_shapes_well_above_chance() {
         "the demo left its temporary folder {folder} behind"
     );
 }
+
+/// The interactive demo prints an address peers can dial (one `/p2p/<id>`: it printed two), and
+/// stopped as a service manager stops it (SIGTERM) it removes its temporary folder (it was left
+/// behind: only Ctrl-C was handled). Fails on the code before issue 16 on both counts.
+#[test]
+fn the_interactive_demo_prints_a_dialable_address_and_cleans_up_on_sigterm() {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmlabel"))
+        .args(["demo", "--samples", "40", "--volunteers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::sync_channel(64);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    // The page's address is printed once every node runs.
+    while !lines.iter().any(|l: &String| l.starts_with("label here: ")) {
+        match rx.recv_timeout(HANG) {
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the demo never printed its page's address: {lines:?}");
+            }
+        }
+    }
+    let bootstrap = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("bootstrap peer: "))
+        .unwrap_or_else(|| panic!("no bootstrap address in {lines:?}"));
+    assert_eq!(
+        bootstrap.matches("/p2p/").count(),
+        1,
+        "the address names its peer once: {bootstrap}"
+    );
+    assert!(
+        bootstrap.parse::<libp2p::Multiaddr>().is_ok(),
+        "{bootstrap}"
+    );
+    let folder = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("demo folder: "))
+        .unwrap()
+        .to_owned();
+    assert!(std::path::Path::new(&folder).exists());
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the demo stopped by SIGTERM exits 0: {status}"
+    );
+    assert!(
+        !std::path::Path::new(&folder).exists(),
+        "the demo left its temporary folder {folder} behind after SIGTERM"
+    );
+}

@@ -191,6 +191,7 @@ impl Node {
         let mut registry = Registry::default();
         let metrics = metrics::Metrics::default();
         metrics.register(&mut registry);
+        metrics::register_build_info(&mut registry, "node");
         let (tx, peer_id) = actor::spawn(
             &identity,
             home.blobs(),

@@ -5,8 +5,8 @@
 //! with the API's address to `HOME/api.json` (mode 0600) and given to the page in its URL's
 //! fragment, and a `Host` header naming the loopback address (no DNS rebinding); a request from
 //! another web origin is refused. Every change also carries an `X-Request-Id` that is accepted
-//! once. `/metrics` and the page's static files need no token: they are read-only, hold no
-//! secret and are loopback-only. `docs/api.md` documents every request and error.
+//! once. `/metrics`, `/healthz` and the page's static files need no token: they are read-only,
+//! hold no secret and are loopback-only. `docs/api.md` documents every request and error.
 //!
 //! [`Daemon::start`] starts a whole node (network, labels service, API) from a home and
 //! [`Options`]; several can run in one process.
@@ -70,6 +70,52 @@ impl ApiInfo {
     }
 }
 
+/// The port of the local API and the labeling page when the user names none: unassigned by
+/// IANA and below Linux's ephemeral range, so neither common tools nor outgoing connections take
+/// it. A fixed port gives the page a fixed address, and the browser keeps the page's storage
+/// (its outbox of answers not yet sent) by address.
+pub const DEFAULT_API_PORT: u16 = 7734;
+
+/// The default API address: loopback, [`DEFAULT_API_PORT`].
+pub fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT))
+}
+
+fn last_api_path(home: &Home) -> PathBuf {
+    home.root().join("api-addr")
+}
+
+/// The address the API of this home's node listened on last (kept across runs, unlike
+/// `api.json`): a node started again without `--api` tries it first, so its page keeps its
+/// address even when it had to move off [`DEFAULT_API_PORT`].
+pub fn last_api(home: &Home) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(last_api_path(home)).ok()?;
+    text.trim()
+        .parse::<SocketAddr>()
+        .ok()
+        .filter(|a| a.ip().is_loopback() && a.port() != 0)
+}
+
+/// Binds the API at `addr`, or with `fallback` at a free port of its address when `addr` is
+/// taken; returns the listener and, if it moved, `addr`.
+async fn bind_api(
+    addr: SocketAddr,
+    fallback: bool,
+) -> Result<(tokio::net::TcpListener, Option<SocketAddr>), DaemonError> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok((listener, None)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && fallback && addr.port() != 0 => {
+            let any = SocketAddr::new(addr.ip(), 0);
+            let listener = tokio::net::TcpListener::bind(any)
+                .await
+                .map_err(|source| DaemonError::Api { addr: any, source })?;
+            Ok((listener, Some(addr)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(DaemonError::ApiInUse(addr)),
+        Err(source) => Err(DaemonError::Api { addr, source }),
+    }
+}
+
 /// Settings of a daemon.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -81,6 +127,10 @@ pub struct Options {
     pub join: Vec<DatasetId>,
     /// Where the API listens (a loopback address; port 0 picks one).
     pub api: SocketAddr,
+    /// When `api` is taken, listen on a free port of the same address instead (and say so in
+    /// [`Daemon::api_moved_from`]) rather than fail: for the default address, not one the user
+    /// asked for.
+    pub api_fallback: bool,
     /// The labels service: sync and gossip of labels.
     pub labels: crate::labels::Config,
     /// Where the human's queue comes from; `None`: the learning loops ([`learning::Learners`])
@@ -100,6 +150,7 @@ impl Options {
             serve: Vec::new(),
             join: Vec::new(),
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_fallback: false,
             labels: crate::labels::Config::default(),
             queue: None,
             models: crate::models::Config::default(),
@@ -118,6 +169,11 @@ pub enum DaemonError {
     /// The API address is not loopback.
     #[error("the API address {0} is not a loopback address; use 127.0.0.1:PORT")]
     NotLoopback(SocketAddr),
+    /// The API's address is taken and no other was allowed.
+    #[error(
+        "{0} is taken (another swarmlabel node, or another program); stop it or give --api 127.0.0.1:PORT"
+    )]
+    ApiInUse(SocketAddr),
     /// The API could not listen or its file could not be written.
     #[error("cannot start the API on {addr}: {source}")]
     Api {
@@ -156,6 +212,7 @@ struct AppState {
 pub struct Daemon {
     node: Node,
     api: SocketAddr,
+    api_moved_from: Option<SocketAddr>,
     info: ApiInfo,
     stop_api: Option<oneshot::Sender<()>>,
     api_file: PathBuf,
@@ -254,12 +311,7 @@ impl Daemon {
             spawn_join(joiner.clone(), *id);
         }
 
-        let listener = tokio::net::TcpListener::bind(options.api)
-            .await
-            .map_err(|source| DaemonError::Api {
-                addr: options.api,
-                source,
-            })?;
+        let (listener, api_moved_from) = bind_api(options.api, options.api_fallback).await?;
         let api = listener.local_addr().map_err(|source| DaemonError::Api {
             addr: options.api,
             source,
@@ -310,9 +362,14 @@ impl Daemon {
         let json = serde_json::to_vec_pretty(&info).expect("invariant: ApiInfo serialises");
         swarmlabel_net::fs::write_atomic(&api_file, &json)
             .map_err(|source| DaemonError::Api { addr: api, source })?;
+        // Remembered for the next start: the page keeps its address, so what the browser holds
+        // for it (the outbox of answers not yet sent, remapped keys) is found again.
+        swarmlabel_net::fs::write_atomic(&last_api_path(&home), api.to_string().as_bytes())
+            .map_err(|source| DaemonError::Api { addr: api, source })?;
         Ok(Daemon {
             node,
             api,
+            api_moved_from,
             info,
             stop_api: Some(stop_api),
             api_file,
@@ -331,6 +388,12 @@ impl Daemon {
     /// Where the API listens.
     pub fn api_addr(&self) -> SocketAddr {
         self.api
+    }
+
+    /// The address the API was asked to listen on when it was taken, so the API (and the page)
+    /// listen on another port for this run.
+    pub fn api_moved_from(&self) -> Option<SocketAddr> {
+        self.api_moved_from
     }
 
     /// The API's address, token and page URL, as written to `api.json`.
@@ -389,6 +452,7 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/join", post(join))
         .route("/api/v1/fetch", post(fetch_now))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -575,7 +639,17 @@ async fn fetch_now(
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [("content-type", swarmlabel_net::swarm::metrics::CONTENT_TYPE)],
         s.node.encode_metrics(),
     )
+}
+
+/// `GET /healthz`: `ok` while the node's actor answers (a load balancer's or systemd watchdog's
+/// liveness check); 503 with the reason once it does not.
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    let text = [("content-type", "text/plain; charset=utf-8")];
+    match s.node.listen_addrs().await {
+        Ok(_) => (StatusCode::OK, text, "ok\n".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, text, format!("{e}\n")),
+    }
 }

@@ -1,5 +1,5 @@
 // Drives the labeling page of a running node in Debian's Chromium (headless), for
-// cli/tests/browser.rs. Usage: node label.mjs URL TOKEN OUTDIR [label|refuse|latency]
+// cli/tests/browser.rs. Usage: node label.mjs URL TOKEN OUTDIR [label|refuse|latency|restart]
 //
 //   label    labels 5 samples with the keyboard, undoes the last with Backspace, waits until the
 //            node has every change, saves OUTDIR/label.png; prints {"labelled":[...],"undone":...}
@@ -8,16 +8,22 @@
 //            and message
 //   latency  labels 50 samples at a fast human pace (one key every 150 ms) and measures, in the
 //            page, keydown to the frame that shows the next sample; prints p50/p99 in ms
+//   restart  labels one sample (key 1) and prints {"step":"labelled",...}; after the line "down"
+//            on stdin (the node was stopped) labels the next (key 2) into the outbox and prints
+//            {"step":"queued",...}; after "up URL TOKEN" (the node runs again) opens URL with the
+//            new token in the same browser profile, waits until the outbox is empty and prints
+//            {"step":"sent",...}
 //
 // Every result is one JSON line on stdout; a failure exits non-zero with a sentence on stderr.
 import { chromium } from "playwright-core";
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
+import readline from "node:readline";
 
 const [url, token, outdir, mode = "label"] = process.argv.slice(2);
 if (!url || !token || !outdir) {
-  console.error("usage: node label.mjs URL TOKEN OUTDIR [label|refuse|latency]");
+  console.error("usage: node label.mjs URL TOKEN OUTDIR [label|refuse|latency|restart]");
   process.exit(2);
 }
 fs.mkdirSync(outdir, { recursive: true });
@@ -156,9 +162,37 @@ async function latency() {
   }
 }
 
-const modes = { label, refuse, latency };
+async function restart() {
+  const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  const next = async () => (await lines.next()).value || "";
+  const browser = await launch();
+  try {
+    const page = await openPage(browser);
+    const first = await shown(page);
+    await page.keyboard.press("1");
+    await waitOther(page, first);
+    await outboxEmpty(page);
+    const second = await shown(page);
+    console.log(JSON.stringify({ step: "labelled", first, origin: new URL(page.url()).origin }));
+    if ((await next()) !== "down") throw new Error("expected the line 'down'");
+    await page.keyboard.press("2");
+    await page.waitForFunction(() => JSON.parse(localStorage.getItem("swarmlabel:outbox") || "[]").length === 1);
+    console.log(JSON.stringify({ step: "queued", second }));
+    const [word, newUrl, newToken] = (await next()).split(" ");
+    if (word !== "up") throw new Error("expected the line 'up URL TOKEN'");
+    // The page as the user opens it again (`swarmlabel page`): same address, this run's token.
+    await page.goto(`${newUrl}/#token=${newToken}`);
+    await page.reload();
+    await outboxEmpty(page);
+    console.log(JSON.stringify({ step: "sent", origin: new URL(page.url()).origin }));
+  } finally {
+    await browser.close();
+  }
+}
+
+const modes = { label, refuse, latency, restart };
 if (!modes[mode]) {
-  console.error(`unknown mode '${mode}'; use label, refuse or latency`);
+  console.error(`unknown mode '${mode}'; use label, refuse, latency or restart`);
   process.exit(2);
 }
 modes[mode]().catch((e) => {

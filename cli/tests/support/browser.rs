@@ -59,3 +59,59 @@ pub(crate) fn drive(url: &str, token: &str, out: &Path, mode: &str) -> serde_jso
     });
     serde_json::from_str(line).unwrap()
 }
+
+/// `label.mjs` in an interactive mode: the test sends it lines and reads its JSON lines.
+pub(crate) struct Driver {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Driver {
+    pub(crate) fn start(url: &str, token: &str, out: &Path, mode: &str) -> Driver {
+        use std::io::BufRead as _;
+        use std::process::Stdio;
+        let mut child = Command::new("node")
+            .arg(Path::new(SCRIPTS).join("label.mjs"))
+            .args([url, token, out.to_str().unwrap(), mode])
+            .current_dir(SCRIPTS)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::sync_channel(64);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Driver { child, lines }
+    }
+
+    /// The next JSON line (a hang guard of 2 minutes: each step takes seconds).
+    pub(crate) fn next(&mut self) -> serde_json::Value {
+        match self.lines.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(line) => serde_json::from_str(&line).unwrap(),
+            Err(e) => {
+                let _ = self.child.kill();
+                panic!("the browser run stopped answering ({e}); its stderr is above");
+            }
+        }
+    }
+
+    pub(crate) fn send(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub(crate) fn finish(mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the browser run failed: {status}");
+    }
+}

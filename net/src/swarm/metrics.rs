@@ -69,6 +69,25 @@ impl Metrics {
     }
 }
 
+/// Registers `swarmlabel_build_info{component, version} 1`: which build of which program is
+/// running, the usual way to join a version onto other series (`* on (instance) group_left(version)
+/// swarmlabel_build_info`).
+pub fn register_build_info(registry: &mut Registry, component: &str) {
+    use prometheus_client::metrics::family::Family;
+    let family = Family::<Vec<(String, String)>, Gauge>::default();
+    family
+        .get_or_create(&vec![
+            ("component".to_owned(), component.to_owned()),
+            ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        ])
+        .set(1);
+    registry.sub_registry_with_prefix("swarmlabel").register(
+        "build_info",
+        "The running build: its component and version",
+        family,
+    );
+}
+
 /// Encodes `registry` in the Prometheus text format.
 pub fn encode(registry: &Registry) -> String {
     let mut out = String::new();
