@@ -166,6 +166,12 @@ pub enum SignError {
     },
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Signatures this thread has verified (tests count the cost of reading and syncing).
+    pub(crate) static VERIFICATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// An annotation with its signature: the unit stored, synced and aggregated.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SignedAnnotation {
@@ -220,6 +226,8 @@ impl SignedAnnotation {
     /// Whether the signature is a valid strict ed25519 signature (canonical `S`, no small-order
     /// key) by the annotator over [`DOMAIN`] and the canonical encoding.
     pub fn verify(&self) -> bool {
+        #[cfg(test)]
+        VERIFICATIONS.with(|n| n.set(n.get() + 1));
         let Ok(key) = VerifyingKey::from_bytes(&self.annotation.annotator.0) else {
             return false;
         };

@@ -12,7 +12,7 @@ use crate::samples::Samples;
 use crate::shard::storage::{LoadError, LoadReport};
 use crate::shard::{Annotations, Shard, screen::screen, wins};
 use crate::sync::{self, Limits, Received, SyncError};
-use crate::validate::{Dataset, Rejection, check_record, placement};
+use crate::validate::{Dataset, Rejection, check_record_cached, placement};
 
 /// The largest actor id accepted, in bytes.
 pub const MAX_ACTOR_LEN: usize = 32;
@@ -167,13 +167,13 @@ impl Replica {
         // The cheap checks first: a flood of records for samples that do not exist costs no
         // signature verification.
         self.precheck(signed)?;
-        check_record(&self.dataset, signed).map_err(RecordError::Invalid)?;
         let (shard_id, key) = placement(&self.dataset, signed);
         let dataset = self.dataset;
         let Some(shard) = self.shard_mut(shard_id) else {
             // The layout maps every sample to one of its shards.
             return Err(RecordError::Invalid(Rejection::WrongSlot));
         };
+        check_record_cached(&dataset, signed, &shard.verified).map_err(RecordError::Invalid)?;
         let (visible, _) = shard.slot_values(&dataset, &key);
         let newest = visible
             .into_iter()

@@ -17,7 +17,7 @@ use automerge::{ActorId, Automerge, ChangeHash, ROOT, ReadDoc as _, ScalarValue,
 
 use crate::annotation::SignedAnnotation;
 use crate::layout::ShardId;
-use crate::validate::{Dataset, Rejection, Rejections, Verified, check, check_cached};
+use crate::validate::{Dataset, Rejection, Rejections, Verified, check_cached};
 
 /// The validated contents of one or more shards.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,8 +56,8 @@ pub(crate) struct Shard {
     pub(crate) saved_heads: Option<Vec<ChangeHash>>,
     /// Whether changes were applied in bulk since the last [`Shard::defragment`].
     fragile: bool,
-    /// Records whose signature verified already: reading verifies each once.
-    verified: Verified,
+    /// Records whose signature verified already: reading and screening verify each once.
+    pub(crate) verified: Verified,
 }
 
 /// Keys between the splits made by [`Shard::defragment`]: about 32 × 177 bytes ≈ 5.7 KB of values
@@ -198,7 +198,7 @@ impl Shard {
         for (value, id) in values {
             let checked = value_bytes(&value)
                 .ok_or(Rejection::Malformed)
-                .and_then(|b| check(dataset, self.id, key, b));
+                .and_then(|b| check_cached(dataset, self.id, key, b, &self.verified));
             match (checked, id) {
                 (Ok(signed), automerge::ObjId::Id(counter, actor, _)) => {
                     valid.push((signed, counter, actor))
@@ -271,7 +271,7 @@ impl Shard {
             }
             let checked = match &item.value {
                 ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => {
-                    check_cached(dataset, self.id, &item.key, b, &mut self.verified)
+                    check_cached(dataset, self.id, &item.key, b, &self.verified)
                 }
                 _ => Err(Rejection::Malformed),
             };

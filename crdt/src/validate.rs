@@ -118,29 +118,36 @@ pub(crate) fn check_cached(
     shard: ShardId,
     key: &str,
     value: &[u8],
-    verified: &mut Verified,
+    verified: &Verified,
 ) -> Result<SignedAnnotation, Rejection> {
     check_with(dataset, shard, key, value, |s| verified.verify(s))
 }
 
 /// Signed records whose signature verified, by the first 16 bytes of BLAKE3 of the whole record
 /// (content and signature, so no other record can share an entry): a replica reading its shards
-/// again verifies only what is new, not every signature at every read.
+/// again verifies only what is new, not every signature at every read, and a record that comes
+/// back in another replica's change (every replica that heard a record by gossip commits its own
+/// copy, so a slot holds one copy per replica that committed it) costs a hash, not a signature
+/// check. Shared by reading and screening, which only hold the shard immutably.
 #[derive(Debug, Default)]
-pub(crate) struct Verified(std::collections::HashSet<[u8; 16]>);
+pub(crate) struct Verified(std::sync::Mutex<std::collections::HashSet<[u8; 16]>>);
 
 impl Verified {
     /// Whether `signed`'s signature verifies, from the cache or checked now (and remembered).
-    pub(crate) fn verify(&mut self, signed: &SignedAnnotation) -> bool {
+    pub(crate) fn verify(&self, signed: &SignedAnnotation) -> bool {
         let hash = blake3::hash(&signed.to_bytes());
         let mut key = [0u8; 16];
         key.copy_from_slice(&hash.as_bytes()[..16]);
-        if self.0.contains(&key) {
+        let mut known = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains(&key) {
             return true;
         }
         let ok = signed.verify();
         if ok {
-            self.0.insert(key);
+            known.insert(key);
         }
         ok
     }
@@ -173,6 +180,15 @@ fn check_with(
 /// Used before writing our own annotations and by [`check`].
 pub fn check_record(dataset: &Dataset, signed: &SignedAnnotation) -> Result<(), Rejection> {
     check_record_with(dataset, signed, SignedAnnotation::verify)
+}
+
+/// [`check_record`], verifying the signature through `verified`.
+pub(crate) fn check_record_cached(
+    dataset: &Dataset,
+    signed: &SignedAnnotation,
+    verified: &Verified,
+) -> Result<(), Rejection> {
+    check_record_with(dataset, signed, |s| verified.verify(s))
 }
 
 fn check_record_with(

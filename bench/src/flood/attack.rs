@@ -171,6 +171,7 @@ fn fresh_root(owner: &Identity, rng: &mut impl rand::Rng) -> SignedRoot {
     let root = Root {
         name: format!("spam {}", rng.random::<u32>()),
         description: "x".repeat(4096),
+        instructions: String::new(),
         task: Task::TabularClassification {
             features: vec!["x".into()],
         },

@@ -35,6 +35,8 @@ pub(super) struct Setup {
     pub(super) pool_csv: PathBuf,
     pub(super) classes: Vec<String>,
     pub(super) nodes: usize,
+    /// Connections each volunteer dials (see the `--degree` flag).
+    pub(super) degree: usize,
     pub(super) redundancy: u32,
     pub(super) query: Query,
     pub(super) initial: u64,
@@ -180,7 +182,7 @@ pub(super) async fn run(
         });
         eprintln!("sim: volunteer {i} joined");
     }
-    connect(&volunteers, crdt.id).await?;
+    connect(&volunteers, crdt.id, setup.degree, setup.seed).await?;
     let bytes_before: Vec<u64> = volunteers.iter().map(|v| wire_bytes(&v.node)).collect();
     let pool = volunteers[0].learner.pool().clone();
     let test_x = test_features(&pool)?;
@@ -329,26 +331,37 @@ fn anti_entropy() -> swarmlabel_node::replicate::core::Config {
     }
 }
 
-/// Connects every pair of volunteers and waits until each sees the others on the label topic.
-async fn connect(volunteers: &[Volunteer], crdt: swarmlabel_crdt::DatasetId) -> anyhow::Result<()> {
+/// Connects the volunteers in a small world (see `--degree`): each dials the next `degree / 2`
+/// in a ring and `degree / 2` others at random, or every other one when `degree` reaches
+/// `nodes - 1`; then waits until each sees every volunteer it is connected to on the label topic.
+async fn connect(
+    volunteers: &[Volunteer],
+    crdt: swarmlabel_crdt::DatasetId,
+    degree: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
     let dataset = crdt;
+    let n = volunteers.len();
     let mut addrs = Vec::new();
     for v in volunteers {
         addrs.push(v.node.listen_addrs().await?[0].clone());
     }
-    for (a, v) in volunteers.iter().enumerate() {
-        for addr in &addrs[a + 1..] {
-            let _ = v.node.dial(addr.clone()).await;
-        }
+    let links = links(n, degree, seed);
+    for &(a, b) in &links {
+        let _ = volunteers[a].node.dial(addrs[b].clone()).await;
     }
-    let others = volunteers.len() - 1;
+    let mut expected = vec![0usize; n];
+    for &(a, b) in &links {
+        expected[a] += 1;
+        expected[b] += 1;
+    }
     within(
-        "every volunteer to see the others on the label topic",
+        "every volunteer to see its neighbours on the label topic",
         async {
             loop {
                 let mut ok = true;
-                for v in volunteers {
-                    if v.labels.peers(dataset).await?.len() < others {
+                for (v, want) in volunteers.iter().zip(&expected) {
+                    if v.labels.peers(dataset).await?.len() < *want {
                         ok = false;
                     }
                 }
@@ -360,6 +373,34 @@ async fn connect(volunteers: &[Volunteer], crdt: swarmlabel_crdt::DatasetId) -> 
         },
     )
     .await?
+}
+
+/// The undirected links `(a, b)`, `a < b`, of the volunteers' small world.
+fn links(n: usize, degree: usize, seed: u64) -> Vec<(usize, usize)> {
+    let mut set = std::collections::BTreeSet::new();
+    if degree + 1 >= n {
+        for a in 0..n {
+            for b in a + 1..n {
+                set.insert((a, b));
+            }
+        }
+        return set.into_iter().collect();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_1195);
+    let half = (degree / 2).max(1);
+    for a in 0..n {
+        for k in 1..=half {
+            let b = (a + k) % n;
+            set.insert((a.min(b), a.max(b)));
+        }
+        for _ in 0..half {
+            let b = rng.random_range(0..n);
+            if b != a {
+                set.insert((a.min(b), a.max(b)));
+            }
+        }
+    }
+    set.into_iter().collect()
 }
 
 /// Bytes the node sent and received on all its connections (libp2p's bandwidth counters).

@@ -15,7 +15,7 @@ use super::{Shard, inflate};
 use crate::annotation::SignedAnnotation;
 use crate::samples::Samples;
 use crate::sync::Refusal;
-use crate::validate::{Dataset, Rejection, check};
+use crate::validate::{Dataset, Rejection, check_cached};
 
 /// What screening a message found: every op was a valid put.
 #[derive(Debug, Default)]
@@ -96,7 +96,8 @@ fn screen_change(
             return Err(Refusal::NotAnnotationPut);
         };
         let key: &str = key;
-        let signed = check(dataset, shard.id, key, value).map_err(Refusal::Invalid)?;
+        let signed = check_cached(dataset, shard.id, key, value, &shard.verified)
+            .map_err(Refusal::Invalid)?;
         if samples.is_some_and(|s| !s.contains(&signed.annotation().sample)) {
             return Err(Refusal::Invalid(Rejection::UnknownSample));
         }

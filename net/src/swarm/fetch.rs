@@ -12,6 +12,7 @@
 //! 4. Make everything durable with one sync, then list the dataset.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
@@ -175,7 +176,7 @@ pub async fn fetch(
     let root = match listed {
         Ok(listed) => listed.root,
         Err(CatalogError::NotFound(_)) => {
-            let providers = node.find_providers(dataset).await?;
+            let providers = look_for_providers(node, dataset, options.provider_rounds).await?;
             if providers.is_empty() {
                 return Err(FetchError::NoProviders(dataset));
             }
@@ -402,10 +403,37 @@ async fn run(
             }
             Step::Idle => {
                 rounds -= 1;
-                reach.add(node.find_providers(dataset).await?);
+                reach.add(look_for_providers(node, dataset, 1).await?);
             }
         }
     }
+}
+
+/// First wait before looking providers up again: a lookup that finds nobody may only have
+/// raced the provider's announcement or a busy DHT (in a 100-node `sim`, a lookup that had just
+/// found the owner found nobody the next time).
+const LOOKUP_RETRY: Duration = Duration::from_millis(250);
+/// Longest wait between two lookups of one fetch.
+const LOOKUP_RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// Looks `dataset`'s providers up, and up to `retries` times again with a doubling wait while
+/// nobody is found.
+async fn look_for_providers(
+    node: &Node,
+    dataset: DatasetId,
+    retries: usize,
+) -> Result<Vec<PeerId>, FetchError> {
+    let mut wait = LOOKUP_RETRY;
+    for _ in 0..retries {
+        let providers = node.find_providers(dataset).await?;
+        if !providers.is_empty() {
+            return Ok(providers);
+        }
+        tracing::debug!(%dataset, ?wait, "no provider found; looking again");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(LOOKUP_RETRY_MAX);
+    }
+    Ok(node.find_providers(dataset).await?)
 }
 
 async fn get_blob(

@@ -110,7 +110,7 @@ fn annotations_of_samples_the_manifest_does_not_list_are_refused_and_ignored() {
 /// record's signature is still checked, and refused.
 #[test]
 fn a_verified_signature_is_remembered_by_record_not_by_signature() {
-    let mut verified = crate::validate::Verified::default();
+    let verified = crate::validate::Verified::default();
     let honest = signed(1, 0, 100, Value::Label(1));
     assert!(verified.verify(&honest));
     assert!(verified.verify(&honest), "remembered");
@@ -129,4 +129,40 @@ fn a_verified_signature_is_remembered_by_record_not_by_signature() {
     assert_eq!(first, r.read());
     assert_eq!(first.annotations, vec![honest]);
     assert_eq!(first.rejected.bad_signature, 1);
+}
+
+/// Every replica that hears a record by gossip commits it in a change of its own, so after
+/// anti-entropy a slot holds one copy per replica that did. With 100 nodes (`swarmlabel-bench sim
+/// --nodes 100`) reading and screening verified every copy's signature again, at every read:
+/// most of the CPU of the run went there (stack samples: ed25519 under `Shard::slot_values`).
+/// A record's signature is now checked once, whatever number of copies arrives or is read.
+#[test]
+fn copies_of_one_record_from_many_replicas_cost_one_signature_check() {
+    let checks = || crate::annotation::VERIFICATIONS.with(std::cell::Cell::get);
+    let record = signed(1, 0, 100, Value::Label(1));
+    let mut peers: Vec<Replica> = (20..26).map(replica).collect();
+    for p in &mut peers {
+        p.record(&record).unwrap();
+        p.commit();
+    }
+    let mut me = replica(10);
+    let before = checks();
+    me.record(&record).unwrap();
+    me.commit();
+    assert_eq!(checks() - before, 1);
+    for p in &mut peers {
+        super::sync_all(p, &mut me).unwrap();
+    }
+    let first = me.read();
+    assert_eq!(first.annotations, vec![record]);
+    assert_eq!(
+        first.conflicted_slots, 1,
+        "the slot holds a copy per replica"
+    );
+    assert_eq!(me.read(), first);
+    assert_eq!(
+        checks() - before,
+        1,
+        "7 copies synced and read twice: one check"
+    );
 }
