@@ -259,6 +259,24 @@ pub(crate) enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a dataset from this home: one you created, or one you joined and want to leave.
+    ///
+    /// Deletes its listing, its labels (yours too: those not yet synced to a peer are lost), its
+    /// model registry, policy and private gold, then every sample no other dataset uses. Stop the
+    /// node first (it holds the home). Without --yes it only says what would go.
+    ///
+    /// Example: swarmlabel dataset rm 3fa9 --yes
+    #[command(verbatim_doc_comment)]
+    Rm {
+        /// The dataset id or a unique prefix.
+        id: String,
+        /// Really remove it.
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a dataset's samples and gold labels as CSV or JSONL.
     Export {
         /// The dataset id or a unique prefix.
@@ -477,6 +495,11 @@ pub(crate) struct CreateArgs {
     /// Free text describing the dataset.
     #[arg(long, default_value = "")]
     pub(crate) description: String,
+    /// A markdown file of labeling instructions (at most 64 KiB), signed into the manifest and
+    /// shown to every labeler on the page and in the terminal labeler. Rendered as text: no
+    /// HTML, scripts, images or remote content.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) instructions: Option<PathBuf>,
     /// Fail on files that are not images instead of skipping them with a warning.
     #[arg(long)]
     pub(crate) strict: bool,

@@ -3,6 +3,8 @@
 use crate::output::out;
 use std::path::Path;
 
+use anyhow::Context as _;
+
 use swarmlabel_net::dataset::export::{self, ExportFormat};
 use swarmlabel_net::dataset::import::{self, Format, Options};
 use swarmlabel_net::dataset::manifest::Task;
@@ -72,6 +74,12 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
                 if !r.description.is_empty() {
                     out!("description: {}", r.description);
                 }
+                if !r.instructions.is_empty() {
+                    out!("instructions:");
+                    for line in r.instructions.lines() {
+                        out!("  {line}");
+                    }
+                }
                 out!("task:        {}", task_text(&r.task));
                 out!("labels:      {}", r.labels.join(","));
                 out!("redundancy:  {} label(s) wanted per sample", r.redundancy);
@@ -125,6 +133,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
                 Outcome::Failed
             })
         }
+        DatasetCommand::Rm { id, yes, json } => remove(home_path, &id, yes, json, quiet),
         DatasetCommand::Export { id, format, out } => {
             let home = open(home_path)?;
             let catalog = swarmlabel_net::Catalog::of(&home);
@@ -265,9 +274,23 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
 fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcome> {
     let home = open(home_path)?;
     let identity = home.identity()?;
+    let instructions = match &a.instructions {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read the instructions {}", path.display()))?;
+            String::from_utf8(bytes).map_err(|_| {
+                anyhow::anyhow!(
+                    "the instructions {} are not UTF-8 text; save them as UTF-8 markdown",
+                    path.display()
+                )
+            })?
+        }
+        None => String::new(),
+    };
     let opts = Options {
         name: a.name,
         description: a.description,
+        instructions,
         labels: a.labels,
         format: match a.format {
             args::Format::Auto => Format::Auto,
@@ -344,6 +367,7 @@ fn summary(l: &Listed) -> serde_json::Value {
         "id": l.id.to_string(),
         "name": r.name,
         "description": r.description,
+        "instructions": r.instructions,
         "task": r.task.kind(),
         "features": features,
         "labels": r.labels,
@@ -431,6 +455,45 @@ fn policy(
             } else {
                 format!(" ({reason})")
             }
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+fn remove(
+    home_path: &Path,
+    id: &str,
+    yes: bool,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    use swarmlabel_node::remove;
+    let home = open(home_path)?;
+    // A listed dataset by prefix; a full id also finds the leftovers of an interrupted removal.
+    let dataset = swarmlabel_net::Catalog::of(&home)
+        .resolve(id)
+        .or_else(|e| id.parse::<swarmlabel_net::DatasetId>().map_err(|_| e))?;
+    if !yes {
+        let plan = remove::plan(&home, &dataset);
+        if plan.paths.is_empty() {
+            return Err(remove::RemoveError::NotStored(dataset).into());
+        }
+        anyhow::bail!(
+            "removing dataset {dataset} deletes its listing, {} labels and its model registry from this home; nothing was removed: add --yes to remove it",
+            plan.annotations
+        );
+    }
+    let _alone = home.try_lock_exclusive()?;
+    let removed = remove::remove(&home, &dataset, &_alone)?;
+    if json {
+        out!("{}", serde_json::to_string(&removed)?);
+    } else if !quiet {
+        out!(
+            "removed dataset {dataset}: {} labels, {} files and folders, {} samples and pages no other dataset used ({} bytes)",
+            removed.annotations,
+            removed.paths.len(),
+            removed.gc.removed_blobs,
+            removed.gc.removed_bytes
         );
     }
     Ok(Outcome::Ok)

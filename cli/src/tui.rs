@@ -31,13 +31,22 @@ pub(crate) fn run(client: &Client, id: &str) -> anyhow::Result<()> {
     let labels: Vec<String> = serde_json::from_value(dataset["labels"].clone())
         .context("the node sent an unexpected dataset")?;
     let name = dataset["name"].as_str().unwrap_or_default().to_owned();
+    // The owner's description and instructions, shown above the sample as written (markdown
+    // reads well as text; nothing in it is interpreted).
+    let brief = [&dataset["description"], &dataset["instructions"]]
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter(|t| !t.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n\n");
     let mut session = Session::new(labels);
     fetch(client, id, &mut session)?;
 
     let mut terminal = ratatui::try_init().context(
         "cannot take over the terminal (is this an interactive terminal?); label on the labeling page instead",
     )?;
-    let result = event_loop(&mut terminal, client, id, &name, &mut session);
+    let result = event_loop(&mut terminal, client, id, &name, &brief, &mut session);
     ratatui::restore();
     result
 }
@@ -47,11 +56,12 @@ fn event_loop(
     client: &Client,
     id: &str,
     name: &str,
+    brief: &str,
     session: &mut Session,
 ) -> anyhow::Result<()> {
     let mut answered = 0usize;
     loop {
-        terminal.draw(|f| draw(f, session, name, answered))?;
+        terminal.draw(|f| draw(f, session, name, brief, answered))?;
         let Event::Key(k) = event::read()? else {
             continue;
         };
@@ -69,7 +79,7 @@ fn event_loop(
         };
         let effects = session.on_key(key);
         // The next sample first, then the node.
-        terminal.draw(|f| draw(f, session, name, answered))?;
+        terminal.draw(|f| draw(f, session, name, brief, answered))?;
         for effect in effects {
             let done = match effect {
                 Effect::Quit => return Ok(()),
@@ -149,10 +159,22 @@ fn fetch(client: &Client, id: &str, session: &mut Session) -> anyhow::Result<()>
     Ok(())
 }
 
-fn draw(frame: &mut Frame<'_>, session: &Session, name: &str, answered: usize) {
+/// Lines of the instructions pane at most (it scrolls no further: the page shows them whole).
+const BRIEF_LINES: u16 = 8;
+
+fn draw(frame: &mut Frame<'_>, session: &Session, name: &str, brief: &str, answered: usize) {
     let why_height = if session.show_why { 4 } else { 0 };
-    let [header, body, keys, why, status] = Layout::vertical([
+    let brief_height = if brief.is_empty() {
+        0
+    } else {
+        u16::try_from(brief.lines().count())
+            .unwrap_or(u16::MAX)
+            .min(BRIEF_LINES)
+            + 2
+    };
+    let [header, instructions, body, keys, why, status] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(brief_height),
         Constraint::Min(5),
         Constraint::Length(3),
         Constraint::Length(why_height),
@@ -166,6 +188,14 @@ fn draw(frame: &mut Frame<'_>, session: &Session, name: &str, answered: usize) {
         .style(Style::new().add_modifier(Modifier::BOLD)),
         header,
     );
+    if !brief.is_empty() {
+        frame.render_widget(
+            Paragraph::new(brief)
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(" instructions ")),
+            instructions,
+        );
+    }
     let item = session.current();
     let title = match item.and_then(|i| i.answer.as_deref()) {
         Some(a) => format!(" sample (your answer: {a}) "),

@@ -29,9 +29,54 @@ fn five_labels_by_keyboard_and_one_undo_store_four_signed_labels() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let out = output_dir("label");
-    let mut node = Node::shapes(20);
+    // Instructions with markup the page must keep as text (issue 16: they never reached it).
+    let instructions = out.join("instructions.md");
+    std::fs::write(
+        &instructions,
+        "# How to label\n\nPick the **outline** shape.\n\n- circle: round\n- cross: two bars\n\n<script>window.pwned = 1</script> ![logo](http://203.0.113.9/x.png)\n",
+    )
+    .unwrap();
+    let mut node = Node::shapes_with(
+        20,
+        &[
+            "--instructions",
+            instructions.to_str().unwrap(),
+            "--description",
+            "Shapes drawn for the demo",
+        ],
+    );
     node.start();
     let result = drive(&node, &out, "label");
+    let brief = &result["brief"];
+    assert_eq!(brief["shown"], true, "{brief}");
+    assert_eq!(brief["description"], "Shapes drawn for the demo");
+    assert!(
+        brief["text"]
+            .as_str()
+            .unwrap()
+            .contains("Pick the outline shape."),
+        "{brief}"
+    );
+    assert_eq!(brief["strong"], serde_json::json!(["outline"]));
+    assert_eq!(brief["items"], 2);
+    // Script and image syntax stay text: no script, no image, no request for it.
+    let markup: Vec<&str> = brief["markup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        markup
+            .iter()
+            .all(|t| ["h2", "p", "strong", "ul", "li", "em", "code"].contains(t)),
+        "{markup:?}"
+    );
+    let text = brief["text"].as_str().unwrap();
+    assert!(
+        text.contains("<script>window.pwned = 1</script>") && text.contains("[image: logo]"),
+        "{text}"
+    );
     assert!(
         result["error"].is_null(),
         "the page showed an error: {result}"

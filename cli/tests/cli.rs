@@ -401,3 +401,85 @@ fn output_into_a_closed_pipe_ends_quietly_and_the_dataset_is_stored() {
     let listed = env.json(&["dataset", "ls", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 }
+
+/// `dataset rm`: says what would go without --yes and removes nothing; with --yes the dataset is
+/// gone with its files and the samples no other dataset uses, and the other dataset is intact.
+/// Issue 16: there was no way to remove a dataset or leave a joined one.
+#[test]
+fn dataset_rm_removes_one_dataset_and_keeps_the_others_whole() {
+    let env = Env::new();
+    env.ok(&["init", "--quiet"]);
+    let digits = env.json(&[
+        "dataset",
+        "create",
+        DIGITS,
+        "--name",
+        "d",
+        "--labels",
+        "0,1,2,3,4,5,6,7,8,9",
+        "--label-column",
+        "label",
+        "--json",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shapes = env.path("shapes");
+    env.ok(&[
+        "-q", "dataset", "generate", "shapes", "--out", &shapes, "--count", "12",
+    ]);
+    let kept = env
+        .ok(&[
+            "-q",
+            "dataset",
+            "create",
+            &shapes,
+            "--name",
+            "s",
+            "--labels",
+            "circle,square,triangle,cross",
+        ])
+        .trim()
+        .to_owned();
+    let blobs_before = count_files(&env.home().join("blobs"));
+
+    let out = env.run(&["dataset", "rm", &digits[..8]]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("add --yes"), "{stderr}");
+    assert_eq!(
+        env.json(&["dataset", "ls", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let removed = env.json(&["dataset", "rm", &digits[..8], "--yes", "--json"]);
+    assert_eq!(removed["dataset"], digits.as_str());
+    assert_eq!(removed["listed"], true);
+    // 1,797 samples and their pages, every one used by digits alone.
+    assert!(
+        removed["gc"]["removed_blobs"].as_u64().unwrap() >= 1797,
+        "{removed}"
+    );
+    let listed = env.json(&["dataset", "ls", "--json"]);
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![kept.as_str()]);
+    env.ok(&["dataset", "verify", &kept]);
+    assert!(count_files(&env.home().join("blobs")) < blobs_before);
+    assert!(!env.home().join("datasets").join(&digits).exists());
+
+    let again = env.run(&["dataset", "rm", &digits, "--yes"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not in this home"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -76,7 +76,10 @@ fn keys_in_a_terminal_become_labels_and_backspace_undoes() {
         Command::new("script").arg("--version").output().is_ok(),
         "util-linux `script` is missing; install util-linux (apt-get install -y util-linux)"
     );
-    let mut node = Node::digits();
+    let brief = tempfile::tempdir().unwrap();
+    let instructions = brief.path().join("instructions.md");
+    std::fs::write(&instructions, "Write the **digit** you see; 0 to 9.\n").unwrap();
+    let mut node = Node::digits_with(&["--instructions", instructions.to_str().unwrap()]);
     node.start();
     let command = format!(
         "stty cols 120 rows 40; exec {} label {} --tui",
@@ -109,6 +112,11 @@ fn keys_in_a_terminal_become_labels_and_backspace_undoes() {
     };
     screen.wait("the terminal labeler drawing its header", || {
         screen.shows("Esc quits")
+    });
+    // The owner's instructions are on screen as written (issue 16: they never reached labelers).
+    // The terminal moves the cursor over blank cells instead of printing spaces: look for words.
+    screen.wait("the instructions", || {
+        screen.shows("instructions") && screen.shows("**digit**")
     });
     let mut keys = tui.stdin.take().unwrap();
     let mut press = |key: &[u8]| {

@@ -16,6 +16,7 @@ fn root(pages: Vec<PageRef>) -> Root {
     Root {
         name: "n".into(),
         description: "d".into(),
+        instructions: String::new(),
         task: Task::TabularClassification {
             features: vec!["a".into(), "b".into()],
         },

@@ -97,6 +97,14 @@ pub struct LabelStore {
 /// How a batch of records went, record by record (see [`LabelStore::record_batch`]).
 pub type Outcomes = Vec<Result<bool, RecordError>>;
 
+/// Where the labels of `dataset` live in `home`: the record log and the shard files.
+pub fn dir_of(home: &Home, dataset: &DatasetId) -> PathBuf {
+    home.root().join("labels").join(hex::encode(dataset.0))
+}
+
+/// Bytes of one entry of a record log (`records.log`).
+pub const LOG_ENTRY_BYTES: u64 = log::ENTRY_LEN as u64;
+
 impl LabelStore {
     /// The crdt view of a dataset: its id, label count and shard layout (derived from the sample
     /// count, so every peer derives the same).
@@ -129,7 +137,7 @@ impl LabelStore {
         dataset: swarmlabel_crdt::Dataset,
         samples: Option<Arc<Samples>>,
     ) -> Result<(LabelStore, Recovery), LabelStoreError> {
-        let dir = home.root().join("labels").join(hex::encode(dataset.id.0));
+        let dir = dir_of(home, &dataset.id);
         durable::create_dir(&dir).map_err(|source| LabelStoreError::Io {
             action: "create",
             path: dir.clone(),

@@ -7,4 +7,5 @@ pub mod labels;
 pub mod learn;
 pub mod models;
 pub mod policy;
+pub mod remove;
 pub mod replicate;

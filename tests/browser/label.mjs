@@ -2,7 +2,8 @@
 // cli/tests/browser.rs. Usage: node label.mjs URL TOKEN OUTDIR [label|refuse|latency|restart]
 //
 //   label    labels 5 samples with the keyboard, undoes the last with Backspace, waits until the
-//            node has every change, saves OUTDIR/label.png; prints {"labelled":[...],"undone":...}
+//            node has every change, saves OUTDIR/label.png; prints {"labelled":[...],"undone":...,
+//            "brief":{...}} (brief: the instructions as the page shows them)
 //   refuse   sends a label with a foreign Host header and one without the token, from Node's
 //            http client, and one without the token from inside the page; prints each status
 //            and message
@@ -84,7 +85,20 @@ async function label() {
       return e.hidden ? null : e.textContent;
     });
     await page.screenshot({ path: path.join(outdir, "label.png") });
-    console.log(JSON.stringify({ labelled, undone, error }));
+    // The owner's instructions as the page shows them: visible text, and what markup they became.
+    const brief = await page.evaluate(() => {
+      const box = document.getElementById("brief");
+      const body = document.getElementById("instructions");
+      return {
+        shown: !box.hidden && box.open,
+        description: document.getElementById("description").textContent,
+        text: body.innerText,
+        strong: [...body.querySelectorAll("strong")].map((e) => e.textContent),
+        items: body.querySelectorAll("li").length,
+        markup: [...body.querySelectorAll("*")].map((e) => e.tagName.toLowerCase()),
+      };
+    });
+    console.log(JSON.stringify({ labelled, undone, error, brief }));
   } finally {
     await browser.close();
   }

@@ -25,6 +25,7 @@ fn made_up_root(owner: &Identity) -> SignedRoot {
         Root {
             name: "made up".into(),
             description: String::new(),
+            instructions: String::new(),
             task: Task::TextClassification,
             labels: vec!["a".into()],
             owner: owner.public_key(),

@@ -49,6 +49,11 @@ impl Reply {
 impl Node {
     /// A home with a generated shapes dataset of `count` images, not yet running.
     pub(crate) fn shapes(count: usize) -> Node {
+        Node::shapes_with(count, &[])
+    }
+
+    /// [`Node::shapes`], with more flags for `dataset create`.
+    pub(crate) fn shapes_with(count: usize, extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         ok(&home, &["init"]);
@@ -77,7 +82,10 @@ impl Node {
                 "shapes",
                 "--labels",
                 &SHAPES.join(","),
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
         )
         .trim()
         .to_owned();
@@ -86,6 +94,11 @@ impl Node {
 
     /// A home with the digits table (testdata/digits.csv), not yet running.
     pub(crate) fn digits() -> Node {
+        Node::digits_with(&[])
+    }
+
+    /// [`Node::digits`], with more flags for `dataset create`.
+    pub(crate) fn digits_with(extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         ok(&home, &["init"]);
@@ -101,7 +114,10 @@ impl Node {
                 "digits",
                 "--labels",
                 "0,1,2,3,4,5,6,7,8,9",
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
         )
         .trim()
         .to_owned();

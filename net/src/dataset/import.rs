@@ -57,6 +57,8 @@ pub struct Options {
     pub name: String,
     /// Free text.
     pub description: String,
+    /// Labeling instructions (markdown), shown to labelers; empty for none.
+    pub instructions: String,
     /// The label set.
     pub labels: Vec<String>,
     /// The source format.
@@ -81,6 +83,7 @@ impl Options {
         Self {
             name: name.into(),
             description: String::new(),
+            instructions: String::new(),
             labels,
             format: Format::Auto,
             label_column: None,
@@ -380,6 +383,7 @@ pub fn import(
     let root = Root {
         name: opts.name.trim().to_owned(),
         description: opts.description.clone(),
+        instructions: opts.instructions.clone(),
         task,
         labels,
         redundancy: opts.redundancy,

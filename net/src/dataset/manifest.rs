@@ -21,6 +21,8 @@ pub const MAX_LABEL_BYTES: usize = 64;
 pub const MAX_NAME_BYTES: usize = 256;
 /// Bytes in a description at most.
 pub const MAX_DESCRIPTION_BYTES: usize = 16 * 1024;
+/// Bytes of labeling instructions at most (markdown).
+pub const MAX_INSTRUCTIONS_BYTES: usize = 64 * 1024;
 /// Feature columns of a tabular dataset at most.
 pub const MAX_FEATURES: usize = 65_536;
 /// Bytes in a feature name at most.
@@ -31,6 +33,10 @@ pub const MAX_REDUNDANCY: u32 = 16;
 /// The domain under which roots are signed.
 pub const ROOT_SIGNATURE_DOMAIN: &str = "swarmlabel/manifest-root/v1";
 const ROOT_MAGIC: &[u8; 8] = b"SWLROOT2";
+/// A root with labeling instructions after its description. A root without instructions is still
+/// written as version 2, so its bytes (and the dataset id) are what they were, and peers that
+/// predate instructions still read it.
+const ROOT_MAGIC_3: &[u8; 8] = b"SWLROOT3";
 const PAGE_MAGIC: &[u8; 8] = b"SWLPAGE1";
 const NO_GOLD: u16 = u16::MAX;
 const ENTRY_LEN: usize = 32 + 8 + 1 + 2;
@@ -135,6 +141,9 @@ pub struct Root {
     pub name: String,
     /// Free text.
     pub description: String,
+    /// What labelers should know (markdown, at most [`MAX_INSTRUCTIONS_BYTES`]); shown on the
+    /// labeling page and in the terminal labeler. Empty: none.
+    pub instructions: String,
     /// The task.
     pub task: Task,
     /// The label set; gold labels and annotations index into it.
@@ -197,9 +206,16 @@ impl Root {
     /// Encodes the root canonically (the bytes the owner signs).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Vec::with_capacity(256 + self.pages.len() * 36);
-        w.extend_from_slice(ROOT_MAGIC);
-        put_str(&mut w, &self.name);
-        put_str(&mut w, &self.description);
+        if self.instructions.is_empty() {
+            w.extend_from_slice(ROOT_MAGIC);
+            put_str(&mut w, &self.name);
+            put_str(&mut w, &self.description);
+        } else {
+            w.extend_from_slice(ROOT_MAGIC_3);
+            put_str(&mut w, &self.name);
+            put_str(&mut w, &self.description);
+            put_str(&mut w, &self.instructions);
+        }
         match &self.task {
             Task::ImageClassification => w.push(1),
             Task::TabularClassification { features } => {
@@ -232,11 +248,24 @@ impl Root {
     /// Decodes and bounds-checks a root (without its signature).
     pub fn decode(bytes: &[u8]) -> Result<Root, DecodeError> {
         let mut r = Reader { buf: bytes };
-        if r.take(8)? != ROOT_MAGIC {
-            return Err(DecodeError::Magic("root"));
-        }
+        let magic = r.take(8)?;
+        let with_instructions = match magic {
+            m if m == ROOT_MAGIC => false,
+            m if m == ROOT_MAGIC_3 => true,
+            _ => return Err(DecodeError::Magic("root")),
+        };
         let name = r.str(MAX_NAME_BYTES, "name")?;
         let description = r.str(MAX_DESCRIPTION_BYTES, "description")?;
+        let instructions = if with_instructions {
+            let text = r.str(MAX_INSTRUCTIONS_BYTES, "instructions")?;
+            // Version 3 is for roots with instructions: one empty would have a second encoding.
+            if text.is_empty() {
+                return Err(DecodeError::Bounds("instructions"));
+            }
+            text
+        } else {
+            String::new()
+        };
         let task = match r.u8()? {
             1 => Task::ImageClassification,
             2 => {
@@ -283,6 +312,7 @@ impl Root {
         Ok(Root {
             name,
             description,
+            instructions,
             task,
             labels,
             redundancy,

@@ -29,6 +29,10 @@ pub(crate) const MAX_EXCLUDE: usize = 256;
 pub(crate) struct DatasetView {
     id: String,
     name: String,
+    /// The owner's description (plain text).
+    description: String,
+    /// The owner's labeling instructions (markdown: the page renders it as text, see app.js).
+    instructions: String,
     /// `images`, `text` or `csv`.
     kind: &'static str,
     labels: Vec<String>,
@@ -59,6 +63,8 @@ pub(crate) async fn datasets(
         out.push(DatasetView {
             id: l.id.to_string(),
             name: book.name.clone(),
+            description: book.description.clone(),
+            instructions: book.instructions.clone(),
             kind: book.task.kind(),
             labels: book.labels.clone(),
             samples: book.order.len() as u64,

@@ -29,6 +29,9 @@ pub(super) mod consensus;
 #[derive(Debug)]
 pub(crate) struct Book {
     pub(crate) name: String,
+    pub(crate) description: String,
+    /// The owner's labeling instructions (markdown; empty: none).
+    pub(crate) instructions: String,
     pub(crate) task: Task,
     pub(crate) labels: Vec<String>,
     /// Sample ids in manifest order.
@@ -115,6 +118,8 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiErro
     let samples = Arc::new(order.iter().map(|b| SampleId(b.0)).collect());
     let book = Arc::new(Book {
         name: root.name.clone(),
+        description: root.description.clone(),
+        instructions: root.instructions.clone(),
         task: root.task.clone(),
         labels: root.labels.clone(),
         order,

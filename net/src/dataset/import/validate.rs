@@ -1,7 +1,9 @@
 //! Checks of what the owner gives an import: the label set, the name and description, and a
 //! sample's label against the label set.
 
-use super::super::manifest::{MAX_DESCRIPTION_BYTES, MAX_LABEL_BYTES, MAX_LABELS, MAX_NAME_BYTES};
+use super::super::manifest::{
+    MAX_DESCRIPTION_BYTES, MAX_INSTRUCTIONS_BYTES, MAX_LABEL_BYTES, MAX_LABELS, MAX_NAME_BYTES,
+};
 use super::{ImportError, Options};
 
 /// Checks a label set: non-empty, each name non-empty, short and unique. Names are trimmed.
@@ -52,6 +54,12 @@ pub(super) fn validate_metadata(opts: &Options) -> Result<(), ImportError> {
         return Err(ImportError::Metadata(format!(
             "the description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are allowed",
             opts.description.len()
+        )));
+    }
+    if opts.instructions.len() > MAX_INSTRUCTIONS_BYTES {
+        return Err(ImportError::Metadata(format!(
+            "the instructions are {} bytes; at most {MAX_INSTRUCTIONS_BYTES} are allowed: shorten them",
+            opts.instructions.len()
         )));
     }
     Ok(())

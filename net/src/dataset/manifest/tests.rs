@@ -4,6 +4,7 @@ fn sample_root(owner: &Identity, pages: Vec<PageRef>) -> Root {
     Root {
         name: "n".into(),
         description: "d".into(),
+        instructions: String::new(),
         task: Task::TabularClassification {
             features: vec!["x".into(), "y".into()],
         },
@@ -125,4 +126,47 @@ fn huge_declared_lengths_are_refused_before_allocating() {
     let mut bytes = ROOT_MAGIC.to_vec();
     bytes.extend_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(Root::decode(&bytes), Err(DecodeError::Bounds("name")));
+}
+
+/// Instructions (issue 16) travel in the signed root as version 3; a root without them keeps the
+/// version 2 bytes, so existing dataset ids do not change and older nodes still read new roots
+/// that have none.
+#[test]
+fn instructions_round_trip_as_version_3_and_roots_without_keep_version_2() {
+    let owner = Identity::from_secret_bytes([1; 32]);
+    let pages = vec![PageRef {
+        id: BlobId([5; 32]),
+        samples: 2,
+    }];
+    let plain = sample_root(&owner, pages.clone());
+    assert_eq!(&plain.encode()[..8], b"SWLROOT2");
+    let mut briefed = sample_root(&owner, pages);
+    briefed.instructions = "# Label\n**Only** the foreground.".into();
+    let bytes = briefed.encode();
+    assert_eq!(&bytes[..8], b"SWLROOT3");
+    assert_eq!(Root::decode(&bytes).unwrap(), briefed);
+    let signed = SignedRoot::sign(briefed.clone(), &owner);
+    assert_eq!(SignedRoot::decode(signed.bytes()).unwrap().root(), &briefed);
+
+    // Version 3 with empty instructions would be a second encoding of a version 2 root.
+    // (name "n" and description "d" take 5 bytes each after the magic).
+    let v2 = plain.encode();
+    let mut empty = b"SWLROOT3".to_vec();
+    empty.extend_from_slice(&v2[8..18]);
+    empty.extend_from_slice(&0u32.to_le_bytes());
+    empty.extend_from_slice(&v2[18..]);
+    assert_eq!(
+        Root::decode(&empty),
+        Err(DecodeError::Bounds("instructions"))
+    );
+    // Declared longer than the bound: refused before allocating.
+    let mut long = b"SWLROOT3".to_vec();
+    long.extend_from_slice(&1u32.to_le_bytes());
+    long.push(b'n');
+    long.extend_from_slice(&0u32.to_le_bytes());
+    long.extend_from_slice(&(MAX_INSTRUCTIONS_BYTES as u32 + 1).to_le_bytes());
+    assert_eq!(
+        Root::decode(&long),
+        Err(DecodeError::Bounds("instructions"))
+    );
 }

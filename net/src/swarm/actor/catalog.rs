@@ -211,6 +211,7 @@ mod tests {
         let root = Root {
             name: format!("dataset {n}"),
             description: "d".repeat(description_bytes),
+            instructions: String::new(),
             task: Task::TabularClassification {
                 features: vec!["x".into()],
             },

@@ -526,8 +526,71 @@
     drawButtons();
   });
 
+  // ---- instructions -------------------------------------------------------------------------
+  // The owner's markdown, rendered with createElement and textContent only: whatever it holds
+  // (HTML, script, image or link syntax) ends up as text, never as markup or a request. Headings,
+  // paragraphs, lists, **bold**, *italic* and `code` are kept; a link shows as "text (address)".
+  function inline(text) {
+    const out = document.createDocumentFragment();
+    const pattern = /(\*\*[^*]+\*\*|\*[^*\s][^*]*\*|_[^_\s][^_]*_|`[^`]+`|!?\[[^\]]*\]\([^)\s]*\))/g;
+    let at = 0;
+    for (const m of text.matchAll(pattern)) {
+      if (m.index > at) out.append(document.createTextNode(text.slice(at, m.index)));
+      const t = m[0];
+      let node;
+      if (t.startsWith("**")) { node = document.createElement("strong"); node.textContent = t.slice(2, -2); }
+      else if (t.startsWith("`")) { node = document.createElement("code"); node.textContent = t.slice(1, -1); }
+      else if (t.startsWith("*") || t.startsWith("_")) { node = document.createElement("em"); node.textContent = t.slice(1, -1); }
+      else {
+        const [, image, label, href] = t.match(/^(!?)\[([^\]]*)\]\(([^)]*)\)$/);
+        node = document.createTextNode(image ? `[image: ${label}]` : `${label} (${href})`);
+      }
+      out.append(node);
+      at = m.index + t.length;
+    }
+    if (at < text.length) out.append(document.createTextNode(text.slice(at)));
+    return out;
+  }
+  function renderMarkdown(markdown, into) {
+    into.replaceChildren();
+    let list = null;
+    let para = null;
+    for (const raw of markdown.split(/\r?\n/)) {
+      const line = raw.trimEnd();
+      const heading = line.match(/^(#{1,6})\s+(.*)$/);
+      const item = line.match(/^\s*(?:[-*+]|(\d+)[.)])\s+(.*)$/);
+      if (!line.trim()) { list = null; para = null; continue; }
+      if (heading) {
+        const h = document.createElement(`h${Math.min(4, heading[1].length + 1)}`);
+        h.append(inline(heading[2]));
+        into.append(h);
+        list = null; para = null;
+      } else if (item) {
+        const kind = item[1] ? "ol" : "ul";
+        if (!list || list.tagName.toLowerCase() !== kind) { list = document.createElement(kind); into.append(list); }
+        const li = document.createElement("li");
+        li.append(inline(item[2]));
+        list.append(li);
+        para = null;
+      } else {
+        if (!para) { para = document.createElement("p"); into.append(para); } else { para.append(document.createTextNode(" ")); }
+        para.append(inline(line.trim()));
+        list = null;
+      }
+    }
+  }
+  function showBrief(dataset) {
+    const description = dataset.description || "";
+    const instructions = dataset.instructions || "";
+    $("description").textContent = description;
+    $("description").hidden = !description;
+    renderMarkdown(instructions, $("instructions"));
+    $("brief").hidden = !description && !instructions;
+  }
+
   async function choose(dataset) {
     state.dataset = dataset;
+    showBrief(dataset);
     state.queue = [];
     state.history = [];
     state.at = -1;
