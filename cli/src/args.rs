@@ -166,10 +166,17 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Write a dataset's consensus labels (or, with --raw, every signed annotation) as CSV or
-    /// JSONL, from the running node.
+    /// JSONL, or its labelled images as an image folder, from the running node.
     ///
-    /// Consensus: one row per annotated sample: sample_id, label (empty when there is no
-    /// consensus: only skips/unsure, or a majority tie), confidence, votes, skips, unsure.
+    /// Consensus: one row per annotated sample: sample_id, file_name (in the home that imported
+    /// an image dataset: the original file, relative to the imported folder), label (empty when
+    /// there is no consensus: only skips/unsure, or a majority tie), confidence, votes, skips,
+    /// unsure.
+    ///
+    /// --format imagefolder --out DIR: DIR/LABEL/FILE for every image with a consensus label,
+    /// and DIR/metadata.jsonl (file_name, label, confidence, votes, sample_id, original_file):
+    /// Hugging Face `datasets.load_dataset("imagefolder", data_dir=DIR)` loads it as is. DIR must
+    /// not exist; it appears whole or not at all.
     /// With the default method, dawid-skene, each annotator's votes are weighted by how reliable
     /// they proved (on gold labels where the dataset has them, and against each other), and the
     /// confidence is the probability of the label. With --method majority the label needs
@@ -183,6 +190,7 @@ pub(crate) enum Command {
     ///
     /// Examples: swarmlabel export ID --format csv --out labels.csv
     ///           swarmlabel export ID --format jsonl --raw > annotations.jsonl
+    ///           swarmlabel export ID --format imagefolder --out ./labelled
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
     /// Ask the running node to fetch a dataset and then serve it (in the background; see
@@ -378,8 +386,8 @@ pub(crate) struct ExportArgs {
     /// The dataset id or a unique prefix.
     pub(crate) id: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
-    pub(crate) format: ExportFormat,
+    #[arg(long, value_enum, default_value_t = LabelsFormat::Csv)]
+    pub(crate) format: LabelsFormat,
     /// Write every signed annotation instead of the consensus labels.
     #[arg(long)]
     pub(crate) raw: bool,
@@ -531,6 +539,16 @@ pub(crate) enum Format {
 pub(crate) enum ExportFormat {
     Csv,
     Jsonl,
+}
+
+/// Formats of `swarmlabel export` (labels).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LabelsFormat {
+    Csv,
+    Jsonl,
+    /// Images: each under its consensus label's folder, with metadata.jsonl (needs --out DIR):
+    /// what Hugging Face `datasets` loads as "imagefolder".
+    Imagefolder,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

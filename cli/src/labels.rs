@@ -2,13 +2,16 @@
 //! the running node. The numbers and the file formats are `swarmlabel_node::consensus`'s.
 
 use crate::output::out;
+use std::collections::HashMap;
 use std::path::Path;
+
+use anyhow::Context as _;
 
 use serde::Deserialize;
 use swarmlabel_node::consensus::export::{self, Format, RawAnnotation};
 use swarmlabel_node::consensus::{Coefficient, SampleConsensus, Stats};
 
-use crate::args::{ConsensusMethod, ExportArgs, ExportFormat};
+use crate::args::{ConsensusMethod, ExportArgs, LabelsFormat};
 use crate::client::Client;
 use crate::{Outcome, open};
 
@@ -157,11 +160,89 @@ struct RawBody {
     annotations: Vec<RawAnnotation>,
 }
 
+/// The original file names of dataset `id` (hex) known to the home, by sample id (hex).
+fn file_names(home_path: &Path, id: &str) -> anyhow::Result<HashMap<String, String>> {
+    let home = open(home_path)?;
+    let id: swarmlabel_net::DatasetId = id.parse()?;
+    Ok(swarmlabel_net::Catalog::of(&home)
+        .names(&id)?
+        .into_iter()
+        .map(|(sample, file)| (sample.to_string(), file))
+        .collect())
+}
+
+/// `export --format imagefolder --out DIR`.
+fn export_imagefolder(
+    home_path: &Path,
+    id: &str,
+    client: &Client,
+    args: &ExportArgs,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    use swarmlabel_net::dataset::manifest::MediaType;
+    use swarmlabel_node::consensus::imagefolder::{self, ImageKind};
+    if args.raw {
+        anyhow::bail!("--raw exports annotations, not images; use --format csv or jsonl with it");
+    }
+    let Some(out) = args.out.as_deref() else {
+        anyhow::bail!("--format imagefolder writes a folder: give it with --out DIR");
+    };
+    let home = open(home_path)?;
+    let catalog = swarmlabel_net::Catalog::of(&home);
+    let listed = catalog.get(&id.parse()?)?;
+    let mut kinds = HashMap::new();
+    for index in 0..listed.root.root().pages.len() {
+        for entry in catalog.page(&listed, index)?.samples {
+            let kind = match entry.media_type {
+                MediaType::Png => ImageKind::Png,
+                MediaType::Jpeg => ImageKind::Jpeg,
+                _ => anyhow::bail!(
+                    "dataset {id} is not an image dataset; export it with --format csv or jsonl"
+                ),
+            };
+            kinds.insert(entry.id.to_string(), kind);
+        }
+    }
+    let body: ConsensusBody = client.get(&format!(
+        "/api/v1/datasets/{id}/labels/consensus?method={}",
+        method_name(args.method)
+    ))?;
+    if let Some(note) = body.note.as_deref().filter(|_| !quiet) {
+        eprintln!("note: {note}");
+    }
+    let names = file_names(home_path, id)?;
+    let blobs = home.blobs();
+    let written = imagefolder::write(out, &body.samples, &kinds, &names, |sample| {
+        let blob: swarmlabel_net::BlobId = sample
+            .parse()
+            .map_err(|_| std::io::Error::other(format!("{sample} is not a sample id")))?;
+        blobs
+            .get(&blob)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .with_context(|| format!("cannot export into {}", out.display()))?;
+    if !quiet {
+        eprintln!(
+            "wrote {written} labelled images and metadata.jsonl to {}",
+            out.display()
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
 pub(crate) fn export(home_path: &Path, args: ExportArgs, quiet: bool) -> anyhow::Result<Outcome> {
     let (id, client) = connect(home_path, &args.id)?;
     let format = match args.format {
-        ExportFormat::Csv => Format::Csv,
-        ExportFormat::Jsonl => Format::Jsonl,
+        LabelsFormat::Csv => Format::Csv,
+        LabelsFormat::Jsonl => Format::Jsonl,
+        LabelsFormat::Imagefolder => {
+            return export_imagefolder(home_path, &id, &client, &args, quiet);
+        }
+    };
+    let names = if args.raw {
+        HashMap::new()
+    } else {
+        file_names(home_path, &id)?
     };
     // Fetched whole before anything is written, so a failure leaves no partial output.
     let rows = if args.raw {
@@ -183,7 +264,7 @@ pub(crate) fn export(home_path: &Path, args: ExportArgs, quiet: bool) -> anyhow:
     };
     let write = |out: &mut dyn std::io::Write| match &rows {
         Rows::Raw(r) => export::write_raw(r, format, out),
-        Rows::Consensus(r) => export::write_consensus(r, format, out),
+        Rows::Consensus(r) => export::write_consensus(r, &names, format, out),
     };
     let n = crate::output::write_out(args.out.as_deref(), |w| Ok(write(w)?))?;
     if let Some(path) = args.out.as_deref().filter(|_| !quiet) {

@@ -358,7 +358,7 @@ fn stats_and_exports_are_exact_and_raw_signatures_verify() {
     );
     assert!(
         bad_format.starts_with("error: invalid value 'xml' for '--format <FORMAT>'")
-            && bad_format.contains("[possible values: csv, jsonl]"),
+            && bad_format.contains("[possible values: csv, jsonl, imagefolder]"),
         "{bad_format}"
     );
     assert!(!out_dir.join("x.csv").exists());

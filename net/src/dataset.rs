@@ -9,6 +9,7 @@ pub mod export;
 pub mod gold;
 pub mod import;
 pub mod manifest;
+pub mod names;
 pub mod shapes;
 pub mod verify;
 

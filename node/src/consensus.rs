@@ -17,6 +17,7 @@
 //! - Skip and unsure answers are not votes; they are counted separately.
 
 pub mod export;
+pub mod imagefolder;
 mod memo;
 
 pub use memo::Memo;

@@ -3,7 +3,7 @@
 //!
 //! The listing goes first, durably: from then on the dataset is not in the home, and a crash
 //! leaves only files no listing names, which running the removal again (or `gc`, for blobs)
-//! deletes. Then its labels, model registry, policy and private gold, then every blob no other
+//! deletes. Then its labels, model registry, policy, private gold and file names, then every blob no other
 //! listed dataset or model names. The caller holds the home's lock alone: no node or import
 //! runs meanwhile.
 
@@ -59,6 +59,7 @@ fn paths_of(home: &Home, dataset: &DatasetId) -> Vec<PathBuf> {
     vec![
         datasets.join(&hex),
         datasets.join(format!("{hex}.gold")),
+        datasets.join(format!("{hex}.names")),
         crate::labels::dir_of(home, dataset),
         home.root().join("models").join(&hex),
         crate::policy::store::path(home, dataset),

@@ -136,8 +136,9 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
     hostile.subscribe(&topic, 3).await;
 
     // Gossip: the two forgeries, then the hostile key's own valid label of another sample as a
-    // sentinel. Messages from one peer arrive in order, so once every node holds the sentinel
-    // it has judged the forgeries.
+    // sentinel. Messages from one peer arrive in order, but a node may get the sentinel first
+    // from another node (forwarded, or by sync): so wait until every node holds the sentinel and
+    // has judged two messages, then check what it made of them.
     let g = forgeries(&hostile_id, victim, 1);
     let sentinel = SignedAnnotation::sign(
         annotation(key_of(&hostile_id), 2, 7),
@@ -154,18 +155,22 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
         key_of(&hostile_id),
         Value::Label(1),
     );
-    within("every node to take the sentinel", async {
-        loop {
-            let mut all = true;
-            for n in &net.nodes {
-                all &= n.holdings().await.0.contains(&sentinel_triple);
+    within(
+        "every node to take the sentinel and judge the forgeries",
+        async {
+            loop {
+                let mut all = true;
+                for n in &net.nodes {
+                    all &= n.holdings().await.0.contains(&sentinel_triple)
+                        && n.labels.counters().gossip_rejected >= 2;
+                }
+                if all {
+                    break;
+                }
+                hostile.step(Duration::from_millis(50)).await;
             }
-            if all {
-                break;
-            }
-            hostile.step(Duration::from_millis(50)).await;
-        }
-    })
+        },
+    )
     .await;
     for (i, n) in net.nodes.iter().enumerate() {
         assert_eq!(

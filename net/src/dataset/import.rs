@@ -342,7 +342,8 @@ pub fn import(
             });
         }
         drop(done_tx);
-        let collected = collect(&done_rx, &store, &stop, opts.private_gold, progress);
+        let folder = (format == Format::Images).then(|| path.to_owned());
+        let collected = collect(&done_rx, &store, &stop, opts.private_gold, folder, progress);
         let outcome = feeder
             .join()
             .expect("invariant: the feeder thread does not panic");
@@ -400,6 +401,10 @@ pub fn import(
         // Durable before the listing that names the dataset: a listed dataset never lacks it.
         catalog.put_private_gold(&signed.id(), private)?;
     }
+    if !collected.names.is_empty() {
+        // Durable before the listing too: a listed image dataset has its file names.
+        catalog.put_names(&signed.id(), &collected.names)?;
+    }
     let id = catalog.add(&signed)?;
     let mut warnings = outcome.warnings;
     warnings.extend(collected.warnings);
@@ -430,6 +435,9 @@ struct Collected {
     warnings: Vec<String>,
     /// With private gold: the gold labels kept out of the pages.
     private: Option<Vec<(BlobId, u16)>>,
+    /// Images: the imported folder, and each sample's file relative to it (see [`super::names`]).
+    folder: Option<PathBuf>,
+    names: Vec<(BlobId, String)>,
 }
 
 impl Collected {
@@ -450,6 +458,15 @@ impl Collected {
             return Ok(());
         }
         self.seen.insert(done.id, done.gold);
+        if let Some(folder) = &self.folder {
+            let path = Path::new(&done.origin);
+            let relative = path.strip_prefix(folder).unwrap_or(path);
+            let parts: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            self.names.push((done.id, parts.join("/")));
+        }
         if done.put == Put::Existing {
             self.existing_blobs += 1;
         }
@@ -499,10 +516,12 @@ fn collect(
     store: &BlobStore,
     stop: &AtomicBool,
     private_gold: bool,
+    folder: Option<PathBuf>,
     progress: &dyn Progress,
 ) -> Result<Collected, ImportError> {
     let mut collected = Collected {
         private: private_gold.then(Vec::new),
+        folder,
         ..Collected::default()
     };
     let mut pending = BTreeMap::new();

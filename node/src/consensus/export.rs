@@ -2,7 +2,9 @@
 //! `swarmlabel export`.
 //!
 //! Consensus rows: `sample_id`, `label` (empty / null without a consensus label), `confidence`
-//! (rounded to 4 decimals), `votes`, `skips`, `unsure`.
+//! (rounded to 4 decimals), `votes`, `skips`, `unsure`; and `file_name`, the sample's original
+//! file relative to the imported folder, when the home knows the file names (the owner's home
+//! of an image dataset, see `swarmlabel_net::dataset::names`).
 //!
 //! Raw rows, one per valid signed annotation: `sample_id`, `annotator` (ed25519 public key, hex),
 //! `time_ms`, `kind` (`label`, `skip` or `unsure`), `label`, `suggestion` (the model's suggested
@@ -10,6 +12,7 @@
 //! dataset id these fields are the whole signed annotation: anyone can re-encode it (see
 //! `swarmlabel-crdt`'s README) and check the signature.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +91,8 @@ fn text(x: Option<f64>) -> String {
 #[derive(Serialize)]
 struct ConsensusLine<'a> {
     sample_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_name: Option<&'a str>,
     label: Option<&'a str>,
     confidence: Option<f64>,
     votes: u32,
@@ -96,31 +101,39 @@ struct ConsensusLine<'a> {
 }
 
 /// Writes consensus rows. Returns the number of rows.
+///
+/// `names` maps sample ids (hex) to original file names; when it is not empty the rows carry a
+/// `file_name` (empty where a sample has none).
 pub fn write_consensus(
     rows: &[SampleConsensus],
+    names: &HashMap<String, String>,
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<usize> {
+    let with_names = !names.is_empty();
+    let name_of = |r: &SampleConsensus| names.get(&r.sample).map(String::as_str);
     match format {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            w.write_record([
-                "sample_id",
-                "label",
-                "confidence",
-                "votes",
-                "skips",
-                "unsure",
-            ])?;
+            let mut header = vec!["sample_id"];
+            if with_names {
+                header.push("file_name");
+            }
+            header.extend(["label", "confidence", "votes", "skips", "unsure"]);
+            w.write_record(&header)?;
             for r in rows {
-                w.write_record([
-                    r.sample.clone(),
+                let mut record = vec![r.sample.clone()];
+                if with_names {
+                    record.push(name_of(r).unwrap_or_default().to_owned());
+                }
+                record.extend([
                     r.label.clone().unwrap_or_default(),
                     text(r.confidence),
                     r.votes.to_string(),
                     r.skips.to_string(),
                     r.unsure.to_string(),
-                ])?;
+                ]);
+                w.write_record(&record)?;
             }
             w.flush()?;
         }
@@ -128,6 +141,11 @@ pub fn write_consensus(
             for r in rows {
                 let line = ConsensusLine {
                     sample_id: &r.sample,
+                    file_name: if with_names {
+                        Some(name_of(r).unwrap_or_default())
+                    } else {
+                        None
+                    },
                     label: r.label.as_deref(),
                     confidence: r.confidence.map(round),
                     votes: r.votes,
@@ -206,7 +224,7 @@ mod tests {
             row("bb", None, None),
         ];
         let mut csv = Vec::new();
-        write_consensus(&rows, Format::Csv, &mut csv).unwrap();
+        write_consensus(&rows, &HashMap::new(), Format::Csv, &mut csv).unwrap();
         assert_eq!(
             String::from_utf8(csv).unwrap(),
             "sample_id,label,confidence,votes,skips,unsure\n\
@@ -214,7 +232,7 @@ mod tests {
              bb,,,3,1,0\n"
         );
         let mut jsonl = Vec::new();
-        write_consensus(&rows, Format::Jsonl, &mut jsonl).unwrap();
+        write_consensus(&rows, &HashMap::new(), Format::Jsonl, &mut jsonl).unwrap();
         assert_eq!(
             String::from_utf8(jsonl).unwrap(),
             "{\"sample_id\":\"aa\",\"label\":\"cat, big\",\"confidence\":0.9877,\"votes\":3,\"skips\":1,\"unsure\":0}\n\
