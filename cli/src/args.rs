@@ -488,8 +488,9 @@ pub(crate) struct CreateArgs {
     /// The dataset's name.
     #[arg(long)]
     pub(crate) name: String,
-    /// The label set, comma separated (e.g. cat,dog,other).
-    #[arg(long, value_delimiter = ',', required = true, num_args = 1)]
+    /// The label set, comma separated (e.g. cat,dog,other). For a folder of images whose
+    /// sub-folders name the classes (photos/cat/1.png), it defaults to those folders' names.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
     pub(crate) labels: Vec<String>,
     /// The source format (auto: a folder is images, .csv is CSV, .jsonl/.ndjson is JSONL).
     #[arg(long, value_enum, default_value_t = Format::Auto)]

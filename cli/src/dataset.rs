@@ -291,7 +291,11 @@ fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcom
         name: a.name,
         description: a.description,
         instructions,
-        labels: a.labels,
+        labels: if a.labels.is_empty() {
+            class_folders(&a.path)?
+        } else {
+            a.labels
+        },
         format: match a.format {
             args::Format::Auto => Format::Auto,
             args::Format::Images => Format::Images,
@@ -497,4 +501,35 @@ fn remove(
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// The label set of a folder of images whose sub-folders name the classes: the sub-folders that
+/// hold at least one file, sorted. Anything else needs `--labels`.
+fn class_folders(path: &Path) -> anyhow::Result<Vec<String>> {
+    let ask = || {
+        anyhow::anyhow!(
+            "give the label set with --labels a,b,c (only a folder of images with one sub-folder per class names its labels itself)"
+        )
+    };
+    if !path.is_dir() {
+        return Err(ask());
+    }
+    let mut names = Vec::new();
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
+        let holds_files = entry.path().is_dir()
+            && std::fs::read_dir(entry.path())
+                .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_file())))
+                .unwrap_or(false);
+        if holds_files && let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        return Err(ask());
+    }
+    Ok(names)
 }

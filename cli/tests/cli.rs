@@ -3,59 +3,17 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::{Rng as _, SeedableRng as _};
 
 const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+#[path = "support/env.rs"]
+mod env;
 
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_swarmlabel"));
-        c.args(args)
-            .env("SWARMLABEL_HOME", self.home())
-            .env_remove("RUST_LOG");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "swarmlabel {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-
-    fn path(&self, rel: &str) -> String {
-        self.dir.path().join(rel).to_str().unwrap().to_owned()
-    }
-}
+use env::Env;
 
 fn blob_path(home: &Path, id: &str) -> PathBuf {
     home.join("blobs").join(&id[..2]).join(&id[2..])
@@ -481,5 +439,36 @@ fn dataset_rm_removes_one_dataset_and_keeps_the_others_whole() {
         String::from_utf8_lossy(&again.stderr).contains("is not in this home"),
         "{}",
         String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+/// Issue 16: `--labels` was required even when the class folders name the labels. A folder of
+/// images with one sub-folder per class now gives its label set (sorted) and its gold labels; a
+/// CSV still needs `--labels`, with a sentence.
+#[test]
+fn class_folders_name_the_labels_when_labels_is_not_given() {
+    let env = Env::new();
+    env.ok(&["init", "--quiet"]);
+    let shapes = env.path("shapes");
+    env.ok(&[
+        "-q", "dataset", "generate", "shapes", "--out", &shapes, "--count", "8",
+    ]);
+    let created = env.json(&["dataset", "create", &shapes, "--name", "s", "--json"]);
+    let shown = env.json(&["dataset", "show", created["id"].as_str().unwrap(), "--json"]);
+    assert_eq!(
+        shown["labels"],
+        serde_json::json!(["circle", "cross", "square", "triangle"]),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["gold"], 8,
+        "every image's folder is its gold label: {shown}"
+    );
+    let out = env.run(&["dataset", "create", DIGITS, "--name", "d"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("give the label set with --labels"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -45,6 +45,18 @@ pub enum CatalogError {
         /// Why it was refused.
         source: DecodeError,
     },
+    /// A listed root of a manifest version this build no longer reads.
+    #[error(
+        "dataset {id} was listed by an older swarmlabel (manifest version {version}), which this one \
+         no longer reads; remove it with `swarmlabel dataset rm {id} --yes`, and ask its owner to \
+         create it again with this version (it gets a new id)"
+    )]
+    Superseded {
+        /// The dataset.
+        id: String,
+        /// The manifest version of the listing.
+        version: u8,
+    },
     /// A page is damaged.
     #[error("manifest page {index} of dataset {id} is damaged: {reason}")]
     BadPage {
@@ -145,7 +157,9 @@ impl Catalog {
         for id in self.ids()? {
             match self.get(&id) {
                 Ok(listed) => out.push(listed),
-                Err(e @ CatalogError::BadRoot { .. }) => damaged.push(e),
+                Err(e @ (CatalogError::BadRoot { .. } | CatalogError::Superseded { .. })) => {
+                    damaged.push(e);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -213,6 +227,12 @@ impl Catalog {
                 });
             }
         };
+        if let Some(version) = superseded_root_version(&bytes) {
+            return Err(CatalogError::Superseded {
+                id: id.to_string(),
+                version,
+            });
+        }
         let bad = |source| CatalogError::BadRoot {
             id: id.to_string(),
             source,
@@ -300,6 +320,12 @@ impl Catalog {
         }
         Ok(report)
     }
+}
+
+/// The version of a root written by an older swarmlabel that this one no longer reads
+/// (`SWLROOT1`: before the redundancy target), if `bytes` is one.
+fn superseded_root_version(bytes: &[u8]) -> Option<u8> {
+    bytes.starts_with(b"SWLROOT1").then_some(1)
 }
 
 impl Catalog {

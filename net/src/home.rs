@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! HOME/
+//!   format         "swarmlabel-home 1": the layout version (a home without it predates it and
+//!                  is the same layout, so opening it writes the file)
 //!   key            ed25519 secret, hex, mode 0600 (the libp2p identity, signs everything)
 //!   config.toml    listen and bootstrap addresses
 //!   lock           advisory lock: imports share it, `gc` takes it alone
@@ -18,6 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{Identity, IdentityError};
 use crate::store::BlobStore;
+
+/// The layout version of a home this build writes and reads (`HOME/format`). Files inside carry
+/// their own versions (manifest roots and pages, record logs, registries, gold files).
+pub const HOME_FORMAT: u32 = 1;
+const FORMAT_PREFIX: &str = "swarmlabel-home ";
 
 /// The environment variable that names the home when `--home` is not given.
 pub const HOME_ENV: &str = "SWARMLABEL_HOME";
@@ -60,6 +67,25 @@ pub enum HomeError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The home was written by a newer swarmlabel.
+    #[error(
+        "{} was written by a newer swarmlabel (home format {found}; this one reads {HOME_FORMAT}); \
+         upgrade swarmlabel, or use another home with --home",
+        .path.display()
+    )]
+    Newer {
+        /// The home.
+        path: PathBuf,
+        /// The format it says.
+        found: u32,
+    },
+    /// The format file does not say a format.
+    #[error(
+        "{} does not say a home format (it should read \"swarmlabel-home {HOME_FORMAT}\"); if this \
+         home was made by this swarmlabel, write that line into it",
+        .0.display()
+    )]
+    BadFormat(PathBuf),
     /// Another process holds the home's lock in a way that excludes this operation.
     #[error("{} is busy: {what}; try again when it has finished", .path.display())]
     Busy {
@@ -147,10 +173,13 @@ impl Home {
         for dir in [home.blob_dir(), home.datasets_dir()] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
+        home.write_format()?;
         Ok((home, identity))
     }
 
-    /// Opens an initialised home.
+    /// Opens an initialised home: one of this format, or an older one, which it brings to this
+    /// format (a home without a format file has this layout: the file is written). A home of a
+    /// newer format is refused with a sentence, and nothing in it is touched.
     pub fn open(root: &Path) -> Result<Home, HomeError> {
         let home = Home {
             root: root.to_owned(),
@@ -158,7 +187,51 @@ impl Home {
         if !home.key_path().exists() {
             return Err(HomeError::NotInitialised(root.to_owned()));
         }
+        let path = home.format_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let found = text
+                    .trim()
+                    .strip_prefix(FORMAT_PREFIX)
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .ok_or_else(|| HomeError::BadFormat(path.clone()))?;
+                if found > HOME_FORMAT {
+                    return Err(HomeError::Newer {
+                        path: root.to_owned(),
+                        found,
+                    });
+                }
+                if found < HOME_FORMAT {
+                    home.write_format()?;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Made before homes had a format: the same layout. A read-only home still opens.
+                match home.write_format() {
+                    Ok(()) | Err(HomeError::Io { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(source) => {
+                return Err(HomeError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
+        }
         Ok(home)
+    }
+
+    /// The file that says the home's format.
+    pub fn format_path(&self) -> PathBuf {
+        self.root.join("format")
+    }
+
+    fn write_format(&self) -> Result<(), HomeError> {
+        let path = self.format_path();
+        write_atomic(&path, format!("{FORMAT_PREFIX}{HOME_FORMAT}\n").as_bytes())
+            .map_err(io_err("write", &path))
     }
 
     /// The home directory.
