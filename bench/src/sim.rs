@@ -17,6 +17,7 @@
 
 mod central;
 mod network;
+mod spam;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,6 +82,12 @@ pub(crate) struct Args {
     /// in-process exchange; no model traffic, converge_s meaningless).
     #[arg(long, default_value = "network")]
     exchange: String,
+    /// Volunteers whose labeler answers a label drawn at random, whatever the sample.
+    #[arg(long, default_value_t = 0)]
+    spammers: usize,
+    /// Volunteers whose labeler always answers one label.
+    #[arg(long, default_value_t = 0)]
+    fixed: usize,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
@@ -99,6 +106,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "--noise must be in [0, 1)"
     );
     ensure!(args.redundancy >= 1, "--redundancy must be at least 1");
+    ensure!(
+        args.spammers + args.fixed < args.nodes,
+        "--spammers and --fixed together must leave at least one honest volunteer"
+    );
     ensure!(
         args.exchange == "network" || args.exchange == "local",
         "--exchange is network or local"
@@ -159,6 +170,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         noise: args.noise,
         seed: args.seed,
         network_models: args.exchange == "network",
+        kinds: spam::Kind::assign(args.nodes, args.spammers, args.fixed, classes.len()),
     };
     let outcome = runtime.block_on(network::run(
         &setup,
@@ -207,6 +219,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .collect();
     eprintln!("sim: network {accuracy_mean:.3?}, centralised {centralized:.3?}");
     let last = outcome.checkpoints.last().context("no checkpoint")?;
+    let screening = screening_report(&budgets, &setup.kinds, &outcome, &test_y)?;
     let gap: Vec<f64> = accuracy_mean
         .iter()
         .zip(&centralized)
@@ -240,6 +253,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "converge_s_per_budget": outcome.checkpoints.iter()
             .map(|c| round(c.converge_s)).collect::<Vec<_>>(),
         "model_exchange": args.exchange,
+        "refused_merges": outcome.refused_merges,
         "bytes_per_node": outcome.bytes_per_node,
         "settle_s": outcome.checkpoints.iter().map(|c| round(c.settle_s)).collect::<Vec<_>>(),
         "noise": args.noise,
@@ -251,6 +265,83 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "pool_samples": pool.ids.len(),
         "network_s": round(network_s),
         "wall_s": round(start.elapsed().as_secs_f64()),
+        "screening": screening,
+    }))
+}
+
+/// Whom the screening flagged at each budget, against who the spammers were; and a model trained
+/// on the network's final consensus with and without the annotators flagged at the last budget.
+fn screening_report(
+    budgets: &[usize],
+    kinds: &[spam::Kind],
+    outcome: &network::Outcome,
+    test_y: &[usize],
+) -> anyhow::Result<serde_json::Value> {
+    let spammers: Vec<usize> = (0..kinds.len())
+        .filter(|&i| kinds[i] != spam::Kind::Honest)
+        .collect();
+    let flagged_at: Vec<serde_json::Value> = spammers
+        .iter()
+        .map(|i| {
+            outcome
+                .checkpoints
+                .iter()
+                .zip(budgets)
+                .find(|(c, _)| c.flagged.contains(i))
+                .map_or(serde_json::Value::Null, |(_, b)| json!(b))
+        })
+        .collect();
+    let last = outcome.checkpoints.last().context("no checkpoint")?;
+    let true_flags = last.flagged.iter().filter(|i| spammers.contains(i)).count();
+    let banned: std::collections::HashSet<_> =
+        last.flagged.iter().map(|&i| outcome.members[i]).collect();
+    // The same volunteers' merged models before the ban, for a like-for-like comparison.
+    let kept: Vec<f64> = last
+        .accuracy
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !last.flagged.contains(i))
+        .map(|(_, a)| *a)
+        .collect();
+    let not_banned = kept.iter().sum::<f64>() / kept.len().max(1) as f64;
+    let seed = seed_of(&outcome.dataset);
+    let all = spam::consensus_accuracy(
+        &outcome.annotations,
+        &Default::default(),
+        &outcome.pool,
+        seed,
+        &outcome.test_x,
+        test_y,
+    )?;
+    let without = spam::consensus_accuracy(
+        &outcome.annotations,
+        &banned,
+        &outcome.pool,
+        seed,
+        &outcome.test_x,
+        test_y,
+    )?;
+    eprintln!(
+        "sim: screening flagged {:?} of spammers {spammers:?}; consensus model {all:.3}, without the flagged {without:.3}",
+        last.flagged
+    );
+    Ok(json!({
+        "spammers": spammers,
+        "kinds": kinds.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>(),
+        "flagged_per_budget": outcome.checkpoints.iter().map(|c| &c.flagged).collect::<Vec<_>>(),
+        "spammer_first_flagged_at_budget": flagged_at,
+        "honest_flagged_per_budget": outcome.checkpoints.iter()
+            .map(|c| c.flagged.iter().filter(|i| !spammers.contains(i)).count())
+            .collect::<Vec<_>>(),
+        "precision": if last.flagged.is_empty() { json!(null) }
+            else { json!(round(true_flags as f64 / last.flagged.len() as f64)) },
+        "recall": if spammers.is_empty() { json!(null) }
+            else { json!(round(true_flags as f64 / spammers.len() as f64)) },
+        "consensus_model_accuracy_all": round(all),
+        "consensus_model_accuracy_flagged_banned": round(without),
+        "network_accuracy_not_banned": round(not_banned),
+        "network_accuracy_flagged_banned": outcome.banned_accuracy.as_ref()
+            .map(|a| round(a.iter().sum::<f64>() / a.len().max(1) as f64)),
     }))
 }
 

@@ -25,6 +25,10 @@ use swarmlabel_node::learn::{self, Learner};
 use swarmlabel_node::models::{self, Models};
 use tokio::sync::watch;
 
+use super::spam::Kind;
+
+mod ban;
+
 /// Longest wait for any one step before the run is called hung.
 const HANG: Duration = Duration::from_secs(600);
 /// Budget target that tells labelers to stop.
@@ -44,6 +48,8 @@ pub(super) struct Setup {
     pub(super) seed: u64,
     /// Models over libp2p (the node's models service) rather than the in-process exchange.
     pub(super) network_models: bool,
+    /// How each volunteer's labeler answers.
+    pub(super) kinds: Vec<Kind>,
 }
 
 pub(super) struct Checkpoint {
@@ -59,6 +65,8 @@ pub(super) struct Checkpoint {
     /// From the moment every node had trained on all labels (its last update) until every node
     /// held the same merged model.
     pub(super) converge_s: f64,
+    /// Volunteers whose annotator the screening flags.
+    pub(super) flagged: Vec<usize>,
 }
 
 pub(super) struct Outcome {
@@ -68,6 +76,16 @@ pub(super) struct Outcome {
     pub(super) checkpoints: Vec<Checkpoint>,
     pub(super) bytes_per_node: u64,
     pub(super) fallback_picks: usize,
+    /// The annotations at the last budget, as volunteer 0 holds them.
+    pub(super) annotations: Vec<SignedAnnotation>,
+    /// Each volunteer's annotator key.
+    pub(super) members: Vec<AnnotatorKey>,
+    /// With the annotators flagged at the last budget banned by the owner: test accuracy of
+    /// each other volunteer's merged model once they settled (`None`: nobody flagged, or
+    /// models exchanged in process, where no policy applies).
+    pub(super) banned_accuracy: Option<Vec<f64>>,
+    /// Merged models the volunteers' rollout guards refused, all volunteers together.
+    pub(super) refused_merges: u64,
 }
 
 struct Volunteer {
@@ -200,6 +218,7 @@ pub(super) async fn run(
             i,
             truth.clone(),
             setup.classes.len(),
+            setup.kinds.get(i).copied().unwrap_or(Kind::Honest),
             setup.noise,
             setup.seed.wrapping_mul(1_000).wrapping_add(i as u64),
             total.clone(),
@@ -209,6 +228,8 @@ pub(super) async fn run(
         )));
     }
 
+    let members: Vec<AnnotatorKey> = volunteers.iter().map(|v| v.me).collect();
+    let mut annotations = Vec::new();
     let mut checkpoints = Vec::new();
     for &budget in budgets {
         target_tx.send_replace(budget);
@@ -256,6 +277,7 @@ pub(super) async fn run(
             *votes.entry(a.annotation().sample).or_default() += 1;
         }
         let duplicate_rate = super::duplicate_rate(&votes, setup.redundancy);
+        let flagged = super::spam::flagged(&read.annotations, setup.classes.len(), &members);
         eprintln!(
             "sim: {budget} labels: accuracy {:.3} (min {:.3}), duplicates {duplicate_rate:.3}, settled in {settle_s:.2} s, converged in {converge_s:.2} s",
             accuracy.iter().sum::<f64>() / accuracy.len() as f64,
@@ -268,12 +290,39 @@ pub(super) async fn run(
             distinct_models: models.len(),
             settle_s,
             converge_s,
+            flagged,
         });
+        annotations = read.annotations;
     }
     target_tx.send_replace(STOP);
     for l in join_all(labelers).await {
         l??;
     }
+    let flagged = checkpoints
+        .last()
+        .map(|c| c.flagged.clone())
+        .unwrap_or_default();
+    let banned_accuracy = if setup.network_models && !flagged.is_empty() {
+        eprintln!("sim: the owner bans volunteers {flagged:?}");
+        Some(
+            ban::ban_and_settle(
+                &volunteers,
+                &flagged,
+                &owner_key,
+                dataset,
+                crdt.id,
+                &test_x,
+                test_y,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let refused_merges = volunteers
+        .iter()
+        .map(|v| v.learner.progress().refused_merges)
+        .sum();
     let bytes: u64 = volunteers
         .iter()
         .zip(&bytes_before)
@@ -295,6 +344,10 @@ pub(super) async fn run(
         checkpoints,
         bytes_per_node: bytes / volunteers.len() as u64,
         fallback_picks: fallbacks.load(Ordering::SeqCst),
+        annotations,
+        members,
+        banned_accuracy,
+        refused_merges,
     })
 }
 
@@ -412,7 +465,7 @@ fn wire_bytes(node: &Node) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// One simulated labeler: takes its loop's next pick, answers it (with noise), waits for a
+/// One simulated labeler: takes its loop's next pick, answers it as its kind does, waits for a
 /// ranking that can reflect the answer, until the network reaches the budget.
 #[allow(clippy::too_many_arguments)]
 async fn labeler(
@@ -420,6 +473,7 @@ async fn labeler(
     index: usize,
     truth: Arc<HashMap<SampleId, usize>>,
     classes: usize,
+    kind: Kind,
     noise: f64,
     seed: u64,
     total: Arc<AtomicUsize>,
@@ -456,7 +510,7 @@ async fn labeler(
         let true_class = *truth
             .get(&sample)
             .context("a picked sample is in the pool")?;
-        let label = answer(true_class, classes, noise, &mut rng);
+        let label = kind.answer(true_class, classes, noise, &mut rng);
         if !pick.own_share {
             fallbacks.fetch_add(1, Ordering::Relaxed);
         }
