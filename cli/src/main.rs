@@ -197,6 +197,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                         out!("joining:        {id} {state} {detail}");
                     }
                 }
+                for (id, refusal) in status["guard"].as_object().into_iter().flatten() {
+                    out!(
+                        "model guard:    {id} {}",
+                        refusal["reason"].as_str().unwrap_or_default()
+                    );
+                }
             }
             Ok(Outcome::Ok)
         }

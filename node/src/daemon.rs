@@ -285,6 +285,7 @@ impl Daemon {
             .identity()
             .map_err(|e| swarm::NetError::Build(e.to_string()))?;
         let learners = options.learn.clone().map(|config| {
+            node.with_registry(|r| config.vitals.register(r));
             learning::Learners::new(
                 models.clone(),
                 labels.clone(),
@@ -550,7 +551,18 @@ async fn status(
             models.insert(dataset.clone(), labeling::ModelView::of(&merged));
         }
     }
+    // What the rollout guard keeps out of each dataset's ranking, where it does.
+    let mut guard = BTreeMap::new();
+    for dataset in &status.serving {
+        if let Ok(id) = dataset.parse::<DatasetId>()
+            && let Some(learners) = &s.joiner.learners
+            && let Some(refusal) = learners.get(id).and_then(|l| l.progress().guard)
+        {
+            guard.insert(dataset.clone(), refusal);
+        }
+    }
     let mut value = serde_json::to_value(status).expect("invariant: Status serialises");
+    value["guard"] = serde_json::to_value(guard).expect("invariant: Refusal serialises");
     value["joins"] = serde_json::to_value(joins).expect("invariant: JoinState serialises");
     // The merged model of each dataset served, once there is one.
     value["models"] = serde_json::to_value(models).expect("invariant: ModelView serialises");

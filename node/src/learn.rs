@@ -19,9 +19,11 @@
 
 pub mod exchange;
 pub mod features;
+pub mod guard;
 pub mod plan;
 pub mod select;
 pub mod train;
+pub mod vitals;
 
 mod driver;
 
@@ -67,6 +69,10 @@ pub struct Config {
     /// orientation does not decide the class (shapes, cells, textures, aerial views), wrong for
     /// digits or letters. `swarmlabel demo` turns it on for its shapes.
     pub augment_images: Augment,
+    /// The rollout guard of merged models (see [`guard`]).
+    pub guard: guard::GuardConfig,
+    /// Where the loop's vital signs are counted (see [`vitals`]).
+    pub vitals: vitals::Vitals,
 }
 
 impl Default for Config {
@@ -80,6 +86,8 @@ impl Default for Config {
             consensus: Method::Majority,
             poll: Duration::from_millis(50),
             augment_images: Augment::Off,
+            guard: guard::GuardConfig::default(),
+            vitals: vitals::Vitals::default(),
         }
     }
 }
@@ -154,6 +162,11 @@ pub struct Progress {
     pub active_labelers: usize,
     /// Every training round, oldest first.
     pub history: Vec<Round>,
+    /// The merged model the rollout guard keeps out now, and why (`None`: the latest merged
+    /// model was taken, or there is none).
+    pub guard: Option<guard::Refusal>,
+    /// Merged models the guard refused so far.
+    pub refused_merges: u64,
 }
 
 /// The ranking and label counts `next` chooses from, replaced by the driver.

@@ -12,9 +12,11 @@
 //!
 //! - **fixed on one label**: among the items whose reference is *another* label, the annotator
 //!   still answered its favourite label more often than `fixed_rate` would allow (binomial test);
-//! - **random**: agreement with the reference is significantly below `skill_floor` of the way
-//!   from chance (`1 / classes`, a uniform guesser's agreement whatever the truth) to 1
-//!   (binomial test);
+//! - **random**: agreement with the reference is significantly below the crowd's typical
+//!   agreement (the median of the annotators', left-out ones aside) *and* not significantly
+//!   above chance (`1 / classes`, a uniform guesser's agreement whatever the truth): both
+//!   binomial tests, so an honest but careless annotator, worse than the crowd yet clearly
+//!   better than guessing, is not called random;
 //! - **drifting**: after some point of the annotator's answers (by time) its agreement dropped by
 //!   at least `drift_drop` more than the other annotators' agreement over the same periods (later
 //!   items are often harder: active learning picks them so), and is then significantly below
@@ -106,9 +108,6 @@ pub struct ScreenConfig {
     pub min_answers: u32,
     /// Level of each one-sided test.
     pub alpha: f64,
-    /// Where, between chance (0) and perfect agreement (1), the least skilled honest annotator
-    /// is assumed to be; agreement significantly below it is flagged as random.
-    pub skill_floor: f64,
     /// Largest rate at which an honest annotator gives its favourite label to items whose
     /// reference is another label.
     pub fixed_rate: f64,
@@ -119,13 +118,11 @@ pub struct ScreenConfig {
 }
 
 impl Default for ScreenConfig {
-    /// 20 answers, level 0.01, floor a third of the way from chance, fixed rate 0.5, drop 0.3,
-    /// 3 rounds.
+    /// 12 answers, level 0.01, fixed rate 0.5, drop 0.3, 3 rounds.
     fn default() -> Self {
         Self {
-            min_answers: 20,
+            min_answers: 12,
             alpha: 0.01,
-            skill_floor: 1.0 / 3.0,
             fixed_rate: 0.5,
             drift_drop: 0.3,
             rounds: 3,
@@ -155,10 +152,13 @@ pub enum Flag {
         agreed: u32,
         /// A uniform guesser's agreement.
         chance: f64,
-        /// The honest floor tested against.
-        floor: f64,
-        /// P(at most `agreed` of `compared` | agreement `floor`).
+        /// The crowd's typical agreement.
+        typical: f64,
+        /// P(at most `agreed` of `compared` | agreement `typical`).
         p_value: f64,
+        /// P(at least `agreed` of `compared` | agreement `chance`): large, or it would not be
+        /// flagged.
+        p_chance: f64,
     },
     /// Agreement dropped sharply over time.
     Drift {
@@ -213,13 +213,15 @@ impl Flag {
                 compared,
                 agreed,
                 chance,
+                typical,
                 p_value,
                 ..
             } => format!(
                 "answers look random: agrees with others on {agreed} of {compared} samples \
-                 ({:.0} %, where guessing gives {:.0} %; p = {})",
+                 ({:.0} %, where guessing gives {:.0} % and annotators typically {:.0} %; p = {})",
                 percent(*agreed, *compared),
                 chance * 100.0,
+                typical * 100.0,
                 p(*p_value)
             ),
             Flag::Drift {
@@ -324,6 +326,7 @@ pub fn screen(
             })
             .collect();
         let crowd = Crowd::new(&compared, &excluded);
+        let typical = typical_agreement(&compared, &excluded, config.min_answers);
         result = (0..raters)
             .map(|r| {
                 let own = &compared[r as usize];
@@ -337,7 +340,7 @@ pub fn screen(
                 if own.len() >= config.min_answers.max(1) as usize && classes >= 2 {
                     let others = |t: u64| crowd.others_before(t, own, excluded.contains(&r));
                     screening.flag = fixed(own, classes, &config)
-                        .or_else(|| random(own, classes, &config))
+                        .or_else(|| random(own, classes, typical, &config))
                         .or_else(|| drift(own, others, &config));
                 }
                 screening
@@ -469,19 +472,54 @@ fn fixed(own: &[Compared], classes: u16, config: &ScreenConfig) -> Option<Flag> 
     })
 }
 
-/// Random: agreement significantly below the honest floor.
-fn random(own: &[Compared], classes: u16, config: &ScreenConfig) -> Option<Flag> {
+/// The median agreement of the raters not excluded with at least half the minimum of compared
+/// answers; `None` without any.
+fn typical_agreement(
+    compared: &[Vec<Compared>],
+    excluded: &BTreeSet<u32>,
+    min_answers: u32,
+) -> Option<f64> {
+    let mut rates: Vec<f64> = compared
+        .iter()
+        .enumerate()
+        .filter(|(r, list)| {
+            !excluded.contains(&(*r as u32)) && list.len() as u32 >= (min_answers / 2).max(1)
+        })
+        .map(|(_, list)| list.iter().filter(|c| c.agreed).count() as f64 / list.len() as f64)
+        .collect();
+    if rates.is_empty() {
+        return None;
+    }
+    rates.sort_by(f64::total_cmp);
+    let mid = rates.len() / 2;
+    Some(if rates.len() % 2 == 1 {
+        rates[mid]
+    } else {
+        (rates[mid - 1] + rates[mid]) / 2.0
+    })
+}
+
+/// Random: agreement significantly below the crowd's typical agreement and not significantly
+/// above chance. Nothing is flagged while the crowd itself agrees no better than chance.
+fn random(
+    own: &[Compared],
+    classes: u16,
+    typical: Option<f64>,
+    config: &ScreenConfig,
+) -> Option<Flag> {
     let compared = own.len() as u32;
     let agreed = own.iter().filter(|c| c.agreed).count() as u32;
     let chance = 1.0 / f64::from(classes);
-    let floor = chance + config.skill_floor * (1.0 - chance);
-    let p_value = binomial_lower(agreed, compared, floor);
-    (p_value < config.alpha).then_some(Flag::Random {
+    let typical = typical.filter(|&t| t > chance)?;
+    let p_value = binomial_lower(agreed, compared, typical);
+    let p_chance = binomial_upper(agreed, compared, chance);
+    (p_value < config.alpha && p_chance >= config.alpha).then_some(Flag::Random {
         compared,
         agreed,
         chance,
-        floor,
+        typical,
         p_value,
+        p_chance,
     })
 }
 

@@ -58,6 +58,10 @@ pub(super) struct Driver {
     annotations_at: HashMap<u64, u64>,
     /// This node's latest trained weights and the usable labels they were trained on.
     own: Option<(Arc<Vec<u8>>, usize)>,
+    /// The weights the ranking comes from.
+    in_use: Option<Arc<Vec<u8>>>,
+    /// The merged model the guard refused last, and the usable labels it was judged on.
+    refused: Option<([u8; 32], usize)>,
 }
 
 impl Driver {
@@ -99,6 +103,8 @@ impl Driver {
             trained_rows: HashSet::new(),
             annotations_at: HashMap::new(),
             own: None,
+            in_use: None,
+            refused: None,
         }
     }
 
@@ -301,7 +307,14 @@ impl Driver {
             .get(&snapshot.version)
             .copied()
             .unwrap_or(self.annotations);
-        tokio::task::spawn_blocking(move || (snapshot, annotations, rows, train::run(&job)))
+        let vitals = self.config.vitals.clone();
+        let dataset = self.crdt;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let outcome = train::run(&job);
+            vitals.trained(&dataset, started.elapsed().as_secs_f64());
+            (snapshot, annotations, rows, outcome)
+        })
     }
 
     async fn finish(
@@ -324,6 +337,11 @@ impl Driver {
         let publish = self.plan.trained(snapshot);
         self.trained_rows = rows.into_iter().collect();
         let (correct, held_out) = outcome.validation;
+        if held_out > 0 {
+            self.config
+                .vitals
+                .heldout_accuracy(&self.crdt, f64::from(correct) / f64::from(held_out));
+        }
         let weights = Arc::new(outcome.weights);
         self.own = Some((weights.clone(), self.trained_rows.len()));
         let mut published = false;
@@ -362,18 +380,46 @@ impl Driver {
         self.rescore().await;
     }
 
-    /// Scores the pool with the freshest model (see [`freshest`]) and puts the new ranking on
-    /// the board.
+    /// Scores the pool with the freshest model (see [`freshest`]), unless it is a merged model
+    /// the rollout guard refuses (see [`super::guard`]), and puts the new ranking on the board.
     async fn rescore(&mut self) {
         let merged = self.exchange.merged(self.crdt);
         let pool = self.pool.clone();
         let strategy = self.config.query.strategy;
         let seed = self.seed;
-        let bytes = freshest(self.own.as_ref(), merged.as_ref());
-        let ranking_hash = bytes
-            .as_ref()
-            .map(|b| hex::encode(blake3::hash(b).as_bytes()));
-        let scored = tokio::task::spawn_blocking(move || -> Result<(Matrix, Vec<f32>), String> {
+        let candidate = freshest(self.own.as_ref(), merged.as_ref());
+        let current = self
+            .in_use
+            .clone()
+            .or_else(|| self.own.as_ref().map(|(b, _)| b.clone()));
+        let judge = self.judgement(merged.as_ref(), candidate.as_ref(), current.as_ref());
+        let kept_as_before = matches!(judge, Judge::KeepAsBefore);
+        let took_merged = is_merged(merged.as_ref(), candidate.as_ref());
+        let guard = self.config.guard;
+        let started = Instant::now();
+        let scored = tokio::task::spawn_blocking(move || -> Result<Scored, String> {
+            let (bytes, verdict) = match judge {
+                Judge::Take => (candidate, None),
+                Judge::KeepAsBefore => (current, None),
+                Judge::Measure(labels) => {
+                    let rows: Vec<usize> = labels.iter().map(|(r, _)| *r).collect();
+                    let y: Vec<usize> = labels.iter().map(|(_, c)| *c).collect();
+                    let x = pool.features.select_rows(&rows);
+                    let accuracy = |bytes: Option<&Arc<Vec<u8>>>| -> Result<f64, String> {
+                        let model =
+                            train::start_model(&pool.spec, bytes.map(|b| b.as_slice()), seed)
+                                .map_err(|e| e.to_string())?;
+                        model.accuracy(&x, &y).map_err(|e| e.to_string())
+                    };
+                    let new = accuracy(candidate.as_ref())?;
+                    let kept = accuracy(current.as_ref())?;
+                    if super::guard::accepts(new, kept, &guard) {
+                        (candidate, None)
+                    } else {
+                        (current, Some((new, kept, labels.len())))
+                    }
+                }
+            };
             let model = train::start_model(&pool.spec, bytes.as_deref().map(Vec::as_slice), seed)
                 .map_err(|e| e.to_string())?;
             let scored = score(&model, &pool.features, strategy, &ScoreConfig::default())
@@ -381,10 +427,18 @@ impl Driver {
             let scores = strategy
                 .scores(&scored.probs, &scored.passes)
                 .map_err(|e| e.to_string())?;
-            Ok((scored.probs, scores))
+            Ok(Scored {
+                probs: scored.probs,
+                scores,
+                bytes,
+                verdict,
+            })
         })
         .await;
-        let (probs, scores) = match scored {
+        self.config
+            .vitals
+            .rescored(&self.crdt, started.elapsed().as_secs_f64());
+        let scored = match scored {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 tracing::warn!(dataset = %self.crdt, "cannot score the pool: {e}");
@@ -395,6 +449,15 @@ impl Driver {
                 return;
             }
         };
+        if let Some(m) = &merged {
+            self.guarded(m, kept_as_before, took_merged, scored.verdict);
+        }
+        let ranking_hash = scored
+            .bytes
+            .as_ref()
+            .map(|b| hex::encode(blake3::hash(b).as_bytes()));
+        self.in_use = scored.bytes;
+        let (probs, scores) = (scored.probs, scored.scores);
         let cold = (self.usable.len() as u64) < self.config.initial || strategy == Strategy::Random;
         let (ranked, name) = if cold {
             (self.random_order(), Strategy::Random.name().to_owned())
@@ -421,6 +484,90 @@ impl Driver {
         board.progress.model = ranking_hash;
         board.progress.merged = merged.map(|m| hex::encode(m.hash));
         board.progress.rescores += 1;
+    }
+}
+
+/// What the rollout guard does with a rescore's candidate.
+enum Judge {
+    /// Rank with the candidate: this node's own model, the first model, a model already in use,
+    /// too few labels to judge, or the guard off.
+    Take,
+    /// Keep the model in use without measuring again: the candidate is the merged model refused
+    /// last, and the labels have not changed since.
+    KeepAsBefore,
+    /// Measure the candidate and the model in use on these `(row, class)` labels.
+    Measure(Vec<(usize, usize)>),
+}
+
+/// A rescore's outcome.
+struct Scored {
+    probs: Matrix,
+    scores: Vec<f32>,
+    /// The weights ranked with.
+    bytes: Option<Arc<Vec<u8>>>,
+    /// When the guard refused the candidate: its accuracy, the kept model's, and on how many
+    /// labels.
+    verdict: Option<(f64, f64, usize)>,
+}
+
+/// Whether `candidate` is the merged model's bytes.
+fn is_merged(merged: Option<&exchange::MergedModel>, candidate: Option<&Arc<Vec<u8>>>) -> bool {
+    matches!((merged, candidate), (Some(m), Some(c)) if Arc::ptr_eq(&m.bytes, c) || *m.bytes == **c)
+}
+
+impl Driver {
+    fn judgement(
+        &self,
+        merged: Option<&exchange::MergedModel>,
+        candidate: Option<&Arc<Vec<u8>>>,
+        current: Option<&Arc<Vec<u8>>>,
+    ) -> Judge {
+        let guard = &self.config.guard;
+        let (Some(m), Some(current)) = (merged, current) else {
+            return Judge::Take;
+        };
+        if !guard.enabled
+            || !is_merged(merged, candidate)
+            || *m.bytes == **current
+            || self.usable.len() < guard.min_labels
+        {
+            return Judge::Take;
+        }
+        if self.refused == Some((m.hash, self.usable.len())) {
+            return Judge::KeepAsBefore;
+        }
+        Judge::Measure(self.usable.clone())
+    }
+
+    /// Records what the guard decided about `merged`.
+    fn guarded(
+        &mut self,
+        merged: &exchange::MergedModel,
+        kept_as_before: bool,
+        took_merged: bool,
+        verdict: Option<(f64, f64, usize)>,
+    ) {
+        if let Some((new, kept, labels)) = verdict {
+            let first = self.refused.is_none_or(|(hash, _)| hash != merged.hash);
+            self.refused = Some((merged.hash, labels));
+            let refusal = super::guard::Refusal::new(
+                hex::encode(merged.hash),
+                new,
+                kept,
+                labels,
+                &self.config.guard,
+            );
+            if first {
+                tracing::warn!(dataset = %self.crdt, "{}", refusal.reason);
+                self.config.vitals.refused(&self.crdt);
+            }
+            let mut board = self.board();
+            board.progress.refused_merges += u64::from(first);
+            board.progress.guard = Some(refusal);
+        } else if took_merged && !kept_as_before {
+            self.refused = None;
+            self.board().progress.guard = None;
+        }
     }
 }
 

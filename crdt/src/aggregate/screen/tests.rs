@@ -155,18 +155,18 @@ fn a_newcomer_is_not_flagged_before_the_minimum_however_it_answers() {
         Kind::Fixed(1),
     ];
     let answers = crowd(7, 300, 4, None, &kinds, 3);
-    // Only the first 19 answers of each spammer are known so far.
+    // Only the first 11 answers of each spammer are known so far.
     let mut seen = [0u32; 5];
     let early: Vec<Answer> = answers
         .iter()
         .filter(|a| {
             seen[a.rater as usize] += 1;
-            a.rater < 3 || seen[a.rater as usize] < 20
+            a.rater < 3 || seen[a.rater as usize] < 12
         })
         .copied()
         .collect();
     let screenings = screen(&early, &[], 4, ScreenConfig::default());
-    assert!(screenings[3].compared < 20 && screenings[4].compared < 20);
+    assert!(screenings[3].compared < 12 && screenings[4].compared < 12);
     assert_eq!(kinds_flagged(&screenings), vec![None; 5]);
     // With all their answers, both are.
     let screenings = screen(&answers, &[], 4, ScreenConfig::default());
