@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -57,6 +58,9 @@ pub(crate) struct LabelBody {
     unsure: bool,
     /// The model's guess shown to the human when they answered, if it was shown.
     suggestion: Option<SuggestionBody>,
+    /// Milliseconds from showing the sample to this answer, as the page measured them (only
+    /// counted in the `swarmlabel_learn_answer_seconds` metric, never stored).
+    think_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +219,11 @@ pub(crate) async fn record(
             None => None,
         };
         let view = store(&s, id, &book, sample, value, suggestion).await?;
+        if let (Some(ms), Some(learners)) = (body.think_ms, &s.joiner.learners) {
+            // An hour at most: a page left open overnight says nothing about labelling time.
+            let seconds = Duration::from_millis(ms.min(3_600_000)).as_secs_f64();
+            learners.vitals().answered(&id, seconds);
+        }
         Ok(Json(view))
     })
     .await

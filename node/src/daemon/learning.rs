@@ -89,6 +89,11 @@ impl Learners {
         });
     }
 
+    /// Where the loops count their vital signs.
+    pub(crate) fn vitals(&self) -> &learn::vitals::Vitals {
+        &self.config.vitals
+    }
+
     /// The running loop of `dataset`.
     pub fn get(&self, dataset: DatasetId) -> Option<Learner> {
         let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);

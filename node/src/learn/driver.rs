@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng as _;
 use rand::seq::SliceRandom as _;
-use swarmlabel_active_learning::{Matrix, ModelError, ScoreConfig, Strategy, score};
+use swarmlabel_active_learning::{ModelError, ScoreConfig, Strategy, score};
 use swarmlabel_crdt::registry::Validation;
 use swarmlabel_crdt::{Annotations, AnnotatorKey, SampleId, Value};
 use tokio::sync::mpsc;
@@ -22,6 +22,11 @@ use super::{Board, Config, Round, seed_of, select, train};
 use crate::consensus;
 use crate::labels::Labels;
 use swarmlabel_net::dataset::DatasetId;
+
+mod guarded;
+mod signs;
+
+use guarded::{Judge, Scored, is_merged};
 
 /// Ticks after which the labels are read even if they did not change: who counts as an active
 /// labeler depends on the clock.
@@ -62,6 +67,8 @@ pub(super) struct Driver {
     in_use: Option<Arc<Vec<u8>>>,
     /// The merged model the guard refused last, and the usable labels it was judged on.
     refused: Option<([u8; 32], usize)>,
+    /// When the annotators were last screened for the vital signs.
+    screened_at: Option<Instant>,
 }
 
 impl Driver {
@@ -76,6 +83,7 @@ impl Driver {
         board: Arc<Mutex<Board>>,
         stopped: mpsc::Receiver<()>,
     ) -> Self {
+        config.vitals.start(&dataset);
         let hex_rows = pool
             .ids
             .iter()
@@ -105,6 +113,7 @@ impl Driver {
             own: None,
             in_use: None,
             refused: None,
+            screened_at: None,
         }
     }
 
@@ -244,6 +253,7 @@ impl Driver {
             };
             self.plan.labels_changed(snapshot, self.now_ms());
         }
+        self.vital_signs(&read, &counts, &mine, wall_ms);
         let mut board = self.board();
         board.progress.active_labelers = active.len();
         board.counts = counts;
@@ -484,90 +494,6 @@ impl Driver {
         board.progress.model = ranking_hash;
         board.progress.merged = merged.map(|m| hex::encode(m.hash));
         board.progress.rescores += 1;
-    }
-}
-
-/// What the rollout guard does with a rescore's candidate.
-enum Judge {
-    /// Rank with the candidate: this node's own model, the first model, a model already in use,
-    /// too few labels to judge, or the guard off.
-    Take,
-    /// Keep the model in use without measuring again: the candidate is the merged model refused
-    /// last, and the labels have not changed since.
-    KeepAsBefore,
-    /// Measure the candidate and the model in use on these `(row, class)` labels.
-    Measure(Vec<(usize, usize)>),
-}
-
-/// A rescore's outcome.
-struct Scored {
-    probs: Matrix,
-    scores: Vec<f32>,
-    /// The weights ranked with.
-    bytes: Option<Arc<Vec<u8>>>,
-    /// When the guard refused the candidate: its accuracy, the kept model's, and on how many
-    /// labels.
-    verdict: Option<(f64, f64, usize)>,
-}
-
-/// Whether `candidate` is the merged model's bytes.
-fn is_merged(merged: Option<&exchange::MergedModel>, candidate: Option<&Arc<Vec<u8>>>) -> bool {
-    matches!((merged, candidate), (Some(m), Some(c)) if Arc::ptr_eq(&m.bytes, c) || *m.bytes == **c)
-}
-
-impl Driver {
-    fn judgement(
-        &self,
-        merged: Option<&exchange::MergedModel>,
-        candidate: Option<&Arc<Vec<u8>>>,
-        current: Option<&Arc<Vec<u8>>>,
-    ) -> Judge {
-        let guard = &self.config.guard;
-        let (Some(m), Some(current)) = (merged, current) else {
-            return Judge::Take;
-        };
-        if !guard.enabled
-            || !is_merged(merged, candidate)
-            || *m.bytes == **current
-            || self.usable.len() < guard.min_labels
-        {
-            return Judge::Take;
-        }
-        if self.refused == Some((m.hash, self.usable.len())) {
-            return Judge::KeepAsBefore;
-        }
-        Judge::Measure(self.usable.clone())
-    }
-
-    /// Records what the guard decided about `merged`.
-    fn guarded(
-        &mut self,
-        merged: &exchange::MergedModel,
-        kept_as_before: bool,
-        took_merged: bool,
-        verdict: Option<(f64, f64, usize)>,
-    ) {
-        if let Some((new, kept, labels)) = verdict {
-            let first = self.refused.is_none_or(|(hash, _)| hash != merged.hash);
-            self.refused = Some((merged.hash, labels));
-            let refusal = super::guard::Refusal::new(
-                hex::encode(merged.hash),
-                new,
-                kept,
-                labels,
-                &self.config.guard,
-            );
-            if first {
-                tracing::warn!(dataset = %self.crdt, "{}", refusal.reason);
-                self.config.vitals.refused(&self.crdt);
-            }
-            let mut board = self.board();
-            board.progress.refused_merges += u64::from(first);
-            board.progress.guard = Some(refusal);
-        } else if took_merged && !kept_as_before {
-            self.refused = None;
-            self.board().progress.guard = None;
-        }
     }
 }
 

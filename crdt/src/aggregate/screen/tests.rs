@@ -4,6 +4,7 @@ use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
+use super::exact::ln_factorial;
 use super::*;
 
 /// How a simulated annotator answers.

@@ -197,6 +197,7 @@
       renderWhy(null);
       return;
     }
+    if (!item.shownAt && item.node) item.shownAt = performance.now();
     const children = [item.node || placeholder("Loading…")];
     if (item.answer) {
       const a = document.createElement("span");
@@ -290,6 +291,8 @@
       localStorage.setItem(unaidedKey(), String(n));
       if (n === UNAIDED) state.showWhy = true;
     }
+    // The time on this sample, for the node's answer-time metric (first answers only).
+    if (item.shownAt && !item.answer) body.think_ms = Math.round(performance.now() - item.shownAt);
     item.answer = kind === "label" ? label : kind;
     enqueue({ path: ds() + "/labels", body });
     advance();
