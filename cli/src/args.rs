@@ -249,6 +249,18 @@ pub(crate) enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The owner's view of the labelling: progress per class, coverage against the redundancy
+    /// target, the model's learning curve, and annotators by reliability with what the
+    /// screening flags (random, fixed on one label, drifting), for you to decide on.
+    ///
+    /// Needs the running node. Example: swarmlabel dataset status 3f2a
+    Status {
+        /// The dataset id or a unique prefix.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a dataset's manifest (ID may be a unique prefix of at least 4 characters).
     Show {
         /// The dataset id or a unique prefix.

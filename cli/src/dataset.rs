@@ -61,6 +61,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
                 Outcome::Failed
             })
         }
+        DatasetCommand::Status { id, json } => crate::status::status(home_path, &id, json),
         DatasetCommand::Show { id, json } => {
             let home = open(home_path)?;
             let catalog = swarmlabel_net::Catalog::of(&home);

@@ -141,6 +141,20 @@ fn table(id: &str, stats: &Stats) -> String {
             gold
         );
     }
+    let flagged: Vec<_> = stats
+        .annotators
+        .iter()
+        .filter_map(|a| Some((a, a.flag.as_ref()?)))
+        .collect();
+    if !flagged.is_empty() {
+        out += &format!(
+            "\nflagged for a person to look at ({}; `swarmlabel dataset ban ID KEY` bans one):\n",
+            flagged.len()
+        );
+        for (a, flag) in flagged {
+            out += &format!("  {}  {}: {}\n", a.annotator, flag.kind, flag.reason);
+        }
+    }
     out
 }
 

@@ -9,6 +9,7 @@ mod labels;
 mod output;
 mod progress;
 mod run;
+mod status;
 mod tui;
 
 use crate::output::out;

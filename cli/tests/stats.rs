@@ -133,7 +133,8 @@ fn stats_and_exports_are_exact_and_raw_signatures_verify() {
         annotators[0],
         json!({
             "annotator": key, "votes": 3, "skips": 1, "unsure": 1, "reliability": null,
-            "agrees_with_consensus": 1.0, "gold_votes": 0, "gold_accuracy": null
+            "agrees_with_consensus": 1.0, "gold_votes": 0, "gold_accuracy": null,
+            "flag": null
         })
     );
 

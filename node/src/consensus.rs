@@ -207,6 +207,21 @@ pub struct AnnotatorStats {
     pub gold_votes: u64,
     /// Share of those that match the gold label.
     pub gold_accuracy: Option<f64>,
+    /// What the screening flags this annotator for, if anything (see
+    /// [`swarmlabel_crdt::aggregate::screen()`]): a person decides what to do about it.
+    #[serde(default)]
+    pub flag: Option<AnnotatorFlag>,
+}
+
+/// A flag of the screening, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnotatorFlag {
+    /// `random`, `fixed` or `drift`.
+    pub kind: String,
+    /// One sentence with the evidence.
+    pub reason: String,
+    /// The test's p-value.
+    pub p_value: f64,
 }
 
 /// The consensus of one annotated sample.
@@ -366,6 +381,7 @@ pub fn summarise(
         .map(|(j, a)| (*a, j as u32))
         .collect();
     let share = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
+    let mut flags = screen(read, labels, gold, classes);
     let mut annotators: Vec<AnnotatorStats> = per_annotator
         .iter()
         .map(
@@ -381,6 +397,7 @@ pub fn summarise(
                 agrees_with_consensus: share(*agreeing, *with_consensus),
                 gold_votes: *gold_votes,
                 gold_accuracy: share(*gold_right, *gold_votes),
+                flag: flags.remove(key),
             },
         )
         .collect();
@@ -424,6 +441,43 @@ pub fn summarise(
         },
         samples,
     })
+}
+
+/// The screening's flags of the annotators of `read`, against the gold labels where there are
+/// any and the leave-one-out consensus elsewhere.
+fn screen(
+    read: &Annotations,
+    labels: &[String],
+    gold: &HashMap<SampleId, u16>,
+    classes: u16,
+) -> HashMap<AnnotatorKey, AnnotatorFlag> {
+    let answers = aggregate::Answers::from_annotations(&read.annotations);
+    let gold_items: Vec<(u32, u16)> = answers
+        .samples
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i as u32, *gold.get(s).filter(|&&g| g < classes)?)))
+        .collect();
+    aggregate::screen(
+        &answers.answers,
+        &gold_items,
+        classes,
+        aggregate::ScreenConfig::default(),
+    )
+    .into_iter()
+    .filter_map(|s| {
+        let flag = s.flag?;
+        let key = *answers.annotators.get(s.rater as usize)?;
+        Some((
+            key,
+            AnnotatorFlag {
+                kind: flag.kind().to_owned(),
+                reason: flag.reason(labels),
+                p_value: flag.p_value(),
+            },
+        ))
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -430,3 +430,35 @@ fn the_consensus_is_computed_once_per_state_of_its_inputs() {
         .unwrap();
     assert_eq!(majority.stats.method, Method::Majority);
 }
+
+/// Issue 17: the statistics name the annotators the screening flags, with the reason, for a
+/// person to decide on; honest annotators carry no flag.
+#[test]
+fn a_spammer_in_the_statistics_carries_a_flag_with_its_reason() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let names = labels(&["cat", "dog", "bird", "fish"]);
+    let mut all = Vec::new();
+    for s in 0..60 {
+        let truth = rng.random_range(0..4u16);
+        for honest in 1..=3 {
+            all.push(annotation(honest, s, Value::Label(truth)));
+        }
+        all.push(annotation(9, s, Value::Label(2)));
+    }
+    let summary = summarise(&read(all), &names, &HashMap::new(), Method::DawidSkene).unwrap();
+    for a in &summary.stats.annotators {
+        if a.annotator == key_hex(9) {
+            let flag = a.flag.as_ref().expect("the spammer is flagged");
+            assert_eq!(flag.kind, "fixed");
+            assert!(
+                flag.reason
+                    .starts_with("answers \"bird\" almost whatever the sample"),
+                "{}",
+                flag.reason
+            );
+            assert!(flag.p_value < 0.01);
+        } else {
+            assert_eq!(a.flag, None, "{a:?}");
+        }
+    }
+}
