@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 mod body;
+mod console;
 mod join;
 mod labeling;
 mod labels;
@@ -446,6 +447,7 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/datasets/{id}/undo", post(labels::undo));
     let router = labels::consensus::routes(router);
     let router = policy::routes(router);
+    let router = console::routes(router);
     page::routes(router)
         .route("/api/v1/status", get(status))
         .route("/api/v1/peers", get(peers))

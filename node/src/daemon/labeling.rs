@@ -41,6 +41,10 @@ pub(crate) struct DatasetView {
     samples_labelled: u64,
     /// Samples the human answered (label or unsure).
     mine: u64,
+    /// Whether this node's key signed the dataset (its owner's console shows it).
+    owned: bool,
+    /// Labels wanted per sample (the owner's redundancy target).
+    redundancy: u32,
 }
 
 /// Every dataset in the home (served or joined), with its progress.
@@ -70,6 +74,8 @@ pub(crate) async fn datasets(
             samples: book.order.len() as u64,
             samples_labelled: counts.samples_labelled,
             mine: counts.mine,
+            owned: l.root.root().owner.0 == me.0,
+            redundancy: l.root.root().redundancy,
         });
     }
     Ok(Json(out))

@@ -25,7 +25,7 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/style.css", get(style))
 }
 
-fn asset(
+pub(super) fn asset(
     s: &AppState,
     headers: &HeaderMap,
     content_type: &'static str,
