@@ -398,10 +398,14 @@ impl Driver {
         let strategy = self.config.query.strategy;
         let seed = self.seed;
         let candidate = freshest(self.own.as_ref(), merged.as_ref());
+        // What a merged model is judged against: this node's own model once there is one (so a
+        // merge taken before the node had a model of its own is judged again then), else the
+        // model in use.
         let current = self
-            .in_use
-            .clone()
-            .or_else(|| self.own.as_ref().map(|(b, _)| b.clone()));
+            .own
+            .as_ref()
+            .map(|(b, _)| b.clone())
+            .or_else(|| self.in_use.clone());
         let judge = self.judgement(merged.as_ref(), candidate.as_ref(), current.as_ref());
         let kept_as_before = matches!(judge, Judge::KeepAsBefore);
         let took_merged = is_merged(merged.as_ref(), candidate.as_ref());
