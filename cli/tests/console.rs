@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -21,7 +20,7 @@ mod browser;
 mod crowd;
 
 use browser::{BROWSER, output_dir, require_browser};
-use process::{Process, ok};
+use process::{Process, ok, wait_until};
 
 fn json(text: &str) -> Json {
     serde_json::from_str(text).unwrap()
@@ -44,17 +43,11 @@ fn the_owner_sees_the_loop_and_bans_a_flagged_spammer_with_the_keyboard() {
     let page = daemon.line("labeling page: ");
     let (url, token) = page.split_once("/#token=").unwrap();
     // Wait (for a hang only) until the loop has trained once, so the curve has a point.
-    let started = Instant::now();
-    while json(&ok(&home, &["dataset", "status", &id, "--json"]))["learning_curve"]
-        .as_array()
-        .is_none_or(Vec::is_empty)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the loop never trained"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the loop to train once", || {
+        json(&ok(&home, &["dataset", "status", &id, "--json"]))["learning_curve"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    });
 
     let out = output_dir("console");
     let run = Command::new("node")

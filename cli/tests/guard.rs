@@ -8,7 +8,6 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use serde_json::Value as Json;
@@ -22,7 +21,7 @@ use swarmlabel_node::models::store;
 #[path = "support/process.rs"]
 mod process;
 
-use process::{Process, ok};
+use process::{Process, ok, wait_until};
 
 const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
 
@@ -92,18 +91,12 @@ fn a_poisoned_merge_is_refused_with_the_reason_in_status_and_the_metric_raised()
     let page = daemon.line("labeling page: ");
     let (url, _) = page.split_once("/#token=").unwrap();
     // Wait (for a hang only) until the node trained on its gold labels and judged the merge.
-    let started = Instant::now();
-    let refusal = loop {
+    let mut refusal = Json::Null;
+    wait_until("a refusal in status", || {
         let status: Json = serde_json::from_str(&ok(&home, &["status", "--json"])).unwrap();
-        if status["guard"][&id].is_object() {
-            break status["guard"][&id].clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no refusal in status: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        refusal = status["guard"][&id].clone();
+        refusal.is_object()
+    });
     assert!(
         refusal["merged_accuracy"].as_f64().unwrap() < 0.2
             && refusal["kept_accuracy"].as_f64().unwrap() > 0.9,

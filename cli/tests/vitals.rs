@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use std::time::{Duration, Instant};
-
 #[path = "support/process.rs"]
 mod process;
 
@@ -13,6 +11,7 @@ mod process;
 mod labeling;
 
 use labeling::{Node, SHAPES};
+use process::wait_until;
 
 /// The value of the series `name{labels}` in an OpenMetrics text, if it is there.
 fn value(text: &str, series: &str) -> Option<f64> {
@@ -54,27 +53,19 @@ fn every_vital_sign_is_in_metrics_after_a_short_run_with_labels() {
     let ds = format!("{{dataset=\"{}\"}}", node.id);
     let scoped = |scope: &str| format!("{{dataset=\"{}\",scope=\"{scope}\"}}", node.id);
     // Wait (for a hang only) until the loop has read the 12 answers and trained once.
-    let started = Instant::now();
-    let text = loop {
-        let text = scrape(&node);
+    let mut text = String::new();
+    wait_until("the loop to read the 12 answers and train", || {
+        text = scrape(&node);
         let read = value(
             &text,
             &format!("swarmlabel_learn_answers_last_hour{}", scoped("network")),
         ) == Some(12.0);
-        let trained = value(
+        read && value(
             &text,
             &format!("swarmlabel_learn_training_seconds_count{ds}"),
         )
-        .is_some_and(|n| n >= 1.0);
-        if read && trained {
-            break text;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the loop did not read the answers and train: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        .is_some_and(|n| n >= 1.0)
+    });
     let get = |series: String| {
         value(&text, &series).unwrap_or_else(|| panic!("{series} is not in /metrics:\n{text}"))
     };
