@@ -34,6 +34,7 @@ mod page;
 pub mod policy;
 pub mod queue;
 mod replay;
+mod status;
 mod token;
 
 use swarmlabel_net::dataset::DatasetId;
@@ -449,9 +450,9 @@ fn router(state: AppState) -> Router {
     let router = policy::routes(router);
     let router = console::routes(router);
     page::routes(router)
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/peers", get(peers))
-        .route("/api/v1/datasets/known", get(known))
+        .route("/api/v1/status", get(status::status))
+        .route("/api/v1/peers", get(status::peers))
+        .route("/api/v1/datasets/known", get(status::known))
         .route("/api/v1/join", post(join))
         .route("/api/v1/fetch", post(fetch_now))
         .route("/metrics", get(metrics))
@@ -530,76 +531,6 @@ impl AppState {
 
 fn net_error(e: swarm::NetError) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-}
-
-async fn status(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    s.check(&headers)?;
-    let status = s.node.status().await.map_err(net_error)?;
-    let joins = s
-        .joins
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let joins: BTreeMap<String, JoinState> =
-        joins.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    let mut models = BTreeMap::new();
-    for dataset in &status.serving {
-        if let Ok(id) = dataset.parse::<DatasetId>()
-            && let Ok(Some(merged)) = s.joiner.models.merged(id).await
-        {
-            models.insert(dataset.clone(), labeling::ModelView::of(&merged));
-        }
-    }
-    // What the rollout guard keeps out of each dataset's ranking, where it does.
-    let mut guard = BTreeMap::new();
-    for dataset in &status.serving {
-        if let Ok(id) = dataset.parse::<DatasetId>()
-            && let Some(learners) = &s.joiner.learners
-            && let Some(refusal) = learners.get(id).and_then(|l| l.progress().guard)
-        {
-            guard.insert(dataset.clone(), refusal);
-        }
-    }
-    let mut value = serde_json::to_value(status).expect("invariant: Status serialises");
-    value["guard"] = serde_json::to_value(guard).expect("invariant: Refusal serialises");
-    value["joins"] = serde_json::to_value(joins).expect("invariant: JoinState serialises");
-    // The merged model of each dataset served, once there is one.
-    value["models"] = serde_json::to_value(models).expect("invariant: ModelView serialises");
-    Ok(Json(value))
-}
-
-async fn peers(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<swarm::PeerInfo>>, ApiError> {
-    s.check(&headers)?;
-    Ok(Json(s.node.peers().await.map_err(net_error)?))
-}
-
-#[derive(Debug, Deserialize)]
-struct Search {
-    q: Option<String>,
-}
-
-async fn known(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body::QueryParams(search): body::QueryParams<Search>,
-) -> Result<Json<Vec<swarm::KnownDataset>>, ApiError> {
-    s.check(&headers)?;
-    let mut known = s.node.known_datasets().await.map_err(net_error)?;
-    if let Some(q) = search.q.map(|q| q.to_lowercase()).filter(|q| !q.is_empty()) {
-        known.retain(|k| {
-            k.name.to_lowercase().contains(&q)
-                || k.description.to_lowercase().contains(&q)
-                || k.labels.iter().any(|l| l.to_lowercase().contains(&q))
-                || k.id.starts_with(&q)
-        });
-    }
-    Ok(Json(known))
 }
 
 #[derive(Debug, Deserialize)]

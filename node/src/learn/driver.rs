@@ -67,8 +67,6 @@ pub(super) struct Driver {
     in_use: Option<Arc<Vec<u8>>>,
     /// The merged model the guard refused last, and the usable labels it was judged on.
     refused: Option<([u8; 32], usize)>,
-    /// When the annotators were last screened for the vital signs.
-    screened_at: Option<Instant>,
 }
 
 impl Driver {
@@ -113,7 +111,6 @@ impl Driver {
             own: None,
             in_use: None,
             refused: None,
-            screened_at: None,
         }
     }
 
@@ -273,6 +270,10 @@ impl Driver {
             self.config.consensus,
         ) {
             Ok(summary) => {
+                let flagged = summary.stats.annotators.iter().filter(|a| a.flag.is_some());
+                self.config
+                    .vitals
+                    .flagged(&self.crdt, flagged.count() as i64);
                 for s in summary.samples {
                     let (Some(label), Some(&row)) = (s.label, self.hex_rows.get(&s.sample)) else {
                         continue;

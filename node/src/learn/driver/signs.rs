@@ -1,16 +1,12 @@
-//! The vital signs the driver counts at each read of the labels (see [`crate::learn::vitals`]).
+//! The vital signs the driver counts at each read of the labels (see [`crate::learn::vitals`]);
+//! the annotators flagged come with the consensus summary (`usable_labels`).
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
 
-use swarmlabel_crdt::aggregate::{Answers, ScreenConfig, screen};
 use swarmlabel_crdt::{Annotations, SampleId};
 
 use super::super::vitals::Signs;
 use super::Driver;
-
-/// The screening of annotators runs at most this often (it reads every answer).
-const SCREEN_EVERY: Duration = Duration::from_secs(10);
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -64,15 +60,5 @@ impl Driver {
             below_target: self.pool.ids.iter().filter(|s| below(s)).count() as i64,
         };
         self.config.vitals.signs(&self.crdt, &signs);
-        if self.screened_at.is_none_or(|t| t.elapsed() >= SCREEN_EVERY) {
-            self.screened_at = Some(Instant::now());
-            let answers = Answers::from_annotations(&read.annotations);
-            let classes = u16::try_from(self.pool.labels.len()).unwrap_or(u16::MAX);
-            let flagged = screen(&answers.answers, &[], classes, ScreenConfig::default())
-                .iter()
-                .filter(|s| s.flag.is_some())
-                .count();
-            self.config.vitals.flagged(&self.crdt, flagged as i64);
-        }
     }
 }
