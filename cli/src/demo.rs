@@ -174,6 +174,9 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
             budget.clone(),
         ));
     } else {
+        // Take SIGTERM over before the address is out: a stop that comes right after it must
+        // clean up, not kill (tokio keeps a handler installed once one is made).
+        let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
         out!();
         out!("label here: {}", user.api_info().page);
         out!("(keys 1-4 label, Backspace undoes; Ctrl-C stops the demo)");
