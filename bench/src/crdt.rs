@@ -9,11 +9,11 @@
 //!    annotator's, which are merged into the replica (timed, `merge_s`) and into two *lagging*
 //!    replicas; one of them syncs with the merged replica, so both sides know their shared heads;
 //! 2. the peers record the rest, merged into the replica (timed, `merge_s`);
-//! 3. `delta_sync_bytes`: automerge's sync protocol with fresh sync states (a peer that kept no
-//!    state: both directions, every byte of every message) brings the first lagging replica up to
-//!    date, checked by equal heads; `delta_raw_bytes` is the size of the missing signed records
-//!    (177 bytes each); `sync_overhead` is their ratio. `delta_sync_bytes_resumed` does the same
-//!    for the second, resuming the states of its earlier session (`State::new_round`).
+//! 3. `delta_sync_bytes`: the labels' pull protocol (`swarmlabel_node::labels::wire`: a pull
+//!    naming where the lagging replica's chains end, pages of records back, every byte of every
+//!    request and response as encoded on the wire) brings the lagging replica up to date,
+//!    checked by equal heads; `delta_raw_bytes` is the size of the missing signed records (181
+//!    bytes each); `sync_overhead` is their ratio.
 //!
 //! Then the merged replica is saved to a file (`disk_bytes`), dropped, loaded back from the file
 //! (`load_s`, file read included), every annotation is read and verified (`validate_s`), and
@@ -36,8 +36,10 @@ use swarmlabel_crdt::aggregate::{self, TieBreak, Votes};
 use swarmlabel_crdt::annotation::SIGNED_LEN;
 use swarmlabel_crdt::{
     Annotation, AnnotatorKey, Dataset, DatasetId, Replica, SampleId, ShardId, ShardLayout,
-    SignedAnnotation, Signer as _, Suggestion, Value, sync,
+    SignedAnnotation, Signer as _, Suggestion, Value,
 };
+use swarmlabel_node::labels::wire::{MAX_RECORDS, Range, Request, Response};
+use swarmlabel_node::replicate::Wire as _;
 
 /// Flags of `swarmlabel-bench crdt`.
 #[derive(Debug, clap::Args)]
@@ -102,8 +104,8 @@ struct Sim<'a> {
 }
 
 impl Sim<'_> {
-    /// Annotator `a`'s signed annotation of sample `i`.
-    fn annotation(&self, a: u32, i: u32) -> anyhow::Result<SignedAnnotation> {
+    /// Annotator `a`'s signed annotation of sample `i`, at place `seq` of its chain.
+    fn annotation(&self, a: u32, i: u32, seq: u32) -> anyhow::Result<SignedAnnotation> {
         let labels = self.args.labels;
         let t = truth(i, labels);
         let label = if unit(a, i, 1) < accuracy(a) {
@@ -118,6 +120,7 @@ impl Sim<'_> {
             dataset: self.dataset.id,
             sample: sample_id(i),
             annotator: AnnotatorKey(key.public_key()),
+            seq,
             time_ms: T0_MS + u64::from(i) * 1000 + u64::from(a),
             value: Value::Label(label),
             suggestion: Some(Suggestion::with_probability(t, unit(a, i, 3))),
@@ -142,7 +145,9 @@ impl Sim<'_> {
                     peer.commit();
                     last_batch = Some(batch);
                 }
-                peer.record(&self.annotation(a, i)?)?;
+                let annotator = AnnotatorKey(self.keys[a as usize].public_key());
+                let seq = peer.next_seq(&annotator, &sample_id(i));
+                peer.record(&self.annotation(a, i, seq)?)?;
                 n += 1;
             }
         }
@@ -151,41 +156,52 @@ impl Sim<'_> {
     }
 }
 
-/// Runs a sync session between `a` and `b` on `shard` until both are quiet; returns (bytes sent
-/// both ways, messages, largest message).
-fn sync_shard(
-    a: &mut Replica,
-    sa: &mut sync::State,
-    b: &mut Replica,
-    sb: &mut sync::State,
+/// Brings `to` up to date with `from` on `shard` by the labels' pull protocol; returns (bytes
+/// on the wire both ways, messages, largest message).
+fn pull_shard(
+    to: &mut Replica,
+    from: &mut Replica,
     shard: ShardId,
 ) -> anyhow::Result<(u64, u64, u64)> {
     let (mut bytes, mut messages, mut largest) = (0u64, 0u64, 0u64);
-    for _ in 0..100 {
-        let m1 = a.generate_sync_message(shard, sa);
-        if let Some(m) = &m1 {
-            b.receive_sync_message(shard, sb, m)?;
-            bytes += m.len() as u64;
-            messages += 1;
-            largest = largest.max(m.len() as u64);
+    let mut count = |len: usize| {
+        bytes += len as u64;
+        messages += 1;
+        largest = largest.max(len as u64);
+    };
+    for _ in 0..10_000 {
+        let tips = to.tips(shard);
+        let request = Request::Pull {
+            dataset: to.dataset().id,
+            shard: shard.0,
+            range: Range::ALL,
+            tips: tips.clone(),
+        };
+        count(request.encode()?.len());
+        let page = from.missing(shard, &tips, MAX_RECORDS);
+        let more = page.more;
+        let response = Response::Records {
+            records: page.records,
+            more,
+        };
+        count(response.encode()?.len());
+        let Response::Records { records, .. } = response else {
+            unreachable!("built as records above")
+        };
+        for record in &records {
+            to.record(record)?;
         }
-        let m2 = b.generate_sync_message(shard, sb);
-        if let Some(m) = &m2 {
-            a.receive_sync_message(shard, sa, m)?;
-            bytes += m.len() as u64;
-            messages += 1;
-            largest = largest.max(m.len() as u64);
-        }
-        if m1.is_none() && m2.is_none() {
+        to.commit();
+        if !more {
             ensure!(
-                a.heads(shard) == b.heads(shard),
-                "sync of shard {} ended with different heads",
+                to.heads(shard) == from.heads(shard),
+                "the pull of shard {} ended with different heads",
                 shard.0
             );
             return Ok((bytes, messages, largest));
         }
     }
-    bail!("sync of shard {} did not finish in 100 rounds", shard.0)
+    bail!("the pull of shard {} did not finish", shard.0)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
@@ -333,14 +349,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
                 "sync_overhead",
                 json!(b.delta_sync_bytes as f64 / delta_raw_bytes.max(1) as f64),
             ),
-            (
-                "delta_sync_bytes_resumed",
-                json!(b.delta_sync_bytes_resumed),
-            ),
-            (
-                "sync_overhead_resumed",
-                json!(b.delta_sync_bytes_resumed as f64 / delta_raw_bytes.max(1) as f64),
-            ),
             ("peers", json!(args.peers)),
             ("commit_batch", json!(args.commit_batch)),
             ("delta_fraction", json!(args.delta_fraction)),
@@ -366,7 +374,6 @@ struct Built {
     save_s: f64,
     delta_annotations: u64,
     delta_sync_bytes: u64,
-    delta_sync_bytes_resumed: u64,
     delta_messages: u64,
     largest_message: u64,
     largest_shard: u64,
@@ -385,22 +392,19 @@ fn build_and_save(sim: &Sim<'_>, by_shard: &[Vec<u32>], path: &Path) -> anyhow::
         "crdt: {} samples x {} annotators on {} peers, {} shards, commit every {}",
         args.samples, args.annotators, args.peers, shards, args.commit_batch
     );
-    let mut full = Replica::new(dataset, b"bench-merged-replica")?;
+    let mut full = Replica::new(dataset);
     let (mut record_s, mut merge_s) = (0.0, 0.0);
     let (mut annotations, mut delta_annotations) = (0u64, 0u64);
     let (mut delta_sync_bytes, mut delta_messages, mut largest_message) = (0u64, 0u64, 0u64);
-    let mut delta_sync_bytes_resumed = 0u64;
     for shard in layout.shards() {
         let samples = &by_shard[usize::from(shard.0)];
         let split = samples.partition_point(|&i| i < delta_from);
         let (before, delta) = samples.split_at(split);
-        // Two lagging replicas with the same content: one syncs with fresh states (a peer that
-        // kept no sync state), the other resumes states from a session held before the delta.
-        let mut fresh = Replica::new(dataset, b"bench-lagging-fresh")?;
-        let mut resumed = Replica::new(dataset, b"bench-lagging-resumed")?;
+        // A lagging replica: it holds what the peers wrote before the delta.
+        let mut lagging = Replica::new(dataset);
         let mut peers = (0..args.peers)
-            .map(|p| Replica::new(dataset, format!("bench-peer-{p}").as_bytes()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|_| Replica::new(dataset))
+            .collect::<Vec<_>>();
         let start = Instant::now();
         for (p, peer) in (0..).zip(peers.iter_mut()) {
             annotations += sim.record(peer, p, before)?;
@@ -412,17 +416,8 @@ fn build_and_save(sim: &Sim<'_>, by_shard: &[Vec<u32>], path: &Path) -> anyhow::
         }
         merge_s += start.elapsed().as_secs_f64();
         for peer in &mut peers {
-            fresh.merge(peer)?;
-            resumed.merge(peer)?;
+            lagging.merge(peer)?;
         }
-        let (mut full_state, mut resumed_state) = (sync::State::new(), sync::State::new());
-        sync_shard(
-            &mut full,
-            &mut full_state,
-            &mut resumed,
-            &mut resumed_state,
-            shard,
-        )?;
 
         let start = Instant::now();
         for (p, peer) in (0..).zip(peers.iter_mut()) {
@@ -438,26 +433,10 @@ fn build_and_save(sim: &Sim<'_>, by_shard: &[Vec<u32>], path: &Path) -> anyhow::
         merge_s += start.elapsed().as_secs_f64();
         drop(peers);
 
-        let (bytes, messages, largest) = sync_shard(
-            &mut full,
-            &mut sync::State::new(),
-            &mut fresh,
-            &mut sync::State::new(),
-            shard,
-        )?;
+        let (bytes, messages, largest) = pull_shard(&mut lagging, &mut full, shard)?;
         delta_sync_bytes += bytes;
         delta_messages += messages;
         largest_message = largest_message.max(largest);
-        full_state.new_round();
-        resumed_state.new_round();
-        let (bytes, _, _) = sync_shard(
-            &mut full,
-            &mut full_state,
-            &mut resumed,
-            &mut resumed_state,
-            shard,
-        )?;
-        delta_sync_bytes_resumed += bytes;
         if shard.0 % 8 == 7 {
             eprintln!(
                 "  shard {}/{shards}: {annotations} annotations, record {record_s:.1} s, merge \
@@ -493,7 +472,6 @@ fn build_and_save(sim: &Sim<'_>, by_shard: &[Vec<u32>], path: &Path) -> anyhow::
         save_s,
         delta_annotations,
         delta_sync_bytes,
-        delta_sync_bytes_resumed,
         delta_messages,
         largest_message,
         largest_shard,
@@ -504,7 +482,7 @@ fn build_and_save(sim: &Sim<'_>, by_shard: &[Vec<u32>], path: &Path) -> anyhow::
 /// Reads a replica saved by [`build_and_save`]: per shard a `u16` shard id, a `u64` length and
 /// the shard's saved bytes.
 fn load(dataset: Dataset, path: &Path) -> anyhow::Result<Replica> {
-    let mut loaded = Replica::new(dataset, b"bench-loaded-replica")?;
+    let mut loaded = Replica::new(dataset);
     let mut input = BufReader::new(
         File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
     );

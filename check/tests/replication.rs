@@ -104,12 +104,14 @@ fn config<R: RecordSet>(
     }
 }
 
-fn label(signer: u8, annotator: u8, time_ms: u64, value: u16) -> SignedAnnotation {
+/// A label of the sample by `annotator`, the `seq`-th of its chain, signed by `signer`.
+fn label(signer: u8, annotator: u8, seq: u32, value: u16) -> SignedAnnotation {
     let annotation = Annotation {
         dataset: DATASET,
         sample: SampleId([7; 32]),
         annotator: AnnotatorKey(key(annotator).verifying_key().to_bytes()),
-        time_ms,
+        seq,
+        time_ms: u64::from(seq),
         value: Value::Label(value),
         suggestion: None,
     };
@@ -136,7 +138,7 @@ fn annotations(faults: Faults, keep_first: bool) -> Config<Annotations> {
         layout: ShardLayout::new(0).unwrap(),
     };
     let first = if faults.partition {
-        vec![label(1, 1, 2, 1)]
+        vec![label(1, 1, 1, 1)]
     } else {
         vec![label(1, 1, 1, 0), label(1, 1, 2, 1)]
     };

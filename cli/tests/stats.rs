@@ -245,7 +245,9 @@ fn stats_and_exports_are_exact_and_raw_signatures_verify() {
     let mut rows = raw_csv.lines();
     assert_eq!(
         rows.next(),
-        Some("sample_id,annotator,time_ms,kind,label,suggestion,suggestion_confidence,signature")
+        Some(
+            "sample_id,annotator,time_ms,kind,label,suggestion,suggestion_confidence,signature,seq"
+        )
     );
     let times: BTreeMap<String, u64> =
         json(&ok(&home, &["labels", &plain, "--json"]))["annotations"]
@@ -294,6 +296,7 @@ fn stats_and_exports_are_exact_and_raw_signatures_verify() {
             dataset: DatasetId(hex::decode(&plain).unwrap().try_into().unwrap()),
             sample: SampleId(hex::decode(sample).unwrap().try_into().unwrap()),
             annotator: AnnotatorKey(hex::decode(&key).unwrap().try_into().unwrap()),
+            seq: row[8].parse().unwrap(),
             time_ms,
             value,
             suggestion: None,
@@ -325,6 +328,7 @@ fn stats_and_exports_are_exact_and_raw_signatures_verify() {
                 "suggestion",
                 "suggestion_confidence",
                 "signature",
+                "seq",
             ]
             .iter()
             .map(|f| match &r[*f] {
@@ -380,6 +384,7 @@ fn annotation_of(dataset: &str, row: &[&str], labels: &[&str]) -> SignedAnnotati
         dataset: DatasetId(bytes(dataset)),
         sample: SampleId(bytes(row[0])),
         annotator: AnnotatorKey(bytes(row[1])),
+        seq: row[8].parse().unwrap(),
         time_ms: row[2].parse().unwrap(),
         value,
         suggestion: None,
@@ -420,17 +425,8 @@ fn several_annotators_in_the_store_are_aggregated_by_the_daemon() {
             (2, 4, Value::Skip),
         ] {
             let key: &SigningKey = &keys[annotator];
-            let annotation = Annotation {
-                dataset: dataset.id,
-                sample: SampleId(hex::decode(&s[sample]).unwrap().try_into().unwrap()),
-                annotator: AnnotatorKey(key.verifying_key().to_bytes()),
-                time_ms: 1_000,
-                value,
-                suggestion: None,
-            };
-            store
-                .record(&SignedAnnotation::sign(annotation, key).unwrap())
-                .unwrap();
+            let sample = SampleId(hex::decode(&s[sample]).unwrap().try_into().unwrap());
+            store.record_own(key, sample, value, None, 1_000).unwrap();
         }
     }
     let _daemon = Process::spawn(

@@ -1,20 +1,25 @@
-//! One signed annotation: what a volunteer said about one sample, bound to their key.
+//! One signed annotation: what a volunteer said about one sample, bound to their key and to its
+//! place in their chain.
 //!
-//! The canonical encoding is fixed-length (113 bytes) and documented byte for byte in the crate
-//! README; the signed record appends the 64-byte ed25519 signature (177 bytes). The signature is
-//! made over `b"swarmlabel/annotation/v1" ‖ 0x00 ‖ canonical encoding`, the same domain scheme as
-//! the node's `Identity::sign`, and checked with `verify_strict`.
+//! The canonical encoding is fixed-length (117 bytes) and documented byte for byte in the crate
+//! README; the signed record appends the 64-byte ed25519 signature (181 bytes). The signature is
+//! made over `b"swarmlabel/annotation/v2" ‖ 0x00 ‖ canonical encoding`, the same domain scheme as
+//! the node's `Identity::sign`, and checked with `verify_strict`. Records of version 1 (113 and
+//! 177 bytes, domain `…/v1`, no `seq`) still decode and verify, with `seq` 0, so that a home
+//! written before chains keeps its labels; they are never accepted into a chain.
 
 mod codec;
 
-pub use codec::{DecodeError, ENCODED_LEN, SIGNED_LEN};
+pub use codec::{DecodeError, ENCODED_LEN, ENCODED_LEN_V1, Encoded, SIGNED_LEN, SIGNED_LEN_V1};
 
 use std::fmt;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
 /// The signature domain of annotations: a signature made for anything else never verifies here.
-pub const DOMAIN: &str = "swarmlabel/annotation/v1";
+pub const DOMAIN: &str = "swarmlabel/annotation/v2";
+/// The signature domain of version-1 annotations (`seq` 0).
+pub const DOMAIN_V1: &str = "swarmlabel/annotation/v1";
 
 macro_rules! id32 {
     ($(#[$doc:meta])* $name:ident) => {
@@ -119,8 +124,13 @@ pub struct Annotation {
     pub sample: SampleId,
     /// The key that signs it; also the owner of the slot it is stored in.
     pub annotator: AnnotatorKey,
+    /// The record's place in its author's chain for the sample's shard: 1 for the author's first
+    /// record there, then one more for each. A replica takes a chain's records in this order
+    /// only, so a chain is the same everywhere; 0 marks a version-1 record (made before chains),
+    /// which no replica takes into a chain. [`crate::Replica::next_seq`] gives the next one.
+    pub seq: u32,
     /// When the human answered, in milliseconds since the Unix epoch, as given by the caller (the
-    /// crate never reads a clock). A later time by the same annotator replaces an earlier one.
+    /// crate never reads a clock).
     pub time_ms: u64,
     /// The answer.
     pub value: Value,
@@ -179,6 +189,27 @@ pub struct SignedAnnotation {
     signature: [u8; 64],
 }
 
+/// The bytes of a signed record: its canonical encoding, then its signature (181 bytes; 177 for
+/// a version-1 record).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordBytes {
+    bytes: [u8; SIGNED_LEN],
+    len: u8,
+}
+
+impl std::ops::Deref for RecordBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for RecordBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordBytes({} bytes)", self.len)
+    }
+}
+
 impl fmt::Debug for SignedAnnotation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SignedAnnotation")
@@ -197,7 +228,7 @@ impl SignedAnnotation {
                 signer: signer_key,
             });
         }
-        let signature = signer.sign(DOMAIN, &annotation.encode());
+        let signature = signer.sign(domain_of(&annotation), &annotation.encode());
         Ok(Self {
             annotation,
             signature,
@@ -232,35 +263,61 @@ impl SignedAnnotation {
             return false;
         };
         key.verify_strict(
-            &domain_message(DOMAIN, &self.annotation.encode()),
+            &domain_message(domain_of(&self.annotation), &self.annotation.encode()),
             &Signature::from_bytes(&self.signature),
         )
         .is_ok()
     }
 
     /// The signed record: the canonical encoding followed by the signature.
-    pub fn to_bytes(&self) -> [u8; SIGNED_LEN] {
-        let mut out = [0u8; SIGNED_LEN];
-        out[..ENCODED_LEN].copy_from_slice(&self.annotation.encode());
-        out[ENCODED_LEN..].copy_from_slice(&self.signature);
-        out
+    pub fn to_bytes(&self) -> RecordBytes {
+        let encoded = self.annotation.encode();
+        let mut bytes = [0u8; SIGNED_LEN];
+        bytes[..encoded.len()].copy_from_slice(&encoded);
+        bytes[encoded.len()..encoded.len() + 64].copy_from_slice(&self.signature);
+        RecordBytes {
+            bytes,
+            // At most 181: fits.
+            len: (encoded.len() + 64) as u8,
+        }
     }
 
-    /// Decodes a signed record (does not verify the signature).
+    /// Decodes a signed record of either version (does not verify the signature).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() != SIGNED_LEN {
+        let len = match bytes.first() {
+            Some(1) => SIGNED_LEN_V1,
+            _ => SIGNED_LEN,
+        };
+        if bytes.len() != len {
             return Err(DecodeError::Length {
-                expected: SIGNED_LEN,
+                expected: len,
                 found: bytes.len(),
             });
         }
-        let annotation = Annotation::decode(&bytes[..ENCODED_LEN])?;
+        let annotation = Annotation::decode(&bytes[..len - 64])?;
         let mut signature = [0u8; 64];
-        signature.copy_from_slice(&bytes[ENCODED_LEN..]);
+        signature.copy_from_slice(&bytes[len - 64..]);
         Ok(Self {
             annotation,
             signature,
         })
+    }
+
+    /// Decodes a signed record of version 2 only: what peers may send (version-1 records never
+    /// travel).
+    pub fn from_wire(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match bytes.first() {
+            Some(1) => Err(DecodeError::Version(1)),
+            _ => Self::from_bytes(bytes),
+        }
+    }
+}
+
+fn domain_of(annotation: &Annotation) -> &'static str {
+    if annotation.seq == 0 {
+        DOMAIN_V1
+    } else {
+        DOMAIN
     }
 }
 
@@ -282,6 +339,7 @@ mod tests {
             dataset: DatasetId([1; 32]),
             sample: SampleId([2; 32]),
             annotator: AnnotatorKey(key.public_key()),
+            seq: 1,
             time_ms: 1_700_000_000_000,
             value: Value::Label(3),
             suggestion: Some(Suggestion::with_probability(4, 0.75)),
@@ -305,6 +363,10 @@ mod tests {
             },
             Annotation {
                 time_ms: base.time_ms + 1,
+                ..base
+            },
+            Annotation {
+                seq: base.seq + 1,
                 ..base
             },
             Annotation {
@@ -334,11 +396,22 @@ mod tests {
         // The node signs `domain ‖ 0 ‖ message` with plain ed25519; check against that directly.
         let key = SigningKey::from_bytes(&[5; 32]);
         let a = sample_annotation(&key);
-        let mut msg = b"swarmlabel/annotation/v1".to_vec();
+        let mut msg = b"swarmlabel/annotation/v2".to_vec();
         msg.push(0);
         msg.extend_from_slice(&a.encode());
         let sig = ed25519_dalek::Signer::sign(&key, &msg).to_bytes();
         assert!(SignedAnnotation::from_parts(a, sig).verify());
+        // A version-1 record verifies under the version-1 domain only.
+        let v1 = Annotation { seq: 0, ..a };
+        let mut msg = b"swarmlabel/annotation/v1".to_vec();
+        msg.push(0);
+        msg.extend_from_slice(&v1.encode());
+        let sig = ed25519_dalek::Signer::sign(&key, &msg).to_bytes();
+        let legacy = SignedAnnotation::from_parts(v1, sig);
+        assert!(legacy.verify());
+        assert_eq!(legacy.to_bytes().len(), SIGNED_LEN_V1);
+        assert_eq!(SignedAnnotation::from_bytes(&legacy.to_bytes()), Ok(legacy));
+        assert!(SignedAnnotation::from_wire(&legacy.to_bytes()).is_err());
         let other_domain = Signer::sign(&key, "swarmlabel/manifest-root/v1", &a.encode());
         assert!(!SignedAnnotation::from_parts(a, other_domain).verify());
     }

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod annotation;
 mod bytes;
+pub mod chain;
 pub mod layout;
 pub mod policy;
 pub mod registry;
@@ -11,7 +12,6 @@ mod replica;
 pub mod samples;
 mod shard;
 pub mod slot;
-pub mod sync;
 #[cfg(test)]
 mod testing;
 pub mod validate;
@@ -22,7 +22,7 @@ pub use annotation::{
 };
 pub use automerge::ChangeHash;
 pub use layout::{ShardId, ShardLayout};
-pub use replica::{MAX_ACTOR_LEN, MergeError, RecordError, Replica, ReplicaError};
+pub use replica::{MergeError, Missing, RecordError, Recorded, Replica, Tip};
 pub use samples::Samples;
 pub use shard::Annotations;
 pub use shard::storage::{LoadError, LoadReport};

@@ -1,33 +1,18 @@
-//! A replica of one dataset's annotations: all its shard documents, written by one actor.
+//! A replica of one dataset's annotations: all its shard documents, each a set of author chains
+//! (`crate::chain`).
 
-use automerge::sync::SyncDoc as _;
-use automerge::{ActorId, ChangeHash};
-
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use automerge::ChangeHash;
 
 use crate::annotation::{AnnotatorKey, SampleId, SignedAnnotation};
 use crate::layout::{ShardId, slot_key};
 use crate::policy::Policy;
 use crate::samples::Samples;
 use crate::shard::storage::{LoadError, LoadReport};
-use crate::shard::{Annotations, Shard, screen::screen, wins};
-use crate::sync::{self, Limits, Received, SyncError};
-use crate::validate::{Dataset, Rejection, check_record_cached, placement};
-
-/// The largest actor id accepted, in bytes.
-pub const MAX_ACTOR_LEN: usize = 32;
-
-/// Errors of creating a replica.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReplicaError {
-    /// The actor id is empty or longer than [`MAX_ACTOR_LEN`].
-    #[error(
-        "an actor id is 1 to {MAX_ACTOR_LEN} bytes, {0} were given; use 16 random bytes per \
-         replica and process"
-    )]
-    ActorLength(usize),
-}
+use crate::shard::{Annotations, Shard, wins};
+use crate::validate::{Dataset, Rejection, check_record};
 
 /// Errors of recording an annotation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,17 +23,24 @@ pub enum RecordError {
         "the annotation is invalid for this dataset ({0:?}) and would be ignored by every peer"
     )]
     Invalid(Rejection),
-    /// The annotator already has an annotation of this sample that is as new or newer; a label
-    /// replaces an earlier one only with a later time.
+    /// A record that is not its chain's next: records of the chain between are missing here
+    /// (they come by sync, in order).
     #[error(
-        "the annotator already labelled this sample at {existing_ms} ms, not before the {offered_ms} \
-         ms offered; give the new label a later time"
+        "the annotator's chain here ends before seq {next}, so its record {offered} must wait for          the ones between"
     )]
-    NotNewer {
-        /// Time of the annotation kept.
-        existing_ms: u64,
-        /// Time of the annotation offered.
-        offered_ms: u64,
+    Gap {
+        /// The `seq` the chain takes next.
+        next: u32,
+        /// The `seq` offered.
+        offered: u32,
+    },
+    /// Another record with the same place in the chain is held: the annotator signed two
+    /// records with one `seq` (its key runs on two nodes, or it is hostile). The first one
+    /// heard stays.
+    #[error("the annotator signed two different records with seq {seq}; the one held first stays")]
+    Conflict {
+        /// The `seq` signed twice.
+        seq: u32,
     },
 }
 
@@ -59,55 +51,88 @@ pub enum MergeError {
     /// The replicas are of different datasets or layouts.
     #[error("cannot merge replicas of different datasets or shard layouts")]
     DifferentDataset,
-    /// automerge could not apply the other replica's changes.
-    #[error("could not merge shard {}: {reason}", shard.0)]
-    Apply {
-        /// The shard.
-        shard: ShardId,
-        /// automerge's error.
-        reason: String,
-    },
+}
+
+/// What [`Replica::record`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The shard of the record.
+    pub shard: ShardId,
+    /// Whether it was new (staged for the next commit), or held already.
+    pub new: bool,
+}
+
+/// Where one annotator's chain in a shard ends: the `seq` of its last record (what a peer
+/// tells to get the records after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tip {
+    /// The annotator.
+    pub annotator: AnnotatorKey,
+    /// The `seq` of the chain's last record held.
+    pub seq: u32,
+}
+
+/// The records a peer lacks (see [`Replica::missing`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// Records in chain order (each chain's from its first missing `seq` on).
+    pub records: Vec<SignedAnnotation>,
+    /// Whether more were left out past the limit.
+    pub more: bool,
 }
 
 /// One replica of a dataset's annotations. Plain state: no I/O, no clock, no threads; the caller
-/// supplies time (inside annotations), randomness (the actor id) and moves bytes.
+/// supplies time (inside annotations) and moves bytes.
 #[derive(Debug)]
 pub struct Replica {
     dataset: Dataset,
     shards: Vec<Shard>,
-    limits: Limits,
     samples: Option<Arc<Samples>>,
     policy: Option<Arc<Policy>>,
 }
 
 impl Replica {
-    /// An empty replica. `actor` identifies this writer in automerge and must be unique to this
-    /// replica *and process run* (reusing one across concurrent writers corrupts documents): pass
-    /// 16 random bytes, or fixed bytes in tests.
-    pub fn new(dataset: Dataset, actor: &[u8]) -> Result<Self, ReplicaError> {
-        if actor.is_empty() || actor.len() > MAX_ACTOR_LEN {
-            return Err(ReplicaError::ActorLength(actor.len()));
-        }
-        let actor = ActorId::from(actor);
-        let shards = dataset
-            .layout
-            .shards()
-            .map(|id| Shard::new(id, actor.clone()))
-            .collect();
-        Ok(Self {
+    /// An empty replica.
+    pub fn new(dataset: Dataset) -> Self {
+        let shards = dataset.layout.shards().map(Shard::new).collect();
+        Self {
             dataset,
             shards,
-            limits: Limits::default(),
             samples: None,
             policy: None,
-        })
+        }
+    }
+
+    /// An empty replica of the same dataset, samples and policy (to rebuild from records).
+    pub fn fresh(&self) -> Replica {
+        Replica {
+            samples: self.samples.clone(),
+            policy: self.policy.clone(),
+            ..Replica::new(self.dataset)
+        }
+    }
+
+    /// Whether `signed` counts here: of this dataset, of a listed sample, by an admitted
+    /// annotator (what reading checks besides the record itself). Version-1 records included.
+    pub fn counts(&self, signed: &SignedAnnotation) -> Result<(), Rejection> {
+        let a = signed.annotation();
+        if a.dataset != self.dataset.id {
+            return Err(Rejection::WrongDataset);
+        }
+        if !self.known(&a.sample) {
+            return Err(Rejection::UnknownSample);
+        }
+        if !self.admitted(&a.annotator) {
+            return Err(Rejection::NotAdmitted);
+        }
+        Ok(())
     }
 
     /// Applies the owner's policy (see [`crate::policy`]) from now on, to everything held:
-    /// recording refuses annotators it does not admit, and reading ignores their annotations
-    /// (counted as [`Rejection::NotAdmitted`]). Sync still takes them (they may share a change
-    /// with admitted ones, and automerge history cannot be cut), so a later policy that admits
-    /// them again brings them back.
+    /// recording refuses annotators it does not admit, reading ignores their annotations
+    /// (counted as [`Rejection::NotAdmitted`]), and their chains are neither summarised nor
+    /// given to peers. Chains held already are kept: a later policy that admits them again
+    /// brings them back.
     pub fn set_policy(&mut self, policy: Option<Arc<Policy>>) {
         self.policy = policy;
     }
@@ -116,8 +141,8 @@ impl Replica {
         self.policy.as_ref().is_none_or(|p| p.admits(annotator))
     }
 
-    /// Restricts annotations to the dataset's samples (from its manifest): recording and sync
-    /// refuse others, reading ignores them (counted as [`Rejection::UnknownSample`]).
+    /// Restricts annotations to the dataset's samples (from its manifest): recording refuses
+    /// others, reading ignores them (counted as [`Rejection::UnknownSample`]).
     pub fn with_samples(mut self, samples: Arc<Samples>) -> Self {
         self.samples = Some(samples);
         self
@@ -145,66 +170,54 @@ impl Replica {
         read
     }
 
-    /// Sets the bounds on sync messages.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
     /// The dataset this replica holds.
     pub fn dataset(&self) -> &Dataset {
         &self.dataset
+    }
+
+    fn shard(&self, shard: ShardId) -> Option<&Shard> {
+        self.shards.get(usize::from(shard.0))
     }
 
     fn shard_mut(&mut self, shard: ShardId) -> Option<&mut Shard> {
         self.shards.get_mut(usize::from(shard.0))
     }
 
-    /// Stages a signed annotation for the next [`Replica::commit`]; returns its shard. Refuses
-    /// what readers would ignore, and a label that is not newer than the annotator's current one
-    /// for the sample. Recording the very same signed annotation again does nothing.
-    pub fn record(&mut self, signed: &SignedAnnotation) -> Result<ShardId, RecordError> {
+    /// The `seq` that `annotator`'s next record of `sample` must carry: one past the end of its
+    /// chain in the sample's shard (staged records included).
+    pub fn next_seq(&self, annotator: &AnnotatorKey, sample: &SampleId) -> u32 {
+        self.shard(self.dataset.layout.shard_of(sample))
+            .and_then(|s| s.tip(annotator))
+            .map_or(1, |t| t.seq.saturating_add(1))
+    }
+
+    /// Stages a signed annotation for the next [`Replica::commit`]. Refuses what readers would
+    /// ignore and what is not its chain's next record ([`RecordError::Gap`]); a record whose
+    /// place the chain already has is held (`new` false), unless it differs from the one there
+    /// ([`RecordError::Conflict`]). Signatures are checked only for records taken or compared.
+    pub fn record(&mut self, signed: &SignedAnnotation) -> Result<Recorded, RecordError> {
         // The cheap checks first: a flood of records for samples that do not exist costs no
         // signature verification.
         self.precheck(signed)?;
-        let (shard_id, key) = placement(&self.dataset, signed);
         let dataset = self.dataset;
+        let shard_id = dataset.layout.shard_of(&signed.annotation().sample);
         let Some(shard) = self.shard_mut(shard_id) else {
             // The layout maps every sample to one of its shards.
             return Err(RecordError::Invalid(Rejection::WrongSlot));
         };
-        check_record_cached(&dataset, signed, &shard.verified).map_err(RecordError::Invalid)?;
-        let (visible, _) = shard.slot_values(&dataset, &key);
-        let newest = visible
-            .into_iter()
-            .map(|(s, _, _)| s)
-            .chain(shard.staged(&key).copied())
-            .reduce(|best, s| if wins(&s, &best) { s } else { best });
-        if let Some(existing) = newest {
-            if existing == *signed {
-                return Ok(shard_id);
-            }
-            let (existing_ms, offered_ms) =
-                (existing.annotation().time_ms, signed.annotation().time_ms);
-            if existing_ms >= offered_ms {
-                return Err(RecordError::NotNewer {
-                    existing_ms,
-                    offered_ms,
-                });
-            }
-        }
-        shard.stage(key, *signed);
-        Ok(shard_id)
+        let new = shard.stage(signed, || check_record(&dataset, signed))?;
+        Ok(Recorded {
+            shard: shard_id,
+            new,
+        })
     }
 
-    /// Whether this replica already holds `signed`, or a newer valid annotation of the same
-    /// sample by the same annotator (staged ones included). Holding it byte for byte costs no
-    /// signature check: a store uses it to skip what it has when it replays its record log.
+    /// Whether this replica holds `signed`'s place in its chain (it or a later record of the
+    /// chain, staged ones included). Costs no signature check: a store uses it to skip what it
+    /// has when it replays its record log.
     pub fn holds(&self, signed: &SignedAnnotation) -> bool {
-        let (shard, key) = placement(&self.dataset, signed);
-        self.shards
-            .get(usize::from(shard.0))
-            .is_some_and(|s| s.holds(&key, signed))
+        let shard = self.dataset.layout.shard_of(&signed.annotation().sample);
+        self.shard(shard).is_some_and(|s| s.holds(signed))
     }
 
     /// Drops every staged, uncommitted annotation: a store that could not make a batch durable
@@ -213,18 +226,14 @@ impl Replica {
         self.shards.iter_mut().for_each(Shard::discard_staged);
     }
 
-    /// The checks of [`Replica::record`] that cost no signature verification: the sample is one
-    /// of the dataset's and the owner's policy admits the annotator. A store runs them over a
-    /// whole batch from a peer before verifying anything of it.
+    /// The checks of [`Replica::record`] that cost no signature verification: the dataset, the
+    /// sample is one of the dataset's, the owner's policy admits the annotator, and the record
+    /// has a place in a chain (`seq` ≥ 1). A store runs them over a whole batch from a peer
+    /// before verifying anything of it.
     pub fn precheck(&self, signed: &SignedAnnotation) -> Result<(), RecordError> {
-        if signed.annotation().dataset != self.dataset.id {
-            return Err(RecordError::Invalid(Rejection::WrongDataset));
-        }
-        if !self.known(&signed.annotation().sample) {
-            return Err(RecordError::Invalid(Rejection::UnknownSample));
-        }
-        if !self.admitted(&signed.annotation().annotator) {
-            return Err(RecordError::Invalid(Rejection::NotAdmitted));
+        self.counts(signed).map_err(RecordError::Invalid)?;
+        if signed.annotation().seq == 0 {
+            return Err(RecordError::Invalid(Rejection::Malformed));
         }
         Ok(())
     }
@@ -234,12 +243,13 @@ impl Replica {
         self.shards.iter().map(Shard::pending).sum()
     }
 
-    /// Commits staged annotations as one automerge change per touched shard; returns the number
-    /// of changes made. Saving, syncing, merging and reading commit first.
+    /// Applies staged annotations as one batch of chain changes per touched shard; returns the
+    /// number of shards changed. Saving, reading and serving peers commit first.
     pub fn commit(&mut self) -> usize {
         self.shards
             .iter_mut()
-            .filter_map(|s| s.commit().then_some(()))
+            .map(Shard::commit)
+            .filter(|&c| c)
             .count()
     }
 
@@ -273,9 +283,7 @@ impl Replica {
         if !self.known(sample) || !self.admitted(annotator) {
             return None;
         }
-        let shard = self
-            .shards
-            .get(usize::from(self.dataset.layout.shard_of(sample).0))?;
+        let shard = self.shard(self.dataset.layout.shard_of(sample))?;
         let key = slot_key(sample, annotator);
         let committed = shard.get(&self.dataset, &key);
         match (committed, shard.staged(&key).copied()) {
@@ -293,22 +301,103 @@ impl Replica {
         })
     }
 
-    /// Applies every change of `other` that this replica lacks, without screening: for replicas
-    /// this process trusts (its own, or in tests). Peers' changes arrive through sync.
-    pub fn merge(&mut self, other: &mut Replica) -> Result<(), MergeError> {
+    /// Where every chain of the admitted annotators ends in `shard`, sorted by annotator (what a
+    /// peer sends to get what it lacks).
+    pub fn tips(&mut self, shard: ShardId) -> Vec<Tip> {
+        let Some(s) = self.shard_mut(shard) else {
+            return Vec::new();
+        };
+        s.commit();
+        let mut tips: Vec<Tip> = s
+            .tips()
+            .map(|(annotator, tip)| Tip {
+                annotator: *annotator,
+                seq: tip.seq,
+            })
+            .collect();
+        tips.retain(|t| self.admitted(&t.annotator));
+        tips.sort_unstable();
+        tips
+    }
+
+    /// A digest of the admitted chains of `shard` (each annotator, the `seq` and change hash of
+    /// its chain's end): replicas with equal digests hold the same records there, whatever
+    /// chains of others (banned annotators) they also keep.
+    pub fn digest(&mut self, shard: ShardId) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new_derive_key("swarmlabel 2026-12-04 shard digest v1");
+        let Some(s) = self.shard_mut(shard) else {
+            return *hasher.finalize().as_bytes();
+        };
+        s.commit();
+        let mut ends: Vec<_> = s.tips().map(|(a, t)| (*a, *t)).collect();
+        ends.retain(|(a, _)| self.admitted(a));
+        ends.sort_unstable_by_key(|(a, _)| *a);
+        for (annotator, tip) in ends {
+            hasher.update(&annotator.0);
+            hasher.update(&tip.seq.to_le_bytes());
+            hasher.update(&tip.hash.0);
+        }
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The records of `shard` that a peer whose chains end at `theirs` lacks, of admitted
+    /// annotators, in chain order, at most `max` (`more` says whether there were more). A chain
+    /// the peer does not list is sent whole.
+    pub fn missing(&mut self, shard: ShardId, theirs: &[Tip], max: usize) -> Missing {
+        self.missing_in(shard, theirs, |_| true, max)
+    }
+
+    /// [`Replica::missing`] for the chains of the annotators `within` selects only (a range of
+    /// keys, so that a shard with many annotators is exchanged range by range).
+    pub fn missing_in(
+        &mut self,
+        shard: ShardId,
+        theirs: &[Tip],
+        within: impl Fn(&AnnotatorKey) -> bool,
+        max: usize,
+    ) -> Missing {
+        let mut ours = self.tips(shard);
+        ours.retain(|t| within(&t.annotator));
+        let theirs: HashMap<AnnotatorKey, u32> =
+            theirs.iter().map(|t| (t.annotator, t.seq)).collect();
+        let wanted: HashMap<AnnotatorKey, u32> = ours
+            .iter()
+            .filter_map(|t| {
+                let after = theirs.get(&t.annotator).copied().unwrap_or(0);
+                (after < t.seq).then_some((t.annotator, after))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Missing::default();
+        }
+        let Some(s) = self.shard(shard) else {
+            return Missing::default();
+        };
+        let mut records = s.records_after(&wanted);
+        let more = records.len() > max;
+        records.truncate(max);
+        Missing { records, more }
+    }
+
+    /// Takes every record of `other` that this replica lacks (through [`Replica::missing`], as
+    /// a peer's would come); returns how many were new. For replicas this process holds (tests,
+    /// tools); peers' records come through the node's sync.
+    pub fn merge(&mut self, other: &mut Replica) -> Result<usize, MergeError> {
         if self.dataset != other.dataset {
             return Err(MergeError::DifferentDataset);
         }
-        for (mine, theirs) in self.shards.iter_mut().zip(other.shards.iter_mut()) {
-            mine.commit();
-            theirs.commit();
-            mine.bulk_apply(|d| d.merge(&mut theirs.doc))
-                .map_err(|e| MergeError::Apply {
-                    shard: mine.id,
-                    reason: e.to_string(),
-                })?;
+        let mut new = 0;
+        for shard in self.dataset.layout.shards() {
+            let tips = self.tips(shard);
+            let missing = other.missing(shard, &tips, usize::MAX);
+            for record in &missing.records {
+                if self.record(record).is_ok_and(|r| r.new) {
+                    new += 1;
+                }
+            }
+            self.commit();
         }
-        Ok(())
+        Ok(new)
     }
 
     /// A full save of one shard (empty for a shard outside the layout).
@@ -335,122 +424,6 @@ impl Replica {
         };
         s.load(bytes)
     }
-
-    /// The next sync message for the peer whose state for `shard` is `state`, or `None` when
-    /// there is nothing to send now. Never longer than [`Limits::max_message_bytes`], whatever
-    /// the shard's size: see [`bounded`].
-    pub fn generate_sync_message(
-        &mut self,
-        shard: ShardId,
-        state: &mut sync::State,
-    ) -> Option<Vec<u8>> {
-        let max = self.limits.max_message_bytes;
-        let s = self.shard_mut(shard)?;
-        s.commit();
-        let sent_before = state.0.sent_hashes.clone();
-        let message = s.doc.generate_sync_message(&mut state.0)?;
-        let encoded = message.clone().encode();
-        if encoded.len() <= max {
-            return Some(encoded);
-        }
-        Some(bounded(&s.doc, message, &sent_before, state, max))
-    }
-
-    /// Applies a sync message from the peer whose state for `shard` is `state`. The message is
-    /// checked against the size limit and screened before anything is applied.
-    pub fn receive_sync_message(
-        &mut self,
-        shard: ShardId,
-        state: &mut sync::State,
-        bytes: &[u8],
-    ) -> Result<Received, SyncError> {
-        let max = self.limits.max_message_bytes;
-        let max_inflated = self.limits.max_inflated_bytes;
-        if bytes.len() > max {
-            return Err(SyncError::TooLarge {
-                shard,
-                len: bytes.len(),
-                max,
-            });
-        }
-        let dataset = self.dataset;
-        let samples = self.samples.clone();
-        let samples = samples.as_deref();
-        let s = self
-            .shard_mut(shard)
-            .ok_or(SyncError::UnknownShard(shard))?;
-        let message =
-            automerge::sync::Message::decode(bytes).map_err(|e| SyncError::Malformed {
-                shard,
-                reason: e.to_string(),
-            })?;
-        s.commit();
-        let items: Vec<&[u8]> = message.changes.iter().collect();
-        let screened = screen(s, &dataset, samples, items.iter().copied(), max_inflated)
-            .map_err(|refusal| SyncError::Refused { shard, refusal })?;
-        let before = s.heads();
-        s.bulk_apply(|d| d.receive_sync_message(&mut state.0, message))
-            .map_err(|e| SyncError::Apply {
-                shard,
-                reason: e.to_string(),
-            })?;
-        Ok(Received {
-            shard,
-            changed: s.heads() != before,
-            ops: screened.ops,
-            records: screened.records,
-        })
-    }
-}
-
-/// A sync message that would exceed `max` bytes (a first sync of a shard grown past the limit,
-/// for example by a flood of labels) is cut to the changes that fit, in the document's history
-/// order, as plain change chunks; those left out are marked unsent in `state`, so automerge
-/// offers them again in the next message, once the peer has said what it holds. Every change
-/// this replica holds arrived within a message of at most `max` bytes or was made here in a
-/// batch far smaller, so each message carries at least one change and the sync always ends.
-fn bounded(
-    doc: &automerge::Automerge,
-    mut message: automerge::sync::Message,
-    sent_before: &std::collections::BTreeSet<ChangeHash>,
-    state: &mut sync::State,
-    max: usize,
-) -> Vec<u8> {
-    use automerge::ReadDoc as _;
-    let offered: std::collections::BTreeSet<ChangeHash> = state
-        .0
-        .sent_hashes
-        .difference(sent_before)
-        .copied()
-        .collect();
-    message.changes = automerge::sync::ChunkList::from(Vec::<Vec<u8>>::new());
-    // Room for the changes: the message without them, and a length prefix per change.
-    let mut room = max.saturating_sub(message.clone().encode().len() + 16);
-    let mut chunks = Vec::new();
-    // A whole-document message offers everything, also what the peer holds: only the changes
-    // past the heads both sides share are worth their room.
-    let known: Vec<ChangeHash> = state
-        .0
-        .shared_heads
-        .iter()
-        .filter(|h| doc.get_change_by_hash(h).is_some())
-        .copied()
-        .collect();
-    for change in doc.get_changes(&known) {
-        let hash = change.hash();
-        if !offered.contains(&hash) {
-            continue;
-        }
-        let bytes = change.raw_bytes();
-        if bytes.len() + 10 <= room {
-            room -= bytes.len() + 10;
-            chunks.push(bytes.to_vec());
-        } else {
-            state.0.sent_hashes.remove(&hash);
-        }
-    }
-    message.changes = automerge::sync::ChunkList::from(chunks);
-    message.encode()
 }
 
 #[cfg(test)]

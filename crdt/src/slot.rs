@@ -1,14 +1,16 @@
-//! The merge rule of one slot — one annotator's annotation of one sample — the rule every replica
-//! applies, whatever order it hears the annotations in: among the valid ones, the one with the
-//! greatest `(time_ms, record bytes)` wins. A later label from the same annotator replaces an
-//! earlier one; two different records with the same time (a faulty or hostile signer) are
-//! ordered by their bytes, so every replica keeps the same one.
+//! The rule every replica applies to read one slot — one annotator's annotation of one sample —
+//! whatever order it heard the annotations in. Chains write a slot one record after another, each
+//! replacing the last, so a slot shows one value; should a document still hold several valid
+//! values side by side (a damaged or foreign document), the one with the greatest
+//! `(seq, time_ms, record bytes)` wins: the chain's latest, then ties broken alike everywhere.
 
 use crate::annotation::SignedAnnotation;
 
-/// Whether `a` beats `b` in a slot: greater time, then greater record bytes.
+/// Whether `a` beats `b` in a slot: greater chain position, then greater time, then greater
+/// record bytes.
 pub fn wins(a: &SignedAnnotation, b: &SignedAnnotation) -> bool {
-    (a.annotation().time_ms, a.to_bytes()) > (b.annotation().time_ms, b.to_bytes())
+    let key = |s: &SignedAnnotation| (s.annotation().seq, s.annotation().time_ms, s.to_bytes());
+    key(a) > key(b)
 }
 
 /// The annotation a slot keeps of `a` and `b` (commutative, associative and idempotent).

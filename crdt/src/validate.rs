@@ -6,7 +6,7 @@
 //! the same values, and count the rejections alike.
 
 use crate::annotation::{DatasetId, SignedAnnotation};
-use crate::layout::{ShardId, ShardLayout, parse_slot_key, slot_key};
+use crate::layout::{ShardId, ShardLayout, parse_slot_key};
 
 /// What a replica needs to know about its dataset to validate annotations; take it from the
 /// signed manifest.
@@ -125,19 +125,31 @@ pub(crate) fn check_cached(
 
 /// Signed records whose signature verified, by the first 16 bytes of BLAKE3 of the whole record
 /// (content and signature, so no other record can share an entry): a replica reading its shards
-/// again verifies only what is new, not every signature at every read, and a record that comes
-/// back in another replica's change (every replica that heard a record by gossip commits its own
-/// copy, so a slot holds one copy per replica that committed it) costs a hash, not a signature
-/// check. Shared by reading and screening, which only hold the shard immutably.
+/// again verifies only what is new, not every signature at every read. Only records a shard
+/// holds enter it (those it took, verified on the way in, and those read from its document), so
+/// it never outgrows the shard.
 #[derive(Debug, Default)]
 pub(crate) struct Verified(std::sync::Mutex<std::collections::HashSet<[u8; 16]>>);
 
 impl Verified {
-    /// Whether `signed`'s signature verifies, from the cache or checked now (and remembered).
-    pub(crate) fn verify(&self, signed: &SignedAnnotation) -> bool {
+    fn key(signed: &SignedAnnotation) -> [u8; 16] {
         let hash = blake3::hash(&signed.to_bytes());
         let mut key = [0u8; 16];
         key.copy_from_slice(&hash.as_bytes()[..16]);
+        key
+    }
+
+    /// Remembers a record verified elsewhere (taken into the shard).
+    pub(crate) fn remember(&self, signed: &SignedAnnotation) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(Self::key(signed));
+    }
+
+    /// Whether `signed`'s signature verifies, from the cache or checked now (and remembered).
+    pub(crate) fn verify(&self, signed: &SignedAnnotation) -> bool {
+        let key = Self::key(signed);
         let mut known = self
             .0
             .lock()
@@ -182,15 +194,6 @@ pub fn check_record(dataset: &Dataset, signed: &SignedAnnotation) -> Result<(), 
     check_record_with(dataset, signed, SignedAnnotation::verify)
 }
 
-/// [`check_record`], verifying the signature through `verified`.
-pub(crate) fn check_record_cached(
-    dataset: &Dataset,
-    signed: &SignedAnnotation,
-    verified: &Verified,
-) -> Result<(), Rejection> {
-    check_record_with(dataset, signed, |s| verified.verify(s))
-}
-
 fn check_record_with(
     dataset: &Dataset,
     signed: &SignedAnnotation,
@@ -209,13 +212,4 @@ fn check_record_with(
         return Err(Rejection::BadSignature);
     }
     Ok(())
-}
-
-/// The key and the shard an annotation must be stored under.
-pub(crate) fn placement(dataset: &Dataset, signed: &SignedAnnotation) -> (ShardId, String) {
-    let a = signed.annotation();
-    (
-        dataset.layout.shard_of(&a.sample),
-        slot_key(&a.sample, &a.annotator),
-    )
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod wire;
+
 /// The BLAKE3 hash of a blob's bytes: a sample id, a page id, a weights hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlobId(pub [u8; 32]);

@@ -24,6 +24,15 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 /// makes the rename durable; returns the new path. Its bytes are kept as they were, and nothing
 /// that lists the folder by name takes it for a live file again.
 pub fn set_aside(path: &Path) -> io::Result<PathBuf> {
+    let aside = aside_path(path);
+    fs::rename(path, &aside)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(aside)
+}
+
+/// A free name beside `path` for its damaged bytes: `NAME.damaged-<unix seconds>`, with `-2`,
+/// `-3`… when taken.
+pub fn aside_path(path: &Path) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -37,7 +46,5 @@ pub fn set_aside(path: &Path) -> io::Result<PathBuf> {
         n += 1;
         aside = dir.join(format!("{name}.damaged-{secs}-{n}"));
     }
-    fs::rename(path, &aside)?;
-    sync_dir(dir)?;
-    Ok(aside)
+    aside
 }

@@ -1,15 +1,18 @@
-//! Token buckets per peer: how much each peer may get from a node (label records stored from
-//! its gossip, replication requests answered), at a rate and up to a burst. A bucket may go into
-//! debt (offers over the quota), which a flooder piles up and an honest peer does not; past four
-//! bursts of debt the peer is flooding. I/O-free: time is an input.
+//! Token buckets per key (a connected peer, an annotator, or one for everyone): how much each may
+//! get from a node (records stored, replication requests answered), at a rate and up to a burst.
+//! A bucket may go into debt (offers over the quota), which a flooder piles up and an honest peer
+//! does not; past four bursts of debt the key is flooding. I/O-free: time is an input.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Instant;
 
 use libp2p::PeerId;
 
-/// Peers tracked at most; past it the full buckets (peers at rest) are forgotten.
-const MAX_AUTHORS: usize = 65_536;
+/// Keys tracked at most; past it the full buckets (keys at rest) are forgotten, then, if that
+/// is not enough, the most indebted half is kept (a flooder's debt is not forgotten by sending
+/// from many keys).
+const MAX_KEYS: usize = 65_536;
 
 /// What taking from a bucket found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,15 +25,15 @@ pub enum Take {
     Flooding,
 }
 
-/// A token bucket per peer.
+/// A token bucket per key.
 #[derive(Debug)]
-pub struct Quota {
+pub struct Quota<K = PeerId> {
     rate: f64,
     burst: f64,
-    buckets: HashMap<PeerId, (f64, Instant)>,
+    buckets: HashMap<K, (f64, Instant)>,
 }
 
-impl Quota {
+impl<K: Hash + Eq + Clone> Quota<K> {
     /// `rate` a second, up to `burst` at once.
     pub fn new(rate: f64, burst: f64) -> Self {
         Self {
@@ -40,16 +43,31 @@ impl Quota {
         }
     }
 
-    /// Takes `n` from `author`'s bucket at `now`; over the quota nothing is taken, and what was
+    /// Whether `n` could be taken from `key`'s bucket at `now` (nothing is taken).
+    pub fn has(&self, key: &K, n: usize, now: Instant) -> bool {
+        self.buckets.get(key).is_none_or(|(tokens, at)| {
+            let refilled = *tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate;
+            refilled.min(self.burst) >= n as f64
+        })
+    }
+
+    /// Takes `n` from `key`'s bucket at `now`; over the quota nothing is taken, and what was
     /// offered counts as debt, which refills at the same rate.
-    pub fn take(&mut self, author: PeerId, n: usize, now: Instant) -> Take {
-        if self.buckets.len() >= MAX_AUTHORS && !self.buckets.contains_key(&author) {
+    pub fn take(&mut self, key: K, n: usize, now: Instant) -> Take {
+        if self.buckets.len() >= MAX_KEYS && !self.buckets.contains_key(&key) {
             let (rate, burst) = (self.rate, self.burst);
-            self.buckets.retain(|_, (tokens, at)| {
-                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
-            });
+            let refilled = |(tokens, at): &(f64, Instant)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate
+            };
+            self.buckets.retain(|_, b| refilled(b) < burst);
+            if self.buckets.len() >= MAX_KEYS {
+                let mut debts: Vec<f64> = self.buckets.values().map(refilled).collect();
+                debts.sort_by(f64::total_cmp);
+                let median = debts[debts.len() / 2];
+                self.buckets.retain(|_, b| refilled(b) < median);
+            }
         }
-        let (tokens, at) = self.buckets.entry(author).or_insert((self.burst, now));
+        let (tokens, at) = self.buckets.entry(key).or_insert((self.burst, now));
         *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate)
             .min(self.burst);
         *at = now;

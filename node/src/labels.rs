@@ -4,11 +4,15 @@
 //! HOME/labels/<dataset id>/records.log        every record taken, in checksummed entries (log.rs)
 //! HOME/labels/<dataset id>/<shard, 4 hex>.am  automerge: a full save, then appended incremental saves
 //! HOME/labels/<dataset id>/*.damaged-<secs>   a damaged file, set aside as it was found
+//! HOME/labels/<dataset id>/v1/                the files of a home written before chains (legacy.rs)
 //! ```
 //!
 //! A label is acknowledged once its entry is appended to the record log and fsynced; records
-//! from peers are appended in batches, one fsync per batch. The shard files hold the same records
-//! as automerge documents (what sync exchanges and what loads fast). When one is damaged it is
+//! from peers are appended in batches, one fsync per batch. The log holds each record taken
+//! once (a record whose place its chain already has is not taken again), so it grows with the
+//! records held, not with how often peers send them; when the owner's policy bans annotators,
+//! their records leave the log and the shard files ([`LabelStore::drop_not_admitted`]). The shard
+//! files hold the same records as automerge documents (what loads fast). When one is damaged it is
 //! set aside (never written over), what loads of it is kept, and every record the log has that
 //! the documents lack is recorded again, so a damaged shard file costs no record the log holds,
 //! and a damaged log entry costs that entry only (the shard files still hold its record). A write
@@ -21,13 +25,15 @@
 
 mod durable;
 pub mod gossip;
+pub mod intake;
+mod legacy;
 mod log;
 pub mod plan;
 mod replicated;
 pub mod service;
 pub mod wire;
 
-pub use service::{Config, Counters, Labels, LabelsError};
+pub use service::{Config, Counters, Labels, LabelsError, Own};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, OpenOptions};
@@ -36,7 +42,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use swarmlabel_crdt::{
-    Annotations, LoadError, RecordError, Replica, Samples, ShardId, ShardLayout, SignedAnnotation,
+    Annotation, Annotations, AnnotatorKey, LoadError, RecordError, Replica, SampleId, Samples,
+    ShardId, ShardLayout, SignedAnnotation, Signer, Suggestion, Value,
 };
 
 use swarmlabel_net::Catalog;
@@ -65,12 +72,12 @@ pub enum LabelStoreError {
     /// The annotation was refused.
     #[error(transparent)]
     Record(#[from] swarmlabel_crdt::RecordError),
-    /// The replica could not be created.
+    /// Signing an annotation failed (the signer is not the annotator).
     #[error(transparent)]
-    Replica(#[from] swarmlabel_crdt::ReplicaError),
-    /// The operating system's random source failed.
-    #[error("no random source for the replica's actor id: {0}")]
-    Random(String),
+    Sign(#[from] swarmlabel_crdt::SignError),
+    /// The home's key could not be read (needed to carry a home's own labels into chains).
+    #[error(transparent)]
+    Home(#[from] swarmlabel_net::home::HomeError),
 }
 
 /// What opening a store found wrong with its files (everything else loaded).
@@ -81,6 +88,9 @@ pub struct Recovery {
     pub damaged: Vec<String>,
     /// Records the shard files lacked and the record log gave back.
     pub restored: u64,
+    /// Version-1 labels of this node's key, written before chains, carried into its chains now
+    /// (signed again with the same answers and times).
+    pub migrated: u64,
 }
 
 /// The annotations of one dataset, loaded from and appended to the home.
@@ -92,6 +102,9 @@ pub struct LabelStore {
     appended: BTreeMap<u16, u32>,
     /// Shards whose file is behind memory after a failed write: the next save is a full one.
     stale: BTreeSet<u16>,
+    /// Others' version-1 labels of a home written before chains: read here (where no chain
+    /// record of the same slot exists), never given to peers.
+    legacy: Vec<SignedAnnotation>,
 }
 
 /// How a batch of records went, record by record (see [`LabelStore::record_batch`]).
@@ -143,10 +156,20 @@ impl LabelStore {
             path: dir.clone(),
             source,
         })?;
-        // A fresh actor id per process run: reusing one across concurrent writers corrupts.
-        let mut actor = [0u8; 16];
-        getrandom::fill(&mut actor).map_err(|e| LabelStoreError::Random(e.to_string()))?;
-        let mut replica = Replica::new(dataset, &actor)?;
+        // A home written before chains: its files go to `v1/` once, and its records are read
+        // from there (see legacy.rs).
+        legacy::move_aside(&dir).map_err(|source| LabelStoreError::Io {
+            action: "move aside the version-1 files in",
+            path: dir.clone(),
+            source,
+        })?;
+        let legacy_records =
+            legacy::read(&dir, &dataset).map_err(|source| LabelStoreError::Io {
+                action: "read",
+                path: legacy::log_path(&dir),
+                source,
+            })?;
+        let mut replica = Replica::new(dataset);
         if let Some(samples) = samples {
             replica = replica.with_samples(samples);
         }
@@ -200,7 +223,7 @@ impl LabelStore {
                 return;
             }
             match replica.record(&signed) {
-                Ok(shard) => *restored.entry(shard.0).or_default() += 1,
+                Ok(recorded) => *restored.entry(recorded.shard.0).or_default() += 1,
                 Err(_) => refused += 1,
             }
         });
@@ -216,12 +239,11 @@ impl LabelStore {
         }
         if scan.damaged_bytes() > 0 {
             let path = log.path().to_owned();
-            let (clean, aside) = log.rewrite_aside().map_err(|source| LabelStoreError::Io {
+            let aside = log.rewrite_aside().map_err(|source| LabelStoreError::Io {
                 action: "rewrite",
                 path: path.clone(),
                 source,
             })?;
-            log = clean;
             recovery.damaged.push(format!(
                 "{} was damaged: {} bytes in {} places could not be read, about {} records; its \
                  bytes are kept as {}; those records are still in the shard files if they are \
@@ -239,8 +261,10 @@ impl LabelStore {
             log,
             appended: BTreeMap::new(),
             stale: BTreeSet::new(),
+            legacy: Vec::new(),
         };
-        // A home written before the record log existed: its records go into a new log once.
+        // Shard files without a log are only a cache of a log that was lost: the log starts
+        // again from what they hold.
         if created && had_shard_files {
             let all = store.replica.read().annotations;
             store
@@ -251,6 +275,14 @@ impl LabelStore {
                     path: store.log.path().to_owned(),
                     source,
                 })?;
+        }
+        if !legacy_records.is_empty() {
+            let me = AnnotatorKey(home.identity()?.public_key().0);
+            recovery.migrated = store.carry_legacy(home, &me, &legacy_records)?;
+            store.legacy = legacy_records
+                .into_iter()
+                .filter(|r| r.annotation().annotator != me)
+                .collect();
         }
         for &shard in restored.keys() {
             rewrite.entry(shard).or_insert(None);
@@ -271,6 +303,63 @@ impl LabelStore {
         Ok((store, recovery))
     }
 
+    /// Signs `value` for `sample` with `signer` at the next place of its chain and records it;
+    /// returns the record once it is durable.
+    pub fn record_own(
+        &mut self,
+        signer: &impl Signer,
+        sample: SampleId,
+        value: Value,
+        suggestion: Option<Suggestion>,
+        time_ms: u64,
+    ) -> Result<SignedAnnotation, LabelStoreError> {
+        let annotator = AnnotatorKey(signer.public_key());
+        let annotation = Annotation {
+            dataset: self.replica.dataset().id,
+            sample,
+            annotator,
+            seq: self.replica.next_seq(&annotator, &sample),
+            time_ms,
+            value,
+            suggestion,
+        };
+        let signed = SignedAnnotation::sign(annotation, signer)?;
+        self.record(&signed)?;
+        Ok(signed)
+    }
+
+    /// Carries this node's version-1 labels into its chains (signed again: same sample,
+    /// answer, suggestion and time), each slot once: a slot its chain already holds is left
+    /// alone, so a crash half-way only leaves the rest for the next open. Returns how many.
+    fn carry_legacy(
+        &mut self,
+        home: &Home,
+        me: &AnnotatorKey,
+        legacy: &[SignedAnnotation],
+    ) -> Result<u64, LabelStoreError> {
+        let own: Vec<&Annotation> = legacy
+            .iter()
+            .map(SignedAnnotation::annotation)
+            .filter(|a| a.annotator == *me && self.replica.get(&a.sample, me).is_none())
+            .collect();
+        if own.is_empty() {
+            return Ok(0);
+        }
+        let identity = home.identity()?;
+        let mut carried = 0;
+        for a in own {
+            self.record_own(
+                identity.signing_key(),
+                a.sample,
+                a.value,
+                a.suggestion,
+                a.time_ms,
+            )?;
+            carried += 1;
+        }
+        Ok(carried)
+    }
+
     /// Records a signed annotation and returns once it is durable.
     pub fn record(&mut self, signed: &SignedAnnotation) -> Result<(), LabelStoreError> {
         match self.record_batch(std::slice::from_ref(signed))?.pop() {
@@ -281,10 +370,10 @@ impl LabelStore {
 
     /// Records a batch of signed annotations (of this dataset) and returns once the new ones are
     /// durable: appended to the record log with one fsync, then to their shard files. Per record:
-    /// `Ok(true)` new, `Ok(false)` already held, `Err` refused (invalid, or not newer than the
-    /// annotator's current label of the sample). A batch holding an invalid record keeps nothing
-    /// (it is a forgery), and when the log cannot be written (a full disk), nothing of the batch
-    /// is kept and the error says so.
+    /// `Ok(true)` new, `Ok(false)` already held, `Err` refused (invalid, not its chain's next, or
+    /// signed twice for one place). A batch holding an invalid record keeps nothing (it is a
+    /// forgery), and when the log cannot be written (a full disk), nothing of the batch is kept
+    /// and the error says so.
     pub fn record_batch(
         &mut self,
         batch: &[SignedAnnotation],
@@ -301,13 +390,12 @@ impl LabelStore {
         let mut fresh = Vec::new();
         let mut touched = BTreeSet::new();
         for signed in batch {
-            let held = self.replica.holds(signed);
-            outcomes.push(self.replica.record(signed).map(|shard| {
-                if !held {
+            outcomes.push(self.replica.record(signed).map(|recorded| {
+                if recorded.new {
                     fresh.push(*signed);
-                    touched.insert(shard);
+                    touched.insert(recorded.shard);
                 }
-                !held
+                recorded.new
             }));
         }
         // A batch with an invalid record (one no honest peer makes: a bad signature, a sample
@@ -336,23 +424,6 @@ impl LabelStore {
             }
         }
         Ok(outcomes)
-    }
-
-    /// Makes durable what a sync message applied to `shard`: its new `records` in the record
-    /// log, then the shard's changes in its file.
-    pub fn synced(
-        &mut self,
-        shard: ShardId,
-        records: &[SignedAnnotation],
-    ) -> Result<(), LabelStoreError> {
-        self.log
-            .append(records)
-            .map_err(|source| LabelStoreError::Io {
-                action: "append to",
-                path: self.log.path().to_owned(),
-                source,
-            })?;
-        self.persist(shard)
     }
 
     /// Appends what changed in `shard` since its last save to its file and fsyncs it; a shard
@@ -409,9 +480,82 @@ impl LabelStore {
         Ok(())
     }
 
-    /// Every valid annotation, with counts of what was ignored and why.
+    /// Every valid annotation, with counts of what was ignored and why: the chains', and the
+    /// version-1 labels of others kept from before chains where no chain record of the same
+    /// slot exists.
     pub fn read(&mut self) -> Annotations {
-        self.replica.read()
+        let mut read = self.replica.read();
+        if self.legacy.is_empty() {
+            return read;
+        }
+        let held: std::collections::HashSet<(SampleId, AnnotatorKey)> = read
+            .annotations
+            .iter()
+            .map(|a| (a.annotation().sample, a.annotation().annotator))
+            .collect();
+        for old in &self.legacy {
+            let a = old.annotation();
+            if held.contains(&(a.sample, a.annotator)) {
+                continue;
+            }
+            match self.replica.counts(old) {
+                Ok(()) => read.annotations.push(*old),
+                Err(r) => read.rejected.add(r),
+            }
+        }
+        read.annotations.sort_unstable_by(|a, b| {
+            let (a, b) = (a.annotation(), b.annotation());
+            (a.sample, a.annotator).cmp(&(b.sample, b.annotator))
+        });
+        read
+    }
+
+    /// Drops the records of annotators the policy in force does not admit from the record log
+    /// and the shard files (their chains depend on no other, so everyone else's stay as they
+    /// are): what a flood by keys the owner then banned cost on disk is given back. Returns how
+    /// many records left. A later policy that admits them again gets them from peers.
+    pub fn drop_not_admitted(&mut self) -> Result<u64, LabelStoreError> {
+        let mut kept = Vec::new();
+        let mut dropped = 0u64;
+        log::scan(
+            fs::File::open(self.log.path()).map_err(|source| LabelStoreError::Io {
+                action: "read",
+                path: self.log.path().to_owned(),
+                source,
+            })?,
+            |signed| match self.replica.counts(&signed) {
+                Err(swarmlabel_crdt::Rejection::NotAdmitted) => dropped += 1,
+                _ => kept.push(signed),
+            },
+        )
+        .map_err(|source| LabelStoreError::Io {
+            action: "read",
+            path: self.log.path().to_owned(),
+            source,
+        })?;
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let dataset = *self.replica.dataset();
+        let mut replica = self.replica.fresh();
+        for signed in &kept {
+            // Records of the log are in chain order: each is its chain's next.
+            let _ = replica.record(signed);
+        }
+        replica.commit();
+        let path = self.log.path().to_owned();
+        self.log
+            .replace_with(&kept)
+            .map_err(|source| LabelStoreError::Io {
+                action: "rewrite",
+                path,
+                source,
+            })?;
+        self.replica = replica;
+        for shard in dataset.layout.shards() {
+            self.compact(shard)?;
+        }
+        Ok(dropped)
     }
 
     /// The replica, for sync.

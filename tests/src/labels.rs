@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
-use swarmlabel_crdt::{
-    Annotation, AnnotatorKey, Dataset, DatasetId, SampleId, ShardLayout, SignedAnnotation, Value,
-};
+use swarmlabel_crdt::{AnnotatorKey, Dataset, DatasetId, SampleId, ShardLayout, Value};
 use swarmlabel_node::labels::{self, Counters, Labels};
 
 use swarmlabel_net::swarm::Node;
@@ -55,23 +53,18 @@ impl LabelNode {
     /// Records `value` for `sample` at `time_ms`, signed by this node's key; returns once the
     /// label is durable (acknowledged).
     pub async fn label(&self, sample: SampleId, time_ms: u64, value: Value) -> Triple {
-        let identity = &self.node.home.identity;
-        let annotator = AnnotatorKey(identity.public_key().0);
-        let annotation = Annotation {
-            dataset: dataset().id,
+        let answer = labels::Own {
             sample,
-            annotator,
-            time_ms,
             value,
             suggestion: None,
+            time_ms,
         };
-        let signed = SignedAnnotation::sign(annotation, identity.signing_key())
-            .expect("the node signs its own");
-        self.labels
-            .record(signed)
+        let signed = self
+            .labels
+            .record_own(dataset().id, answer)
             .await
             .expect("a valid label is acknowledged");
-        (sample, annotator, value)
+        (sample, signed.annotation().annotator, value)
     }
 
     /// The labels this node holds, as triples, in (sample, annotator) order; the number of

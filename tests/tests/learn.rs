@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use swarmlabel_active_learning::Model;
-use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
+use swarmlabel_crdt::{AnnotatorKey, SampleId, Value};
 use swarmlabel_net::dataset::import::{Options, import};
 use swarmlabel_net::progress::NoProgress;
 use swarmlabel_net::swarm::fetch;
@@ -33,7 +33,6 @@ struct Volunteer {
     learner: Learner,
     exchange: Arc<dyn ModelExchange>,
     models: Models,
-    me: AnnotatorKey,
 }
 
 /// The digits rows without their label column, and the true class of each sample (from an
@@ -151,7 +150,6 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
             learner,
             exchange,
             models,
-            me,
         });
     }
     // A full mesh between volunteers, so label gossip reaches everyone.
@@ -190,17 +188,13 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
                     assert!(!pick.top.is_empty(), "a pick shows the model's top classes");
                 }
                 let sample = SampleId(hex::decode(&pick.sample).unwrap().try_into().unwrap());
-                let annotation = Annotation {
-                    dataset: crdt.id,
+                let answer = swarmlabel_node::labels::Own {
                     sample,
-                    annotator: v.me,
-                    time_ms: now_ms(),
                     value: Value::Label(truth[&sample]),
                     suggestion: None,
+                    time_ms: now_ms(),
                 };
-                let signed =
-                    SignedAnnotation::sign(annotation, v.node.home.identity.signing_key()).unwrap();
-                v.labels.record(signed).await.unwrap();
+                v.labels.record_own(crdt.id, answer).await.unwrap();
                 answered.insert(sample);
                 wait_until("the pool to be rescored after a label", || async {
                     v.learner.progress().rescores > rescores

@@ -84,6 +84,9 @@ async fn flood(args: AttackArgs) -> anyhow::Result<serde_json::Value> {
     }
     println!("attacking");
 
+    // Each key's chains, so that its records are taken in order (what quotas must hold back).
+    let layout = swarmlabel_crdt::ShardLayout::for_sample_count(samples.len() as u64);
+    let mut chains: std::collections::HashMap<(usize, u16), u32> = std::collections::HashMap::new();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let architecture = Architecture::new([7; 32], "flood")?;
     let (mut records, mut updates, mut announcements, mut syncs) = (0u64, 0u64, 0u64, 0u64);
@@ -100,17 +103,21 @@ async fn flood(args: AttackArgs) -> anyhow::Result<serde_json::Value> {
             let valid = n % 2 == 0;
             let batch: Vec<SignedAnnotation> = (0..gossip::MAX_RECORDS)
                 .filter_map(|_| {
-                    let key = keys.choose(&mut rng)?;
+                    let k = rng.random_range(0..keys.len());
+                    let key = &keys[k];
                     let sample = if valid {
                         *samples.choose(&mut rng)?
                     } else {
                         SampleId(rng.random())
                     };
                     time_ms += 1;
+                    let seq = chains.entry((k, layout.shard_of(&sample).0)).or_insert(0);
+                    *seq += 1;
                     let annotation = Annotation {
                         dataset,
                         sample,
                         annotator: AnnotatorKey(key.public_key().0),
+                        seq: *seq,
                         time_ms,
                         value: Value::Label(rng.random_range(0..10)),
                         suggestion: None,

@@ -13,11 +13,11 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use swarmlabel_active_learning::{Matrix, Query};
 use swarmlabel_crdt::registry::merge;
-use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
+use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation, Value};
 use swarmlabel_net::dataset::import::{Options, import};
 use swarmlabel_net::progress::NoProgress;
 use swarmlabel_net::swarm::{Config, Node, fetch};
-use swarmlabel_net::{DatasetId, Home, Identity};
+use swarmlabel_net::{DatasetId, Home};
 use swarmlabel_node::labels::{self, LabelStore, Labels};
 use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange, ServiceExchange};
 use swarmlabel_node::learn::features::PoolFeatures;
@@ -89,7 +89,6 @@ pub(super) struct Outcome {
 }
 
 struct Volunteer {
-    identity: Identity,
     me: AnnotatorKey,
     node: Node,
     labels: Labels,
@@ -190,7 +189,6 @@ pub(super) async fn run(
         )
         .await?;
         volunteers.push(Volunteer {
-            identity,
             me,
             node,
             labels,
@@ -514,18 +512,15 @@ async fn labeler(
         if !pick.own_share {
             fallbacks.fetch_add(1, Ordering::Relaxed);
         }
-        let annotation = Annotation {
-            dataset: crdt,
+        let answer = swarmlabel_node::labels::Own {
             sample,
-            annotator: v.me,
+            value: Value::Label(label as u16),
+            suggestion: None,
             time_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            value: Value::Label(label as u16),
-            suggestion: None,
         };
-        let signed = SignedAnnotation::sign(annotation, v.identity.signing_key())?;
-        v.labels.record(signed).await?;
+        v.labels.record_own(crdt, answer).await?;
         answered.insert(sample);
         // A human looks at the next sample once the model has moved; give up waiting after a
         // while so that a quiet network cannot stall the run.

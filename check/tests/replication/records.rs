@@ -1,9 +1,10 @@
 //! The record sets of the model: the real merge rules, behind one small interface.
 //!
-//! - [`Annotations`]: one slot per (sample, annotator), each record checked with
-//!   `swarmlabel_crdt::validate::check_record` (dataset, label range, ed25519 signature) and
-//!   merged with `swarmlabel_crdt::slot::merge`, the rule every label replica applies. Its broken
-//!   variant keeps the first record it saw in a slot.
+//! - [`Annotations`]: one chain per annotator (`swarmlabel_crdt::chain`), each record checked
+//!   with `swarmlabel_crdt::validate::check_record` (dataset, label range, ed25519 signature) and
+//!   taken by `swarmlabel_crdt::chain::place`, the rule every label replica applies: a chain's
+//!   records in order, each once; a slot reads its chain's latest. Its broken variant keeps the
+//!   first record it saw of each annotator and takes no later one.
 //! - [`Models`]: `swarmlabel_crdt::registry::Registry` itself (its `insert` verifies, its
 //!   `merge` and `digest` are the production ones).
 
@@ -14,7 +15,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use swarmlabel_crdt::registry::{Registry, SignedUpdate};
 use swarmlabel_crdt::validate::{Dataset, check_record};
-use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation, slot};
+use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation, chain, slot};
 
 /// A replicated set of signed records, as one node holds it.
 pub(crate) trait RecordSet:
@@ -64,13 +65,13 @@ fn memo<K: Hash>(key: K, check: impl FnOnce() -> bool) -> bool {
     v
 }
 
-/// Annotations of one dataset, one per (sample, annotator).
+/// Annotations of one dataset: each annotator's chain, in `seq` order.
 #[derive(Clone, Debug, Hash, PartialEq)]
 pub(crate) struct Annotations {
     dataset: Dataset,
-    /// The broken variant: keep the first record seen in a slot.
+    /// The broken variant: keep the first record seen of each annotator, take no later one.
     keep_first: bool,
-    slots: BTreeMap<(SampleId, AnnotatorKey), SignedAnnotation>,
+    chains: BTreeMap<AnnotatorKey, Vec<SignedAnnotation>>,
 }
 
 impl Annotations {
@@ -80,25 +81,41 @@ impl Annotations {
         Self {
             dataset,
             keep_first,
-            slots: BTreeMap::new(),
+            chains: BTreeMap::new(),
+        }
+    }
+
+    /// Takes `record` by the chain rule (or the broken one).
+    fn take(&mut self, record: &SignedAnnotation, keep_first: bool) {
+        let a = record.annotation();
+        let chain = self.chains.entry(a.annotator).or_default();
+        if keep_first && !chain.is_empty() {
+            return;
+        }
+        if chain::place(chain.len() as u32, a.seq) == chain::Place::Next {
+            chain.push(*record);
         }
     }
 
     fn merge_by(&mut self, theirs: &Self, keep_first: bool) {
-        for (key, record) in &theirs.slots {
-            let kept = match self.slots.get(key) {
-                None => *record,
-                // The broken variant keeps what it saw first.
-                Some(held) if keep_first => *held,
-                Some(held) => *slot::merge(held, record),
-            };
-            self.slots.insert(*key, kept);
+        for record in theirs.chains.values().flatten() {
+            self.take(record, keep_first);
         }
     }
 
     fn valid(&self, record: &SignedAnnotation) -> bool {
         let dataset = self.dataset;
         memo((record, dataset), || check_record(&dataset, record).is_ok())
+    }
+
+    /// What a slot reads: the latest record of its chain there.
+    fn slots(&self) -> BTreeMap<(SampleId, AnnotatorKey), SignedAnnotation> {
+        let mut out = BTreeMap::new();
+        for record in self.chains.values().flatten() {
+            let a = record.annotation();
+            out.insert((a.sample, a.annotator), *record);
+        }
+        out
     }
 }
 
@@ -109,18 +126,23 @@ impl RecordSet for Annotations {
         self.merge_by(mine, false);
     }
 
+    /// A peer's records, all verified, as they came (each taken against this node's chains
+    /// when merged, in `seq` order).
     fn verified(&self, records: &[SignedAnnotation]) -> Option<Self> {
         let mut theirs = Self::new(self.dataset, self.keep_first);
         for r in records {
             if !self.valid(r) {
                 return None;
             }
-            let a = r.annotation();
-            let kept = match theirs.slots.get(&(a.sample, a.annotator)) {
-                Some(held) => *slot::merge(held, r),
-                None => *r,
-            };
-            theirs.slots.insert((a.sample, a.annotator), kept);
+            theirs
+                .chains
+                .entry(r.annotation().annotator)
+                .or_default()
+                .push(*r);
+        }
+        for chain in theirs.chains.values_mut() {
+            chain.sort_by_key(|r| r.annotation().seq);
+            chain.dedup();
         }
         Some(theirs)
     }
@@ -130,22 +152,27 @@ impl RecordSet for Annotations {
     }
 
     fn records(&self) -> Vec<SignedAnnotation> {
-        self.slots.values().copied().collect()
+        self.chains.values().flatten().copied().collect()
     }
 
     fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
-        for r in self.slots.values() {
+        for r in self.chains.values().flatten() {
             h.update(&r.to_bytes());
         }
         *h.finalize().as_bytes()
     }
 
+    /// Held, or read over by a later record of its chain on its slot.
     fn covers(&self, acked: &SignedAnnotation) -> bool {
         let a = acked.annotation();
-        self.slots
-            .get(&(a.sample, a.annotator))
-            .is_some_and(|held| held == acked || slot::wins(held, acked))
+        self.chains
+            .get(&a.annotator)
+            .is_some_and(|chain| chain.get(a.seq as usize - 1) == Some(acked))
+            && self
+                .slots()
+                .get(&(a.sample, a.annotator))
+                .is_some_and(|held| held == acked || slot::wins(held, acked))
     }
 
     fn verifies(record: &SignedAnnotation) -> bool {

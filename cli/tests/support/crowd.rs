@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use serde_json::Value as Json;
-use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
+use swarmlabel_crdt::{SampleId, Value};
 use swarmlabel_node::labels::LabelStore;
 
 use super::process::ok;
@@ -70,16 +70,9 @@ pub(crate) fn owner_with_a_spammer(dir: &Path) -> (PathBuf, String, String) {
                 .position(|l| Some(l.as_str()) == row["label"].as_str())
                 .unwrap() as u16;
             for (k, key) in keys.iter().enumerate() {
-                let annotation = Annotation {
-                    dataset: dataset.id,
-                    sample,
-                    annotator: AnnotatorKey(key.verifying_key().to_bytes()),
-                    time_ms: 1_000 + i as u64,
-                    value: Value::Label(if k == 3 { 0 } else { truth }),
-                    suggestion: None,
-                };
+                let value = Value::Label(if k == 3 { 0 } else { truth });
                 store
-                    .record(&SignedAnnotation::sign(annotation, key).unwrap())
+                    .record_own(key, sample, value, None, 1_000 + i as u64)
                     .unwrap();
             }
         }

@@ -177,15 +177,38 @@ impl Shard {
 
     /// Loads `bytes` into this shard (merged with what it holds). On [`LoadError::Damaged`] the
     /// valid prefix has been loaded.
+    /// The document must be made of author chains (`crate::chain`); one that is not is refused
+    /// whole ([`LoadError::Unreadable`]) and the shard is left empty.
     pub(crate) fn load(&mut self, bytes: &[u8]) -> Result<LoadReport, LoadError> {
         self.commit();
+        let loaded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load_any(bytes)));
+        let Ok(result) = loaded else {
+            // automerge failed half-way: what it holds now cannot be trusted.
+            *self = Shard::new(self.id);
+            return Err(LoadError::Unreadable {
+                shard: self.id,
+                reason: "automerge failed on its bytes".into(),
+            });
+        };
+        if let Err(reason) = self.rebuild_tips() {
+            *self = Shard::new(self.id);
+            return Err(LoadError::Unreadable {
+                shard: self.id,
+                reason: format!("it is not a document of author chains ({reason})"),
+            });
+        }
+        result
+    }
+
+    fn load_any(&mut self, bytes: &[u8]) -> Result<LoadReport, LoadError> {
         let fast = if self.doc.is_empty() {
-            Automerge::load(bytes).ok()
+            contained(|| Automerge::load(bytes)).and_then(Result::ok)
         } else {
             None
         };
         if let Some(doc) = fast {
-            self.doc = doc.with_actor(self.doc.get_actor().clone());
+            self.doc = doc;
             self.mark_loaded();
             self.saved_heads = Some(self.heads());
             let chunks = split_chunks(bytes).map_or(0, |c| c.len());
@@ -235,12 +258,13 @@ impl Shard {
                         failure = Some(f);
                         break;
                     }
-                    match Automerge::load(data) {
-                        Ok(mut doc) => self
+                    match contained(|| Automerge::load(data)) {
+                        Some(Ok(mut doc)) => self
                             .bulk_apply(|d| d.merge(&mut doc))
                             .map(|_| ())
                             .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Some(Err(e)) => Err(e.to_string()),
+                        None => Err("automerge failed on this chunk".into()),
                     }
                 }
                 ChunkKind::Bundle => Err("bundle chunks are not used by shards".into()),
@@ -309,10 +333,18 @@ impl Shard {
     }
 }
 
+/// Runs automerge on bytes read from disk, which a damaged (or planted) file can make panic:
+/// `None` when it did, so the file is set aside like any other damaged file.
+fn contained<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    std::panic::catch_unwind(f).ok()
+}
+
 /// Decodes one change chunk and checks its checksum (automerge does not when decoding a single
 /// chunk).
 fn decode_change(bytes: &[u8]) -> Result<Change, String> {
-    let change = Change::try_from(bytes).map_err(|e| e.to_string())?;
+    let change = contained(|| Change::try_from(bytes))
+        .ok_or("automerge failed on this chunk")?
+        .map_err(|e| e.to_string())?;
     if change.hash().0[..4] != bytes[4..8] {
         return Err("bad checksum".into());
     }

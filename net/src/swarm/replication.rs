@@ -26,8 +26,13 @@ use crate::dataset::DatasetId;
 
 /// The protocol id shared by every replicated kind.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmlabel/replicate/1.0.0");
-/// The largest frame any kind may use either way (a kind's own limits are at most this).
-pub const MAX_FRAME_LEN: usize = (16 << 20) + 64 * 1024;
+/// The largest frame any kind may use either way (a kind's own limits are at most this: the
+/// models kind's 2.06 MiB is the largest). The codec refuses a longer frame before reading more,
+/// so what one stream can make a node buffer is bounded by it.
+pub const MAX_FRAME_LEN: usize = (2 << 20) + 256 * 1024;
+/// Bytes of request bodies of one kind queued for its service or being answered, from all
+/// peers together, at most; past it requests are answered `busy`.
+pub const MAX_QUEUED_BYTES: usize = 32 << 20;
 /// Requests of one kind from one peer being answered at most; more are answered `busy`.
 pub const MAX_INBOUND_PER_PEER: usize = 4;
 /// Gossip messages of one kind from one peer awaiting a verdict at most; more are ignored.

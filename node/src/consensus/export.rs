@@ -8,9 +8,10 @@
 //!
 //! Raw rows, one per valid signed annotation: `sample_id`, `annotator` (ed25519 public key, hex),
 //! `time_ms`, `kind` (`label`, `skip` or `unsure`), `label`, `suggestion` (the model's suggested
-//! label when one was shown), `suggestion_confidence`, `signature` (64 bytes, hex). With the
-//! dataset id these fields are the whole signed annotation: anyone can re-encode it (see
-//! `swarmlabel-crdt`'s README) and check the signature.
+//! label when one was shown), `suggestion_confidence`, `signature` (64 bytes, hex), `seq` (the
+//! record's place in its annotator's chain; 0 for a record made before chains, signed under
+//! version 1). With the dataset id these fields are the whole signed annotation: anyone can
+//! re-encode it (see `swarmlabel-crdt`'s README) and check the signature.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -48,6 +49,8 @@ pub struct RawAnnotation {
     pub suggestion_confidence: Option<f64>,
     /// The ed25519 signature, hex.
     pub signature: String,
+    /// The record's place in its annotator's chain (0: a version-1 record).
+    pub seq: u32,
 }
 
 impl RawAnnotation {
@@ -75,6 +78,7 @@ impl RawAnnotation {
             suggestion: a.suggestion.map(|s| name(s.label)),
             suggestion_confidence: a.suggestion.map(|s| round(s.probability())),
             signature: hex::encode(signed.signature()),
+            seq: a.seq,
         }
     }
 }
@@ -174,6 +178,7 @@ pub fn write_raw(rows: &[RawAnnotation], format: Format, out: &mut dyn Write) ->
                 "suggestion",
                 "suggestion_confidence",
                 "signature",
+                "seq",
             ])?;
             for r in rows {
                 w.write_record([
@@ -185,6 +190,7 @@ pub fn write_raw(rows: &[RawAnnotation], format: Format, out: &mut dyn Write) ->
                     r.suggestion.clone().unwrap_or_default(),
                     text(r.suggestion_confidence),
                     r.signature.clone(),
+                    r.seq.to_string(),
                 ])?;
             }
             w.flush()?;

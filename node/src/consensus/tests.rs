@@ -35,6 +35,7 @@ fn annotation(annotator: u8, s: u32, value: Value) -> SignedAnnotation {
         dataset: DatasetId([7; 32]),
         sample: sample(s),
         annotator: AnnotatorKey(k.verifying_key().to_bytes()),
+        seq: 1,
         time_ms: 1_000,
         value,
         suggestion: None,

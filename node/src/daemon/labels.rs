@@ -12,9 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use swarmlabel_crdt::{
-    Annotation, AnnotatorKey, RecordError, SampleId, SignedAnnotation, Suggestion, Value,
-};
+use swarmlabel_crdt::{AnnotatorKey, RecordError, SampleId, SignedAnnotation, Suggestion, Value};
 
 use super::body::parse_json;
 use super::{ApiError, AppState};
@@ -271,31 +269,18 @@ async fn store(
     suggestion: Option<Suggestion>,
 ) -> Result<LabelView, ApiError> {
     let identity = &s.identity;
-    let mut time_ms = now_ms();
-    loop {
-        let annotation = Annotation {
-            dataset: id,
-            sample: SampleId(sample.0),
-            annotator: AnnotatorKey(identity.public_key().0),
-            time_ms,
-            value,
-            suggestion,
-        };
-        let signed = SignedAnnotation::sign(annotation, identity.signing_key())
-            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        match s.labels.record(signed).await {
-            Ok(()) => break,
-            // Two labels of one sample in the same millisecond (or a clock step back): the new
-            // one must still replace the old, so it takes the next millisecond.
-            Err(LabelsError::Store(LabelStoreError::Record(RecordError::NotNewer {
-                existing_ms,
-                ..
-            }))) => {
-                time_ms = existing_ms + 1;
-            }
-            Err(e) => return Err(labels_error(e)),
-        }
-    }
+    let answer = crate::labels::Own {
+        sample: SampleId(sample.0),
+        value,
+        suggestion,
+        time_ms: now_ms(),
+    };
+    let signed = s
+        .labels
+        .record_own(id, answer)
+        .await
+        .map_err(labels_error)?;
+    let time_ms = signed.annotation().time_ms;
     Ok(LabelView {
         sample: sample.to_hex(),
         annotator: identity.public_key().to_hex(),

@@ -37,6 +37,14 @@ pub(crate) fn created(path: &Path) {
     let _ = path;
 }
 
+/// Notes that `from` was renamed to `to` (only the test journal cares).
+pub(crate) fn renamed(from: &Path, to: &Path) {
+    #[cfg(test)]
+    journal::note(journal::Call::Renamed(from.to_owned(), to.to_owned()));
+    #[cfg(not(test))]
+    let _ = (from, to);
+}
+
 /// Creates `dir` and any missing parent, fsyncing the parent of each folder created, so that the
 /// folder survives a power cut as surely as the files written into it.
 pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
@@ -70,6 +78,8 @@ mod journal {
         File(PathBuf, u64),
         Dir(PathBuf),
         Created(PathBuf),
+        /// A rename over the target (the caller syncs the folder next).
+        Renamed(PathBuf, PathBuf),
     }
 
     thread_local! {
@@ -109,6 +119,13 @@ mod journal {
                 }
                 Call::Created(path) => {
                     created_at.entry(path.clone()).or_insert(i);
+                }
+                Call::Renamed(from, to) => {
+                    match synced_len.remove(from) {
+                        Some(len) => synced_len.insert(to.clone(), len),
+                        None => synced_len.remove(to),
+                    };
+                    created_at.remove(from);
                 }
             }
         }

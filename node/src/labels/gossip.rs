@@ -2,9 +2,10 @@
 //! (`net::labels::topic`), so that peers hear of a label at once instead of at the next
 //! anti-entropy round.
 //!
-//! A message is `SWLLAB01` (8 bytes) followed by 1 to [`MAX_RECORDS`] signed annotation records
-//! of 177 bytes each (the crdt crate's signed record: canonical encoding and signature). Nothing
-//! else: the receiver validates every record against the dataset before it forwards the message.
+//! A message is `SWLLAB02` (8 bytes) followed by 1 to [`MAX_RECORDS`] signed annotation records
+//! of 181 bytes each (the crdt crate's signed record of version 2: canonical encoding and
+//! signature). Nothing else: the receiver validates every record against the dataset before it
+//! forwards the message.
 
 use swarmlabel_crdt::SignedAnnotation;
 use swarmlabel_crdt::annotation::SIGNED_LEN;
@@ -14,7 +15,7 @@ use swarmlabel_crdt::annotation::SIGNED_LEN;
 /// signature checks and its fsync) to about a millisecond, so that a local labeler's
 /// acknowledgement never waits long behind a peer's message.
 pub const MAX_RECORDS: usize = 16;
-const MAGIC: &[u8; 8] = b"SWLLAB01";
+const MAGIC: &[u8; 8] = b"SWLLAB02";
 
 /// Why a label gossip message does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +37,10 @@ pub fn encode(records: &[SignedAnnotation]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(MAGIC.len() + SIGNED_LEN * records.len());
     out.extend_from_slice(MAGIC);
     for r in records {
+        // A version-1 record never travels.
+        if r.annotation().seq == 0 {
+            return None;
+        }
         out.extend_from_slice(&r.to_bytes());
     }
     Some(out)
@@ -50,7 +55,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SignedAnnotation>, DecodeError> {
     }
     body.chunks_exact(SIGNED_LEN)
         .enumerate()
-        .map(|(i, c)| SignedAnnotation::from_bytes(c).map_err(|_| DecodeError::Record(i)))
+        .map(|(i, c)| SignedAnnotation::from_wire(c).map_err(|_| DecodeError::Record(i)))
         .collect()
 }
 
@@ -66,6 +71,7 @@ mod tests {
             dataset: DatasetId([1; 32]),
             sample: SampleId([i; 32]),
             annotator: AnnotatorKey(key.public_key()),
+            seq: 1,
             time_ms: 5,
             value: Value::Label(1),
             suggestion: None,
@@ -77,7 +83,7 @@ mod tests {
     fn messages_round_trip_and_framing_is_strict() {
         let records = vec![record(1), record(2)];
         let bytes = encode(&records).unwrap();
-        assert_eq!(bytes.len(), 8 + 2 * 177);
+        assert_eq!(bytes.len(), 8 + 2 * 181);
         assert_eq!(decode(&bytes).unwrap(), records);
         assert_eq!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::Framing));
         assert_eq!(decode(MAGIC), Err(DecodeError::Framing), "no record");
@@ -88,7 +94,7 @@ mod tests {
         assert!(encode(&[]).is_none());
         assert!(encode(&vec![record(1); MAX_RECORDS + 1]).is_none());
         let mut many = MAGIC.to_vec();
-        many.extend(std::iter::repeat_n(0u8, 177 * (MAX_RECORDS + 1)));
+        many.extend(std::iter::repeat_n(0u8, 181 * (MAX_RECORDS + 1)));
         assert_eq!(decode(&many), Err(DecodeError::Framing));
     }
 }

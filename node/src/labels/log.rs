@@ -4,8 +4,11 @@
 //! damaged.
 //!
 //! ```text
-//! entry := "SLr1" ‖ checksum: first 8 bytes of BLAKE3(record) ‖ record: 177 bytes (signed annotation)
+//! entry := "SLr2" ‖ checksum: first 8 bytes of BLAKE3(record) ‖ record: 181 bytes (signed annotation)
 //! ```
+//!
+//! Logs written before author chains hold version-1 records in `"SLr1"` entries of 177-byte
+//! records ([`Format::V1`]); they are only read (to migrate a home, `super::legacy`).
 //!
 //! A damaged byte costs exactly the entry it falls in: reading checks each entry's checksum, and
 //! past a bad one looks for the next offset where a whole entry checks, so the entries after the
@@ -17,17 +20,52 @@ use std::io::{self, BufReader, BufWriter, Read, Write as _};
 use std::path::{Path, PathBuf};
 
 use swarmlabel_crdt::SignedAnnotation;
-use swarmlabel_crdt::annotation::SIGNED_LEN;
+use swarmlabel_crdt::annotation::{SIGNED_LEN, SIGNED_LEN_V1};
 
 use super::durable;
 
 /// The file name of the log in a dataset's label folder.
 pub(crate) const FILE_NAME: &str = "records.log";
 
-const MAGIC: [u8; 4] = *b"SLr1";
 const CHECKSUM_LEN: usize = 8;
 /// Bytes per entry.
-pub(crate) const ENTRY_LEN: usize = MAGIC.len() + CHECKSUM_LEN + SIGNED_LEN;
+pub(crate) const ENTRY_LEN: usize = 4 + CHECKSUM_LEN + SIGNED_LEN;
+
+/// The entry format of a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Version-2 records (chains): what is written.
+    V2,
+    /// Version-1 records, read to migrate a home written before chains.
+    V1,
+}
+
+impl Format {
+    fn magic(self) -> [u8; 4] {
+        match self {
+            Format::V2 => *b"SLr2",
+            Format::V1 => *b"SLr1",
+        }
+    }
+
+    fn record_len(self) -> usize {
+        match self {
+            Format::V2 => SIGNED_LEN,
+            Format::V1 => SIGNED_LEN_V1,
+        }
+    }
+
+    fn entry_len(self) -> usize {
+        4 + CHECKSUM_LEN + self.record_len()
+    }
+
+    /// The format a log's first bytes name, if any.
+    pub(crate) fn of(first: &[u8]) -> Option<Format> {
+        [Format::V2, Format::V1]
+            .into_iter()
+            .find(|f| first.starts_with(&f.magic()))
+    }
+}
 
 /// What reading a log found besides its records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,41 +95,54 @@ pub(crate) struct RecordLog {
     len: u64,
 }
 
+/// The entry of a version-2 record (a version-1 record is never written).
 fn entry(signed: &SignedAnnotation) -> [u8; ENTRY_LEN] {
     let record = signed.to_bytes();
     let mut out = [0u8; ENTRY_LEN];
-    out[..4].copy_from_slice(&MAGIC);
+    out[..4].copy_from_slice(&Format::V2.magic());
     out[4..4 + CHECKSUM_LEN].copy_from_slice(&blake3::hash(&record).as_bytes()[..CHECKSUM_LEN]);
-    out[4 + CHECKSUM_LEN..].copy_from_slice(&record);
+    out[4 + CHECKSUM_LEN..4 + CHECKSUM_LEN + record.len()].copy_from_slice(&record);
     out
 }
 
 /// The record of a whole, intact entry (checked, not verified: its signature is checked when
 /// the store records it).
-fn parse(bytes: &[u8]) -> Option<SignedAnnotation> {
+fn parse(bytes: &[u8], format: Format) -> Option<SignedAnnotation> {
     let (magic, rest) = bytes.split_first_chunk::<4>()?;
     let (checksum, record) = rest.split_first_chunk::<CHECKSUM_LEN>()?;
-    if *magic != MAGIC || record.len() != SIGNED_LEN {
+    if *magic != format.magic() || record.len() != format.record_len() {
         return None;
     }
     if blake3::hash(record).as_bytes()[..CHECKSUM_LEN] != checksum[..] {
         return None;
     }
-    SignedAnnotation::from_bytes(record).ok()
+    let signed = SignedAnnotation::from_bytes(record).ok()?;
+    // Each format holds its own version only.
+    (usize::from(signed.to_bytes().len() as u16) == format.record_len()).then_some(signed)
 }
 
-/// Reads entries from `reader`, calling `each` with every intact record in order.
-pub(crate) fn scan(reader: impl Read, mut each: impl FnMut(SignedAnnotation)) -> io::Result<Scan> {
+/// Reads version-2 entries from `reader`, calling `each` with every intact record in order.
+pub(crate) fn scan(reader: impl Read, each: impl FnMut(SignedAnnotation)) -> io::Result<Scan> {
+    scan_format(reader, Format::V2, each)
+}
+
+/// Reads entries of `format` from `reader`, calling `each` with every intact record in order.
+pub(crate) fn scan_format(
+    reader: impl Read,
+    format: Format,
+    mut each: impl FnMut(SignedAnnotation),
+) -> io::Result<Scan> {
     const BLOCK: usize = 64 * 1024;
+    let entry_len = format.entry_len();
     let mut reader = BufReader::with_capacity(BLOCK, reader);
     let mut out = Scan::default();
     // `buf[at..]` is unread; `base` is the file offset of `buf[0]`.
-    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + ENTRY_LEN);
+    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK + entry_len);
     let (mut at, mut base) = (0usize, 0u64);
     let mut eof = false;
     let mut damage_from: Option<u64> = None;
     loop {
-        if !eof && buf.len() - at < ENTRY_LEN {
+        if !eof && buf.len() - at < entry_len {
             buf.drain(..at);
             base += at as u64;
             at = 0;
@@ -106,7 +157,7 @@ pub(crate) fn scan(reader: impl Read, mut each: impl FnMut(SignedAnnotation)) ->
             }
         }
         let offset = base + at as u64;
-        if buf.len() - at < ENTRY_LEN {
+        if buf.len() - at < entry_len {
             let rest = (buf.len() - at) as u64;
             match damage_from.take() {
                 Some(from) => out.damaged.push((from, offset + rest - from)),
@@ -114,15 +165,15 @@ pub(crate) fn scan(reader: impl Read, mut each: impl FnMut(SignedAnnotation)) ->
             }
             return Ok(out);
         }
-        match parse(&buf[at..at + ENTRY_LEN]) {
+        match parse(&buf[at..at + entry_len], format) {
             Some(record) => {
                 if let Some(from) = damage_from.take() {
                     out.damaged.push((from, offset - from));
                 }
                 each(record);
                 out.entries += 1;
-                at += ENTRY_LEN;
-                out.valid_end = offset + ENTRY_LEN as u64;
+                at += entry_len;
+                out.valid_end = offset + entry_len as u64;
             }
             None => {
                 damage_from.get_or_insert(offset);
@@ -190,44 +241,51 @@ impl RecordLog {
         Ok(())
     }
 
-    /// Sets the damaged log aside (its bytes kept as they are) and writes a clean one with its
-    /// intact entries in its place; returns where the damaged one went.
-    pub(crate) fn rewrite_aside(self) -> io::Result<(RecordLog, PathBuf)> {
-        let RecordLog { path, file, .. } = self;
-        drop(file);
-        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let aside = swarmlabel_net::fs::set_aside(&path)?;
+    /// Keeps the damaged log's bytes aside (as they are) and puts a clean log with its intact
+    /// entries in its place; returns where the damaged bytes went. Crash-safe: the clean log is
+    /// written and fsynced beside, the damaged one linked aside, then the clean one renamed over
+    /// it, so at every moment `records.log` is either the damaged log or the clean one.
+    pub(crate) fn rewrite_aside(&mut self) -> io::Result<PathBuf> {
+        let mut intact = Vec::new();
+        scan(File::open(&self.path)?, |signed| intact.push(signed))?;
+        let aside = swarmlabel_net::fs::aside_path(&self.path);
+        if std::fs::hard_link(&self.path, &aside).is_err() {
+            std::fs::copy(&self.path, &aside)?;
+            durable::sync_data(&File::open(&aside)?, &aside)?;
+        }
+        self.replace_with(&intact)?;
+        Ok(aside)
+    }
+
+    /// Replaces the log with one holding exactly `records` (compaction), crash-safe: written
+    /// and fsynced beside, then renamed over the old one and the folder fsynced.
+    pub(crate) fn replace_with(&mut self, records: &[SignedAnnotation]) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        let tmp = self.path.with_extension("log.new");
         let clean = OpenOptions::new()
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .read(true)
-            .append(true)
-            .open(&path)?;
-        durable::created(&path);
+            .write(true)
+            .open(&tmp)?;
+        durable::created(&tmp);
         let mut out = BufWriter::new(&clean);
-        let mut failed = None;
-        scan(File::open(&aside)?, |signed| {
-            if failed.is_none()
-                && let Err(e) = out.write_all(&entry(&signed))
-            {
-                failed = Some(e);
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
+        for signed in records {
+            out.write_all(&entry(signed))?;
         }
         out.flush()?;
         drop(out);
-        durable::sync_data(&clean, &path)?;
+        durable::sync_data(&clean, &tmp)?;
+        drop(clean);
+        std::fs::rename(&tmp, &self.path)?;
+        durable::renamed(&tmp, &self.path);
         durable::sync_dir(&dir)?;
-        let len = clean.metadata()?.len();
-        Ok((
-            RecordLog {
-                path,
-                file: clean,
-                len,
-            },
-            aside,
-        ))
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
+        self.len = self.file.metadata()?.len();
+        Ok(())
     }
 }
 
@@ -245,6 +303,7 @@ mod tests {
                     dataset: DatasetId([1; 32]),
                     sample: SampleId([i; 32]),
                     annotator: AnnotatorKey(id.public_key().0),
+                    seq: u32::from(i) + 1,
                     time_ms: 100 + u64::from(i),
                     value: Value::Label(1),
                     suggestion: None,

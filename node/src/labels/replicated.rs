@@ -1,25 +1,26 @@
-//! Labels as a replicated kind: the label stores of the datasets a node holds, answering and
-//! running automerge's sync shard by shard, and judging label gossip. The replication layer
+//! Labels as a replicated kind: the label stores of the datasets a node holds, answering
+//! pulls and pulling shard by shard, and judging label gossip. The replication layer
 //! (`crate::replicate`) runs it; this file holds only what is particular to labels.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use libp2p::PeerId;
 use prometheus_client::metrics::counter::Counter;
-use swarmlabel_crdt::sync::{State, SyncError};
-use swarmlabel_crdt::{Annotations, DatasetId, RecordError, ShardId, SignedAnnotation};
+use swarmlabel_crdt::{
+    Annotations, DatasetId, RecordError, Rejection, SampleId, ShardId, SignedAnnotation,
+    Suggestion, Tip, Value,
+};
+use swarmlabel_net::Identity;
 use swarmlabel_net::home::Home;
 use swarmlabel_net::swarm::replication::{Kind, Verdict};
 use tokio::sync::{oneshot, watch};
 
-use super::wire::{self, Digest, Request, Response};
-use super::{LabelStore, LabelStoreError, gossip, plan};
+use super::intake::{Intake, Limits};
+use super::wire::{self, Digest, MAX_RECORDS, MAX_TIPS, Range, Request, Response};
+use super::{LabelStore, gossip, plan};
 use crate::replicate::{Context, Gossip, Replicated, Reply, Step};
-
-/// Sync states kept at most (peers × datasets × shards × role); past it they are all forgotten,
-/// which costs only a fuller exchange in the next session with each peer.
-const MAX_SYNC_STATES: usize = 65_536;
 
 /// What the labels handle asks of the service.
 #[derive(Debug)]
@@ -32,6 +33,11 @@ pub(crate) enum Command {
     Record {
         signed: SignedAnnotation,
         reply: oneshot::Sender<Result<(), super::LabelsError>>,
+    },
+    RecordOwn {
+        dataset: DatasetId,
+        answer: Own,
+        reply: oneshot::Sender<Result<SignedAnnotation, super::LabelsError>>,
     },
     Read {
         dataset: DatasetId,
@@ -48,12 +54,26 @@ pub(crate) enum Command {
     },
 }
 
-/// Counts particular to labels (`swarmlabel_labels_recorded`, `_sync_applied`).
+/// A human's answer for this node to sign (see [`super::Labels::record_own`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Own {
+    /// The sample.
+    pub sample: SampleId,
+    /// The answer.
+    pub value: Value,
+    /// The model's suggestion shown, if any.
+    pub suggestion: Option<Suggestion>,
+    /// When the human answered (ms since 1970).
+    pub time_ms: u64,
+}
+
+/// Counts particular to labels (`swarmlabel_labels_recorded`, `_sync_applied`, ...).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) recorded: Counter,
     pub(crate) sync_applied: Counter,
     pub(crate) over_quota: Counter,
+    pub(crate) dropped_not_admitted: Counter,
 }
 
 impl Stats {
@@ -66,80 +86,107 @@ impl Stats {
         );
         r.register(
             "sync_applied",
-            "Label sync messages from peers that changed a shard",
+            "Pages of records pulled from peers that held new records",
             self.sync_applied.clone(),
         );
         r.register(
-            "gossip_over_quota",
-            "Label gossip messages ignored because their author was over its quota",
+            "over_quota",
+            "Records from peers left for later because a quota (per peer, per annotator, all) was spent",
             self.over_quota.clone(),
+        );
+        r.register(
+            "dropped_not_admitted",
+            "Records removed from disk because the owner's policy no longer admits their annotator",
+            self.dropped_not_admitted.clone(),
         );
     }
 }
 
-/// Which side of a session a sync state belongs to: a peer may sync with us while we sync with
-/// it, and automerge's state must not mix the two exchanges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Role {
-    Initiator,
-    Responder,
-}
-
-type StateKey = (PeerId, DatasetId, ShardId, Role);
-
-/// One session this node runs: the summary, then the shards that differ, one by one.
+/// One session this node runs: the summary, then the shards that differ, pulled range by
+/// range, page by page.
 #[derive(Debug)]
 pub(crate) struct Session {
     dataset: DatasetId,
     shards: VecDeque<ShardId>,
-    /// The shard being synced, the requests sent for it, and whether the peer had nothing to say
-    /// in its last answer.
-    current: Option<(ShardId, usize, bool)>,
+    /// The shard being pulled, the range of annotator keys, and the pages taken of it.
+    current: Option<(ShardId, Range, usize)>,
 }
 
-/// The label stores of a node and their sync states.
+/// The label stores of a node.
 pub(crate) struct Stores {
     pub(crate) home: Home,
+    identity: Option<Identity>,
     pub(crate) gossip_push: bool,
-    pub(crate) max_steps_per_shard: usize,
+    pub(crate) max_pages_per_shard: usize,
     pub(crate) stats: Arc<Stats>,
     stores: HashMap<DatasetId, LabelStore>,
     /// Per open dataset, a count of the changes to its labels (recorded, gossiped, synced): the
     /// learning loop reads the labels again when it moves.
     changes: HashMap<DatasetId, watch::Sender<u64>>,
-    states: HashMap<StateKey, State>,
-    quota: swarmlabel_net::quota::Quota,
+    intake: Intake,
+    /// Per open dataset, records heard before their chain's previous one (gossip takes
+    /// different paths), taken as soon as it arrives; at most [`MAX_WAITING`], the oldest
+    /// dropped first (anti-entropy brings those).
+    waiting: HashMap<DatasetId, VecDeque<SignedAnnotation>>,
+}
+
+/// Records waiting for their chain's previous one, per dataset.
+const MAX_WAITING: usize = 1024;
+
+/// Why records from a peer were not all taken.
+#[derive(Debug, thiserror::Error)]
+enum TakeError {
+    #[error("the dataset is not open")]
+    NotOpen,
+    /// Something no honest peer sends (a bad signature, a record of another dataset, a label
+    /// outside the label set, a sample the manifest does not list).
+    #[error("an invalid record ({0:?})")]
+    Invalid(Rejection),
+    #[error(transparent)]
+    Store(#[from] super::LabelStoreError),
+}
+
+/// What taking a peer's records did.
+#[derive(Debug, Default)]
+struct Taken {
+    new: usize,
+    over_quota: usize,
 }
 
 impl Stores {
     pub(crate) fn new(
         home: Home,
         gossip_push: bool,
-        max_steps_per_shard: usize,
+        max_pages_per_shard: usize,
         stats: Arc<Stats>,
+        limits: Limits,
     ) -> Self {
+        let identity = home.identity().ok();
         Self {
             home,
+            identity,
             gossip_push,
-            max_steps_per_shard,
+            max_pages_per_shard,
             stats,
             stores: HashMap::new(),
             changes: HashMap::new(),
-            states: HashMap::new(),
-            quota: swarmlabel_net::quota::Quota::new(f64::INFINITY, f64::INFINITY),
+            intake: Intake::new(limits),
+            waiting: HashMap::new(),
         }
-    }
-
-    /// Sets the gossip quota per author: records a second, and at once.
-    pub(crate) fn with_quota(mut self, (rate, burst): (f64, f64)) -> Self {
-        self.quota = swarmlabel_net::quota::Quota::new(rate, burst);
-        self
     }
 
     /// Tells the watchers of `dataset` that its labels changed.
     fn changed(&self, dataset: &DatasetId) {
         if let Some(tx) = self.changes.get(dataset) {
             tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn publish(&self, dataset: DatasetId, signed: SignedAnnotation, cx: &mut Context<Self>) {
+        if self.gossip_push
+            && let Some(data) = gossip::encode(&[signed])
+        {
+            cx.publish(dataset, data);
         }
     }
 
@@ -156,12 +203,32 @@ impl Stores {
         store.record(&signed)?;
         self.stats.recorded.inc();
         self.changed(&dataset);
-        if self.gossip_push
-            && let Some(data) = gossip::encode(&[signed])
-        {
-            cx.publish(dataset, data);
-        }
+        self.publish(dataset, signed, cx);
         Ok(())
+    }
+
+    fn record_own(
+        &mut self,
+        dataset: DatasetId,
+        own: Own,
+        cx: &mut Context<Self>,
+    ) -> Result<SignedAnnotation, super::LabelsError> {
+        let identity = self.identity.as_ref().ok_or(super::LabelsError::NoKey)?;
+        let store = self
+            .stores
+            .get_mut(&dataset)
+            .ok_or(super::LabelsError::NotOpen(dataset))?;
+        let signed = store.record_own(
+            identity.signing_key(),
+            own.sample,
+            own.value,
+            own.suggestion,
+            own.time_ms,
+        )?;
+        self.stats.recorded.inc();
+        self.changed(&dataset);
+        self.publish(dataset, signed, cx);
+        Ok(signed)
     }
 
     fn summary(&mut self, dataset: &DatasetId) -> Option<Vec<Digest>> {
@@ -170,82 +237,212 @@ impl Stores {
         Some(
             layout
                 .shards()
-                .map(|s| plan::digest(&store.replica_mut().heads(s)))
+                .map(|s| store.replica_mut().digest(s))
                 .collect(),
         )
     }
 
-    fn state(&mut self, key: StateKey) -> &mut State {
-        if self.states.len() >= MAX_SYNC_STATES && !self.states.contains_key(&key) {
-            self.states.clear();
+    /// Takes records `peer` sent (by gossip or in a page it answered), within the quotas:
+    /// only records new here cost a token; a batch with an invalid record keeps nothing.
+    fn take(
+        &mut self,
+        peer: PeerId,
+        dataset: DatasetId,
+        records: Vec<SignedAnnotation>,
+    ) -> Result<Taken, TakeError> {
+        let store = self.stores.get_mut(&dataset).ok_or(TakeError::NotOpen)?;
+        let fresh: Vec<SignedAnnotation> = records
+            .into_iter()
+            .filter(|r| !store.replica_mut().holds(r))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(Taken::default());
         }
-        self.states.entry(key).or_default()
-    }
-
-    fn generate(&mut self, key: StateKey, new_round: bool) -> Option<Vec<u8>> {
-        let (_, dataset, shard, _) = key;
-        if !self.stores.contains_key(&dataset) {
-            return None;
+        let admitted = self.intake.admit(peer, fresh, Instant::now());
+        if admitted.over > 0 {
+            self.stats.over_quota.inc_by(admitted.over as u64);
         }
-        let mut state = std::mem::take(self.state(key));
-        if new_round {
-            state.new_round();
-        }
-        let store = self.stores.get_mut(&dataset)?;
-        let message = store.replica_mut().generate_sync_message(shard, &mut state);
-        self.states.insert(key, state);
-        message
-    }
-
-    /// Applies a peer's message and makes what it changed durable before returning.
-    fn receive(&mut self, key: StateKey, message: &[u8]) -> Result<(), ReceiveError> {
-        let (_, dataset, shard, _) = key;
-        if !self.stores.contains_key(&dataset) {
-            return Err(ReceiveError::NotOpen);
-        }
-        let mut state = std::mem::take(self.state(key));
-        let store = self.stores.get_mut(&dataset).ok_or(ReceiveError::NotOpen)?;
-        let result = store
-            .replica_mut()
-            .receive_sync_message(shard, &mut state, message);
-        self.states.insert(key, state);
-        match result {
-            Ok(received) => {
-                if received.changed {
-                    self.stats.sync_applied.inc();
-                    store.synced(shard, &received.records)?;
-                    self.changed(&dataset);
-                }
-                Ok(())
+        let outcomes = store.record_batch(&admitted.taken)?;
+        let mut new = 0;
+        let mut gaps = Vec::new();
+        for (outcome, record) in outcomes.into_iter().zip(&admitted.taken) {
+            match outcome {
+                Ok(true) => new += 1,
+                Ok(false) => {}
+                // By a key the owner's policy does not admit: the sender may not have the policy
+                // yet. Out of its chain's order, or signed twice by its annotator: the relay did
+                // nothing wrong. None of these are held against the sender.
+                Err(RecordError::Gap { .. }) => gaps.push(*record),
+                Err(
+                    RecordError::Invalid(Rejection::NotAdmitted) | RecordError::Conflict { .. },
+                ) => {}
+                Err(RecordError::Invalid(r)) => return Err(TakeError::Invalid(r)),
+                Err(_) => {}
             }
-            Err(e) => Err(ReceiveError::Refused(e)),
         }
-    }
-
-    /// The first request for the next shard of `session`, or `None` when no shard is left.
-    fn next_shard(&mut self, peer: PeerId, session: &mut Session) -> Option<Request> {
-        let shard = session.shards.pop_front()?;
-        session.current = Some((shard, 1, false));
-        let key = (peer, session.dataset, shard, Role::Initiator);
-        let message = self.generate(key, true).unwrap_or_default();
-        Some(Request::Sync {
-            dataset: session.dataset,
-            shard: shard.0,
-            new_round: true,
-            message,
+        let waiting = self.waiting.entry(dataset).or_default();
+        for record in gaps {
+            if !waiting.contains(&record) {
+                if waiting.len() >= MAX_WAITING {
+                    waiting.pop_front();
+                }
+                waiting.push_back(record);
+            }
+        }
+        if new > 0 {
+            new += Self::take_waiting(store, waiting);
+            self.changed(&dataset);
+        }
+        Ok(Taken {
+            new,
+            over_quota: admitted.over,
         })
     }
-}
 
-/// Why applying a peer's message failed.
-#[derive(Debug, thiserror::Error)]
-enum ReceiveError {
-    #[error("the dataset is not open")]
-    NotOpen,
-    #[error(transparent)]
-    Refused(SyncError),
-    #[error(transparent)]
-    Store(#[from] LabelStoreError),
+    /// Takes the waiting records whose chains now reach them, as long as some do; returns how
+    /// many were new. Drops those held or refused.
+    fn take_waiting(store: &mut LabelStore, waiting: &mut VecDeque<SignedAnnotation>) -> usize {
+        let mut new = 0;
+        loop {
+            let replica = store.replica_mut();
+            waiting.retain(|r| !replica.holds(r));
+            let ready: Vec<SignedAnnotation> = waiting
+                .iter()
+                .filter(|r| {
+                    let a = r.annotation();
+                    replica.next_seq(&a.annotator, &a.sample) == a.seq
+                })
+                .copied()
+                .collect();
+            if ready.is_empty() {
+                return new;
+            }
+            waiting.retain(|r| !ready.contains(r));
+            match store.record_batch(&ready) {
+                Ok(outcomes) => new += outcomes.iter().filter(|o| matches!(o, Ok(true))).count(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot store labels that waited for their chain");
+                    return new;
+                }
+            }
+        }
+    }
+
+    /// The next pull of `session`: the current shard from `from` on, or the next shard.
+    fn next_pull(
+        &mut self,
+        session: &mut Session,
+        from: Option<swarmlabel_crdt::AnnotatorKey>,
+    ) -> Option<Request> {
+        let shard = match (from, session.current) {
+            (Some(_), Some((shard, _, _))) => shard,
+            _ => session.shards.pop_front()?,
+        };
+        let from = from.unwrap_or(Range::ALL.from);
+        let store = self.stores.get_mut(&session.dataset)?;
+        let mut tips: Vec<Tip> = store
+            .replica_mut()
+            .tips(shard)
+            .into_iter()
+            .filter(|t| t.annotator >= from)
+            .collect();
+        let to = if tips.len() > MAX_TIPS {
+            let to = tips[MAX_TIPS].annotator;
+            tips.truncate(MAX_TIPS);
+            Some(to)
+        } else {
+            None
+        };
+        let range = Range { from, to };
+        session.current = Some((shard, range, 0));
+        Some(Request::Pull {
+            dataset: session.dataset,
+            shard: shard.0,
+            range,
+            tips,
+        })
+    }
+
+    /// The same pull again, with where our chains end now (after the page just taken).
+    fn pull_again(&mut self, session: &Session) -> Option<Request> {
+        let (shard, range, _) = session.current?;
+        let store = self.stores.get_mut(&session.dataset)?;
+        let tips: Vec<Tip> = store
+            .replica_mut()
+            .tips(shard)
+            .into_iter()
+            .filter(|t| range.contains(&t.annotator))
+            .take(MAX_TIPS)
+            .collect();
+        Some(Request::Pull {
+            dataset: session.dataset,
+            shard: shard.0,
+            range,
+            tips,
+        })
+    }
+
+    /// After a page: the next request of the session, or `None` when it is done.
+    fn after_page(&mut self, session: &mut Session, more: bool) -> Option<Request> {
+        let (shard, range, pages) = session.current?;
+        if more && pages + 1 < self.max_pages_per_shard {
+            session.current = Some((shard, range, pages + 1));
+            return self.pull_again(session);
+        }
+        match range.to {
+            // The next range of this shard.
+            Some(to) => self.next_pull(session, Some(to)),
+            None => {
+                session.current = None;
+                self.next_pull(session, None)
+            }
+        }
+    }
+
+    /// Answers a pull: the records after the asker's tips in the range, a page at most.
+    fn answer_pull(
+        &mut self,
+        dataset: DatasetId,
+        shard: u16,
+        range: Range,
+        tips: &[Tip],
+    ) -> Reply<Response> {
+        let Some(store) = self.stores.get_mut(&dataset) else {
+            return Reply::Unknown;
+        };
+        let shard = ShardId(shard);
+        if !store.replica_mut().dataset().layout.contains(shard) {
+            return Reply::Refused;
+        }
+        let missing =
+            store
+                .replica_mut()
+                .missing_in(shard, tips, |key| range.contains(key), MAX_RECORDS);
+        Reply::Ok(Response::Records {
+            records: missing.records,
+            more: missing.more,
+        })
+    }
+
+    fn set_policy(
+        &mut self,
+        dataset: DatasetId,
+        policy: crate::policy::InForce,
+    ) -> Result<(), super::LabelsError> {
+        let store = self
+            .stores
+            .get_mut(&dataset)
+            .ok_or(super::LabelsError::NotOpen(dataset))?;
+        store.replica_mut().set_policy(policy);
+        // What a banned key made this node store leaves its disk (its chain only).
+        let dropped = store.drop_not_admitted()?;
+        if dropped > 0 {
+            tracing::info!(%dataset, dropped, "removed the records of annotators the owner's policy no longer admits");
+            self.stats.dropped_not_admitted.inc_by(dropped);
+        }
+        self.changed(&dataset);
+        Ok(())
+    }
 }
 
 impl Replicated for Stores {
@@ -282,6 +479,13 @@ impl Replicated for Stores {
             Command::Record { signed, reply } => {
                 let _ = reply.send(self.record(signed, cx));
             }
+            Command::RecordOwn {
+                dataset,
+                answer,
+                reply,
+            } => {
+                let _ = reply.send(self.record_own(dataset, answer, cx));
+            }
             Command::Read { dataset, reply } => {
                 let result = self
                     .stores
@@ -295,15 +499,7 @@ impl Replicated for Stores {
                 policy,
                 reply,
             } => {
-                let result = match self.stores.get_mut(&dataset) {
-                    Some(store) => {
-                        store.replica_mut().set_policy(policy);
-                        self.changed(&dataset);
-                        Ok(())
-                    }
-                    None => Err(super::LabelsError::NotOpen(dataset)),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.set_policy(dataset, policy));
             }
             Command::Watch { dataset, reply } => {
                 let result = self
@@ -344,7 +540,7 @@ impl Replicated for Stores {
             Reply::Unknown => {
                 return Step::Failed("the peer does not hold this dataset's labels".into());
             }
-            Reply::Refused => return Step::Failed("the peer refused our sync message".into()),
+            Reply::Refused => return Step::Failed("the peer refused our request".into()),
             Reply::Busy => return Step::Failed("the peer is busy".into()),
         };
         match (response, session.current) {
@@ -356,41 +552,45 @@ impl Replicated for Stores {
                     Ok(shards) => session.shards = shards.into(),
                     Err(e) => return Step::Failed(e.to_string()),
                 }
-                match self.next_shard(peer, session) {
+                match self.next_pull(session, None) {
                     Some(request) => Step::Next(request),
                     None => Step::Done,
                 }
             }
-            (Response::Sync(theirs), Some((shard, sent, _))) => {
-                let key = (peer, session.dataset, shard, Role::Initiator);
-                let they_are_done = theirs.is_empty();
-                if !they_are_done {
-                    match self.receive(key, &theirs) {
-                        Ok(()) => {}
-                        Err(ReceiveError::Refused(e)) => return Step::Refused(e.to_string()),
-                        Err(e) => return Step::Failed(e.to_string()),
+            (Response::Records { records, more }, Some((shard, range, _))) => {
+                let dataset = session.dataset;
+                let layout = self
+                    .stores
+                    .get_mut(&dataset)
+                    .map(|s| s.replica_mut().dataset().layout);
+                // Records of another shard or outside the range asked: out of protocol.
+                let in_place = records.iter().all(|r| {
+                    let a = r.annotation();
+                    layout.is_some_and(|l| l.shard_of(&a.sample) == shard)
+                        && range.contains(&a.annotator)
+                });
+                if !in_place {
+                    return Step::Refused("records outside the shard or range asked for".into());
+                }
+                match self.take(peer, dataset, records) {
+                    Ok(taken) => {
+                        if taken.new > 0 {
+                            self.stats.sync_applied.inc();
+                        }
+                        if taken.over_quota > 0 {
+                            // Later: the next round pulls the rest, within the quotas then.
+                            return Step::Failed("over this node's quota of records".into());
+                        }
                     }
+                    Err(TakeError::Invalid(r)) => {
+                        return Step::Refused(format!("an invalid record ({r:?})"));
+                    }
+                    Err(e) => return Step::Failed(e.to_string()),
                 }
-                session.current = Some((shard, sent, they_are_done));
-                let mine = if sent < self.max_steps_per_shard {
-                    self.generate(key, false)
-                } else {
-                    // The step bound is reached: the next round continues this shard.
-                    None
-                };
-                if sent >= self.max_steps_per_shard || (mine.is_none() && they_are_done) {
-                    return match self.next_shard(peer, session) {
-                        Some(request) => Step::Next(request),
-                        None => Step::Done,
-                    };
+                match self.after_page(session, more) {
+                    Some(request) => Step::Next(request),
+                    None => Step::Done,
                 }
-                session.current = Some((shard, sent + 1, they_are_done));
-                Step::Next(Request::Sync {
-                    dataset: session.dataset,
-                    shard: shard.0,
-                    new_round: false,
-                    message: mine.unwrap_or_default(),
-                })
             }
             _ => Step::Failed("the peer answered out of protocol".into()),
         }
@@ -398,7 +598,7 @@ impl Replicated for Stores {
 
     fn answer(
         &mut self,
-        peer: PeerId,
+        _peer: PeerId,
         request: Request,
         _cx: &mut Context<Self>,
     ) -> Reply<Response> {
@@ -407,97 +607,38 @@ impl Replicated for Stores {
                 Some(digests) => Reply::Ok(Response::Summary(digests)),
                 None => Reply::Unknown,
             },
-            Request::Sync {
+            Request::Pull {
                 dataset,
                 shard,
-                new_round,
-                message,
-            } => {
-                let Some(store) = self.stores.get_mut(&dataset) else {
-                    return Reply::Unknown;
-                };
-                let shard = ShardId(shard);
-                if !store.replica_mut().dataset().layout.contains(shard) {
-                    return Reply::Refused;
-                }
-                let key = (peer, dataset, shard, Role::Responder);
-                if new_round {
-                    self.state(key).new_round();
-                }
-                if !message.is_empty() {
-                    match self.receive(key, &message) {
-                        Ok(()) => {}
-                        Err(ReceiveError::Refused(e)) => {
-                            tracing::debug!(%peer, error = %e, "refused a sync message");
-                            return Reply::Refused;
-                        }
-                        Err(ReceiveError::NotOpen) => return Reply::Unknown,
-                        // Our disk failed: the peer retries in a later round.
-                        Err(ReceiveError::Store(e)) => {
-                            tracing::warn!(%dataset, error = %e, "cannot store synced labels");
-                            return Reply::Busy;
-                        }
-                    }
-                }
-                Reply::Ok(Response::Sync(
-                    self.generate(key, false).unwrap_or_default(),
-                ))
-            }
+                range,
+                tips,
+            } => self.answer_pull(dataset, shard, range, &tips),
         }
     }
 
-    /// Validates a gossip message and stores its new labels durably before forwarding.
+    /// Validates a gossip message and stores its new labels durably before forwarding. Only
+    /// what is invalid everywhere is rejected; over a quota, out of order or not admitted is
+    /// ignored (never held against the relay: audit N3).
     fn judge(&mut self, gossip: Gossip, _cx: &mut Context<Self>) -> Verdict {
         let Ok(records) = gossip::decode(&gossip.data) else {
             return Verdict::Reject;
         };
         let dataset = gossip.dataset;
-        let Some(store) = self.stores.get_mut(&dataset) else {
+        if !self.stores.contains_key(&dataset) {
             // Not a dataset we hold (we are not subscribed, a peer sent it anyway).
             return Verdict::Ignore;
-        };
-        let author = gossip.author.unwrap_or(gossip.peer);
-        match self
-            .quota
-            .take(author, records.len(), std::time::Instant::now())
-        {
-            swarmlabel_net::quota::Take::Taken => {}
-            swarmlabel_net::quota::Take::Over => {
-                self.stats.over_quota.inc();
-                return Verdict::Ignore;
-            }
-            swarmlabel_net::quota::Take::Flooding => {
-                self.stats.over_quota.inc();
-                return Verdict::Reject;
-            }
         }
-        // One batch: one fsync of the record log for the whole message.
-        let outcomes = match store.record_batch(&records) {
-            Ok(outcomes) => outcomes,
+        if records.iter().any(|r| r.annotation().dataset != dataset) {
+            return Verdict::Reject;
+        }
+        match self.take(gossip.peer, dataset, records) {
+            Ok(taken) if taken.new > 0 && taken.over_quota == 0 => Verdict::Accept,
+            Ok(_) => Verdict::Ignore,
+            Err(TakeError::Invalid(_)) => Verdict::Reject,
             Err(e) => {
                 tracing::warn!(%dataset, error = %e, "cannot store gossiped labels");
-                return Verdict::Ignore;
+                Verdict::Ignore
             }
-        };
-        let mut any_new = false;
-        for outcome in outcomes {
-            match outcome {
-                Ok(new) => any_new |= new,
-                // Valid but older than what is held: not worth forwarding. Valid but by a key
-                // the owner's policy does not admit: the sender may not have the policy yet, so
-                // no penalty either.
-                Err(
-                    RecordError::NotNewer { .. }
-                    | RecordError::Invalid(swarmlabel_crdt::Rejection::NotAdmitted),
-                ) => {}
-                Err(_) => return Verdict::Reject,
-            }
-        }
-        if any_new {
-            self.changed(&dataset);
-            Verdict::Accept
-        } else {
-            Verdict::Ignore
         }
     }
 }

@@ -13,6 +13,7 @@ use swarmlabel_crdt::{Annotations, SignedAnnotation};
 use swarmlabel_net::home::Home;
 use swarmlabel_net::swarm::{NetError, Node};
 
+pub use super::replicated::Own;
 use super::replicated::{self, Command, Stores};
 use super::{LabelStore, LabelStoreError};
 use crate::replicate::{self, Handle, core};
@@ -25,18 +26,14 @@ pub struct Config {
     pub anti_entropy: core::Config,
     /// Whether labels recorded here are pushed on gossip at once.
     pub gossip_push: bool,
-    /// Messages exchanged per shard and session at most (automerge needs a handful).
-    pub max_steps_per_shard: usize,
+    /// Pages pulled per range of a shard in one session at most (the next round goes on).
+    pub max_pages_per_shard: usize,
     /// Seed of the random choice of peers (`None`: from the operating system).
     pub seed: Option<u64>,
-    /// Label records each publishing peer may get stored from gossip: a second, and at once
-    /// per author, gossipsub's signed source, not the peer that forwarded them. Over it, an
-    /// author's messages are ignored (not stored nor forwarded, no penalty: anti-entropy brings
-    /// a fast honest labeler's labels later); past four bursts of debt they are rejected, so that
-    /// gossipsub scores the author down and the node bans it. A flooder's disk growth is thus
-    /// bounded by `burst + rate x seconds` records per peer id, whatever number of annotator
-    /// keys it signs with (`swarmlabel_net::quota`).
-    pub gossip_quota: (f64, f64),
+    /// How many records this node takes from each connected peer, of each annotator, and from
+    /// all peers together, by gossip and sync alike (see [`super::intake`]). Over a quota,
+    /// records are left for a later round, never held against the sender.
+    pub intake: super::intake::Limits,
 }
 
 impl Default for Config {
@@ -44,9 +41,9 @@ impl Default for Config {
         Self {
             anti_entropy: core::Config::default(),
             gossip_push: true,
-            max_steps_per_shard: 32,
+            max_pages_per_shard: 32,
             seed: None,
-            gossip_quota: (20.0, 256.0),
+            intake: super::intake::Limits::default(),
         }
     }
 }
@@ -70,6 +67,9 @@ pub enum LabelsError {
     /// The service has stopped.
     #[error("the labels service has stopped")]
     Stopped,
+    /// The home's key could not be read, so this node cannot sign labels.
+    #[error("this node's key could not be read, so it cannot sign labels; check HOME/key")]
+    NoKey,
 }
 
 impl From<replicate::Stopped> for LabelsError {
@@ -87,12 +87,14 @@ pub struct Counters {
     pub gossip_accepted: u64,
     /// Gossip messages rejected as invalid (bad framing, signature, slot, dataset, label).
     pub gossip_rejected: u64,
-    /// Gossip messages ignored (a dataset not held, nothing new).
+    /// Gossip messages ignored (a dataset not held, nothing new, over a quota).
     pub gossip_ignored: u64,
-    /// Sync messages from peers refused by screening (nothing of them was applied).
+    /// Pages or requests from peers refused (an invalid record, out of protocol).
     pub sync_refused: u64,
-    /// Sync messages from peers that changed a shard (made durable before going on).
+    /// Pages pulled from peers that held new records (made durable before going on).
     pub sync_applied: u64,
+    /// Records from peers left for later because a quota was spent.
+    pub over_quota: u64,
     /// Anti-entropy sessions completed.
     pub sessions_completed: u64,
     /// Anti-entropy sessions that failed (timeout, refusal, unreachable peer).
@@ -123,10 +125,10 @@ impl Labels {
         let stores = Stores::new(
             home,
             config.gossip_push,
-            config.max_steps_per_shard,
+            config.max_pages_per_shard,
             stats.clone(),
-        )
-        .with_quota(config.gossip_quota);
+            config.intake,
+        );
         let settings = replicate::Settings {
             anti_entropy: config.anti_entropy,
             seed: config.seed,
@@ -160,8 +162,26 @@ impl Labels {
         Ok(())
     }
 
-    /// Records a signed annotation of an open dataset; returns once it is durable, then pushes it
-    /// on gossip (when configured).
+    /// Signs this node's human's answer with the node's key at the next place of its chain in
+    /// an open dataset and records it; returns the record once it is durable, then pushes it on
+    /// gossip (when configured). The one way a node labels: the API, the simulator, the demo
+    /// and the test harness all come through here.
+    pub async fn record_own(
+        &self,
+        dataset: swarmlabel_crdt::DatasetId,
+        answer: Own,
+    ) -> Result<SignedAnnotation, LabelsError> {
+        self.handle
+            .call(|reply| Command::RecordOwn {
+                dataset,
+                answer,
+                reply,
+            })
+            .await?
+    }
+
+    /// Records an annotation signed elsewhere (by its annotator, at its chain's next place) in
+    /// an open dataset; returns once it is durable, then pushes it on gossip (when configured).
     pub async fn record(&self, signed: SignedAnnotation) -> Result<(), LabelsError> {
         self.handle
             .call(|reply| Command::Record { signed, reply })
@@ -223,6 +243,7 @@ impl Labels {
             gossip_ignored: common.gossip_ignored.get(),
             sync_refused: common.sync_refused.get(),
             sync_applied: self.stats.sync_applied.get(),
+            over_quota: self.stats.over_quota.get(),
             sessions_completed: common.sessions_completed.get(),
             sessions_failed: common.sessions_failed.get(),
         }

@@ -9,16 +9,32 @@ fn label(
     dataset: &swarmlabel_crdt::Dataset,
     sample: u8,
     value: u16,
+    seq: u32,
 ) -> SignedAnnotation {
     let annotation = Annotation {
         dataset: dataset.id,
         sample: SampleId([sample; 32]),
         annotator: AnnotatorKey(id.public_key().0),
+        seq,
         time_ms: 1_000 + u64::from(sample),
         value: Value::Label(value),
         suggestion: None,
     };
     SignedAnnotation::sign(annotation, id.signing_key()).unwrap()
+}
+
+/// Records `id`'s label of `sample` at its chain's next place.
+fn record(
+    store: &mut LabelStore,
+    id: &Identity,
+    sample: u8,
+    value: u16,
+) -> Result<(), LabelStoreError> {
+    let dataset = *store.replica_mut().dataset();
+    let seq = store
+        .replica_mut()
+        .next_seq(&AnnotatorKey(id.public_key().0), &SampleId([sample; 32]));
+    store.record(&label(id, &dataset, sample, value, seq))
 }
 
 fn samples(store: &mut LabelStore) -> Vec<u8> {
@@ -67,9 +83,7 @@ fn labels_survive_reopening_and_a_torn_last_append_loses_only_itself() {
     let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
     assert!(recovery.damaged.is_empty());
     for sample in 0..5 {
-        store
-            .record(&label(&id, &dataset, sample, u16::from(sample % 3)))
-            .unwrap();
+        record(&mut store, &id, sample, u16::from(sample % 3)).unwrap();
     }
     drop(store);
     let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
@@ -78,7 +92,7 @@ fn labels_survive_reopening_and_a_torn_last_append_loses_only_itself() {
 
     // A crash in the middle of appending the sixth label (not acknowledged): both files end
     // in a cut-off write.
-    store.record(&label(&id, &dataset, 5, 2)).unwrap();
+    record(&mut store, &id, 5, 2).unwrap();
     drop(store);
     for (name, bytes) in files(&labels_dir(&home, &dataset)) {
         let path = labels_dir(&home, &dataset).join(name);
@@ -97,7 +111,7 @@ fn labels_survive_reopening_and_a_torn_last_append_loses_only_itself() {
         "every earlier label is kept"
     );
     // The store keeps working after recovery, and what it writes next loads cleanly.
-    store.record(&label(&id, &dataset, 5, 1)).unwrap();
+    record(&mut store, &id, 5, 1).unwrap();
     assert_eq!(store.read().annotations.len(), 6);
     drop(store);
     let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
@@ -115,9 +129,7 @@ fn a_flipped_byte_anywhere_in_a_label_file_loses_no_acknowledged_label_and_is_ke
     let dataset = LabelStore::crdt_dataset(&DatasetId([7; 32]), 3, 10);
     let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
     for sample in 0..20 {
-        store
-            .record(&label(&id, &dataset, sample, u16::from(sample % 3)))
-            .unwrap();
+        record(&mut store, &id, sample, u16::from(sample % 3)).unwrap();
     }
     let all = samples(&mut store);
     drop(store);
@@ -185,7 +197,7 @@ fn every_acknowledged_label_survives_a_power_cut_at_any_acknowledgement() {
         assert_eq!(samples(&mut store), acknowledged, "after cut {round}");
         for i in 0..=round {
             let sample = round * 8 + i;
-            store.record(&label(&id, &dataset, sample, 1)).unwrap();
+            record(&mut store, &id, sample, 1).unwrap();
             acknowledged.push(sample);
         }
         acknowledged.sort_unstable();
@@ -244,7 +256,7 @@ fn a_full_disk_refuses_labels_and_loses_no_acknowledged_one() {
             .unwrap();
         loop {
             sample = sample.wrapping_add(1);
-            match store.record(&label(&id, &dataset, sample, 2)) {
+            match record(&mut store, &id, sample, 2) {
                 Ok(()) => acknowledged.push(sample),
                 Err(e) => {
                     assert!(is_disk_full(&e), "{e}");
@@ -264,7 +276,7 @@ fn a_full_disk_refuses_labels_and_loses_no_acknowledged_one() {
     drop(store);
     fs::remove_file(&filler).unwrap();
     let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
-    store.record(&label(&id, &dataset, 250, 0)).unwrap();
+    record(&mut store, &id, 250, 0).unwrap();
     drop(store);
     let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
     assert!(recovery.damaged.is_empty(), "{:?}", recovery.damaged);
@@ -278,8 +290,8 @@ fn a_batch_with_a_forged_record_keeps_nothing() {
     let (home, id) = Home::init(&dir.path().join("home"), false).unwrap();
     let dataset = LabelStore::crdt_dataset(&DatasetId([4; 32]), 3, 10);
     let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
-    let valid = label(&id, &dataset, 1, 1);
-    let honest = label(&id, &dataset, 2, 1);
+    let valid = label(&id, &dataset, 1, 1, 1);
+    let honest = label(&id, &dataset, 2, 1, 2);
     let mut broken = *honest.signature();
     broken[0] ^= 1;
     let forged = SignedAnnotation::from_parts(*honest.annotation(), broken);
@@ -305,8 +317,15 @@ fn a_batch_from_peers_costs_one_fsync_whatever_it_touches() {
     assert!(dataset.layout.shard_count() >= 64);
     let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
     let peers: Vec<Identity> = (0..4).map(|_| Identity::generate().unwrap()).collect();
+    let mut chains = std::collections::HashMap::new();
     let batch: Vec<SignedAnnotation> = (0..64u8)
-        .map(|i| label(&peers[usize::from(i) % 4], &dataset, i * 4, 1))
+        .map(|i| {
+            let peer = usize::from(i) % 4;
+            let shard = dataset.layout.shard_of(&SampleId([i * 4; 32]));
+            let seq = chains.entry((peer, shard)).or_insert(0);
+            *seq += 1;
+            label(&peers[peer], &dataset, i * 4, 1, *seq)
+        })
         .collect();
     let before = durable::data_syncs();
     let outcomes = store.record_batch(&batch).unwrap();

@@ -1,237 +1,307 @@
 //! The labels' messages on the replication protocol (kind tag 1, gossip topics
-//! `/swarmlabel/labels/1/<dataset>`): automerge's sync protocol per (peer, dataset, shard).
+//! `/swarmlabel/labels/2/<dataset>`): signed records, pulled by where the asker's chains end.
 //!
-//! One request per stream. A requester first asks for a **summary** (one digest of the automerge
-//! heads per shard), compares it with its own, and runs **sync** exchanges only for the shards
-//! that differ: each request carries the requester's next sync message for one shard (possibly
-//! empty), each response the responder's next message (possibly empty). The exchange for a shard
-//! ends when both sides have nothing to say. This module only encodes: what the messages mean
-//! is `swarmlabel_crdt::sync`'s business, and every message from a peer is screened there.
+//! One request per stream. A requester first asks for a **summary** (one digest of the admitted
+//! chains' ends per shard), compares it with its own, and **pulls** only the shards that differ:
+//! it sends where its chains end in a range of annotator keys of one shard, and gets the records
+//! after them, in chain order, a page at a time (`more` when the range has more). Records travel
+//! only in responses to the peer that asked for them, so what a node takes by sync is what it
+//! chose to pull, within its own quotas. No automerge bytes cross the wire.
 //!
 //! Layout (integers little-endian), documented for other implementations in `docs/protocol.md`:
 //!
 //! ```text
-//! request  summary: 0x01 ‖ dataset id (32)                                        = 33 bytes
-//! request  sync:    0x02 ‖ dataset id (32) ‖ shard u16 ‖ flags u8 ‖ len u32 ‖ message (len)
-//! response summary: 0x00 ‖ shard count u16 (1..=256) ‖ count × 32-byte heads digest
-//! response sync:    0x01 ‖ len u32 ‖ message (len; 0 = nothing to say)
+//! request  summary: 0x01 ‖ dataset id (32)                                          = 33 bytes
+//! request  pull:    0x03 ‖ dataset id (32) ‖ shard u16 ‖ from (32) ‖ to flag u8 ‖ [to (32)]
+//!                   ‖ count u32 ‖ count × (annotator key (32) ‖ seq u32)
+//! response summary: 0x00 ‖ shard count u16 (1..=256) ‖ count × 32-byte digest
+//! response records: 0x05 ‖ more u8 (0 or 1) ‖ count u32 ‖ count × 181-byte signed record
 //! response unknown, refused, busy: 0x02, 0x03, 0x04 (the statuses every kind shares)
 //! ```
+//!
+//! In a pull, the range is the annotator keys `from ≤ key < to` (`to` absent: to the end), the
+//! tips are the asker's chains in that range, sorted by key, each once, with `seq` ≥ 1.
 
 use std::io;
 
+use swarmlabel_crdt::annotation::SIGNED_LEN;
+use swarmlabel_crdt::{AnnotatorKey, SignedAnnotation, Tip};
 use swarmlabel_ids::DatasetId;
+use swarmlabel_ids::wire::{Reader, Writer, invalid};
 use swarmlabel_net::swarm::replication::Kind;
 
-use crate::replicate::{Wire, invalid};
+use crate::replicate::Wire;
 
 /// How labels travel: tag 1 of the replication protocol, a gossip topic per dataset.
 pub const KIND: Kind = Kind {
     tag: 1,
     name: "labels",
-    topic_prefix: "/swarmlabel/labels/1/",
+    topic_prefix: "/swarmlabel/labels/2/",
     max_request: MAX_REQUEST_LEN,
     max_response: MAX_RESPONSE_LEN,
 };
-/// The largest sync message carried either way: the crdt layer's default limit (16 MiB), which a
-/// first sync of a full shard (about 4 MB) stays well below.
-pub const MAX_MESSAGE_LEN: usize = 16 << 20;
 /// Shards of a dataset at most (the crdt layout has at most 2^8).
 pub const MAX_SHARDS: usize = 256;
-/// Bytes of a sync request before its message.
-pub const SYNC_HEADER_LEN: usize = 1 + 32 + 2 + 1 + 4;
-/// Bytes of a request at most.
-pub const MAX_REQUEST_LEN: usize = SYNC_HEADER_LEN + MAX_MESSAGE_LEN;
-/// Bytes of a response at most.
-pub const MAX_RESPONSE_LEN: usize = 1 + 4 + MAX_MESSAGE_LEN;
-/// The flag of a sync request that starts an anti-entropy round: the responder forgets what it
-/// had in flight to the requester for this shard, so anything lost earlier is sent again.
-const FLAG_NEW_ROUND: u8 = 1;
+/// Tips in one pull at most: a shard with more annotators is pulled range by range.
+pub const MAX_TIPS: usize = 4096;
+/// Records in one response at most (about 740 KB).
+pub const MAX_RECORDS: usize = 4096;
+/// Bytes of a tip on the wire.
+const TIP_LEN: usize = 36;
+/// Bytes of a request at most (a pull with [`MAX_TIPS`] tips).
+pub const MAX_REQUEST_LEN: usize = 1 + 32 + 2 + 32 + 1 + 32 + 4 + MAX_TIPS * TIP_LEN;
+/// Bytes of a response at most (a page of [`MAX_RECORDS`] records).
+pub const MAX_RESPONSE_LEN: usize = 1 + 1 + 4 + MAX_RECORDS * SIGNED_LEN;
 
-/// A digest of one shard's automerge heads: equal digests mean equal documents.
+/// A digest of one shard's admitted chains: equal digests mean equal records.
 pub type Digest = [u8; 32];
+
+/// A range of annotator keys, `from ≤ key < to` (`to: None`: to the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    /// The first key of the range.
+    pub from: AnnotatorKey,
+    /// The first key past it, if any.
+    pub to: Option<AnnotatorKey>,
+}
+
+impl Range {
+    /// Every key.
+    pub const ALL: Range = Range {
+        from: AnnotatorKey([0; 32]),
+        to: None,
+    };
+
+    /// Whether `key` is in the range.
+    pub fn contains(&self, key: &AnnotatorKey) -> bool {
+        *key >= self.from && self.to.is_none_or(|to| *key < to)
+    }
+}
 
 /// What is asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// The heads digest of every shard of a dataset.
+    /// The digest of every shard of a dataset.
     Summary {
         /// The dataset.
         dataset: DatasetId,
     },
-    /// One step of the sync of one shard.
-    Sync {
+    /// The records of a range of chains of one shard after where the asker's end.
+    Pull {
         /// The dataset.
         dataset: DatasetId,
         /// The shard.
         shard: u16,
-        /// Whether this step starts a new anti-entropy round.
-        new_round: bool,
-        /// The requester's next sync message; empty when it has nothing to say.
-        message: Vec<u8>,
+        /// The annotator keys whose chains are asked for.
+        range: Range,
+        /// Where the asker's chains in the range end (sorted by key, `seq` ≥ 1).
+        tips: Vec<Tip>,
     },
 }
 
 /// The answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
-    /// The heads digest of every shard, in shard order.
+    /// The digest of every shard, in shard order.
     Summary(Vec<Digest>),
-    /// The responder's next sync message for the shard; empty when it has nothing to say.
-    Sync(Vec<u8>),
+    /// Records the asker lacks, in chain order; `more` when the range has more past the page.
+    Records {
+        /// The records.
+        records: Vec<SignedAnnotation>,
+        /// Whether the range has more.
+        more: bool,
+    },
 }
 
 impl Wire for Request {
-    /// Encodes a request; a message over [`MAX_MESSAGE_LEN`] is an error (the peer would refuse it).
     fn encode(&self) -> io::Result<Vec<u8>> {
-        let req = self;
-        match req {
+        let mut w = Writer::new(MAX_REQUEST_LEN, "a labels request");
+        match self {
             Request::Summary { dataset } => {
-                let mut out = Vec::with_capacity(33);
-                out.push(1);
-                out.extend_from_slice(&dataset.0);
-                Ok(out)
+                w.u8(1)?.put(&dataset.0)?;
             }
-            Request::Sync {
+            Request::Pull {
                 dataset,
                 shard,
-                new_round,
-                message,
+                range,
+                tips,
             } => {
-                if message.len() > MAX_MESSAGE_LEN {
-                    return Err(invalid("a sync message over the size limit"));
+                w.u8(3)?.put(&dataset.0)?.u16(*shard)?.put(&range.from.0)?;
+                match range.to {
+                    Some(to) => w.u8(1)?.put(&to.0)?,
+                    None => w.u8(0)?,
+                };
+                w.count(tips.len(), MAX_TIPS)?;
+                for tip in tips {
+                    w.put(&tip.annotator.0)?.u32(tip.seq)?;
                 }
-                let mut out = Vec::with_capacity(SYNC_HEADER_LEN + message.len());
-                out.push(2);
-                out.extend_from_slice(&dataset.0);
-                out.extend_from_slice(&shard.to_le_bytes());
-                out.push(if *new_round { FLAG_NEW_ROUND } else { 0 });
-                out.extend_from_slice(&(message.len() as u32).to_le_bytes());
-                out.extend_from_slice(message);
-                Ok(out)
             }
         }
+        Ok(w.into_bytes())
     }
 
-    /// Decodes a request strictly: exact lengths, known kind and flags, nothing trailing.
-    fn decode(buf: &[u8]) -> io::Result<Self> {
-        let dataset = |b: &[u8]| -> io::Result<DatasetId> {
-            let id: [u8; 32] = b
-                .get(1..33)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| invalid("a labels-sync request is cut short"))?;
-            Ok(DatasetId(id))
-        };
-        match buf.first() {
-            Some(1) if buf.len() == 33 => Ok(Request::Summary {
-                dataset: dataset(buf)?,
-            }),
-            Some(2) if buf.len() >= SYNC_HEADER_LEN => {
-                let shard = u16::from_le_bytes([buf[33], buf[34]]);
-                let flags = buf[35];
-                if flags & !FLAG_NEW_ROUND != 0 {
-                    return Err(invalid("unknown labels-sync request flags"));
+    /// Decodes a request strictly: known kind, exact lengths, sorted tips in the range.
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut r = Reader::new(bytes, "a labels request");
+        let request = match r.u8()? {
+            1 => Request::Summary {
+                dataset: DatasetId(r.array()?),
+            },
+            3 => {
+                let dataset = DatasetId(r.array()?);
+                let shard = r.u16()?;
+                let from = AnnotatorKey(r.array()?);
+                let to = match r.u8()? {
+                    0 => None,
+                    1 => Some(AnnotatorKey(r.array()?)),
+                    _ => return Err(invalid("a labels pull with an unknown range flag")),
+                };
+                let range = Range { from, to };
+                let n = r.count(MAX_TIPS, TIP_LEN)?;
+                let mut tips = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let tip = Tip {
+                        annotator: AnnotatorKey(r.array()?),
+                        seq: r.u32()?,
+                    };
+                    let sorted = tips
+                        .last()
+                        .is_none_or(|last: &Tip| last.annotator < tip.annotator);
+                    if tip.seq == 0 || !sorted || !range.contains(&tip.annotator) {
+                        return Err(invalid(
+                            "a labels pull whose tips are not sorted, unique, in its range and \
+                             from seq 1",
+                        ));
+                    }
+                    tips.push(tip);
                 }
-                let len = u32::from_le_bytes([buf[36], buf[37], buf[38], buf[39]]) as usize;
-                if len > MAX_MESSAGE_LEN || buf.len() != SYNC_HEADER_LEN + len {
-                    return Err(invalid("a labels-sync message length that does not match"));
-                }
-                Ok(Request::Sync {
-                    dataset: dataset(buf)?,
+                Request::Pull {
+                    dataset,
                     shard,
-                    new_round: flags & FLAG_NEW_ROUND != 0,
-                    message: buf[SYNC_HEADER_LEN..].to_vec(),
-                })
+                    range,
+                    tips,
+                }
             }
-            _ => Err(invalid("an unknown or malformed labels-sync request")),
-        }
+            _ => return Err(invalid("an unknown labels request")),
+        };
+        r.finish()?;
+        Ok(request)
     }
 }
 
 impl Wire for Response {
-    /// Encodes a response.
     fn encode(&self) -> io::Result<Vec<u8>> {
-        let res = self;
-        Ok(match res {
+        let mut w = Writer::new(MAX_RESPONSE_LEN, "a labels response");
+        match self {
             Response::Summary(digests) => {
                 if digests.is_empty() || digests.len() > MAX_SHARDS {
                     return Err(invalid("a summary names 1 to 256 shards"));
                 }
-                let mut out = Vec::with_capacity(3 + 32 * digests.len());
-                out.push(0);
-                out.extend_from_slice(&(digests.len() as u16).to_le_bytes());
+                w.u8(0)?.u16(digests.len() as u16)?;
                 for d in digests {
-                    out.extend_from_slice(d);
+                    w.put(d)?;
                 }
-                out
             }
-            Response::Sync(message) => {
-                if message.len() > MAX_MESSAGE_LEN {
-                    return Err(invalid("a sync message over the size limit"));
+            Response::Records { records, more } => {
+                w.u8(5)?
+                    .u8(u8::from(*more))?
+                    .count(records.len(), MAX_RECORDS)?;
+                for record in records {
+                    if record.annotation().seq == 0 {
+                        return Err(invalid("a version-1 record never travels"));
+                    }
+                    w.put(&record.to_bytes())?;
                 }
-                let mut out = Vec::with_capacity(5 + message.len());
-                out.push(1);
-                out.extend_from_slice(&(message.len() as u32).to_le_bytes());
-                out.extend_from_slice(message);
-                out
             }
-        })
+        }
+        Ok(w.into_bytes())
     }
 
-    /// Decodes a response strictly.
-    fn decode(buf: &[u8]) -> io::Result<Self> {
-        match (buf.first(), buf.len()) {
-            (Some(0), n) if n >= 3 => {
-                let count = usize::from(u16::from_le_bytes([buf[1], buf[2]]));
-                if count == 0 || count > MAX_SHARDS || n != 3 + 32 * count {
-                    return Err(invalid("a labels-sync summary of the wrong length"));
+    /// Decodes a response strictly (signatures are checked by the store).
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut r = Reader::new(bytes, "a labels response");
+        let response = match r.u8()? {
+            0 => {
+                let n = usize::from(r.u16()?);
+                if n == 0 || n > MAX_SHARDS {
+                    return Err(invalid("a labels summary names 1 to 256 shards"));
                 }
-                Ok(Response::Summary(
-                    buf[3..]
-                        .chunks_exact(32)
-                        .map(|c| {
-                            let mut d = [0u8; 32];
-                            d.copy_from_slice(c);
-                            d
-                        })
-                        .collect(),
-                ))
-            }
-            (Some(1), n) if n >= 5 => {
-                let len = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-                if len > MAX_MESSAGE_LEN || n != 5 + len {
-                    return Err(invalid("a labels-sync message length that does not match"));
+                let mut digests = Vec::with_capacity(n);
+                for _ in 0..n {
+                    digests.push(r.array()?);
                 }
-                Ok(Response::Sync(buf[5..].to_vec()))
+                Response::Summary(digests)
             }
-            _ => Err(invalid("an unknown or malformed labels-sync response")),
-        }
+            5 => {
+                let more = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(invalid("a labels page with an unknown flag")),
+                };
+                let n = r.count(MAX_RECORDS, SIGNED_LEN)?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let record = SignedAnnotation::from_wire(r.take(SIGNED_LEN)?)
+                        .map_err(|e| invalid(format!("a labels page holds a bad record: {e}")))?;
+                    records.push(record);
+                }
+                Response::Records { records, more }
+            }
+            _ => return Err(invalid("an unknown labels response")),
+        };
+        r.finish()?;
+        Ok(response)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarmlabel_crdt::{Annotation, SampleId, Signer as _, Value};
 
     fn id(b: u8) -> DatasetId {
         DatasetId([b; 32])
+    }
+
+    fn tip(b: u8, seq: u32) -> Tip {
+        Tip {
+            annotator: AnnotatorKey([b; 32]),
+            seq,
+        }
+    }
+
+    fn record(seq: u32) -> SignedAnnotation {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seq as u8; 32]);
+        let a = Annotation {
+            dataset: id(1),
+            sample: SampleId([2; 32]),
+            annotator: AnnotatorKey(key.public_key()),
+            seq,
+            time_ms: 5,
+            value: Value::Label(1),
+            suggestion: None,
+        };
+        SignedAnnotation::sign(a, &key).unwrap()
     }
 
     #[test]
     fn requests_round_trip_and_malformed_ones_are_errors() {
         let requests = [
             Request::Summary { dataset: id(1) },
-            Request::Sync {
+            Request::Pull {
                 dataset: id(2),
                 shard: 7,
-                new_round: true,
-                message: vec![1, 2, 3],
+                range: Range::ALL,
+                tips: vec![tip(1, 3), tip(2, 1)],
             },
-            Request::Sync {
+            Request::Pull {
                 dataset: id(3),
                 shard: 255,
-                new_round: false,
-                message: vec![],
+                range: Range {
+                    from: AnnotatorKey([5; 32]),
+                    to: Some(AnnotatorKey([9; 32])),
+                },
+                tips: vec![],
             },
         ];
         for r in requests {
@@ -243,27 +313,43 @@ mod tests {
             longer.push(0);
             assert!(Request::decode(&longer).is_err());
         }
-        let mut flags = Wire::encode(&Request::Sync {
-            dataset: id(2),
-            shard: 0,
-            new_round: false,
-            message: vec![],
-        })
-        .unwrap();
-        flags[35] = 2;
-        assert!(Request::decode(&flags).is_err(), "unknown flags");
-        assert!(Request::decode(&[9; 33]).is_err(), "unknown kind");
-        assert!(Request::decode(&[]).is_err());
-        let mut huge = vec![2u8; SYNC_HEADER_LEN];
-        huge[35] = 0;
-        huge[36..40].copy_from_slice(&(MAX_MESSAGE_LEN as u32 + 1).to_le_bytes());
-        assert!(Request::decode(&huge).is_err(), "announced over the limit");
-        assert!(
-            Wire::encode(&Request::Sync {
+        let bad = |tips: Vec<Tip>, range: Range| {
+            let bytes = Wire::encode(&Request::Pull {
                 dataset: id(1),
                 shard: 0,
-                new_round: false,
-                message: vec![0; MAX_MESSAGE_LEN + 1],
+                range,
+                tips,
+            })
+            .unwrap();
+            Request::decode(&bytes).is_err()
+        };
+        assert!(bad(vec![tip(2, 1), tip(1, 1)], Range::ALL), "unsorted");
+        assert!(bad(vec![tip(1, 1), tip(1, 2)], Range::ALL), "twice");
+        assert!(bad(vec![tip(1, 0)], Range::ALL), "seq 0");
+        let narrow = Range {
+            from: AnnotatorKey([2; 32]),
+            to: Some(AnnotatorKey([3; 32])),
+        };
+        assert!(bad(vec![tip(3, 1)], narrow), "outside the range");
+        assert!(Request::decode(&[9; 33]).is_err(), "unknown kind");
+        assert!(Request::decode(&[]).is_err());
+        // A count the bytes cannot back is refused before anything is allocated for it.
+        let mut huge = Wire::encode(&Request::Pull {
+            dataset: id(1),
+            shard: 0,
+            range: Range::ALL,
+            tips: vec![],
+        })
+        .unwrap();
+        let at = huge.len() - 4;
+        huge[at..].copy_from_slice(&(MAX_TIPS as u32).to_le_bytes());
+        assert!(Request::decode(&huge).is_err());
+        assert!(
+            Wire::encode(&Request::Pull {
+                dataset: id(1),
+                shard: 0,
+                range: Range::ALL,
+                tips: vec![tip(1, 1); MAX_TIPS + 1],
             })
             .is_err()
         );
@@ -273,8 +359,14 @@ mod tests {
     fn responses_round_trip_and_decode_strictly() {
         for r in [
             Response::Summary(vec![[1; 32], [2; 32]]),
-            Response::Sync(vec![5; 10]),
-            Response::Sync(vec![]),
+            Response::Records {
+                records: vec![record(1), record(2)],
+                more: true,
+            },
+            Response::Records {
+                records: vec![],
+                more: false,
+            },
         ] {
             let bytes = Wire::encode(&r).unwrap();
             assert_eq!(Response::decode(&bytes).unwrap(), r);
@@ -282,21 +374,38 @@ mod tests {
             longer.push(0);
             assert!(Response::decode(&longer).is_err(), "trailing bytes: {r:?}");
         }
-        assert_eq!(
-            Wire::encode(&Response::Sync(vec![9])).unwrap(),
-            [1, 1, 0, 0, 0, 9]
-        );
         assert!(
             Response::decode(&[0, 0, 0]).is_err(),
             "a summary of no shard"
         );
         assert!(Response::decode(&[0, 1, 0, 1]).is_err(), "a short digest");
-        assert!(
-            Response::decode(&[1, 5, 0, 0, 0, 1]).is_err(),
-            "short message"
-        );
-        assert!(Response::decode(&[7]).is_err(), "unknown status");
+        assert!(Response::decode(&[5, 2, 0, 0, 0, 0]).is_err(), "bad flag");
+        assert!(Response::decode(&[5, 0, 1, 0, 0, 0]).is_err(), "short page");
+        assert!(Response::decode(&[7]).is_err(), "unknown kind");
         assert!(Response::decode(&[]).is_err());
         assert!(Wire::encode(&Response::Summary(vec![])).is_err());
+        // A version-1 record never travels, either way.
+        let legacy = {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+            let a = Annotation {
+                seq: 0,
+                ..*record(1).annotation()
+            };
+            SignedAnnotation::sign(
+                Annotation {
+                    annotator: AnnotatorKey(key.public_key()),
+                    ..a
+                },
+                &key,
+            )
+            .unwrap()
+        };
+        assert!(
+            Wire::encode(&Response::Records {
+                records: vec![legacy],
+                more: false
+            })
+            .is_err()
+        );
     }
 }

@@ -13,7 +13,7 @@ use super::{Internal, NodeActor};
 use crate::dataset::DatasetId;
 use crate::swarm::replication::{
     Inbound, Kind, MAX_FRAME_LEN, MAX_INBOUND_PER_PEER, MAX_PENDING_VERDICTS,
-    MAX_PENDING_VERDICTS_PER_PEER, Request, Response, Verdict, status,
+    MAX_PENDING_VERDICTS_PER_PEER, MAX_QUEUED_BYTES, Request, Response, Verdict, status,
 };
 use crate::swarm::{NetError, RequestError};
 
@@ -58,6 +58,8 @@ pub(super) enum Done {
         peer: PeerId,
         channel: ResponseChannel<Response>,
         body: Vec<u8>,
+        /// The length of the request answered (what it held of the inbox's byte budget).
+        asked: usize,
     },
     Verdict {
         tag: u8,
@@ -73,6 +75,8 @@ struct Attached {
     inbox: mpsc::Sender<Inbound>,
     /// Requests being answered, per peer.
     answering: HashMap<PeerId, usize>,
+    /// Bytes of the requests being answered, from all peers.
+    queued_bytes: usize,
     /// Gossip messages awaiting a verdict, per peer, and in all.
     judging: HashMap<PeerId, usize>,
     judging_total: usize,
@@ -218,6 +222,7 @@ impl NodeActor {
                 kind,
                 inbox,
                 answering: HashMap::new(),
+                queued_bytes: 0,
                 judging: HashMap::new(),
                 judging_total: 0,
                 requests: crate::quota::Quota::new(
@@ -293,7 +298,10 @@ impl NodeActor {
         }
         let over_rate =
             attached.requests.take(peer, 1, std::time::Instant::now()) != crate::quota::Take::Taken;
-        if over_rate || attached.answering.get(&peer).copied().unwrap_or(0) >= MAX_INBOUND_PER_PEER
+        let asked = request.body.len();
+        if over_rate
+            || attached.answering.get(&peer).copied().unwrap_or(0) >= MAX_INBOUND_PER_PEER
+            || attached.queued_bytes + asked > MAX_QUEUED_BYTES
         {
             self.respond(channel, vec![status::BUSY]);
             return;
@@ -309,6 +317,7 @@ impl NodeActor {
             return;
         }
         *attached.answering.entry(peer).or_default() += 1;
+        attached.queued_bytes += asked;
         let (tag, tx) = (request.kind, self.internal_tx.clone());
         tokio::spawn(async move {
             let body = answer.await.unwrap_or_else(|_| vec![status::BUSY]);
@@ -317,6 +326,7 @@ impl NodeActor {
                 peer,
                 channel,
                 body,
+                asked,
             };
             let _ = tx.send(Internal::Replication(done)).await;
         });
@@ -386,9 +396,11 @@ impl NodeActor {
                 peer,
                 channel,
                 body,
+                asked,
             } => {
                 if let Some(attached) = self.replication.kinds.get_mut(&tag) {
                     decrement(&mut attached.answering, &peer);
+                    attached.queued_bytes = attached.queued_bytes.saturating_sub(asked);
                 }
                 self.respond(channel, body);
             }

@@ -119,6 +119,7 @@ mod tests {
             dataset,
             sample: SampleId(sample.0),
             annotator: AnnotatorKey(key.verifying_key().to_bytes()),
+            seq: 1,
             time_ms: 1,
             value,
             suggestion: None,
