@@ -337,3 +337,136 @@ fn a_batch_from_peers_costs_one_fsync_whatever_it_touches() {
     let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
     assert_eq!(samples(&mut store).len(), 64);
 }
+
+/// A home written before author chains: its record log holds version-1 records ("SLr1" entries
+/// of 177 bytes) and its shard files documents of batched changes. The first open moves them to
+/// `v1/`, signs this node's own labels again into its chains (same answers and times, each slot
+/// once), and keeps others' readable; nothing is lost, and a second open does nothing more.
+#[test]
+fn a_home_from_before_chains_keeps_every_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, me) = Home::init(&dir.path().join("home"), false).unwrap();
+    let other = Identity::from_secret_bytes([9; 32]);
+    let dataset = LabelStore::crdt_dataset(&DatasetId([3; 32]), 3, 10);
+    let v1 = |id: &Identity, sample: u8, time_ms: u64, value: u16| {
+        let a = Annotation {
+            dataset: dataset.id,
+            sample: SampleId([sample; 32]),
+            annotator: AnnotatorKey(id.public_key().0),
+            seq: 0,
+            time_ms,
+            value: Value::Label(value),
+            suggestion: None,
+        };
+        SignedAnnotation::sign(a, id.signing_key()).unwrap()
+    };
+    // My label of 1, of 2 then changed, and another annotator's of 3.
+    let old = [
+        v1(&me, 1, 100, 0),
+        v1(&me, 2, 100, 1),
+        v1(&me, 2, 200, 2),
+        v1(&other, 3, 150, 1),
+    ];
+    let folder = labels_dir(&home, &dataset);
+    fs::create_dir_all(&folder).unwrap();
+    let mut log = Vec::new();
+    for r in &old {
+        let bytes = r.to_bytes();
+        assert_eq!(bytes.len(), 177);
+        log.extend_from_slice(b"SLr1");
+        log.extend_from_slice(&blake3::hash(&bytes).as_bytes()[..8]);
+        log.extend_from_slice(&bytes);
+    }
+    fs::write(folder.join("records.log"), &log).unwrap();
+    fs::write(
+        folder.join("0000.am"),
+        b"an automerge document of batched changes",
+    )
+    .unwrap();
+
+    let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
+    assert_eq!(recovery.migrated, 2, "my two slots");
+    assert!(recovery.damaged.is_empty(), "{:?}", recovery.damaged);
+    let read = store.read();
+    let seen: Vec<(u8, u32, u64, Value)> = read
+        .annotations
+        .iter()
+        .map(|s| {
+            let a = s.annotation();
+            (a.sample.0[0], a.seq, a.time_ms, a.value)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1, 1, 100, Value::Label(0)),
+            (2, 2, 200, Value::Label(2)),
+            (3, 0, 150, Value::Label(1)),
+        ],
+        "mine in my chain with their old answers and times, the other's as it was"
+    );
+    assert!(read.annotations.iter().all(SignedAnnotation::verify));
+    // The old files kept as they were, beside the new ones.
+    assert_eq!(fs::read(folder.join("v1/records.log")).unwrap(), log);
+    assert!(folder.join("v1/0000.am").exists());
+    drop(store);
+    let (mut store, again) = LabelStore::open(&home, dataset).unwrap();
+    assert_eq!(again.migrated, 0);
+    assert_eq!(store.read(), read);
+    // The other annotator's chain record of the same slot, once it arrives, takes the place of
+    // its version-1 label.
+    let chained = {
+        let a = Annotation {
+            seq: 1,
+            time_ms: 300,
+            ..*v1(&other, 3, 300, 2).annotation()
+        };
+        SignedAnnotation::sign(a, other.signing_key()).unwrap()
+    };
+    store.record(&chained).unwrap();
+    let now = store.read();
+    assert_eq!(now.annotations.len(), 3);
+    assert!(now.annotations.contains(&chained));
+}
+
+/// Audit 2026-12-04, N4c: records of banned keys stayed stored (and served) for good, since they
+/// shared changes with everyone's. Each annotator's records now form a chain of their own, so
+/// when the owner bans a key its records leave the record log and the shard files, and nobody
+/// else's record moves.
+#[test]
+fn a_banned_keys_records_leave_the_disk_and_nobody_elses_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, me) = Home::init(&dir.path().join("home"), false).unwrap();
+    let spammer = Identity::from_secret_bytes([8; 32]);
+    let dataset = LabelStore::crdt_dataset(&DatasetId([2; 32]), 3, 10);
+    let (mut store, _) = LabelStore::open(&home, dataset).unwrap();
+    for sample in 0..5 {
+        record(&mut store, &me, sample, 1).unwrap();
+    }
+    for sample in 0..50 {
+        record(&mut store, &spammer, sample, 0).unwrap();
+    }
+    let log = labels_dir(&home, &dataset).join("records.log");
+    assert_eq!(fs::metadata(&log).unwrap().len(), 55 * LOG_ENTRY_BYTES);
+    let mine = store.read().annotations.len();
+    assert_eq!(mine, 55);
+    let mut policy = swarmlabel_crdt::policy::Policy::open(dataset.id);
+    policy
+        .banned
+        .insert(AnnotatorKey(spammer.public_key().0), "spam".into());
+    store.replica_mut().set_policy(Some(Arc::new(policy)));
+    assert_eq!(store.drop_not_admitted().unwrap(), 50);
+    assert_eq!(fs::metadata(&log).unwrap().len(), 5 * LOG_ENTRY_BYTES);
+    assert_eq!(samples(&mut store), [0, 1, 2, 3, 4]);
+    drop(store);
+    // Gone for good, policy or not, and the files left behind load whole.
+    let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();
+    assert!(recovery.damaged.is_empty(), "{:?}", recovery.damaged);
+    let read = store.read();
+    assert_eq!(read.annotations.len(), 5);
+    assert!(
+        read.annotations
+            .iter()
+            .all(|a| a.annotation().annotator == AnnotatorKey(me.public_key().0))
+    );
+}
