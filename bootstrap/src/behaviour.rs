@@ -11,7 +11,7 @@ pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
-    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) kad: kad::Behaviour<swarmlabel_net::swarm::provider_store::ProviderStore>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) relay: relay::Behaviour,
     pub(crate) autonat: autonat::Behaviour,

@@ -32,6 +32,55 @@ pub(crate) enum Outcome {
     Failed,
 }
 
+/// `swarmlabel page [--open]`: prints the running node's page address (with this run's token)
+/// and opens it in the desktop's browser. The token never goes on a command line (where other
+/// users see it in the process list): the browser is given a file of the home, readable by this
+/// user only, that forwards to the page.
+fn page(home_path: &std::path::Path, open_it: bool) -> anyhow::Result<Outcome> {
+    let home = open(home_path)?;
+    let client = client::Client::connect(&home)?;
+    // The node answers: the page is there.
+    let _: serde_json::Value = client.get("/api/v1/status")?;
+    out!("{}", client.page());
+    if !open_it {
+        return Ok(Outcome::Ok);
+    }
+    let forward = home.root().join("page.html");
+    let html = format!(
+        "<!doctype html><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0; url={0}\">\
+         <title>swarmlabel</title><a href=\"{0}\">Open the labeling page</a>\n",
+        client.page()
+    );
+    write_private(&forward, html.as_bytes())
+        .with_context(|| format!("cannot write {}", forward.display()))?;
+    let opened = std::process::Command::new("xdg-open")
+        .arg(&forward)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !opened.is_ok_and(|s| s.success()) {
+        anyhow::bail!(
+            "cannot open a browser (xdg-open failed or is missing); open the address above yourself"
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Writes `bytes` to `path`, readable and writable by this user only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode when opened: set it.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(bytes)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
@@ -145,25 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             demo::run(args)?;
             Ok(Outcome::Ok)
         }
-        Command::Page { open: open_it } => {
-            let client = client::Client::connect(&open(&home_path)?)?;
-            // The node answers: the page is there.
-            let _: serde_json::Value = client.get("/api/v1/status")?;
-            out!("{}", client.page());
-            if open_it {
-                let opened = std::process::Command::new("xdg-open")
-                    .arg(client.page())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
-                if !opened.is_ok_and(|s| s.success()) {
-                    anyhow::bail!(
-                        "cannot open a browser (xdg-open failed or is missing); open the address above yourself"
-                    );
-                }
-            }
-            Ok(Outcome::Ok)
-        }
+        Command::Page { open: open_it } => page(&home_path, open_it),
         Command::Status { json } => {
             let client = client::Client::connect(&open(&home_path)?)?;
             let mut status: serde_json::Value = client.get("/api/v1/status")?;

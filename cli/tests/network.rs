@@ -270,6 +270,46 @@ fn a_node_joins_a_dataset_by_id_alone_and_ends_with_a_verified_copy() {
         String::from_utf8_lossy(&after.stderr)
     );
 
+    // Audit 2026-12-04, N11: two bans sent at once each read the policy in force and signed the
+    // next version of it, so one replaced the other silently. Both hold now, on the other node
+    // too; and the owner cannot ban its own key.
+    let (first, second) = ("11".repeat(32), "22".repeat(32));
+    std::thread::scope(|s| {
+        for key in [&first, &second] {
+            let (owner, id) = (&owner, &id);
+            s.spawn(move || ok(owner, &["-q", "dataset", "ban", id, key]));
+        }
+    });
+    let banned = |home: &std::path::Path| -> Vec<String> {
+        let view: serde_json::Value =
+            serde_json::from_str(&ok(home, &["dataset", "policy", &id, "--json"])).unwrap();
+        let mut keys: Vec<String> = view["banned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["key"].as_str().unwrap().to_owned())
+            .collect();
+        keys.sort();
+        keys
+    };
+    let mut all = vec![labeler_key.clone(), first, second];
+    all.sort();
+    wait_until("both bans on both nodes", || {
+        banned(&owner) == all && banned(&labeler) == all
+    });
+    let owner_key = serde_json::from_str::<serde_json::Value>(&ok(&owner, &["id", "--json"]))
+        .unwrap()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = process::cli(&owner, &["dataset", "ban", &id, &owner_key]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("own key cannot be banned"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     drop(labeler_node);
     drop(owner_node);
     drop(boot);

@@ -301,6 +301,28 @@ impl Home {
         }
     }
 
+    /// Takes the home's run lock without waiting: one running node per home (two would append to
+    /// the same record logs, each cutting back to its own idea of their length on a failed
+    /// write, and compact over each other). Held for as long as the node runs.
+    pub fn try_lock_run(&self) -> Result<HomeLock, HomeError> {
+        let path = self.root.join("run.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(HomeLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(HomeError::Busy {
+                path: self.root.clone(),
+                what: "another `swarmlabel run` (or the demo) runs on this home; stop it first, or give \
+                       each node its own --home",
+            }),
+            Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+        }
+    }
+
     fn lock_file(&self) -> Result<File, HomeError> {
         let path = self.root.join("lock");
         File::options()
@@ -342,6 +364,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Home::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("run `swarmlabel init` first"), "{err}");
+    }
+
+    #[test]
+    fn a_second_run_on_one_home_is_refused_while_the_first_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, _) = Home::init(&dir.path().join("h"), false).unwrap();
+        let first = home.try_lock_run().unwrap();
+        let err = home.try_lock_run().unwrap_err();
+        assert!(
+            err.to_string().contains("another `swarmlabel run`"),
+            "{err}"
+        );
+        drop(first);
+        home.try_lock_run().unwrap();
     }
 
     #[test]

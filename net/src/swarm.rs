@@ -14,6 +14,7 @@ pub mod codec;
 pub mod fetch;
 pub mod metrics;
 mod provider_records;
+pub mod provider_store;
 pub mod replication;
 pub mod schedule;
 

@@ -6,7 +6,8 @@
 //! fragment, and a `Host` header naming the loopback address (no DNS rebinding); a request from
 //! another web origin is refused. Every change also carries an `X-Request-Id` that is accepted
 //! once. `/metrics`, `/healthz` and the page's static files need no token: they are read-only,
-//! hold no secret and are loopback-only. `docs/api.md` documents every request and error.
+//! hold no secret and are loopback-only; `/metrics` and `/healthz` still check the `Host` header
+//! (a rebinding page must not read dataset ids and activity through a visitor's browser). `docs/api.md` documents every request and error.
 //!
 //! [`Daemon::start`] starts a whole node (network, labels service, API) from a home and
 //! [`Options`]; several can run in one process.
@@ -207,6 +208,9 @@ struct AppState {
     queue: Arc<dyn queue::Source>,
     /// The last consensus of each dataset, by method (Dawid–Skene runs again only on change).
     consensus: Arc<Mutex<HashMap<DatasetId, crate::consensus::Memo>>>,
+    /// Held while a policy change reads, edits and signs the policy in force: two changes at
+    /// once would both build on the same version, and one would silently replace the other.
+    policy_edits: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A running daemon.
@@ -223,7 +227,10 @@ pub struct Daemon {
     learners: Option<learning::Learners>,
     /// The home's lock, shared for as long as the node runs: `gc` (which takes it alone) cannot
     /// delete the blobs of a join in progress or the weights of a model meanwhile.
-    _lock: swarmlabel_net::home::HomeLock,
+    _lock: (
+        swarmlabel_net::home::HomeLock,
+        swarmlabel_net::home::HomeLock,
+    ),
 }
 
 impl Daemon {
@@ -234,9 +241,12 @@ impl Daemon {
             return Err(DaemonError::NotLoopback(options.api));
         }
         let lock_home = home.clone();
-        let lock = tokio::task::spawn_blocking(move || lock_home.lock_shared())
-            .await
-            .map_err(|e| swarm::NetError::Build(e.to_string()))??;
+        let lock = tokio::task::spawn_blocking(move || {
+            let run = lock_home.try_lock_run()?;
+            lock_home.lock_shared().map(|shared| (run, shared))
+        })
+        .await
+        .map_err(|e| swarm::NetError::Build(e.to_string()))??;
         let catalog = swarmlabel_net::Catalog::of(&home);
         let (listed, damaged) = tokio::task::spawn_blocking(move || catalog.list_checked())
             .await
@@ -340,6 +350,7 @@ impl Daemon {
             policies: policies.clone(),
             joiner: joiner.clone(),
             consensus: Arc::default(),
+            policy_edits: Arc::default(),
             queue: match (&options.queue, &learners) {
                 (Some(queue), _) => queue.clone(),
                 (None, Some(learners)) => Arc::new(learners.clone()),
@@ -582,19 +593,34 @@ async fn fetch_now(
     .await
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    (
+/// The Host check of the token-free routes: a web page that rebinds its own name to 127.0.0.1
+/// must not read the node's metrics (dataset ids, activity) through the visitor's browser.
+fn loopback_host(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let host = headers.get("host").and_then(|h| h.to_str().ok());
+    s.gate.check_origin(host, None)
+}
+
+async fn metrics(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    loopback_host(&s, &headers)?;
+    Ok((
         [("content-type", swarmlabel_net::swarm::metrics::CONTENT_TYPE)],
         s.node.encode_metrics(),
-    )
+    ))
 }
 
 /// `GET /healthz`: `ok` while the node's actor answers (a load balancer's or systemd watchdog's
 /// liveness check); 503 with the reason once it does not.
-async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+async fn healthz(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    loopback_host(&s, &headers)?;
     let text = [("content-type", "text/plain; charset=utf-8")];
-    match s.node.listen_addrs().await {
+    Ok(match s.node.listen_addrs().await {
         Ok(_) => (StatusCode::OK, text, "ok\n".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, text, format!("{e}\n")),
-    }
+    })
 }

@@ -44,6 +44,9 @@ pub enum PolicyError {
     /// The policy is over its bounds.
     #[error(transparent)]
     Invalid(#[from] swarmlabel_crdt::policy::PolicyError),
+    /// The owner asked to ban its own key (its labels, gold and consensus would stop counting).
+    #[error("the owner's own key cannot be banned; give the keys of others")]
+    SelfBan,
     /// The policy file could not be read.
     #[error("cannot read the policy file: {0}")]
     Io(String),
@@ -93,6 +96,9 @@ pub fn edit(
     };
     match change {
         Change::Ban(keys, reason) => {
+            if keys.contains(&swarmlabel_crdt::AnnotatorKey(owner.public_key().0)) {
+                return Err(PolicyError::SelfBan);
+            }
             for key in keys {
                 next.banned.insert(key, reason.clone());
             }

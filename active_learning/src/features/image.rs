@@ -3,6 +3,11 @@
 
 use image::imageops::FilterType;
 
+/// The largest side of an image decoded for features, in pixels.
+const MAX_SIDE: u32 = 16_384;
+/// The most memory decoding one image may take (a 64-megapixel RGBA image).
+const MAX_DECODE_BYTES: u64 = 256 << 20;
+
 use super::{Extractor, FeatureError};
 
 /// Colour channels kept from an image.
@@ -71,10 +76,21 @@ impl Extractor for ImageFeatures {
     }
 
     fn extract(&self, id: &str, bytes: &[u8]) -> Result<Vec<f32>, FeatureError> {
-        let img = image::load_from_memory(bytes).map_err(|e| FeatureError::Undecodable {
+        let undecodable = |e: &dyn std::fmt::Display| FeatureError::Undecodable {
             id: id.to_owned(),
             reason: e.to_string(),
-        })?;
+        };
+        // A dataset's images come from its owner, who may be hostile: decoding is bounded (a
+        // 64-megapixel photo fits; a decompression bomb is refused before it is decoded).
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| undecodable(&e))?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_SIDE);
+        limits.max_image_height = Some(MAX_SIDE);
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        reader.limits(limits);
+        let img = reader.decode().map_err(|e| undecodable(&e))?;
         let img = if img.width() == self.width && img.height() == self.height {
             img
         } else {

@@ -285,6 +285,25 @@ impl Root {
         if labels.is_empty() || labels.iter().any(String::is_empty) {
             return Err(DecodeError::Bounds("label set"));
         }
+        // What import refuses, a peer's root may not hold either: terminal control sequences in
+        // what `dataset search` prints, two labels of one name.
+        let distinct: std::collections::HashSet<&String> = labels.iter().collect();
+        if distinct.len() != labels.len() {
+            return Err(DecodeError::Bounds("label set (a label named twice)"));
+        }
+        let line = |s: &str| !s.chars().any(char::is_control);
+        let text = |s: &str| !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+        if !line(&name) || !labels.iter().all(|l| line(l)) {
+            return Err(DecodeError::Bounds("name or label (control characters)"));
+        }
+        if !text(&description) || !text(&instructions) {
+            return Err(DecodeError::Bounds("description (control characters)"));
+        }
+        if let Task::TabularClassification { features } = &task
+            && !features.iter().all(|f| line(f))
+        {
+            return Err(DecodeError::Bounds("feature name (control characters)"));
+        }
         let redundancy = r.u32()?;
         if !(1..=MAX_REDUNDANCY).contains(&redundancy) {
             return Err(DecodeError::Bounds("redundancy"));

@@ -527,7 +527,7 @@ impl NodeActor {
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         if message.topic == self.catalog.topic().hash() {
-            let acceptance = self.catalog.on_announcement(&message);
+            let acceptance = self.catalog.on_announcement(source, &message);
             if acceptance == gossipsub::MessageAcceptance::Reject {
                 tracing::debug!(peer = %source, "rejected an invalid announcement");
             }

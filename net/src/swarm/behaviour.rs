@@ -71,18 +71,11 @@ pub fn connection_limits(limits: &Limits) -> connection_limits::Behaviour {
     )
 }
 
-/// Kademlia under [`KAD_PROTOCOL`], with room for many provided datasets.
-pub fn kad(key: &Keypair) -> kad::Behaviour<kad::store::MemoryStore> {
+/// Kademlia under [`KAD_PROTOCOL`], its provider records in a store bounded for strangers
+/// ([`super::provider_store`]).
+pub fn kad(key: &Keypair) -> kad::Behaviour<super::provider_store::ProviderStore> {
     let peer = key.public().to_peer_id();
-    let store = kad::store::MemoryStore::with_config(
-        peer,
-        kad::store::MemoryStoreConfig {
-            max_records: 1_024,
-            max_value_bytes: 65 * 1024,
-            max_providers_per_key: 64,
-            max_provided_keys: 100_000,
-        },
-    );
+    let store = super::provider_store::ProviderStore::new(peer);
     let mut config = kad::Config::new(KAD_PROTOCOL);
     config.set_query_timeout(Duration::from_secs(30));
     kad::Behaviour::with_config(peer, store, config)
@@ -187,7 +180,7 @@ pub struct Behaviour {
     /// Ping: liveness.
     pub ping: ping::Behaviour,
     /// Kademlia: dataset providers.
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: kad::Behaviour<super::provider_store::ProviderStore>,
     /// Gossipsub: dataset announcements, labels and model announcements.
     pub gossipsub: gossipsub::Behaviour,
     /// The blob protocol.

@@ -4,7 +4,9 @@
 //!
 //! `DIR/LABEL/FILE` for every sample with a consensus label (samples without one are left out),
 //! FILE the original file name when the home knows it (else `SAMPLE_ID.png` / `.jpg`), made unique
-//! within its folder by prefixing the first 8 characters of the sample id. `metadata.jsonl`: one
+//! within its folder by prefixing the first 8 characters of the sample id, then more. Names are
+//! unique ignoring case (a case-insensitive file system would merge them), and a label folder
+//! never takes the name `metadata.jsonl`. `metadata.jsonl`: one
 //! object per image, `file_name` (`LABEL/FILE`), `label`, `confidence`, `votes`, `sample_id`, and
 //! `original_file` when known. Everything is written into a temporary folder beside DIR that is
 //! renamed to DIR at the end, so DIR is whole or absent; an existing DIR is never written into.
@@ -53,6 +55,56 @@ fn safe_name(text: &str) -> String {
     }
 }
 
+/// A folder per label: each label its own, unique ignoring case, never `metadata.jsonl`.
+#[derive(Default)]
+struct Folders {
+    by_label: HashMap<String, String>,
+    used: HashSet<String>,
+}
+
+impl Folders {
+    fn of(&mut self, label: &str) -> String {
+        if let Some(folder) = self.by_label.get(label) {
+            return folder.clone();
+        }
+        let base = safe_name(label);
+        let mut folder = base.clone();
+        let mut n = 1;
+        while self.used.contains(&folder.to_lowercase())
+            || folder.eq_ignore_ascii_case("metadata.jsonl")
+        {
+            n += 1;
+            folder = format!("{base}-{n}");
+        }
+        self.used.insert(folder.to_lowercase());
+        self.by_label.insert(label.to_owned(), folder.clone());
+        folder
+    }
+}
+
+/// `folder/file`, or with more of `sample`'s id before `file` until no path in `taken` (which
+/// holds lowercased paths) is the same ignoring case.
+fn unique_path(taken: &HashSet<String>, folder: &str, file: &str, sample: &str) -> PathBuf {
+    let free = |p: &PathBuf| !taken.contains(&p.to_string_lossy().to_lowercase());
+    let plain = PathBuf::from(folder).join(file);
+    if free(&plain) {
+        return plain;
+    }
+    for len in [8, 16, 32, sample.len()] {
+        let prefix = sample.get(..len).unwrap_or(sample);
+        let candidate = PathBuf::from(folder).join(format!("{prefix}-{file}"));
+        if free(&candidate) {
+            return candidate;
+        }
+    }
+    // Sample ids are unique: with the whole id, a path is taken only by an original file named
+    // after another sample's id and this file; count up past it.
+    (2..)
+        .map(|n| PathBuf::from(folder).join(format!("{sample}-{n}-{file}")))
+        .find(free)
+        .unwrap_or_else(|| PathBuf::from(folder).join(file))
+}
+
 /// Writes the export of `rows` into `out` (see the module doc); `kinds` gives each sample's
 /// image kind, `names` the original file names known, `read` a sample's bytes. Returns the number
 /// of images written.
@@ -80,7 +132,9 @@ pub fn write(
         .prefix(".swarmlabel-export-")
         .tempdir_in(parent)?;
     let mut written = 0;
-    let mut taken: HashSet<PathBuf> = HashSet::new();
+    // Paths written, lowercased: unique on case-insensitive file systems too.
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut folders = Folders::default();
     let mut metadata =
         io::BufWriter::new(std::fs::File::create(temp.path().join("metadata.jsonl"))?);
     for row in rows {
@@ -99,12 +153,8 @@ pub fn write(
             .and_then(|o| o.rsplit('/').next())
             .map(safe_name)
             .unwrap_or_else(|| format!("{}.{ext}", row.sample));
-        let folder = safe_name(label);
-        let mut relative = PathBuf::from(&folder).join(&file);
-        if taken.contains(&relative) {
-            let prefix = row.sample.get(..8).unwrap_or(&row.sample);
-            relative = PathBuf::from(&folder).join(format!("{prefix}-{file}"));
-        }
+        let folder = folders.of(label);
+        let relative = unique_path(&taken, &folder, &file, &row.sample);
         std::fs::create_dir_all(temp.path().join(&folder))?;
         std::fs::write(temp.path().join(&relative), read(&row.sample)?)?;
         let line = Metadata {
@@ -120,7 +170,7 @@ pub fn write(
         };
         serde_json::to_writer(&mut metadata, &line)?;
         metadata.write_all(b"\n")?;
-        taken.insert(relative);
+        taken.insert(relative.to_string_lossy().to_lowercase());
         written += 1;
     }
     metadata.flush()?;
@@ -207,5 +257,80 @@ mod tests {
         assert!(!other.exists());
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "only the first export is there");
+    }
+
+    /// Audit 2026-12-04, N15: a prefixed name could collide again and overwrite silently, two
+    /// labels differing in case shared a folder on a case-insensitive file system, and a label
+    /// named `metadata.jsonl` aborted the export.
+    #[test]
+    fn names_that_would_collide_get_their_own_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("export");
+        let ids = [
+            "abcdefgh11",
+            "abcdefgh22",
+            "abcdefgh33",
+            "zzzzzzzz44",
+            "yyyyyyyy55",
+        ];
+        let rows = vec![
+            row(ids[0], Some("Cat")),
+            row(ids[1], Some("Cat")),
+            row(ids[2], Some("Cat")),
+            row(ids[3], Some("cat")),
+            row(ids[4], Some("metadata.jsonl")),
+        ];
+        let kinds: HashMap<String, ImageKind> = ids
+            .iter()
+            .map(|s| ((*s).to_owned(), ImageKind::Png))
+            .collect();
+        // The third file is named as the second one's prefixed name would be.
+        let names: HashMap<String, String> = [
+            (ids[0].to_owned(), "1.PNG".to_owned()),
+            (ids[1].to_owned(), "1.png".to_owned()),
+            (ids[2].to_owned(), "abcdefgh-1.png".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let n = write(&out, &rows, &kinds, &names, |s| Ok(s.as_bytes().to_vec())).unwrap();
+        assert_eq!(n, 5);
+        let mut files = Vec::new();
+        for entry in walk(&out) {
+            files.push(
+                entry
+                    .strip_prefix(&out)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        files.sort();
+        let lower: HashSet<String> = files.iter().map(|f| f.to_lowercase()).collect();
+        assert_eq!(
+            lower.len(),
+            files.len(),
+            "two paths differ only in case: {files:?}"
+        );
+        assert_eq!(files.len(), 6, "five images and the metadata: {files:?}");
+        // Every image holds its own sample's bytes, under its label's folder.
+        let metadata = std::fs::read_to_string(out.join("metadata.jsonl")).unwrap();
+        for line in metadata.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let bytes = std::fs::read(out.join(v["file_name"].as_str().unwrap())).unwrap();
+            assert_eq!(bytes, v["sample_id"].as_str().unwrap().as_bytes());
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
     }
 }

@@ -105,7 +105,7 @@ fn policy_error(e: PolicyError) -> ApiError {
         PolicyError::NotOwner => StatusCode::FORBIDDEN,
         PolicyError::NotOpen(_) => StatusCode::NOT_FOUND,
         PolicyError::NotNewer => StatusCode::CONFLICT,
-        PolicyError::Invalid(_) => StatusCode::BAD_REQUEST,
+        PolicyError::Invalid(_) | PolicyError::SelfBan => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     bad(status, e.to_string())
@@ -131,8 +131,11 @@ async fn change(
     s.change(&headers, async {
         let id = parse_id(&id)?;
         let body: ChangeBody = parse_json(&body)?;
-        let listed = swarmlabel_net::Catalog::of(s.node.home())
-            .get(&id)
+        // The catalog reads files: off the runtime's threads.
+        let catalog = swarmlabel_net::Catalog::of(s.node.home());
+        let listed = tokio::task::spawn_blocking(move || catalog.get(&id))
+            .await
+            .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(|_| {
                 bad(
                     StatusCode::NOT_FOUND,
@@ -158,6 +161,8 @@ async fn change(
                 ));
             }
         };
+        // One change at a time, from reading the policy in force to setting the next.
+        let _edit = s.policy_edits.lock().await;
         let current = s.policies.get(id).await.map_err(policy_error)?;
         let signed = edit(
             id,

@@ -70,11 +70,14 @@ impl Policies {
         }
     }
 
-    fn version(&self, dataset: &DatasetId) -> u64 {
+    /// The version and the BLAKE3 of the signed policy held (0 and zeros: none).
+    fn held_policy(&self, dataset: &DatasetId) -> (u64, [u8; 32]) {
         self.held
             .get(dataset)
             .and_then(|h| h.current.as_ref())
-            .map_or(0, |p| p.policy().version)
+            .map_or((0, [0; 32]), |p| {
+                (p.policy().version, *blake3::hash(&p.to_bytes()).as_bytes())
+            })
     }
 
     /// Takes `bytes` as the policy of `dataset` if it is the owner's and newer.
@@ -174,8 +177,15 @@ impl Replicated for Policies {
         _cx: &mut Context<Self>,
     ) -> Option<(DatasetId, Request)> {
         self.held.contains_key(&dataset).then(|| {
-            let version = self.version(&dataset);
-            (dataset, Request { dataset, version })
+            let (version, held) = self.held_policy(&dataset);
+            (
+                dataset,
+                Request {
+                    dataset,
+                    version,
+                    held,
+                },
+            )
         })
     }
 
@@ -210,7 +220,13 @@ impl Replicated for Policies {
             return Reply::Unknown;
         };
         match &held.current {
-            Some(p) if p.policy().version > request.version => {
+            // Newer, or the same version signed otherwise (the owner signed two): the requester
+            // keeps the greater of the two, as every node does, so they converge.
+            Some(p)
+                if p.policy().version > request.version
+                    || (p.policy().version == request.version
+                        && *blake3::hash(&p.to_bytes()).as_bytes() != request.held) =>
+            {
                 Reply::Ok(Response::Newer(p.to_bytes()))
             }
             _ => Reply::Ok(Response::Same),

@@ -1,9 +1,12 @@
 //! The policy's messages on the replication protocol (kind tag 3, gossip topics
-//! `/swarmlabel/policy/1/<dataset>`). A requester sends the version it holds; the responder
-//! answers with its signed policy when it holds a newer one, with nothing otherwise.
+//! `/swarmlabel/policy/1/<dataset>`). A requester sends the version it holds and a digest of its
+//! signed bytes; the responder answers with its signed policy when it holds a newer version, or
+//! the same version with other bytes (the requester keeps the greater `(version, bytes)`, so two
+//! policies signed for one version converge instead of staying apart), with nothing otherwise.
 //!
 //! ```text
-//! request  get:     0x01 ‖ dataset id (32) ‖ version held u64                 = 41 bytes
+//! request  get:     0x02 ‖ dataset id (32) ‖ version held u64 ‖ BLAKE3 of the signed policy held
+//!                   (32; zeros when none)                                      = 73 bytes
 //! response same:    0x00                                       (nothing newer here)
 //! response newer:   0x01 ‖ length u32 ‖ signed policy (length)
 //! response unknown, refused, busy: 0x02, 0x03, 0x04 (the statuses every kind shares)
@@ -27,15 +30,17 @@ pub const KIND: Kind = Kind {
     max_response: 5 + MAX_SIGNED_LEN,
 };
 /// Bytes of a request.
-pub const REQUEST_LEN: usize = 41;
+pub const REQUEST_LEN: usize = 73;
 
-/// What is asked: a newer policy than `version`.
+/// What is asked: a policy other than the one held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// The dataset.
     pub dataset: DatasetId,
     /// The version the requester holds (0: none).
     pub version: u64,
+    /// BLAKE3 of the signed policy the requester holds (zeros: none).
+    pub held: [u8; 32],
 }
 
 /// The answer.
@@ -49,25 +54,26 @@ pub enum Response {
 
 impl Wire for Request {
     fn encode(&self) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(REQUEST_LEN);
-        out.push(1);
-        out.extend_from_slice(&self.dataset.0);
-        out.extend_from_slice(&self.version.to_le_bytes());
-        Ok(out)
+        let mut w = swarmlabel_ids::wire::Writer::new(REQUEST_LEN, "a policy request");
+        w.u8(2)?
+            .put(&self.dataset.0)?
+            .u64(self.version)?
+            .put(&self.held)?;
+        Ok(w.into_bytes())
     }
 
     fn decode(bytes: &[u8]) -> io::Result<Self> {
-        if bytes.len() != REQUEST_LEN || bytes[0] != 1 {
-            return Err(invalid("a policy request is 0x01 and 40 bytes"));
+        let mut r = swarmlabel_ids::wire::Reader::new(bytes, "a policy request");
+        if r.u8()? != 2 {
+            return Err(invalid("an unknown policy request"));
         }
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&bytes[1..33]);
-        let mut version = [0u8; 8];
-        version.copy_from_slice(&bytes[33..41]);
-        Ok(Request {
-            dataset: DatasetId(id),
-            version: u64::from_le_bytes(version),
-        })
+        let request = Request {
+            dataset: DatasetId(r.array()?),
+            version: r.u64()?,
+            held: r.array()?,
+        };
+        r.finish()?;
+        Ok(request)
     }
 }
 
@@ -113,9 +119,13 @@ mod tests {
         let req = Request {
             dataset: DatasetId([3; 32]),
             version: 7,
+            held: [5; 32],
         };
-        assert_eq!(Request::decode(&req.encode().unwrap()).unwrap(), req);
-        assert!(Request::decode(&[1; 40]).is_err());
+        let bytes = req.encode().unwrap();
+        assert_eq!(bytes.len(), REQUEST_LEN);
+        assert_eq!(Request::decode(&bytes).unwrap(), req);
+        assert!(Request::decode(&bytes[..72]).is_err());
+        assert!(Request::decode(&[1; 73]).is_err(), "an unknown kind");
         for r in [Response::Same, Response::Newer(vec![9; 100])] {
             assert_eq!(Response::decode(&r.encode().unwrap()).unwrap(), r);
         }

@@ -85,9 +85,10 @@ pub(super) fn feed(
         return outcome;
     }
     for (i, f) in features.iter().enumerate() {
-        if f.is_empty() || features[..i].contains(f) {
+        if f.is_empty() || features[..i].contains(f) || f.chars().any(char::is_control) {
             feed.send(Err(malformed(format!(
-                "column name '{f}' is empty or repeated; give every column a unique name"
+                "column name {f:?} is empty, repeated or holds control characters; give every \
+                 column a unique printable name"
             ))));
             return outcome;
         }

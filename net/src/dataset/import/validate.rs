@@ -45,10 +45,19 @@ pub fn validate_labels(labels: &[String]) -> Result<Vec<String>, ImportError> {
 
 pub(super) fn validate_metadata(opts: &Options) -> Result<(), ImportError> {
     let name = opts.name.trim();
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
         return Err(ImportError::Metadata(format!(
-            "the dataset name must be 1 to {MAX_NAME_BYTES} bytes; give one with --name"
+            "the dataset name must be 1 to {MAX_NAME_BYTES} bytes of printable text; give one \
+             with --name"
         )));
+    }
+    let text = |s: &str| s.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+    if text(&opts.description) || text(&opts.instructions) {
+        return Err(ImportError::Metadata(
+            "the description or the instructions hold control characters (other than line \
+             breaks and tabs); remove them"
+                .into(),
+        ));
     }
     if opts.description.len() > MAX_DESCRIPTION_BYTES {
         return Err(ImportError::Metadata(format!(

@@ -5,8 +5,15 @@
 //! goes is the least recently announced one of the peer charged the most bytes: a flooder's
 //! announcements push out its own, and an honest owner's few datasets stay known however many
 //! the flooder sends.
+//!
+//! Each connected peer may forward at most [`RATE`] announcements and [`BYTE_RATE`] bytes of them
+//! a second (bursts of [`BURST`] and [`BYTE_BURST`]): past that they are ignored (neither kept
+//! nor forwarded, no penalty), so one connection cannot make this node relay a flood of large
+//! roots to its mesh (audit 2026-12-04, N12). A dataset keeps its most recently heard
+//! [`MAX_PROVIDERS`] providers: an honest owner re-announcing every minute keeps its place
+//! against peers that replayed its root once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use libp2p::{PeerId, gossipsub};
@@ -21,6 +28,12 @@ const MAX_KNOWN_DATASETS: usize = 10_000;
 pub(crate) const MAX_KNOWN_BYTES: usize = 32 << 20;
 /// Providers remembered per dataset at most.
 const MAX_PROVIDERS: usize = 64;
+/// Announcements a connected peer may forward a second, and at once.
+const RATE: f64 = 2.0;
+const BURST: f64 = 64.0;
+/// Bytes of announcements a connected peer may forward a second, and at once.
+const BYTE_RATE: f64 = 256.0 * 1024.0;
+const BYTE_BURST: f64 = 4.0 * 1024.0 * 1024.0;
 
 /// A dataset heard of on gossip.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -47,7 +60,8 @@ pub struct KnownDataset {
 
 struct Entry {
     root: SignedRoot,
-    providers: HashSet<PeerId>,
+    /// The providers, with when each last announced it.
+    providers: HashMap<PeerId, Instant>,
     last_seen: Instant,
     /// The peer this entry's bytes are charged to: the first to announce it.
     charged: PeerId,
@@ -63,6 +77,9 @@ pub(super) struct Known {
     bytes: usize,
     /// A peer newly subscribed: announce what we serve at the next upkeep tick.
     announce_due: bool,
+    /// What each connected peer may still forward (messages, bytes).
+    rate: crate::quota::Quota,
+    byte_rate: crate::quota::Quota,
 }
 
 impl Known {
@@ -73,6 +90,8 @@ impl Known {
             charged: HashMap::new(),
             bytes: 0,
             announce_due: false,
+            rate: crate::quota::Quota::new(RATE, BURST),
+            byte_rate: crate::quota::Quota::new(BYTE_RATE, BYTE_BURST),
         }
     }
 
@@ -99,27 +118,43 @@ impl Known {
     pub(super) fn providers(&self, dataset: &DatasetId) -> Vec<PeerId> {
         self.datasets
             .get(dataset)
-            .map(|e| e.providers.iter().copied().collect())
+            .map(|e| e.providers.keys().copied().collect())
             .unwrap_or_default()
     }
 
-    /// Judges and records an announcement.
+    /// Judges and records an announcement that `forwarder` (a connected peer) sent us.
     pub(super) fn on_announcement(
         &mut self,
+        forwarder: PeerId,
         message: &gossipsub::Message,
     ) -> gossipsub::MessageAcceptance {
+        let now = Instant::now();
+        // Over its rate the forwarder's messages are left alone: not decoded, kept or forwarded.
+        let size = message.data.len();
+        if !self.rate.has(&forwarder, 1, now) || !self.byte_rate.has(&forwarder, size, now) {
+            return gossipsub::MessageAcceptance::Ignore;
+        }
+        self.rate.take(forwarder, 1, now);
+        self.byte_rate.take(forwarder, size, now);
         let (Some(author), Ok(announcement)) =
             (message.source, Announcement::decode(&message.data))
         else {
             return gossipsub::MessageAcceptance::Reject;
         };
         let dataset = announcement.dataset();
-        let now = Instant::now();
         if let Some(entry) = self.datasets.get_mut(&dataset) {
             entry.last_seen = now;
-            if entry.providers.len() < MAX_PROVIDERS {
-                entry.providers.insert(author);
+            if entry.providers.len() >= MAX_PROVIDERS
+                && !entry.providers.contains_key(&author)
+                && let Some(stalest) = entry
+                    .providers
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(p, _)| *p)
+            {
+                entry.providers.remove(&stalest);
             }
+            entry.providers.insert(author, now);
             return gossipsub::MessageAcceptance::Accept;
         }
         let size = announcement.root.bytes().len();
@@ -129,7 +164,7 @@ impl Known {
             dataset,
             Entry {
                 root: announcement.root,
-                providers: HashSet::from([author]),
+                providers: HashMap::from([(author, now)]),
                 last_seen: now,
                 charged: author,
             },
@@ -192,7 +227,7 @@ impl Known {
                     task: r.task.kind().to_owned(),
                     samples: r.sample_count,
                     bytes: r.total_bytes,
-                    providers: e.providers.iter().map(ToString::to_string).collect(),
+                    providers: e.providers.keys().map(ToString::to_string).collect(),
                     last_seen_s: e.last_seen.elapsed().as_secs(),
                 }
             })
@@ -251,13 +286,14 @@ mod tests {
             })
             .collect();
         for (peer, root) in &honest {
-            known.on_announcement(&message(*peer, root));
+            known.on_announcement(*peer, &message(*peer, root));
         }
         let flooder = Identity::from_secret_bytes([99; 32]);
-        // 16 KiB roots: 4,000 of them are 64 MiB, twice the bound.
+        // 16 KiB roots: 4,000 of them are 64 MiB, twice the bound; each through another
+        // connection, so that no forwarder's rate holds them back.
         for n in 0..4_000u32 {
             let spam = root(&flooder, 16 * 1024, 1_000 + n);
-            known.on_announcement(&message(flooder.peer_id(), &spam));
+            known.on_announcement(PeerId::random(), &message(flooder.peer_id(), &spam));
             assert!(known.bytes <= MAX_KNOWN_BYTES, "{} bytes held", known.bytes);
         }
         let held: usize = known.datasets.values().map(|e| e.root.bytes().len()).sum();
@@ -268,5 +304,31 @@ mod tests {
                 "an honest dataset was forgotten"
             );
         }
+    }
+
+    /// Audit 2026-12-04, N12: announcements were taken and forwarded without any rate, so one
+    /// connection could make a node relay a flood of large roots to its whole mesh. A forwarder
+    /// past its rate is ignored (neither kept nor forwarded) and others are not held back.
+    #[test]
+    fn one_forwarder_past_its_rate_is_ignored_and_others_are_not() {
+        let mut known = Known::new();
+        let owner = Identity::from_secret_bytes([7; 32]);
+        let forwarder = PeerId::random();
+        let mut accepted = 0;
+        for n in 0..200u32 {
+            let big = root(&owner, 16 * 1024, n);
+            if known.on_announcement(forwarder, &message(owner.peer_id(), &big))
+                == gossipsub::MessageAcceptance::Accept
+            {
+                accepted += 1;
+            }
+        }
+        // 64 announcements at once, whatever was offered.
+        assert!((60..=70).contains(&accepted), "{accepted} of 200 accepted");
+        let other = root(&owner, 1_000, 9_999);
+        assert_eq!(
+            known.on_announcement(PeerId::random(), &message(owner.peer_id(), &other)),
+            gossipsub::MessageAcceptance::Accept
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! The weights downloads of the models kind: which weights to fetch, from whom, the download
-//! itself (size and BLAKE3 checked before anything is stored), and what a finished one changes.
+//! itself (size and BLAKE3 checked before anything is stored, then the shape: only model weights
+//! of the architecture the update declares are kept and served), and what a finished one changes.
 
 use std::collections::HashSet;
 
 use libp2p::PeerId;
 use swarmlabel_crdt::AnnotatorKey;
-use swarmlabel_crdt::registry::WeightsHash;
+use swarmlabel_crdt::registry::{Architecture, WeightsHash};
 use swarmlabel_ids::DatasetId;
 use swarmlabel_net::store::{BlobId, BlobStore};
 use swarmlabel_net::swarm::{Node, blob};
@@ -28,13 +29,33 @@ pub(crate) fn peer_of(key: &AnnotatorKey) -> Option<PeerId> {
     Some(libp2p::identity::PublicKey::from(public).to_peer_id())
 }
 
-/// Downloads the weights `hash` of `size` bytes from the first of `peers` that has them,
-/// verifying size and BLAKE3 before storing them (durably) in `blobs`.
+/// Whether `bytes` are weights of `architecture`: a safetensors file whose model spec (in its
+/// header) hashes to the architecture's spec hash, with exactly the spec's tensors. Anything else
+/// (arbitrary bytes an update points at) is neither kept nor served (audit 2026-12-04, N14): what
+/// a key can make every holder store and serve is a model of a bounded spec, not a file of its
+/// choosing.
+pub(crate) fn weights_fit(bytes: &[u8], architecture: &Architecture) -> bool {
+    use swarmlabel_active_learning::model::{Model, SPEC_METADATA_KEY};
+    let Ok((_, header)) = safetensors::SafeTensors::read_metadata(bytes) else {
+        return false;
+    };
+    let spec_hash = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(SPEC_METADATA_KEY))
+        .map(|spec| *blake3::hash(spec.as_bytes()).as_bytes());
+    spec_hash.as_ref() == Some(architecture.spec_hash())
+        && Model::from_safetensors_bytes(bytes).is_ok()
+}
+
+/// Downloads the weights `hash` of `size` bytes of `architecture` from the first of `peers` that
+/// has them, verifying size, BLAKE3 and shape before storing them (durably) in `blobs`.
 async fn fetch(
     node: Node,
     blobs: BlobStore,
     hash: WeightsHash,
     size: u64,
+    architecture: Architecture,
     peers: Vec<PeerId>,
 ) -> Fetched {
     let id = BlobId(hash.0);
@@ -49,6 +70,17 @@ async fn fetch(
             tracing::debug!(%peer, weights = %id, "refused model weights that do not match their hash");
             rejected += 1;
             continue;
+        }
+        // The bytes are the ones the update names: if they are not weights of its architecture,
+        // no peer has better ones. Checked beside the runtime (it builds the model).
+        let (check, arch) = (bytes.clone(), architecture.clone());
+        let fits = tokio::task::spawn_blocking(move || weights_fit(&check, &arch))
+            .await
+            .unwrap_or(false);
+        if !fits {
+            tracing::debug!(%peer, weights = %id, "refused bytes that are not weights of the update's architecture");
+            rejected += 1;
+            break;
         }
         let blobs = blobs.clone();
         let stored =
@@ -90,7 +122,7 @@ impl Registries {
                 .map(|u| u.weights_bytes)
                 .sum(),
         );
-        let wanted: Vec<(WeightsHash, u64, AnnotatorKey)> = held
+        let wanted: Vec<(WeightsHash, u64, AnnotatorKey, Architecture)> = held
             .registry
             .latest()
             .filter(|u| !self.have.contains(&u.weights_hash))
@@ -102,10 +134,17 @@ impl Registries {
                 budget -= if fits { u.weights_bytes } else { 0 };
                 fits
             })
-            .map(|u| (u.weights_hash, u.weights_bytes, u.peer))
+            .map(|u| {
+                (
+                    u.weights_hash,
+                    u.weights_bytes,
+                    u.peer,
+                    u.architecture.clone(),
+                )
+            })
             .collect();
         let local = node.peer_id();
-        for (hash, size, owner) in wanted {
+        for (hash, size, owner, architecture) in wanted {
             if self.fetching.len() >= self.config.max_fetches.max(1) {
                 break;
             }
@@ -122,7 +161,7 @@ impl Registries {
                 );
                 let mut seen = HashSet::new();
                 peers.retain(|p| *p != local && seen.insert(*p));
-                let fetched = fetch(node, blobs, hash, size, peers).await;
+                let fetched = fetch(node, blobs, hash, size, architecture, peers).await;
                 Event::Fetched {
                     dataset,
                     hash,
