@@ -9,6 +9,13 @@
 //! ambiguity that lets EM settle on a consistently wrong majority (see the tests).
 //! Counts are smoothed with a small pseudo-count so an annotator with few votes does not get
 //! probabilities of exactly 0 or 1.
+//!
+//! Memory is bounded whatever the number of annotators and classes (audit 2026-12-04, N5: a
+//! full matrix per annotator was `raters × K²`, 16 GiB for 2,000 one-vote keys and 1,024
+//! classes): annotators with fewer than [`Config::min_votes`] votes share one matrix (there is
+//! not enough evidence to fit one each), and when the matrices would hold more than
+//! [`Config::max_cells`] cells, every annotator gets the "one-coin" model instead (one accuracy:
+//! the right label with probability `a`, each wrong one with `(1 - a) / (K - 1)`).
 
 use super::Votes;
 
@@ -21,15 +28,22 @@ pub struct Config {
     pub tolerance: f64,
     /// Pseudo-count added to every confusion-matrix cell and prior (Dirichlet smoothing).
     pub smoothing: f64,
+    /// Votes an annotator needs for a matrix of its own (fewer: one shared matrix).
+    pub min_votes: u32,
+    /// Matrix cells at most (`matrices × K²`); past it, one accuracy per annotator.
+    pub max_cells: usize,
 }
 
 impl Default for Config {
-    /// 200 iterations, tolerance 1e-6, smoothing 0.01.
+    /// 200 iterations, tolerance 1e-6, smoothing 0.01, a matrix of its own from 3 votes, at most
+    /// 4 million cells (32 MiB).
     fn default() -> Self {
         Self {
             max_iterations: 200,
             tolerance: 1e-6,
             smoothing: 0.01,
+            min_votes: 3,
+            max_cells: 4 << 20,
         }
     }
 }
@@ -43,8 +57,8 @@ pub struct Fit {
     has_evidence: Vec<bool>,
     /// Class priors.
     pub priors: Vec<f64>,
-    /// Confusion matrices, `raters × classes × classes` (`[j][truth][answer]`), row-major.
-    confusion: Vec<f64>,
+    /// How each rater answers.
+    raters: Raters,
     /// EM iterations run.
     pub iterations: usize,
     /// Whether the posteriors settled within the tolerance.
@@ -84,18 +98,106 @@ impl Fit {
         Some((best as u16, p))
     }
 
-    /// The confusion matrix of rater `rater`: entry `[truth * classes + answer]`.
-    pub fn confusion(&self, rater: u32) -> &[f64] {
-        let kk = self.classes * self.classes;
-        &self.confusion[rater as usize * kk..(rater as usize + 1) * kk]
+    /// The probability that rater `rater` answers `answer` when the truth is `truth`.
+    pub fn confusion(&self, rater: u32, truth: u16, answer: u16) -> f64 {
+        self.raters
+            .p(rater as usize, usize::from(truth), usize::from(answer))
     }
 
     /// The reliability of rater `rater`: the probability that its answer is the true label,
     /// `Σ_k p_k π[k][k]` under the fitted priors.
     pub fn reliability(&self, rater: u32) -> f64 {
-        let k = self.classes;
-        let m = self.confusion(rater);
-        (0..k).map(|c| self.priors[c] * m[c * k + c]).sum()
+        (0..self.classes)
+            .map(|c| self.priors[c] * self.raters.p(rater as usize, c, c))
+            .sum()
+    }
+
+    /// Whether the raters were fitted with the one-coin model (too many matrix cells).
+    pub fn one_coin(&self) -> bool {
+        matches!(self.raters.form, Form::OneCoin { .. })
+    }
+
+    /// How many numbers the raters' models hold (bounded by [`Config::max_cells`] plus two per
+    /// rater).
+    pub fn rater_cells(&self) -> usize {
+        self.raters.cells()
+    }
+}
+
+/// The raters' answer models.
+#[derive(Clone, Debug, PartialEq)]
+struct Raters {
+    k: usize,
+    form: Form,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Form {
+    /// Matrices `[table][truth][answer]`; `table_of[rater]` (table 0 is shared by the raters
+    /// with too few votes for one of their own).
+    Tables {
+        table_of: Vec<usize>,
+        cells: Vec<f64>,
+    },
+    /// One accuracy per rater.
+    OneCoin { accuracy: Vec<f64> },
+}
+
+impl Raters {
+    /// The forms for `votes`: own tables for raters with `min_votes`, within `max_cells`.
+    fn for_votes(votes: &Votes, k: usize, config: &Config) -> Self {
+        let mut count = vec![0u32; votes.raters() as usize];
+        for v in votes.votes() {
+            count[v.rater as usize] = count[v.rater as usize].saturating_add(1);
+        }
+        let mut tables = 1;
+        let table_of: Vec<usize> = count
+            .iter()
+            .map(|&n| {
+                if n >= config.min_votes {
+                    tables += 1;
+                    tables - 1
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let form = if tables.saturating_mul(k * k) <= config.max_cells {
+            Form::Tables {
+                table_of,
+                cells: vec![0.0; tables * k * k],
+            }
+        } else {
+            Form::OneCoin {
+                accuracy: vec![0.0; count.len()],
+            }
+        };
+        Self { k, form }
+    }
+
+    /// Numbers held for the raters' models.
+    fn cells(&self) -> usize {
+        match &self.form {
+            Form::Tables { table_of, cells } => table_of.len() + cells.len(),
+            Form::OneCoin { accuracy } => accuracy.len(),
+        }
+    }
+
+    fn p(&self, rater: usize, truth: usize, answer: usize) -> f64 {
+        let k = self.k;
+        match &self.form {
+            Form::Tables { table_of, cells } => table_of
+                .get(rater)
+                .map_or(0.0, |t| cells[t * k * k + truth * k + answer]),
+            Form::OneCoin { accuracy } => {
+                let a = accuracy.get(rater).copied().unwrap_or(0.0);
+                if truth == answer || k < 2 {
+                    a
+                } else {
+                    (1.0 - a) / (k - 1) as f64
+                }
+            }
+        }
     }
 }
 
@@ -104,7 +206,6 @@ impl Fit {
 pub fn dawid_skene(votes: &Votes, gold: &[(u32, u16)], config: Config) -> Fit {
     let k = usize::from(votes.classes());
     let n = votes.items() as usize;
-    let raters = votes.raters() as usize;
     let (offsets, by_item) = votes.by_item();
 
     let mut is_gold = vec![None; n];
@@ -141,7 +242,7 @@ pub fn dawid_skene(votes: &Votes, gold: &[(u32, u16)], config: Config) -> Fit {
         k,
         smoothing: config.smoothing,
         priors: vec![1.0 / k as f64; k],
-        confusion: vec![0.0; raters * k * k],
+        raters: Raters::for_votes(votes, k, &config),
     };
     let items = Items {
         offsets: &offsets,
@@ -168,15 +269,13 @@ pub fn dawid_skene(votes: &Votes, gold: &[(u32, u16)], config: Config) -> Fit {
             break;
         }
     }
-    let Model {
-        priors, confusion, ..
-    } = model;
+    let Model { priors, raters, .. } = model;
     Fit {
         classes: k,
         posteriors: post,
         has_evidence,
         priors,
-        confusion,
+        raters,
         iterations,
         converged,
         log_likelihood,
@@ -194,7 +293,7 @@ struct Model {
     k: usize,
     smoothing: f64,
     priors: Vec<f64>,
-    confusion: Vec<f64>,
+    raters: Raters,
 }
 
 impl Model {
@@ -210,16 +309,35 @@ impl Model {
         }
         let total: f64 = self.priors.iter().sum();
         self.priors.iter_mut().for_each(|p| *p /= total);
-        self.confusion.fill(self.smoothing);
-        for v in items.votes.iter().filter(|v| counts(v.item as usize)) {
-            let base = v.rater as usize * k * k + usize::from(v.label);
-            for c in 0..k {
-                self.confusion[base + c * k] += post[v.item as usize * k + c];
+        let smoothing = self.smoothing;
+        match &mut self.raters.form {
+            Form::Tables { table_of, cells } => {
+                cells.fill(smoothing);
+                for v in items.votes.iter().filter(|v| counts(v.item as usize)) {
+                    let base = table_of[v.rater as usize] * k * k + usize::from(v.label);
+                    for c in 0..k {
+                        cells[base + c * k] += post[v.item as usize * k + c];
+                    }
+                }
+                for row in cells.chunks_mut(k) {
+                    let total: f64 = row.iter().sum();
+                    row.iter_mut().for_each(|p| *p /= total);
+                }
             }
-        }
-        for row in self.confusion.chunks_mut(k) {
-            let total: f64 = row.iter().sum();
-            row.iter_mut().for_each(|p| *p /= total);
+            Form::OneCoin { accuracy } => {
+                // Expected right answers over answers; right or wrong is one binary outcome, so
+                // the pseudo-count goes to each of the two.
+                let mut right = vec![smoothing; accuracy.len()];
+                let mut all = vec![2.0 * smoothing; accuracy.len()];
+                for v in items.votes.iter().filter(|v| counts(v.item as usize)) {
+                    let r = v.rater as usize;
+                    right[r] += post[v.item as usize * k + usize::from(v.label)];
+                    all[r] += 1.0;
+                }
+                for (a, (right, all)) in accuracy.iter_mut().zip(right.iter().zip(&all)) {
+                    *a = right / all;
+                }
+            }
         }
     }
 
@@ -227,7 +345,6 @@ impl Model {
     /// their votes.
     fn e_step(&self, items: &Items<'_>, post: &mut [f64]) -> (f64, f64) {
         let k = self.k;
-        let log_confusion: Vec<f64> = self.confusion.iter().map(|p| p.ln()).collect();
         let log_priors: Vec<f64> = self.priors.iter().map(|p| p.ln()).collect();
         let mut log_row = vec![0.0; k];
         let mut max_delta: f64 = 0.0;
@@ -239,9 +356,9 @@ impl Model {
             log_row.copy_from_slice(&log_priors);
             let votes = &items.votes[items.offsets[i]..items.offsets[i + 1]];
             for v in votes {
-                let base = v.rater as usize * k * k + usize::from(v.label);
+                let (rater, answer) = (v.rater as usize, usize::from(v.label));
                 for (c, lr) in log_row.iter_mut().enumerate() {
-                    *lr += log_confusion[base + c * k];
+                    *lr += self.raters.p(rater, c, answer).ln();
                 }
             }
             let max = log_row.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -385,7 +385,8 @@ pub(crate) async fn progress(
         .ok()
         .flatten()
         .map(|m| ModelView::of(&m));
-    let agreement = tokio::task::spawn_blocking(move || agreement(&read, &book, me))
+    let memos = s.consensus.clone();
+    let agreement = tokio::task::spawn_blocking(move || agreement(&memos, id, &read, &book, me))
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(ProgressView {
@@ -411,11 +412,25 @@ struct Agreement {
     mine: Option<f64>,
 }
 
-fn agreement(read: &Annotations, book: &Book, me: AnnotatorKey) -> Agreement {
+/// The agreement figures of `read`, from the dataset's memo: the page polls every few seconds,
+/// and the summary (Dawid–Skene included) runs again only when the labels changed.
+fn agreement(
+    memos: &std::sync::Mutex<std::collections::HashMap<DatasetId, consensus::Memo>>,
+    id: DatasetId,
+    read: &Annotations,
+    book: &Book,
+    me: AnnotatorKey,
+) -> Agreement {
     let samples = book.order.len() as u64;
-    match consensus::summarise(read, &book.labels, &book.gold, Method::Majority) {
+    let summary = memos
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(id)
+        .or_default()
+        .summarise(read, &book.labels, &book.gold, Method::Majority);
+    match summary {
         Ok(summary) => {
-            let alpha = summary.stats.agreement.krippendorff_alpha;
+            let alpha = summary.stats.agreement.krippendorff_alpha.clone();
             let me = hex::encode(me.0);
             Agreement {
                 samples,

@@ -188,3 +188,54 @@ fn items_without_evidence_have_no_consensus() {
     // Gold beyond the voted items is ignored (item 3 does not exist in the table).
     assert_eq!(fit.posterior(1).len(), 2);
 }
+
+/// Audit 2026-12-04, N5: a matrix per annotator was `raters × K²` numbers, computed at every
+/// poll of the labeling page: 2,000 one-vote keys (free to make) on a 1,024-class dataset asked
+/// for 16 GiB. Now one-vote annotators share a matrix, and past a budget every annotator gets one
+/// accuracy; the fit still finds the truth. Written against the code before, this test could not
+/// finish (the allocation aborts the process).
+#[test]
+fn many_annotators_and_classes_fit_in_bounded_memory() {
+    let k = 1024u16;
+    let mut votes = Votes::new(k).unwrap();
+    // Five careful annotators label 200 items (truth: item % k).
+    for item in 0..200u32 {
+        let truth = (item % u32::from(k)) as u16;
+        for rater in 0..5u32 {
+            votes.push(item, rater, truth).unwrap();
+        }
+    }
+    // 2,000 keys with one random-ish vote each.
+    for n in 0..2_000u32 {
+        votes
+            .push(n % 200, 5 + n, ((n * 7919) % u32::from(k)) as u16)
+            .unwrap();
+    }
+    let config = Config::default();
+    let fit = dawid_skene(&votes, &[], config);
+    assert!(
+        fit.rater_cells() <= config.max_cells + 2 * 2_005,
+        "{} numbers for the raters",
+        fit.rater_cells()
+    );
+    let right = (0..200u32)
+        .filter(|&i| fit.consensus(i).map(|c| c.0) == Some((i % u32::from(k)) as u16))
+        .count();
+    assert!(right >= 195, "{right} of 200 items");
+    // With many careful annotators of their own the budget tips into one accuracy each.
+    let mut many = Votes::new(k).unwrap();
+    for item in 0..40u32 {
+        for rater in 0..10u32 {
+            many.push(item, rater, (item % u32::from(k)) as u16)
+                .unwrap();
+        }
+    }
+    let tight = Config {
+        max_cells: 4 * usize::from(k) * usize::from(k),
+        ..config
+    };
+    let fit = dawid_skene(&many, &[], tight);
+    assert!(fit.one_coin());
+    assert!((0..40).all(|i| fit.consensus(i).map(|c| c.0) == Some((i % u32::from(k)) as u16)));
+    assert!(fit.reliability(0) > 0.9);
+}
