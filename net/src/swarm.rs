@@ -341,6 +341,12 @@ impl Node {
         self.call(|reply| actor::Command::Ban { peer, reply }).await
     }
 
+    /// Counts a strike against `peer`, which sent something no honest peer sends (an invalid
+    /// record in a sync page): the third bans it until restart. Best effort (never waits).
+    pub fn penalise(&self, peer: PeerId) {
+        let _ = self.tx.try_send(actor::Command::Penalise { peer });
+    }
+
     /// Lifts a ban: `peer` may connect again (nothing is dialled).
     pub async fn unban(&self, peer: PeerId) -> Result<(), NetError> {
         self.call(|reply| actor::Command::Unban { peer, reply })

@@ -218,14 +218,6 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
         );
     }
 
-    // Sync: the nodes pull from the hostile peer (it holds the dataset, as far as they can
-    // tell) and get forgeries back, in the shard they asked for; every node refuses them.
-    let answered = answer_pulls_with_forgeries(&mut hostile, &net, &hostile_id, victim, 3).await;
-    assert!(
-        answered >= 9,
-        "three refused pages per node, {answered} answered"
-    );
-
     // Why 5 of issue 14: a reject used to drop the message only. Now it costs the sender its
     // gossip score: after a third forgery every node graylists the hostile peer (everything it
     // sends on gossip is dropped unread) and bans it (disconnected, refused).
@@ -248,6 +240,35 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
                 break;
             }
             hostile.step(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // Sync: another hostile peer, which the nodes pull from (it holds the dataset, as far as
+    // they can tell), answers with forgeries in the shard they asked for; every node refuses
+    // them, and its third refused page bans the peer (audit 2026-12-04, N7: a refusal used to
+    // cost the sender nothing).
+    let forger_id = Identity::generate().unwrap();
+    let mut forger = RawPeer::with_identity(forger_id.clone());
+    for n in &net.nodes {
+        forger.dial(n.addr.clone());
+    }
+    forger.subscribe(&topic, 3).await;
+    let answered = answer_pulls_with_forgeries(&mut forger, &net, &forger_id, victim, 3).await;
+    assert!(
+        answered >= 9,
+        "three refused pages per node, {answered} answered"
+    );
+    within("every node to ban the forger", async {
+        loop {
+            let mut all = true;
+            for n in &net.nodes {
+                all &= !connected(n).await.contains(&forger.peer_id().to_string());
+            }
+            if all {
+                break;
+            }
+            forger.step(Duration::from_millis(50)).await;
         }
     })
     .await;

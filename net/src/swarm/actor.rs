@@ -82,6 +82,12 @@ pub struct Status {
     pub routing_table: usize,
 }
 
+/// Strikes after which a peer that sends invalid records by sync is banned (gossip has its own
+/// scoring): an honest peer sends none, a forger three pages at most.
+const MAX_STRIKES: u32 = 3;
+/// Peers with strikes remembered at most (past it, all are forgotten).
+const MAX_STRUCK_PEERS: usize = 4_096;
+
 pub(crate) enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     /// Resolves once there is a direct (not relayed) connection to `peer`.
@@ -118,6 +124,11 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: oneshot::Sender<()>,
     },
+    /// `peer` sent something no honest peer sends outside gossip (an invalid record in a sync
+    /// page): a strike; past [`MAX_STRIKES`] it is banned.
+    Penalise {
+        peer: PeerId,
+    },
     Unban {
         peer: PeerId,
         reply: oneshot::Sender<()>,
@@ -150,6 +161,8 @@ struct NodeActor {
     announce_interval: Duration,
     served: HashMap<DatasetId, SignedRoot>,
     banned: HashSet<PeerId>,
+    /// Strikes of peers that sent invalid records by sync (see [`Command::Penalise`]).
+    strikes: HashMap<PeerId, u32>,
     listen_addrs: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     redial_interval: Duration,
@@ -275,6 +288,7 @@ pub(crate) async fn spawn(
         announce_interval: config.announce_interval,
         served: HashMap::new(),
         banned: HashSet::new(),
+        strikes: HashMap::new(),
         listen_addrs,
         bootstrap: config.bootstrap.clone(),
         redial_interval: config.redial_interval,
@@ -385,6 +399,18 @@ impl NodeActor {
             Command::Ban { peer, reply } => {
                 self.ban(peer);
                 let _ = reply.send(());
+            }
+            Command::Penalise { peer } => {
+                if self.strikes.len() >= MAX_STRUCK_PEERS && !self.strikes.contains_key(&peer) {
+                    self.strikes.clear();
+                }
+                let strikes = self.strikes.entry(peer).or_default();
+                *strikes += 1;
+                if *strikes >= MAX_STRIKES {
+                    self.strikes.remove(&peer);
+                    tracing::info!(%peer, "banned a peer that sent invalid records again and again");
+                    self.ban(peer);
+                }
             }
             Command::Unban { peer, reply } => {
                 self.banned.remove(&peer);

@@ -455,6 +455,10 @@ impl<K: Replicated> Actor<K> {
             Step::Refused(reason) => {
                 tracing::debug!(kind = K::KIND.name, %peer, %reason, "refused what a peer sent");
                 self.stats.sync_refused.inc();
+                // Something no honest peer sends: a strike (the third bans it).
+                if let Some(node) = &self.node {
+                    node.penalise(peer);
+                }
                 self.end(session, Outcome::Failed);
             }
         }
