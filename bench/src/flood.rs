@@ -8,7 +8,11 @@
 //! `--peers` real libp2p peers on loopback, using `--keys` fresh annotator keys, publish label
 //! records (valid signatures, half for samples of the manifest and half for samples that do not
 //! exist), model updates with fresh weights, dataset announcements of fresh datasets, and label
-//! sync requests, as fast as the node takes them.
+//! sync requests, as fast as the node takes them. `--mode fresh-keys` sends every gossip message
+//! from a new libp2p key (a fresh gossip source); `--mode sync` pushes valid records by fresh keys
+//! through anti-entropy instead (every pull the node makes gets a full page of them). The JSON
+//! gives the bound on what the node may store from all peers in the flood's time
+//! (`docs/protocol.md`, *Quotas*) beside what it stored.
 
 pub(crate) mod attack;
 
@@ -42,6 +46,10 @@ pub(crate) struct Args {
     /// Attacking libp2p peers.
     #[arg(long, default_value_t = 8)]
     peers: usize,
+    /// `gossip`, `fresh-keys` (a new libp2p key for every gossip message) or `sync` (records
+    /// pushed through anti-entropy).
+    #[arg(long, default_value = "gossip")]
+    mode: String,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
@@ -124,6 +132,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .args(["--keys", &args.keys.to_string()])
         .args(["--seconds", &(args.seconds + 5).to_string()])
         .args(["--peers", &args.peers.to_string()])
+        .args(["--mode", &args.mode])
         .stdout(Stdio::piped())
         .spawn()?;
     let stdout = attacker.stdout.take().context("no attacker stdout")?;
@@ -133,12 +142,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .next()
         .context("the attacker stopped before it started")??;
     anyhow::ensure!(ready == "attacking", "the attacker said {ready:?}");
+    let flood_started = Instant::now();
     let flooded = labeler.run(&samples[per_phase..2 * per_phase], per_phase, pace)?;
     let sent: serde_json::Value = match lines.next() {
         Some(line) => serde_json::from_str(&line?)?,
         None => serde_json::Value::Null,
     };
     let _ = attacker.wait();
+    let flood_s = flood_started.elapsed().as_secs_f64();
     let peak_rss_mb = crate::rss::peak_rss_mb();
     let disk_growth_bytes = du(home.root()).saturating_sub(disk_before);
     runtime.block_on(daemon.shutdown());
@@ -153,8 +164,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         crate::quantile::quantile(&flooded, 0.5),
         crate::quantile::quantile(&flooded, 0.99),
     );
+    // What the node may take from all peers together in the flood's time, whatever their number.
+    let limits = swarmlabel_node::labels::intake::Limits::default();
+    let bound_records = limits.all.1 + limits.all.0 * flood_s;
     Ok(serde_json::json!({
         "bench": "flood",
+        "mode": args.mode,
         "keys": args.keys,
         "peers": args.peers,
         "seconds": args.seconds,
@@ -167,6 +182,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "peak_rss_mb": peak_rss_mb,
         "disk_growth_bytes": disk_growth_bytes,
         "attacker_records_stored": stored.labels,
+        "flood_s": flood_s,
+        "bound_records": bound_records,
+        "within_bound": (stored.labels as f64) <= bound_records,
         "attacker_model_updates_stored": stored.updates,
         "attacker_sent": sent,
     }))
