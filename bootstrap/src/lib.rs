@@ -36,6 +36,10 @@ pub struct Config {
     pub max_reservations: usize,
     /// Relayed circuits at most.
     pub max_circuits: usize,
+    /// Bytes one relayed circuit may carry (0: no circuit is relayed at all).
+    pub relay_circuit_bytes: u64,
+    /// How long one relayed circuit may last.
+    pub relay_circuit_duration: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             },
             max_reservations: 1_024,
             max_circuits: 256,
+            relay_circuit_bytes: 16 << 20,
+            relay_circuit_duration: Duration::from_secs(600),
         }
     }
 }
@@ -95,9 +101,16 @@ impl Bootstrap {
         let mut registry = Registry::default();
         swarmlabel_net::swarm::metrics::register_build_info(&mut registry, "bootstrap");
         let limits = config.limits.clone();
+        // libp2p reads a byte limit of 0 as "no limit": 0 here means no circuit at all.
         let relay_config = libp2p::relay::Config {
             max_reservations: config.max_reservations,
-            max_circuits: config.max_circuits,
+            max_circuits: if config.relay_circuit_bytes == 0 {
+                0
+            } else {
+                config.max_circuits
+            },
+            max_circuit_bytes: config.relay_circuit_bytes,
+            max_circuit_duration: config.relay_circuit_duration,
             ..libp2p::relay::Config::default()
         };
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)

@@ -45,6 +45,16 @@ struct Cli {
     /// Established connections at most.
     #[arg(long, default_value_t = 10_000)]
     max_connections: u32,
+    /// Bytes one relayed circuit may carry (both ways) before this peer closes it. Nodes that
+    /// no direct path joins (NATs that hole punching does not get through) exchange everything,
+    /// samples and model weights included, over circuits: give the bootstrap peer of your own
+    /// datasets a generous budget. 0 relays nothing (no circuit at all; nodes behind NATs are
+    /// then reachable only where hole punching works, or through another relay).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    relay_circuit_bytes: u64,
+    /// Seconds a relayed circuit may last before this peer closes it (the nodes open another).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    relay_circuit_secs: u64,
     /// Print the peer id and exit.
     #[arg(long)]
     print_peer_id: bool,
@@ -78,6 +88,8 @@ async fn main() -> anyhow::Result<()> {
         ..Config::default()
     };
     config.limits.max_connections = cli.max_connections;
+    config.relay_circuit_bytes = cli.relay_circuit_bytes;
+    config.relay_circuit_duration = std::time::Duration::from_secs(cli.relay_circuit_secs);
     let bootstrap = Bootstrap::start(keypair, config).await?;
     println!("peer id: {}", bootstrap.peer_id());
     for addr in bootstrap.listen_addrs() {

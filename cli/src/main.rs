@@ -210,7 +210,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 for a in status["listen_addrs"].as_array().into_iter().flatten() {
                     out!("listening on:   {}", a.as_str().unwrap_or_default());
                 }
-                out!("peers:          {}", status["peers"]);
+                out!(
+                    "peers:          {} ({} through a relay only; `swarmlabel peers` says why)",
+                    status["peers"],
+                    status["peers_relayed"]
+                );
                 out!("routing table:  {} peers", status["routing_table"]);
                 out!("known datasets: {}", status["known_datasets"]);
                 for d in status["serving"].as_array().into_iter().flatten() {
@@ -251,8 +255,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                         .flatten()
                         .filter_map(|a| a.as_str())
                         .collect();
+                    let retry = p["next_punch_in_s"]
+                        .as_u64()
+                        .map(|s| format!("; hole punching again in {s} s"))
+                        .unwrap_or_default();
                     let how = match (p["relayed_only"].as_bool(), p["direct_failure"].as_str()) {
-                        (Some(true), Some(why)) => format!("relayed ({why})"),
+                        (Some(true), Some(why)) => format!("relayed ({why}{retry})"),
                         (Some(true), None) => "relayed".to_owned(),
                         _ => "direct".to_owned(),
                     };

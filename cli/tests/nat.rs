@@ -9,7 +9,7 @@ mod bed;
 #[path = "support/process.rs"]
 mod process;
 
-use bed::{Bed, EIM, SYMMETRIC};
+use bed::{Bed, EIM, REJECTING, SYMMETRIC};
 use process::wait_until;
 
 /// Scenario (d) and an owner behind a NAT: a public labeler joins the dataset of an owner behind
@@ -213,4 +213,61 @@ fn two_nodes_on_one_lan_find_each_other_without_a_bootstrap_peer() {
             .any(|a| a.as_str().unwrap().starts_with("/ip4/192.168.1.")),
         "not over the LAN: {to_owner}"
     );
+}
+
+/// Scenario (f): owner and labeler behind routers that answer unsolicited packets (a TCP reset,
+/// an ICMP port-unreachable) instead of dropping them, with latency on the path, so the first
+/// packets of a hole punch are refused. The labeler still gets a verified copy of the whole
+/// dataset from the owner, its only provider, over the relayed connection; `peers` and `status`
+/// say which path is used and why. Once the routers allow it, hole punching tried again on a
+/// new relayed connection makes the connection direct.
+#[test]
+fn a_labeler_gets_a_verified_copy_from_an_owner_when_both_routers_answer_unsolicited_packets() {
+    let bed = Bed::new(7, &[REJECTING, REJECTING], 1);
+    // 60 ms each way through the owner's router: a hole punch's packets leave the two routers
+    // at different times, as over a real path, so the first to arrive meets a router that
+    // answers it (on a path of no latency the two SYNs cross and every punch succeeds).
+    let delay = swarmlabel_testbed::Delay::start(&bed.net, 1, std::time::Duration::from_millis(60))
+        .unwrap();
+    let (owner, id, _owner_node) = bed.digits_owner_behind_nat("h1.1");
+    let labeler = bed.home("labeler");
+    let started = std::time::Instant::now();
+    let _labeler_node = bed.run("h2.1", &labeler, &["--join", &id]);
+    wait_until("the join to finish", || {
+        bed.join_state("h2.1", &labeler, &id) == "done"
+    });
+    let verify = bed.cli("h2.1", &labeler, &["dataset", "verify", &id]);
+    assert!(verify.contains("all 1797 samples intact"), "{verify}");
+    let took = started.elapsed();
+
+    // The samples came over the relayed connection: the join's report names the owner as
+    // reached through a relay, `peers` says the path and why a direct one failed, and `status`
+    // counts the relayed peer.
+    let owner_id = Bed::peer_id(&owner);
+    let status = bed.json("h2.1", &labeler, &["status"]);
+    let report = &status["joins"][id.as_str()]["report"];
+    assert_eq!(report["relayed"], serde_json::json!([owner_id]), "{report}");
+    assert!(status["peers_relayed"].as_u64() >= Some(1), "{status}");
+    let to_owner = bed
+        .peer("h2.1", &labeler, &owner_id)
+        .expect("connected to the owner");
+    assert_eq!(to_owner["path"], "relayed", "{to_owner}");
+    let why = to_owner["direct_failure"].as_str().unwrap();
+    assert!(why.contains("hole punch"), "{why}");
+    assert!(to_owner["next_punch_in_s"].is_u64(), "{to_owner}");
+    eprintln!(
+        "scenario (f): verified copy through the relay in {:.1} s from the labeler's start",
+        took.as_secs_f64()
+    );
+
+    // Hole punching is tried again (30 s after the failure, on a new relayed connection); once
+    // the routers drop unsolicited packets instead (as after a firewall change) it gets
+    // through, and the relayed connection gives way.
+    drop(delay);
+    bed.net.answer_unsolicited(1, false).unwrap();
+    bed.net.answer_unsolicited(2, false).unwrap();
+    wait_until("a retried hole punch to make the path direct", || {
+        bed.peer("h2.1", &labeler, &owner_id)
+            .is_some_and(|p| p["path"] == "direct")
+    });
 }

@@ -131,16 +131,19 @@ fn forward(mut queue: nfq::Queue, delay: Duration, stop: &AtomicBool) {
 
 impl Drop for Delay {
     fn drop(&mut self) {
+        // The rule first (packets queued with no reader would be dropped), then the reader.
         let _ = run(&[
             "ip",
             "netns",
             "exec",
             &self.router,
-            "nft",
-            "delete",
-            "table",
-            "ip",
-            "delay",
+            "iptables-legacy",
+            "-D",
+            "FORWARD",
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            &QUEUE.to_string(),
         ]);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {

@@ -26,6 +26,19 @@ pub enum Nat {
     /// A new random public port for every connection ("symmetric"): the port a peer saw is not
     /// the one a new connection gets, so hole punching cannot work.
     Symmetric,
+    /// Endpoint-independent mapping, but an unsolicited packet is answered instead of dropped
+    /// (a TCP reset, an ICMP port-unreachable), as some real NATs and firewalls do: the first
+    /// packets of a hole punch are refused, and the punch fails.
+    Rejecting,
+}
+
+/// The rules of a router's `unsolicited` chain: answer (reset, port-unreachable) or drop.
+fn unsolicited_rules(answer: bool) -> &'static str {
+    if answer {
+        "    meta l4proto tcp reject with tcp reset\n    reject with icmp type port-unreachable"
+    } else {
+        "    drop"
+    }
 }
 
 /// The namespaces of one network.
@@ -140,29 +153,50 @@ impl Net {
             ])?;
         }
         let masquerade = match nat {
-            Nat::EndpointIndependent => "masquerade",
+            Nat::EndpointIndependent | Nat::Rejecting => "masquerade",
             Nat::Symmetric => "masquerade random",
         };
-        // `cut` holds the addresses this router's hosts are partitioned from.
+        // `cut` holds the addresses this router's hosts are partitioned from; chain
+        // `unsolicited` says what an unsolicited packet from the internet gets.
         let rules = format!(
             "table ip nat {{
   chain post {{ type nat hook postrouting priority 100; oifname \"wan\" {masquerade}; }}
 }}
 table ip filter {{
   set cut {{ type ipv4_addr; }}
+  chain unsolicited {{
+{}
+  }}
   chain forwarding {{
     type filter hook forward priority 0; policy drop;
     ip saddr @cut drop
     ip daddr @cut drop
     ct state established,related accept
     iifname \"lan\" accept
+    iifname \"wan\" jump unsolicited
   }}
   chain input {{
     type filter hook input priority 0; policy accept;
-    iifname \"wan\" ct state != established,related drop
+    iifname \"wan\" ct state established,related accept
+    iifname \"wan\" jump unsolicited
   }}
 }}
-"
+",
+            unsolicited_rules(nat == Nat::Rejecting)
+        );
+        run_with_input(
+            &["ip", "netns", "exec", &router, "nft", "-f", "-"],
+            Some(&rules),
+        )
+    }
+
+    /// Makes router `r` answer unsolicited packets from the internet (a TCP reset, an ICMP
+    /// port-unreachable) or drop them, from now on; connections it tracks are kept.
+    pub fn answer_unsolicited(&self, r: u8, answer: bool) -> Result<(), Error> {
+        let router = self.ns(&format!("r{r}"));
+        let rules = format!(
+            "flush chain ip filter unsolicited\ntable ip filter {{\n  chain unsolicited {{\n{}\n  }}\n}}\n",
+            unsolicited_rules(answer)
         );
         run_with_input(
             &["ip", "netns", "exec", &router, "nft", "-f", "-"],

@@ -231,3 +231,5 @@ impl Drop for Bed {
 pub(crate) const EIM: Nat = Nat::EndpointIndependent;
 /// A port-randomising ("symmetric") router.
 pub(crate) const SYMMETRIC: Nat = Nat::Symmetric;
+/// A router that answers unsolicited packets (TCP reset, ICMP port-unreachable).
+pub(crate) const REJECTING: Nat = Nat::Rejecting;

@@ -74,6 +74,8 @@ pub struct Status {
     pub listen_addrs: Vec<String>,
     /// Connected peers.
     pub peers: usize,
+    /// Of those, the ones reached only through a relay (`peers` says which and why).
+    pub peers_relayed: usize,
     /// Datasets served.
     pub serving: Vec<String>,
     /// Datasets heard of on gossip.
@@ -333,6 +335,7 @@ impl NodeActor {
                 _ = redial.tick() => {
                     self.redial_bootstrap();
                     self.expire_direct_waits();
+                    self.retry_hole_punching();
                     self.reserve_relays();
                     self.publish_due();
                     if self.catalog.announce_due() {
@@ -444,6 +447,7 @@ impl NodeActor {
                         .map(|a| self.with_p2p(a).to_string())
                         .collect(),
                     peers: self.connections.len(),
+                    peers_relayed: self.connections.relayed_count(),
                     serving: self.served.keys().map(ToString::to_string).collect(),
                     known_datasets: self.catalog.len(),
                     routing_table,
@@ -481,9 +485,9 @@ impl NodeActor {
             // of the same peer (through a relay, then hole punching) may still be under way.
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
+                peer_id,
                 error,
-                ..
-            } => self.on_dial_failed(connection_id, &error),
+            } => self.on_dial_failed(connection_id, peer_id, &error),
             SwarmEvent::ExpiredListenAddr { address, .. } => self.on_expired_listen_addr(&address),
             SwarmEvent::ListenerClosed {
                 listener_id,

@@ -1,7 +1,8 @@
 //! Fetching a dataset from its providers, trusting none of them.
 //!
 //! 1. Find providers on the DHT (and from gossip announcements), and reach each of them
-//!    directly at once ([`reach`]): blobs never travel over relays.
+//!    directly at once ([`reach`]); a provider no direct path reaches (NATs that hole punching
+//!    does not get through) is fetched from over its relay, within the relay's budget.
 //! 2. Get the signed root from the first one reached; it must hash to the dataset id and carry a
 //!    valid signature.
 //! 3. Get the manifest pages, then the samples (all, or a chosen subset), in parallel from every
@@ -68,8 +69,10 @@ pub struct Report {
     /// Providers that delivered at least one blob or the root.
     pub providers: Vec<String>,
     /// Providers no direct connection could be made to (behind a NAT hole punching did not
-    /// get through), with why: blobs never travel over relays, so they sent nothing.
+    /// get through), with why; they were asked over their relay instead.
     pub unreachable: Vec<String>,
+    /// Providers that delivered over a relay (no direct path to them).
+    pub relayed: Vec<String>,
 }
 
 impl Report {
@@ -247,6 +250,11 @@ pub async fn fetch(
     .map_err(|e| NetError::Build(e.to_string()))??;
     let mut providers: Vec<String> = delivered.iter().map(ToString::to_string).collect();
     providers.sort();
+    report.relayed = providers
+        .iter()
+        .filter(|p| report.unreachable.iter().any(|u| u.contains(p.as_str())))
+        .cloned()
+        .collect();
     report.providers = providers;
     Ok(report)
 }
@@ -262,8 +270,8 @@ async fn fetch_root(
 ) -> Result<(SignedRoot, PeerId), FetchError> {
     while let Some((peer, reached)) = reach.next().await {
         if let Err(why) = reached {
+            // Asked over its relay instead (a peer with no relayed path fails the request).
             report.add_unreachable(peer, why);
-            continue;
         }
         sched.add_provider(peer);
         if let Ok(Response::Found(bytes)) = node.request(peer, Request::Root(dataset.blob())).await
@@ -372,7 +380,11 @@ async fn run(
         };
         match step {
             Step::Reached(peer, Ok(())) => sched.add_provider(peer),
-            Step::Reached(peer, Err(why)) => report.add_unreachable(peer, why),
+            // Asked over its relay instead, within the relay's budget.
+            Step::Reached(peer, Err(why)) => {
+                report.add_unreachable(peer, why);
+                sched.add_provider(peer);
+            }
             Step::Blob((peer, id, outcome)) => match outcome {
                 Outcome::Stored(len) => {
                     sched.on_verified(peer, id);

@@ -105,7 +105,10 @@ impl NodeActor {
                 }
                 // Dial while the query still holds the provider's addresses.
                 if !self.swarm.is_connected(&peer) {
-                    let _ = self.swarm.dial(peer);
+                    let _ = self.dial_any_path(
+                        peer,
+                        libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing,
+                    );
                 }
                 if let Some(query) = self.providers.queries.get_mut(&id) {
                     query.found.insert(peer);

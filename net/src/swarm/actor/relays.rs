@@ -72,6 +72,40 @@ impl NodeActor {
         }
     }
 
+    /// The addresses of `peer` through the relay of each bootstrap peer we are connected to
+    /// (`<bootstrap>/p2p-circuit/p2p/<peer>`): a node behind a NAT reserves a slot on every
+    /// bootstrap peer it is connected to, so this reaches it even when no address of it is known
+    /// (a provider record published before its reservation, a routing table without it).
+    pub(super) fn relay_paths(&self, peer: PeerId) -> Vec<Multiaddr> {
+        self.bootstrap
+            .iter()
+            .filter(|addr| {
+                matches!(addr.iter().last(), Some(Protocol::P2p(relay))
+                    if relay != peer && self.swarm.is_connected(&relay))
+            })
+            .map(|addr| {
+                addr.clone()
+                    .with(Protocol::P2pCircuit)
+                    .with(Protocol::P2p(peer))
+            })
+            .collect()
+    }
+
+    /// Dials `peer` at every address known for it (kad's, identify's) and through every relay
+    /// we are connected to, if `condition` holds; the first connection made wins.
+    pub(super) fn dial_any_path(
+        &mut self,
+        peer: PeerId,
+        condition: libp2p::swarm::dial_opts::PeerCondition,
+    ) -> Result<(), libp2p::swarm::DialError> {
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(self.relay_paths(peer))
+            .extend_addresses_through_behaviour()
+            .condition(condition)
+            .build();
+        self.swarm.dial(opts)
+    }
+
     /// Connection reversal: `peer` is connected to us through relays only and told us its
     /// addresses (identify); dial them directly. A peer that is dialable gets a direct
     /// connection at once; for one behind a NAT too, hole punching (DCUtR) is the way left.

@@ -1,11 +1,11 @@
 //! The blob protocol both ways: our requests to peers, and the blobs and roots we serve them
-//! (read off the actor's thread, a bounded number at a time, never over relayed connections).
+//! (read off the actor's thread, a bounded number at a time). Over a relayed connection too: a
+//! peer no direct path reaches gets its blobs through the relay, within its operator's budget.
 
 use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::ConnectionId;
 use tokio::sync::oneshot;
 
 use super::{Internal, NodeActor};
@@ -67,24 +67,16 @@ impl NodeActor {
             let _ = reply.send(Err(RequestError::Banned));
             return;
         }
-        if self.connections.relayed_only(&peer) {
-            let _ = reply.send(Err(RequestError::Unreachable));
-            return;
-        }
         let id = self.swarm.behaviour_mut().blob.send_request(&peer, request);
         self.serving.requests.insert(id, reply);
     }
 
     pub(super) fn on_blob_event(&mut self, event: request_response::Event<Request, Response>) {
         match event {
-            request_response::Event::Message {
-                peer,
-                connection_id,
-                message,
-            } => match message {
+            request_response::Event::Message { message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.serve_request(peer, connection_id, request, channel),
+                } => self.serve_request(request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -108,13 +100,7 @@ impl NodeActor {
         }
     }
 
-    fn serve_request(
-        &mut self,
-        peer: PeerId,
-        connection: ConnectionId,
-        request: Request,
-        channel: ResponseChannel<Response>,
-    ) {
+    fn serve_request(&mut self, request: Request, channel: ResponseChannel<Response>) {
         let respond = |actor: &mut NodeActor, channel, response| {
             let _ = actor
                 .swarm
@@ -123,9 +109,6 @@ impl NodeActor {
                 .send_response(channel, response);
         };
         match request {
-            _ if self.connections.is_relayed(&peer, &connection) => {
-                respond(self, channel, Response::Refused);
-            }
             Request::Root(id) => {
                 let response = match self.served.get(&DatasetId::from(id)) {
                     Some(root) => Response::Found(root.bytes().to_vec()),
