@@ -72,14 +72,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .iter()
         .flat_map(|p| p.samples.iter().map(|s| s.id.to_hex()))
         .collect();
-    let needed = 2 * (args.rate as u64 * args.seconds) as usize;
-    anyhow::ensure!(
-        samples.len() >= needed,
-        "the dataset has {} samples; --rate x --seconds x 2 = {needed} honest labels need as many",
-        samples.len()
-    );
+    anyhow::ensure!(!samples.is_empty(), "the dataset has no samples");
     let samples_file = work.path().join("samples.txt");
     std::fs::write(&samples_file, samples.join("\n"))?;
+    // The honest labeler's samples, phase after phase; past the dataset's end it labels the
+    // first ones again (a new record on its chain, as a labeler changing its mind makes).
+    let needed = 3 * (args.rate as u64 * args.seconds) as usize;
+    let samples: Vec<String> = samples.iter().cycle().take(needed).cloned().collect();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -112,11 +111,24 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
 
     eprintln!("phase 1: {per_phase} honest labels, no flood");
     let quiet = labeler.run(&samples[..per_phase], 0, pace)?;
+
+    // The attacker is a process on this machine and keeps one of its cores busy, which a remote
+    // attacker would not: the same labels while a process only spins on one core measure what
+    // that alone costs, so that the flood's own cost can be told apart.
+    eprintln!("phase 2: {per_phase} honest labels while one core is kept busy");
+    let mut burner = Command::new(std::env::current_exe()?)
+        .args(["flood-burn", &(args.seconds + 5).to_string()])
+        .spawn()?;
+    let busy = labeler.run(&samples[per_phase..2 * per_phase], per_phase, pace);
+    let _ = burner.kill();
+    let _ = burner.wait();
+    let busy = busy?;
+
     let disk_before = du(home.root());
     reset_peak_rss();
 
     eprintln!(
-        "phase 2: {per_phase} honest labels while {} peers flood with {} keys",
+        "phase 3: {per_phase} honest labels while {} peers flood with {} keys",
         args.peers, args.keys
     );
     let mut attacker = Command::new(std::env::current_exe()?)
@@ -143,7 +155,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .context("the attacker stopped before it started")??;
     anyhow::ensure!(ready == "attacking", "the attacker said {ready:?}");
     let flood_started = Instant::now();
-    let flooded = labeler.run(&samples[per_phase..2 * per_phase], per_phase, pace)?;
+    let flooded = labeler.run(&samples[2 * per_phase..3 * per_phase], 2 * per_phase, pace)?;
     let sent: serde_json::Value = match lines.next() {
         Some(line) => serde_json::from_str(&line?)?,
         None => serde_json::Value::Null,
@@ -159,6 +171,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let (p50, p99) = (
         crate::quantile::quantile(&quiet, 0.5),
         crate::quantile::quantile(&quiet, 0.99),
+    );
+    let (bp50, bp99) = (
+        crate::quantile::quantile(&busy, 0.5),
+        crate::quantile::quantile(&busy, 0.99),
     );
     let (fp50, fp99) = (
         crate::quantile::quantile(&flooded, 0.5),
@@ -179,6 +195,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "flood_ack_ms_p50": fp50,
         "flood_ack_ms_p99": fp99,
         "ratio_p99": fp99 / p99,
+        "busy_ack_ms_p50": bp50,
+        "busy_ack_ms_p99": bp99,
+        "ratio_p99_busy": fp99 / bp99,
         "peak_rss_mb": peak_rss_mb,
         "disk_growth_bytes": disk_growth_bytes,
         "attacker_records_stored": stored.labels,
@@ -289,4 +308,16 @@ fn attacker_records(
         .filter(|r| r.update().peer != honest)
         .count();
     Ok(Stored { labels, updates })
+}
+
+/// Spins one thread for `seconds` (the `flood-burn` child).
+pub(crate) fn burn(seconds: u64) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut x = 0u64;
+    while Instant::now() < until {
+        for _ in 0..100_000 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        }
+    }
+    serde_json::json!({ "burned_s": seconds, "x": x % 2 })
 }

@@ -56,6 +56,10 @@ enum Command {
     /// The attacker of `flood` (run by it as a child process).
     #[command(hide = true)]
     FloodAttack(flood::attack::AttackArgs),
+    /// Keeps one core busy for SECONDS (run by `flood` as a child process: the CPU the attacker
+    /// takes from the node on this machine, without the attack).
+    #[command(hide = true)]
+    FloodBurn { seconds: u64 },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Flood(args) => flood::run(args)?,
         Command::Wan(args) => wan::run(args)?,
         Command::FloodAttack(args) => flood::attack::run(args)?,
+        Command::FloodBurn { seconds } => flood::burn(seconds),
     };
     println!("{value}");
     Ok(())

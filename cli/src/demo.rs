@@ -30,6 +30,7 @@ use swarmlabel_node::learn::{self, features};
 use crate::args::DemoArgs;
 use crate::client::Client;
 use crate::progress::Bar;
+use crate::run::StopSignals;
 
 /// Images of the held-out test set, drawn apart from the dataset's.
 const TEST_IMAGES: usize = 400;
@@ -146,6 +147,9 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     );
 
     let test = test_set(id, &labels, args.seed)?;
+    // Listen for Ctrl-C and SIGTERM before the address is out: a stop that comes at any moment
+    // after it (even while the demo evaluates a model) must clean up, not be missed or kill.
+    let mut signals = StopSignals::install();
     let stop = Arc::new(AtomicBool::new(false));
     let labelled = Arc::new(AtomicU64::new(0));
     // Labelers stop at the budget; headless runs raise it checkpoint by checkpoint.
@@ -174,9 +178,6 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
             budget.clone(),
         ));
     } else {
-        // Take SIGTERM over before the address is out: a stop that comes right after it must
-        // clean up, not kill (tokio keeps a handler installed once one is made).
-        let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
         out!();
         out!("label here: {}", user.api_info().page);
         out!("(keys 1-4 label, Backspace undoes; Ctrl-C stops the demo)");
@@ -187,9 +188,9 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
     let mut nodes = vec![&user];
     nodes.extend(volunteers.iter());
     let outcome = if args.headless {
-        checkpoints(&args, &nodes, id, &test, &labelled, &budget).await
+        checkpoints(&args, &nodes, id, &test, &labelled, &budget, &mut signals).await
     } else {
-        report_progress(&user, id, &test, &labelled).await
+        report_progress(&user, id, &test, &labelled, &mut signals).await
     };
     stop.store(true, Ordering::SeqCst);
     for l in labelers {
@@ -384,12 +385,13 @@ async fn report_progress(
     id: DatasetId,
     test: &TestSet,
     labelled: &AtomicU64,
+    signals: &mut StopSignals,
 ) -> anyhow::Result<Option<(Option<f64>, usize)>> {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut shown = None;
     loop {
         tokio::select! {
-            () = crate::run::wait_for_signal() => {
+            () = signals.recv() => {
                 out!("stopping");
                 return Ok(None);
             }
@@ -421,6 +423,7 @@ async fn checkpoints(
     test: &TestSet,
     labelled: &AtomicU64,
     budget: &AtomicU64,
+    signals: &mut StopSignals,
 ) -> anyhow::Result<Option<(Option<f64>, usize)>> {
     let mut marks: Vec<u64> = vec![args.labels / 4, args.labels / 2, args.labels];
     marks.retain(|m| *m > 0);
@@ -431,7 +434,7 @@ async fn checkpoints(
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         while labelled.load(Ordering::SeqCst) < mark {
             tokio::select! {
-                () = crate::run::wait_for_signal() => {
+                () = signals.recv() => {
                     out!("stopping");
                     return Ok(None);
                 }

@@ -81,6 +81,8 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // From here on a stop is kept until the node is up, then it shuts the node down.
+        let mut signals = StopSignals::install();
         let daemon = Daemon::start(home.clone(), options).await?;
         if let Some(taken) = daemon.api_moved_from() {
             eprintln!(
@@ -100,19 +102,37 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
         );
         out!("metrics: http://{}/metrics", daemon.api_addr());
         out!("labeling page: {}", daemon.api_info().page);
-        wait_for_signal().await;
+        signals.recv().await;
         eprintln!("stopping");
         daemon.shutdown().await;
         anyhow::Ok(())
     })
 }
 
-/// Waits for Ctrl-C or SIGTERM (what `systemctl stop` and `kill` send).
-pub(crate) async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("invariant: installing a SIGTERM handler succeeds on Unix");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Ctrl-C and SIGTERM (what `systemctl stop` and `kill` send), listened to from the moment of `install`: a signal that arrives while
+/// the caller is busy elsewhere is kept for the next `recv` (a listener made per wait would
+/// miss it, and the process would never stop).
+pub(crate) struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate())
+                .expect("invariant: installing a SIGTERM handler succeeds on Unix"),
+            interrupt: signal(SignalKind::interrupt())
+                .expect("invariant: installing a SIGINT handler succeeds on Unix"),
+        }
+    }
+
+    /// The next Ctrl-C or SIGTERM since `install` (cancel-safe: usable in `select!` loops).
+    pub(crate) async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// A hang guard only: the demo normally ends in a few minutes.
 const HANG: Duration = Duration::from_secs(25 * 60);
+/// A hang guard only: stopping the demo's nodes normally takes about a second.
+const STOP: Duration = Duration::from_secs(120);
 
 #[test]
 fn the_headless_demo_learns_the_shapes_well_above_chance() {
@@ -159,7 +161,21 @@ fn the_interactive_demo_prints_a_dialable_address_and_cleans_up_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
+    // Bounded: a demo that misses its SIGTERM must fail here, not hang CI (it did, when the
+    // demo made a new signal listener per wait and lost a SIGTERM that came during a model
+    // evaluation).
+    let deadline = std::time::Instant::now() + STOP;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo did not stop within {STOP:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         status.success(),
         "the demo stopped by SIGTERM exits 0: {status}"

@@ -137,7 +137,7 @@ fn keys_in_a_terminal_become_labels_and_backspace_undoes() {
     screen.wait("the undo", || values(&node).last().unwrap() == "skip");
     assert_eq!(values(&node), ["0", "1", "skip", "skip"]);
     press(b"\x1b"); // Esc
-    let status = tui.wait().unwrap();
+    let status = process::wait_exit(&mut tui, "the terminal labeler after Esc");
     assert!(
         status.success(),
         "the terminal labeler exited with {status}"

@@ -89,6 +89,8 @@ pub struct Replica {
     shards: Vec<Shard>,
     samples: Option<Arc<Samples>>,
     policy: Option<Arc<Policy>>,
+    /// Counts policy changes: a shard's cached digest holds for the generation it was made in.
+    policy_generation: u64,
 }
 
 impl Replica {
@@ -100,6 +102,7 @@ impl Replica {
             shards,
             samples: None,
             policy: None,
+            policy_generation: 0,
         }
     }
 
@@ -135,6 +138,7 @@ impl Replica {
     /// brings them back.
     pub fn set_policy(&mut self, policy: Option<Arc<Policy>>) {
         self.policy = policy;
+        self.policy_generation += 1;
     }
 
     fn admitted(&self, annotator: &AnnotatorKey) -> bool {
@@ -325,10 +329,16 @@ impl Replica {
     /// chains of others (banned annotators) they also keep.
     pub fn digest(&mut self, shard: ShardId) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new_derive_key("swarmlabel 2026-12-04 shard digest v1");
+        let generation = self.policy_generation;
         let Some(s) = self.shard_mut(shard) else {
             return *hasher.finalize().as_bytes();
         };
         s.commit();
+        if let Some((made_in, digest)) = s.digest
+            && made_in == generation
+        {
+            return digest;
+        }
         let mut ends: Vec<_> = s.tips().map(|(a, t)| (*a, *t)).collect();
         ends.retain(|(a, _)| self.admitted(a));
         ends.sort_unstable_by_key(|(a, _)| *a);
@@ -337,7 +347,11 @@ impl Replica {
             hasher.update(&tip.seq.to_le_bytes());
             hasher.update(&tip.hash.0);
         }
-        *hasher.finalize().as_bytes()
+        let digest = *hasher.finalize().as_bytes();
+        if let Some(s) = self.shard_mut(shard) {
+            s.digest = Some((generation, digest));
+        }
+        digest
     }
 
     /// The records of `shard` that a peer whose chains end at `theirs` lacks, of admitted

@@ -75,11 +75,17 @@ pub(crate) struct Shard {
     fragile: bool,
     /// Records whose signature verified already: reading verifies each once.
     pub(crate) verified: Verified,
+    /// The shard's digest under a policy generation, until the chains' ends change: a summary
+    /// asked for again and again (every peer's anti-entropy, a peer flooding requests) costs a
+    /// lookup, not a sort and a hash of every chain's end.
+    pub(crate) digest: Option<(u64, [u8; 32])>,
 }
 
 /// Keys between the splits made by [`Shard::defragment`]: about 32 × 181 bytes ≈ 5.8 KB of values
 /// per piece.
 const DEFRAG_STRIDE: usize = 32;
+/// Changes applied at once from which the value column may be left in one oversize piece.
+const FRAGILE_BATCH: usize = 64;
 
 pub(crate) use crate::slot::wins;
 
@@ -106,6 +112,7 @@ impl Shard {
             saved_heads: None,
             fragile: false,
             verified: Verified::default(),
+            digest: None,
         }
     }
 
@@ -146,16 +153,22 @@ impl Shard {
         self.fragile = true;
     }
 
-    /// Applies changes in bulk through `apply` (a batch of chain changes, a loaded chunk): splits
-    /// the value column first if an earlier bulk apply may have left it in one piece, and notes
-    /// that this one may have.
-    pub(crate) fn bulk_apply<T>(&mut self, apply: impl FnOnce(&mut Automerge) -> T) -> T {
+    /// Applies `changes` changes in bulk through `apply` (a batch of chain changes, a loaded
+    /// chunk): splits the value column first if an earlier bulk apply may have left it in one
+    /// piece, and notes that this one may have. A batch of fewer than [`FRAGILE_BATCH`] changes
+    /// (a gossip message, a labeler's own label) adds a small piece, not an oversize one, so it
+    /// does not make the next write pay for a defragmentation.
+    pub(crate) fn bulk_apply<T>(
+        &mut self,
+        changes: usize,
+        apply: impl FnOnce(&mut Automerge) -> T,
+    ) -> T {
         if self.fragile {
             self.defragment();
         }
         let before = self.doc.get_heads();
         let out = apply(&mut self.doc);
-        if self.doc.get_heads() != before {
+        if changes >= FRAGILE_BATCH && self.doc.get_heads() != before {
             self.fragile = true;
         }
         out
@@ -253,9 +266,10 @@ impl Shard {
         self.staged_slots.clear();
         let tips = std::mem::take(&mut self.staged_tips);
         let changes: Vec<Change> = staged.iter().map(|(_, c)| c.clone()).collect();
-        match self.bulk_apply(|d| d.apply_changes(changes)) {
+        match self.bulk_apply(changes.len(), |d| d.apply_changes(changes)) {
             Ok(()) => {
                 self.tips.extend(tips);
+                self.digest = None;
                 for (signed, _) in &staged {
                     self.verified.remember(signed);
                 }
@@ -452,6 +466,7 @@ impl Shard {
             return Err("a chain shows no record in any slot".into());
         }
         self.tips = tips;
+        self.digest = None;
         Ok(())
     }
 }

@@ -111,7 +111,7 @@ impl Driver {
     }
 
     pub(crate) fn finish(mut self) {
-        let status = self.child.wait().unwrap();
+        let status = crate::process::wait_exit(&mut self.child, "the browser run");
         assert!(status.success(), "the browser run failed: {status}");
     }
 }

@@ -209,6 +209,7 @@ impl Shard {
         };
         if let Some(doc) = fast {
             self.doc = doc;
+            self.digest = None;
             self.mark_loaded();
             self.saved_heads = Some(self.heads());
             let chunks = split_chunks(bytes).map_or(0, |c| c.len());
@@ -260,7 +261,7 @@ impl Shard {
                     }
                     match contained(|| Automerge::load(data)) {
                         Some(Ok(mut doc)) => self
-                            .bulk_apply(|d| d.merge(&mut doc))
+                            .bulk_apply(usize::MAX, |d| d.merge(&mut doc))
                             .map(|_| ())
                             .map_err(|e| e.to_string()),
                         Some(Err(e)) => Err(e.to_string()),
@@ -318,13 +319,16 @@ impl Shard {
             return Ok(());
         };
         let changes: Vec<Change> = items.iter().map(|(c, _)| c.clone()).collect();
-        if self.bulk_apply(|d| d.apply_changes(changes)).is_ok() {
+        if self
+            .bulk_apply(changes.len(), |d| d.apply_changes(changes))
+            .is_ok()
+        {
             *kept += items.len();
             *kept_bytes = last;
             return Ok(());
         }
         for (change, span) in items {
-            self.bulk_apply(|d| d.apply_changes([change]))
+            self.bulk_apply(1, |d| d.apply_changes([change]))
                 .map_err(|e| (span.range.start, e.to_string()))?;
             *kept += 1;
             *kept_bytes = span.range.end;

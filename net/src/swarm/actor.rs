@@ -16,6 +16,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, noise, tcp, yamux};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 mod catalog;
 mod connections;
@@ -185,8 +186,14 @@ fn is_loopback(addr: &Multiaddr) -> bool {
     })
 }
 
-/// Builds the swarm, starts listening, and spawns the actor. Returns once every listen address
-/// is bound.
+/// Worker threads of a node's network runtime at most.
+const NETWORK_THREADS: usize = 2;
+
+/// Builds the swarm, starts listening, and runs the actor, all on a tokio runtime of its own
+/// (threads `swarmlabel-net`): what peers send (decoding, signature checks of every gossip
+/// message, thousands of streams a second under a flood) then competes with the node's local
+/// API for the CPU as threads scheduled by the kernel, instead of queueing the API's tasks
+/// behind connection tasks on shared workers. Returns once every listen address is bound.
 pub(crate) async fn spawn(
     identity: &Identity,
     store: BlobStore,
@@ -194,6 +201,56 @@ pub(crate) async fn spawn(
     registry: &mut Registry,
     metrics: Metrics,
 ) -> Result<(mpsc::Sender<Command>, PeerId), NetError> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (identity, config) = (identity.clone(), config.clone());
+    let mut own_registry = std::mem::take(registry);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(NETWORK_THREADS);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("swarmlabel-net")
+        .enable_all()
+        .build()
+        .map_err(|e| NetError::Build(format!("cannot start the network runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("swarmlabel-net".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let built = build(&identity, store, &config, &mut own_registry, metrics).await;
+                match built {
+                    Ok((actor, tx, peer_id)) => {
+                        if ready_tx.send(Ok((tx, peer_id, own_registry))).is_ok() {
+                            actor
+                                .run()
+                                .instrument(tracing::info_span!("node", peer = %peer_id))
+                                .await;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+            // Dropping the runtime ends the connections' tasks with the actor.
+        })
+        .map_err(|e| NetError::Build(format!("cannot start the network thread: {e}")))?;
+    let (tx, peer_id, own_registry) = ready_rx
+        .await
+        .map_err(|_| NetError::Build("the network thread ended while starting".into()))??;
+    *registry = own_registry;
+    Ok((tx, peer_id))
+}
+
+/// Builds the swarm and the actor, and starts listening; returns once every listen address is
+/// bound. Runs on the network runtime.
+async fn build(
+    identity: &Identity,
+    store: BlobStore,
+    config: &Config,
+    registry: &mut Registry,
+    metrics: Metrics,
+) -> Result<(NodeActor, mpsc::Sender<Command>, PeerId), NetError> {
     let key = identity.to_libp2p_keypair();
     let peer_id = key.public().to_peer_id();
     let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
@@ -301,11 +358,7 @@ pub(crate) async fn spawn(
         replication: replication::Replication::new(config.limits.replication_requests),
         relays: relays::Relays::new(config.use_relays),
     };
-    tokio::spawn(tracing::Instrument::instrument(
-        actor.run(),
-        tracing::info_span!("node", peer = %peer_id),
-    ));
-    Ok((tx, peer_id))
+    Ok((actor, tx, peer_id))
 }
 
 impl NodeActor {

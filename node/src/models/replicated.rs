@@ -95,6 +95,8 @@ pub(crate) enum Event {
     Served,
     /// Weights no longer in force were deleted: the bytes freed.
     Collected { removed: Result<u64, String> },
+    /// A registry's deferred save is due.
+    SaveDue { dataset: DatasetId },
 }
 
 /// The models of one open dataset.
@@ -107,7 +109,14 @@ struct Held {
     policy: crate::policy::InForce,
     merging: bool,
     dirty: bool,
+    /// When the registry was last saved, and whether a save waits for [`SAVE_INTERVAL`] to pass.
+    saved_at: Option<std::time::Instant>,
+    save_waiting: bool,
 }
+
+/// A registry is saved at most once in this long: under a flood of updates its file (a cache of
+/// what peers hold, which anti-entropy brings back) is not rewritten and fsynced for each.
+const SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One registry sync session this node runs.
 #[derive(Debug)]
@@ -133,6 +142,10 @@ pub(crate) struct Registries {
     /// Weights in the blob store, verified when stored.
     have: HashSet<WeightsHash>,
     fetching: HashSet<WeightsHash>,
+    /// Superseded weights to delete: a removal runs beside the service at most once at a time,
+    /// and what comes meanwhile waits here for the next one (one pass over the saved
+    /// registries for many updates, not one for each).
+    collect: bounds::Collect,
     /// Downloads that found no peer with the weights: tried again at the next round, or when
     /// someone announces them.
     failed: HashSet<WeightsHash>,
@@ -183,6 +196,7 @@ impl Registries {
             policies: HashMap::new(),
             have: HashSet::new(),
             fetching: HashSet::new(),
+            collect: bounds::Collect::default(),
             failed: HashSet::new(),
             hints: HashMap::new(),
         }
@@ -216,6 +230,8 @@ impl Registries {
                 policy: self.policies.get(&dataset).cloned().flatten(),
                 merging: false,
                 dirty: false,
+                saved_at: None,
+                save_waiting: false,
             },
         );
         self.fetch_missing(dataset, cx);
@@ -321,16 +337,42 @@ impl Registries {
         self.settle(dataset, before, cx);
     }
 
-    /// Persists the registry, fetches missing weights, and recomputes the merged model.
+    /// Persists the registry (now, or once [`SAVE_INTERVAL`] has passed since the last save),
+    /// fetches missing weights, and recomputes the merged model.
     fn registry_changed(&mut self, dataset: DatasetId, cx: &mut Context<Self>) {
-        if let Some(held) = self.held.get(&dataset)
-            && let Err(e) = store::save(&self.home, &held.registry)
-        {
-            // Kept in memory; the next change or anti-entropy writes it again.
-            tracing::warn!(%dataset, error = %e, "cannot save the model registry");
+        if let Some(held) = self.held.get_mut(&dataset) {
+            let now = std::time::Instant::now();
+            match held.saved_at.map(|at| at + SAVE_INTERVAL) {
+                Some(due) if due > now => {
+                    if !held.save_waiting {
+                        held.save_waiting = true;
+                        let wait = due - now;
+                        cx.spawn(
+                            async move {
+                                tokio::time::sleep(wait).await;
+                                Event::SaveDue { dataset }
+                            },
+                            Event::SaveDue { dataset },
+                        );
+                    }
+                }
+                _ => self.save(dataset),
+            }
         }
         self.fetch_missing(dataset, cx);
         self.mark_dirty(dataset, cx);
+    }
+
+    fn save(&mut self, dataset: DatasetId) {
+        let Some(held) = self.held.get_mut(&dataset) else {
+            return;
+        };
+        held.saved_at = Some(std::time::Instant::now());
+        held.save_waiting = false;
+        if let Err(e) = store::save(&self.home, &held.registry) {
+            // Kept in memory; the next change or anti-entropy writes it again.
+            tracing::warn!(%dataset, error = %e, "cannot save the model registry");
+        }
     }
 
     fn with_held<T>(
@@ -417,13 +459,19 @@ impl Replicated for Registries {
             } => self.on_fetched(dataset, hash, fetched, cx),
             Event::Merged { dataset, result } => self.on_merged(dataset, result, cx),
             Event::Served => {}
-            Event::Collected { removed } => match removed {
-                Ok(bytes) => {
-                    self.stats.weights_removed_bytes.inc_by(bytes);
+            Event::SaveDue { dataset } => self.save(dataset),
+            Event::Collected { removed } => {
+                match removed {
+                    Ok(bytes) => {
+                        self.stats.weights_removed_bytes.inc_by(bytes);
+                    }
+                    // Left for `swarmlabel gc`, which removes every weight no registry has in
+                    // force.
+                    Err(e) => tracing::warn!(error = %e, "cannot delete superseded model weights"),
                 }
-                // Left for `swarmlabel gc`, which removes every weight no registry has in force.
-                Err(e) => tracing::warn!(error = %e, "cannot delete superseded model weights"),
-            },
+                self.collect.running = false;
+                self.start_collection(cx);
+            }
         }
     }
 

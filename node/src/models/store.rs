@@ -63,32 +63,57 @@ pub fn encode(registry: &Registry) -> Vec<u8> {
 pub fn decode(dataset: swarmlabel_crdt::DatasetId, bytes: &[u8]) -> (Registry, Vec<String>) {
     let mut registry = Registry::new(dataset);
     let mut problems = Vec::new();
-    let Some(rest) = bytes.strip_prefix(MAGIC) else {
-        problems.push("not a model registry file (bad magic); starting empty".to_owned());
-        return (registry, problems);
-    };
-    let Some((count, mut rest)) = rest.split_first_chunk::<4>() else {
-        problems.push("the registry file is cut short; starting empty".to_owned());
-        return (registry, problems);
-    };
-    for i in 0..u32::from_le_bytes(*count) {
-        let Some((len, tail)) = rest.split_first_chunk::<2>() else {
-            problems.push(format!("the registry file is cut short at record {i}"));
-            break;
-        };
-        let len = usize::from(u16::from_le_bytes(*len));
-        let Some(record) = tail.get(..len) else {
-            problems.push(format!("the registry file is cut short at record {i}"));
-            break;
-        };
-        rest = &tail[len..];
-        match SignedUpdate::from_bytes(record).map(|u| registry.insert(u)) {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => problems.push(format!("record {i} left out: {e}")),
+    for (i, record) in records(bytes) {
+        let inserted = record.and_then(|r| {
+            SignedUpdate::from_bytes(r)
+                .map_err(|e| e.to_string())
+                .and_then(|u| registry.insert(u).map_err(|e| e.to_string()))
+        });
+        match inserted {
+            Ok(_) => {}
+            Err(e) if i == usize::MAX => problems.push(e),
             Err(e) => problems.push(format!("record {i} left out: {e}")),
         }
     }
     (registry, problems)
+}
+
+/// The records of a registry file, numbered, without decoding them: a file-level problem (bad
+/// magic, a cut) comes as an error numbered `usize::MAX`, after which nothing follows.
+fn records(bytes: &[u8]) -> impl Iterator<Item = (usize, Result<&[u8], String>)> {
+    let mut state = match bytes.strip_prefix(MAGIC) {
+        None => Err("not a model registry file (bad magic); starting empty".to_owned()),
+        Some(rest) => match rest.split_first_chunk::<4>() {
+            None => Err("the registry file is cut short; starting empty".to_owned()),
+            Some((count, rest)) => Ok((u32::from_le_bytes(*count) as usize, rest)),
+        },
+    };
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let (count, rest) = match &mut state {
+            Err(e) => {
+                let e = std::mem::take(e);
+                return (!e.is_empty()).then_some((usize::MAX, Err(e)));
+            }
+            Ok((count, rest)) => (*count, rest),
+        };
+        if i >= count {
+            return None;
+        }
+        let cut = format!("the registry file is cut short at record {i}");
+        let Some((len, tail)) = rest.split_first_chunk::<2>() else {
+            state = Err(String::new());
+            return Some((usize::MAX, Err(cut)));
+        };
+        let len = usize::from(u16::from_le_bytes(*len));
+        let Some(record) = tail.get(..len) else {
+            state = Err(String::new());
+            return Some((usize::MAX, Err(cut)));
+        };
+        *rest = &tail[len..];
+        i += 1;
+        Some((i - 1, Ok(record)))
+    })
 }
 
 /// Loads the registry of `dataset` from `home` (empty when there is no file yet).
@@ -148,13 +173,26 @@ pub fn referenced_weights(
         else {
             continue;
         };
-        let (registry, _) = load(home, swarmlabel_crdt::DatasetId(id))?;
-        out.extend(
-            registry
-                .records()
-                .iter()
-                .map(|r| swarmlabel_net::store::BlobId(r.update().weights_hash.0)),
-        );
+        // The weights every record of the file names, signatures unchecked: the file is ours
+        // (its records were verified when they came), and naming too much only keeps a blob.
+        let path = path(home, &swarmlabel_crdt::DatasetId(id));
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(ModelStoreError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        out.extend(records(&bytes).filter_map(|(_, r)| {
+            let update = SignedUpdate::from_bytes(r.ok()?).ok()?;
+            Some(swarmlabel_net::store::BlobId(
+                update.update().weights_hash.0,
+            ))
+        }));
     }
     Ok(out)
 }

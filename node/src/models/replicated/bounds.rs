@@ -113,17 +113,39 @@ impl Registries {
             .values()
             .flat_map(|h| h.registry.latest().map(|u| u.weights_hash))
             .collect();
-        let gone: Vec<BlobId> = candidates
+        let gone = candidates
             .into_iter()
             .filter(|h| !in_force.contains(h) && !self.fetching.contains(h))
             .inspect(|h| {
                 self.have.remove(h);
             })
-            .map(|h| BlobId(h.0))
+            .map(|h| BlobId(h.0));
+        self.collect.waiting.extend(gone);
+        self.start_collection(cx);
+    }
+
+    /// Starts a removal of the weights waiting, unless one runs (its end starts the next).
+    pub(super) fn start_collection(&mut self, cx: &mut Context<Self>) {
+        if self.collect.running || self.collect.waiting.is_empty() {
+            return;
+        }
+        // Weights put back in force (or being fetched again) since they were queued stay.
+        let in_force: HashSet<WeightsHash> = self
+            .held
+            .values()
+            .flat_map(|h| h.registry.latest().map(|u| u.weights_hash))
+            .collect();
+        let gone: Vec<BlobId> = std::mem::take(&mut self.collect.waiting)
+            .into_iter()
+            .filter(|b| {
+                let hash = WeightsHash(b.0);
+                !in_force.contains(&hash) && !self.fetching.contains(&hash)
+            })
             .collect();
         if gone.is_empty() {
             return;
         }
+        self.collect.running = true;
         let home = self.home.clone();
         let work = async move {
             let removed = tokio::task::spawn_blocking(move || remove_unreferenced(&home, &gone))
@@ -138,6 +160,13 @@ impl Registries {
             },
         );
     }
+}
+
+/// Superseded weights waiting for removal, and whether a removal runs.
+#[derive(Debug, Default)]
+pub(crate) struct Collect {
+    pub(super) waiting: HashSet<BlobId>,
+    pub(super) running: bool,
 }
 
 /// Removes those of `candidates` that no saved registry of `home` has in force and no listed
