@@ -86,6 +86,8 @@ impl Process {
 /// Waits for `child` to exit by itself; a child still running after [`HANG`] is killed and the
 /// test fails naming `what` (a process that ignores its stop must fail the test, not hang CI).
 pub(crate) fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    // As `Child::wait` does: a child reading its stdin ends when it closes.
+    drop(child.stdin.take());
     let deadline = Instant::now() + HANG;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
