@@ -15,6 +15,7 @@ pub use codec::{DecodeError, ENCODED_LEN, ENCODED_LEN_V1, Encoded, SIGNED_LEN, S
 use std::fmt;
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use swarmlabel_ids::domain_message;
 
 /// The signature domain of annotations: a signature made for anything else never verifies here.
 pub const DOMAIN: &str = "swarmlabel/annotation/v2";
@@ -319,14 +320,6 @@ fn domain_of(annotation: &Annotation) -> &'static str {
     } else {
         DOMAIN
     }
-}
-
-pub(crate) fn domain_message(domain: &str, message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(domain.len() + 1 + message.len());
-    out.extend_from_slice(domain.as_bytes());
-    out.push(0);
-    out.extend_from_slice(message);
-    out
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use crate::annotation::{AnnotatorKey, DatasetId, Signer, domain_message};
+use crate::annotation::{AnnotatorKey, DatasetId, Signer};
+use swarmlabel_ids::domain_message;
 
 /// The signature domain of policies.
 pub const DOMAIN: &str = "swarmlabel/policy/v1";

@@ -6,6 +6,17 @@ use std::str::FromStr;
 
 pub mod wire;
 
+/// The bytes an ed25519 signature of `message` covers: `domain`, a zero byte, then `message`.
+/// Every signed noun names its own domain, so a signature made for one kind of record never
+/// verifies as another.
+pub fn domain_message(domain: &str, message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(domain.len() + 1 + message.len());
+    out.extend_from_slice(domain.as_bytes());
+    out.push(0);
+    out.extend_from_slice(message);
+    out
+}
+
 /// The BLAKE3 hash of a blob's bytes: a sample id, a page id, a weights hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlobId(pub [u8; 32]);

@@ -10,6 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use swarmlabel_ids::domain_message;
 
 /// Length of an ed25519 signature in bytes.
 pub const SIGNATURE_LEN: usize = 64;
@@ -176,14 +177,6 @@ impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PublicKey({})", self.to_hex())
     }
-}
-
-fn domain_message(domain: &str, message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(domain.len() + 1 + message.len());
-    out.extend_from_slice(domain.as_bytes());
-    out.push(0);
-    out.extend_from_slice(message);
-    out
 }
 
 #[cfg(test)]

@@ -108,18 +108,19 @@ pub enum LearnError {
 }
 
 /// A sample for the human, with why it was chosen.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Suggestion {
-    /// The sample id (hex).
-    pub sample: String,
-    /// The strategy that ranked it (`random` during the cold start).
-    pub strategy: String,
+    /// The sample.
+    pub sample: SampleId,
+    /// The strategy that ranked it (`Random` during the cold start).
+    pub strategy: Strategy,
     /// The strategy's score (higher = more informative).
     pub score: f32,
     /// Whether it is in this labeler's share (`false`: another's, taken as a fallback).
     pub own_share: bool,
-    /// The model's most probable classes with their probabilities, most probable first.
-    pub top: Vec<(String, f32)>,
+    /// The model's most probable classes (indices into the dataset's label set) with their
+    /// probabilities, most probable first.
+    pub top: Vec<(u16, f32)>,
 }
 
 /// One training round in the accuracy history.
@@ -170,16 +171,31 @@ pub struct Progress {
 }
 
 /// The ranking and label counts `next` chooses from, replaced by the driver.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Board {
     /// Samples best first, with the strategy's score.
     ranked: Vec<(SampleId, f32)>,
-    strategy: String,
+    strategy: Strategy,
     probs: Option<Arc<Matrix>>,
     counts: std::collections::HashMap<SampleId, u32>,
     mine: HashSet<SampleId>,
     active: Vec<AnnotatorKey>,
     progress: Progress,
+}
+
+impl Board {
+    /// Empty: the cold-start ranking comes in `rank_initial`.
+    fn new() -> Self {
+        Self {
+            ranked: Vec::new(),
+            strategy: Strategy::Random,
+            probs: None,
+            counts: std::collections::HashMap::new(),
+            mine: HashSet::new(),
+            active: Vec::new(),
+            progress: Progress::default(),
+        }
+    }
 }
 
 /// The handle of one dataset's learning loop. Cheap to clone; the loop stops on
@@ -210,7 +226,7 @@ impl Learner {
             .await
             .map_err(|e| LearnError::Worker(e.to_string()))??;
         let pool = Arc::new(pool);
-        let board = Arc::new(Mutex::new(Board::default()));
+        let board = Arc::new(Mutex::new(Board::new()));
         let (stop, stopped) = mpsc::channel(1);
         let learner = Learner {
             dataset,
@@ -261,11 +277,11 @@ impl Learner {
                 let top = board
                     .probs
                     .as_ref()
-                    .map(|p| top_classes(p.row(row), &self.pool.labels, 3))
+                    .map(|p| top_classes(p.row(row), 3))
                     .unwrap_or_default();
                 Suggestion {
-                    sample: c.sample.to_string(),
-                    strategy: board.strategy.clone(),
+                    sample: c.sample,
+                    strategy: board.strategy,
                     score: board.ranked[c.rank].1,
                     own_share: c.share == select::Share::Mine,
                     top,
@@ -286,14 +302,16 @@ impl Learner {
     }
 }
 
-fn top_classes(row: &[f32], labels: &[String], n: usize) -> Vec<(String, f32)> {
-    let mut classes: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+fn top_classes(row: &[f32], n: usize) -> Vec<(u16, f32)> {
+    let mut classes: Vec<(u16, f32)> = row
+        .iter()
+        .copied()
+        .enumerate()
+        .filter_map(|(c, p)| Some((u16::try_from(c).ok()?, p)))
+        .collect();
     classes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    classes.truncate(n);
     classes
-        .into_iter()
-        .take(n)
-        .map(|(c, p)| (labels.get(c).cloned().unwrap_or_default(), p))
-        .collect()
 }
 
 /// The seed of a dataset's initial weights: its id's first 8 bytes, so every node derives it.

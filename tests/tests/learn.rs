@@ -187,7 +187,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
                 if has_model {
                     assert!(!pick.top.is_empty(), "a pick shows the model's top classes");
                 }
-                let sample = SampleId(hex::decode(&pick.sample).unwrap().try_into().unwrap());
+                let sample = pick.sample;
                 let answer = swarmlabel_node::labels::Own {
                     sample,
                     value: Value::Label(truth[&sample]),

@@ -504,7 +504,7 @@ async fn labeler(
         {
             continue;
         }
-        let sample = parse_sample(&pick.sample)?;
+        let sample = pick.sample;
         let true_class = *truth
             .get(&sample)
             .context("a picked sample is in the pool")?;
@@ -532,12 +532,4 @@ async fn labeler(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-fn parse_sample(hex_id: &str) -> anyhow::Result<SampleId> {
-    let bytes = hex::decode(hex_id).context("a sample id is hex")?;
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("a sample id is 32 bytes"))?;
-    Ok(SampleId(array))
 }

@@ -35,14 +35,15 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// 200 iterations, tolerance 1e-6, smoothing 0.01, a matrix of its own from 3 votes, at most
-    /// 4 million cells (32 MiB).
+    /// 200 iterations, tolerance 1e-6, smoothing 0.01, a matrix of its own from 2 votes (the
+    /// one-vote keys of a flood share one; `max_cells` bounds the rest), at most 4 million
+    /// cells (32 MiB).
     fn default() -> Self {
         Self {
             max_iterations: 200,
             tolerance: 1e-6,
             smoothing: 0.01,
-            min_votes: 3,
+            min_votes: 2,
             max_cells: 4 << 20,
         }
     }

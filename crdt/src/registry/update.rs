@@ -13,7 +13,8 @@ use std::fmt;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use crate::annotation::{AnnotatorKey, DatasetId, Signer, domain_message, id32};
+use crate::annotation::{AnnotatorKey, DatasetId, Signer, id32};
+use swarmlabel_ids::domain_message;
 
 /// The signature domain of model updates: a signature made for anything else (an annotation, a
 /// manifest) never verifies here.

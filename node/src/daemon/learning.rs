@@ -17,6 +17,7 @@ use crate::labels::Labels;
 use crate::learn::exchange::ServiceExchange;
 use crate::learn::{self, Learner, Suggestion};
 use crate::models::Models;
+use swarmlabel_active_learning::Strategy;
 use swarmlabel_net::dataset::{Catalog, DatasetId};
 use swarmlabel_net::store::BlobId;
 
@@ -115,16 +116,22 @@ impl Learners {
 /// What the page says of a sample the human skipped (or undid), offered again.
 const SKIPPED: &str = "you skipped this sample earlier: it comes back after all the others";
 
-/// The sentence the page shows for a pick.
-fn why(s: &Suggestion) -> String {
-    let reason = match (s.strategy.as_str(), s.top.as_slice()) {
-        ("random", _) => "too few labels yet to trust the model: a random sample".to_owned(),
-        (strategy, [(a, pa), (b, pb), ..]) => format!(
-            "{strategy}: the model is torn between {a} ({:.0} %) and {b} ({:.0} %)",
+/// The sentence the page shows for a pick (`labels`: the dataset's label set).
+fn why(s: &Suggestion, labels: &[String]) -> String {
+    let name = |c: u16| labels.get(usize::from(c)).map_or("?", String::as_str);
+    let strategy = s.strategy.name();
+    let reason = match (s.strategy, s.top.as_slice()) {
+        (Strategy::Random, _) => {
+            "too few labels yet to trust the model: a random sample".to_owned()
+        }
+        (_, [(a, pa), (b, pb), ..]) => format!(
+            "{strategy}: the model is torn between {} ({:.0} %) and {} ({:.0} %)",
+            name(*a),
             pa * 100.0,
+            name(*b),
             pb * 100.0
         ),
-        (strategy, _) => format!("{strategy}: the model is unsure of this sample"),
+        (_, _) => format!("{strategy}: the model is unsure of this sample"),
     };
     if s.own_share {
         reason
@@ -133,26 +140,23 @@ fn why(s: &Suggestion) -> String {
     }
 }
 
-fn pick(s: Suggestion, labels: &[String]) -> Option<Pick> {
-    let sample: BlobId = s.sample.parse().ok()?;
+fn pick(s: Suggestion, labels: &[String]) -> Pick {
     let guesses = s
         .top
         .iter()
-        .filter_map(|(label, p)| {
-            let index = labels.iter().position(|l| l == label)?;
-            Some(Guess {
-                label: u16::try_from(index).ok()?,
-                probability: f64::from(*p).clamp(0.0, 1.0),
-            })
+        .filter(|(label, _)| usize::from(*label) < labels.len())
+        .map(|&(label, p)| Guess {
+            label,
+            probability: f64::from(p).clamp(0.0, 1.0),
         })
         .collect();
-    Some(Pick {
-        sample,
-        why: why(&s),
-        strategy: s.strategy,
+    Pick {
+        sample: BlobId(s.sample.0),
+        why: why(&s, labels),
+        strategy: s.strategy.name().to_owned(),
         score: Some(f64::from(s.score)),
         guesses,
-    })
+    }
 }
 
 impl Source for Learners {
@@ -186,7 +190,7 @@ impl Source for Learners {
             let mut picks: Vec<Pick> = learner
                 .next(n, &leave_out)
                 .into_iter()
-                .filter_map(|s| pick(s, &labels))
+                .map(|s| pick(s, &labels))
                 .collect();
             let later = skipped
                 .into_iter()
@@ -234,20 +238,20 @@ impl Source for Learners {
 mod tests {
     use super::*;
 
-    fn suggestion(strategy: &str, own_share: bool) -> Suggestion {
+    fn suggestion(strategy: Strategy, own_share: bool) -> Suggestion {
         Suggestion {
-            sample: "ab".repeat(32),
-            strategy: strategy.into(),
+            sample: SampleId([0xab; 32]),
+            strategy,
             score: 0.25,
             own_share,
-            top: vec![("square".into(), 0.41), ("triangle".into(), 0.38)],
+            top: vec![(1, 0.41), (2, 0.38)],
         }
     }
 
     #[test]
     fn a_suggestion_becomes_a_pick_with_label_indexes_and_a_reason() {
         let labels: Vec<String> = ["circle", "square", "triangle"].map(String::from).into();
-        let p = pick(suggestion("margin", true), &labels).unwrap();
+        let p = pick(suggestion(Strategy::Margin, true), &labels);
         assert_eq!(p.sample, BlobId([0xab; 32]));
         assert_eq!(p.strategy, "margin");
         assert_eq!(p.score, Some(0.25));
@@ -258,18 +262,15 @@ mod tests {
             p.why,
             "margin: the model is torn between square (41 %) and triangle (38 %)"
         );
-        let p = pick(suggestion("random", false), &labels).unwrap();
+        let p = pick(suggestion(Strategy::Random, false), &labels);
         assert!(p.why.starts_with("too few labels yet"), "{}", p.why);
         assert!(p.why.ends_with("because yours is done"), "{}", p.why);
     }
 
     #[test]
-    fn a_suggestion_with_a_bad_sample_id_or_unknown_label_is_left_out_or_trimmed() {
+    fn a_guess_of_a_class_outside_the_label_set_is_trimmed() {
         let labels: Vec<String> = ["circle", "square"].map(String::from).into();
-        let mut s = suggestion("margin", true);
-        s.sample = "zz".into();
-        assert!(pick(s, &labels).is_none());
-        let p = pick(suggestion("margin", true), &labels).unwrap();
+        let p = pick(suggestion(Strategy::Margin, true), &labels);
         assert_eq!(
             p.guesses.len(),
             1,

@@ -119,7 +119,7 @@ impl Driver {
         let ranked = self.random_order();
         let mut board = self.board();
         board.ranked = ranked;
-        board.strategy = Strategy::Random.name().to_owned();
+        board.strategy = Strategy::Random;
         board.progress.active_labelers = 1;
     }
 
@@ -475,7 +475,7 @@ impl Driver {
         let (probs, scores) = (scored.probs, scored.scores);
         let cold = (self.usable.len() as u64) < self.config.initial || strategy == Strategy::Random;
         let (ranked, name) = if cold {
-            (self.random_order(), Strategy::Random.name().to_owned())
+            (self.random_order(), Strategy::Random)
         } else {
             let mut order: Vec<usize> = (0..scores.len()).collect();
             // Stable: equal scores keep pool order on every node.
@@ -489,7 +489,7 @@ impl Driver {
             } else {
                 select::interleave(by_score, &self.random_order(), &self.config.query)
             };
-            (ranked, strategy.name().to_owned())
+            (ranked, strategy)
         };
         let mut board = self.board();
         board.ranked = ranked;
