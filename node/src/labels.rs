@@ -31,6 +31,7 @@ mod log;
 pub mod plan;
 mod replicated;
 pub mod service;
+mod waiting;
 pub mod wire;
 
 pub use service::{Config, Counters, Labels, LabelsError, Own};

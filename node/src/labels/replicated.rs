@@ -18,6 +18,7 @@ use swarmlabel_net::swarm::replication::{Kind, Verdict};
 use tokio::sync::{oneshot, watch};
 
 use super::intake::{Intake, Limits};
+use super::waiting::Waiting;
 use super::wire::{self, Digest, MAX_RECORDS, MAX_TIPS, Range, Request, Response};
 use super::{LabelStore, gossip, plan};
 use crate::replicate::{Context, Gossip, Replicated, Reply, Step};
@@ -127,7 +128,7 @@ pub(crate) struct Stores {
     /// Per open dataset, records heard before their chain's previous one (gossip takes
     /// different paths), taken as soon as it arrives; at most [`MAX_WAITING`], the oldest
     /// dropped first (anti-entropy brings those).
-    waiting: HashMap<DatasetId, VecDeque<SignedAnnotation>>,
+    waiting: HashMap<DatasetId, Waiting>,
 }
 
 /// Records waiting for their chain's previous one, per dataset.
@@ -280,14 +281,12 @@ impl Stores {
                 Err(_) => {}
             }
         }
-        let waiting = self.waiting.entry(dataset).or_default();
+        let waiting = self
+            .waiting
+            .entry(dataset)
+            .or_insert_with(|| Waiting::new(MAX_WAITING));
         for record in gaps {
-            if !waiting.contains(&record) {
-                if waiting.len() >= MAX_WAITING {
-                    waiting.pop_front();
-                }
-                waiting.push_back(record);
-            }
+            waiting.insert(record);
         }
         if new > 0 {
             new += Self::take_waiting(store, waiting);
@@ -301,23 +300,18 @@ impl Stores {
 
     /// Takes the waiting records whose chains now reach them, as long as some do; returns how
     /// many were new. Drops those held or refused.
-    fn take_waiting(store: &mut LabelStore, waiting: &mut VecDeque<SignedAnnotation>) -> usize {
+    fn take_waiting(store: &mut LabelStore, waiting: &mut Waiting) -> usize {
         let mut new = 0;
         loop {
             let replica = store.replica_mut();
-            waiting.retain(|r| !replica.holds(r));
-            let ready: Vec<SignedAnnotation> = waiting
-                .iter()
-                .filter(|r| {
-                    let a = r.annotation();
-                    replica.next_seq(&a.annotator, &a.sample) == a.seq
-                })
-                .copied()
-                .collect();
+            waiting.take(|r| replica.holds(r));
+            let ready = waiting.take(|r| {
+                let a = r.annotation();
+                replica.next_seq(&a.annotator, &a.sample) == a.seq
+            });
             if ready.is_empty() {
                 return new;
             }
-            waiting.retain(|r| !ready.contains(r));
             match store.record_batch(&ready) {
                 Ok(outcomes) => new += outcomes.iter().filter(|o| matches!(o, Ok(true))).count(),
                 Err(e) => {
