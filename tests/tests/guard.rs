@@ -126,7 +126,7 @@ async fn poison(setup: &Setup) -> String {
         .exchange
         .peer(Identity::generate().unwrap())
         .merged(setup.crdt);
-    hex::encode(merged.unwrap().hash)
+    hex::encode(merged.unwrap().hash.0)
 }
 
 async fn after_the_merge(setup: &Setup, merged: &str) -> Progress {

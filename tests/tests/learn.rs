@@ -216,7 +216,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
             hashes.len() == 1
                 && volunteers.iter().all(|v| {
                     let p = v.learner.progress();
-                    let merged = v.exchange.merged(crdt.id).map(|m| hex::encode(m.hash));
+                    let merged = v.exchange.merged(crdt.id).map(|m| hex::encode(m.hash.0));
                     p.annotations == total
                         && p.trained_annotations == total
                         && !p.training
@@ -246,14 +246,28 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
     );
 
     // One merged model, far better than chance (0.1) on the whole pool.
-    let merged: Vec<_> = volunteers
-        .iter()
-        .map(|v| v.exchange.merged(crdt.id).unwrap())
-        .collect();
-    assert!(merged.iter().all(|m| m.hash == merged[0].hash));
-    assert_eq!(merged[0].peers, VOLUNTEERS);
+    // (A volunteer's last update may still be on its way after its last training round: read
+    // the merged models again until every volunteer holds the same one.)
+    let merged = loop {
+        let merged: Vec<_> = volunteers
+            .iter()
+            .map(|v| v.exchange.merged(crdt.id).unwrap())
+            .collect();
+        if merged.iter().all(|m| m.hash == merged[0].hash) {
+            break merged;
+        }
+        wait_until("one merged model on every volunteer", || async {
+            let hashes: HashSet<_> = volunteers
+                .iter()
+                .map(|v| v.exchange.merged(crdt.id).map(|m| m.hash))
+                .collect();
+            hashes.len() == 1
+        })
+        .await;
+    };
+    assert_eq!(merged[0].included.len(), VOLUNTEERS);
     let pool = volunteers[0].learner.pool();
-    let model = Model::from_safetensors_bytes(&merged[0].bytes).unwrap();
+    let model = Model::from_safetensors_bytes(&merged[0].weights).unwrap();
     let y: Vec<usize> = pool.ids.iter().map(|id| usize::from(truth[id])).collect();
     let accuracy = model.accuracy(&pool.features, &y).unwrap();
     eprintln!("merged model on the pool after {total} labels: accuracy {accuracy:.3}");

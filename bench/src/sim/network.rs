@@ -267,7 +267,7 @@ pub(super) async fn run(
                 .merged(crdt.id)
                 .context("a merged model exists")?;
             models.insert(merged.hash);
-            accuracy.push(super::accuracy(&merged.bytes, &test_x, test_y)?);
+            accuracy.push(super::accuracy(&merged.weights, &test_x, test_y)?);
         }
         let read = volunteers[0].labels.read(crdt.id).await?;
         let mut votes: HashMap<SampleId, u32> = HashMap::new();
@@ -363,7 +363,7 @@ fn settled(volunteers: &[Volunteer], budget: u64, crdt: swarmlabel_crdt::Dataset
     let mut hashes = HashSet::new();
     let all = volunteers.iter().all(|v| {
         let p = v.learner.progress();
-        let merged = v.exchange.merged(crdt).map(|m| hex::encode(m.hash));
+        let merged = v.exchange.merged(crdt).map(|m| hex::encode(m.hash.0));
         hashes.insert(merged.clone());
         p.annotations == budget
             && p.trained_annotations == budget

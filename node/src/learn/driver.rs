@@ -21,6 +21,7 @@ use super::plan::{Action, Plan, Snapshot};
 use super::{Board, Config, Round, seed_of, select, train};
 use crate::consensus;
 use crate::labels::Labels;
+use crate::models::MergedModel;
 use swarmlabel_net::dataset::DatasetId;
 
 mod guarded;
@@ -307,7 +308,7 @@ impl Driver {
         let rows: Vec<usize> = self.usable.iter().map(|(r, _)| *r).collect();
         let job = train::Job {
             pool: self.pool.clone(),
-            start: self.exchange.merged(self.crdt).map(|m| m.bytes),
+            start: self.exchange.merged(self.crdt).map(|m| m.weights.clone()),
             seed: self.seed,
             labels: self.usable.clone(),
             fresh,
@@ -398,7 +399,7 @@ impl Driver {
         let pool = self.pool.clone();
         let strategy = self.config.query.strategy;
         let seed = self.seed;
-        let candidate = freshest(self.own.as_ref(), merged.as_ref());
+        let candidate = freshest(self.own.as_ref(), merged.as_deref());
         // What a merged model is judged against: this node's own model once there is one (so a
         // merge taken before the node had a model of its own is judged again then), else the
         // model in use.
@@ -407,9 +408,9 @@ impl Driver {
             .as_ref()
             .map(|(b, _)| b.clone())
             .or_else(|| self.in_use.clone());
-        let judge = self.judgement(merged.as_ref(), candidate.as_ref(), current.as_ref());
+        let judge = self.judgement(merged.as_deref(), candidate.as_ref(), current.as_ref());
         let kept_as_before = matches!(judge, Judge::KeepAsBefore);
-        let took_merged = is_merged(merged.as_ref(), candidate.as_ref());
+        let took_merged = is_merged(merged.as_deref(), candidate.as_ref());
         let guard = self.config.guard;
         let started = Instant::now();
         let scored = tokio::task::spawn_blocking(move || -> Result<Scored, String> {
@@ -497,7 +498,7 @@ impl Driver {
         // The initial weights are untrained: their "guesses" would only mislead the human.
         board.probs = ranking_hash.is_some().then(|| Arc::new(probs));
         board.progress.model = ranking_hash;
-        board.progress.merged = merged.map(|m| hex::encode(m.hash));
+        board.progress.merged = merged.map(|m| hex::encode(m.hash.0));
         board.progress.rescores += 1;
     }
 }
@@ -509,11 +510,11 @@ impl Driver {
 /// the human's next pick reflect the latest labels without waiting for every peer's round.
 fn freshest(
     own: Option<&(Arc<Vec<u8>>, usize)>,
-    merged: Option<&exchange::MergedModel>,
+    merged: Option<&MergedModel>,
 ) -> Option<Arc<Vec<u8>>> {
     match (own, merged) {
-        (Some((own, labels)), Some(m)) if *labels as u64 >= m.labels => Some(own.clone()),
-        (_, Some(m)) => Some(m.bytes.clone()),
+        (Some((own, labels)), Some(m)) if *labels as u64 >= m.labels_trained => Some(own.clone()),
+        (_, Some(m)) => Some(m.weights.clone()),
         (Some((own, _)), None) => Some(own.clone()),
         (None, None) => None,
     }
@@ -523,19 +524,22 @@ fn freshest(
 mod tests {
     use super::*;
 
-    fn merged(bytes: &[u8], labels: u64) -> exchange::MergedModel {
-        exchange::MergedModel {
-            hash: *blake3::hash(bytes).as_bytes(),
-            bytes: Arc::new(bytes.to_vec()),
-            peers: 3,
-            labels,
+    fn merged(bytes: &[u8], labels: u64) -> MergedModel {
+        MergedModel {
+            hash: swarmlabel_crdt::registry::WeightsHash(*blake3::hash(bytes).as_bytes()),
+            weights: Arc::new(bytes.to_vec()),
+            registry_digest: [0; 32],
+            architecture: swarmlabel_crdt::registry::Architecture::new([1; 32], "linear").unwrap(),
+            included: Vec::new(),
+            labels_trained: labels,
+            excluded: Vec::new(),
         }
     }
 
     #[test]
     fn ranks_with_the_own_model_only_while_it_has_seen_as_many_labels_as_the_merge() {
         let own = (Arc::new(b"own".to_vec()), 40);
-        let pick = |own: Option<&(Arc<Vec<u8>>, usize)>, m: Option<&exchange::MergedModel>| {
+        let pick = |own: Option<&(Arc<Vec<u8>>, usize)>, m: Option<&MergedModel>| {
             freshest(own, m).map(|b| b.as_slice().to_vec())
         };
         assert_eq!(

@@ -19,35 +19,11 @@ use swarmlabel_crdt::registry::{
     Architecture, ModelUpdate, Registry, SignedUpdate, Validation, WeightsHash, merge,
 };
 
+use crate::models::MergedModel;
 use crate::models::merged::compute;
 use tokio::sync::watch;
 
 use swarmlabel_net::identity::Identity;
-
-/// The merged model of a dataset, as every node holding the same registry derives it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MergedModel {
-    /// BLAKE3 of `bytes`.
-    pub hash: [u8; 32],
-    /// The merged weights as a safetensors buffer (the spec in its header).
-    pub bytes: Arc<Vec<u8>>,
-    /// Peers whose updates went in.
-    pub peers: usize,
-    /// The most labels any update that went in was trained on.
-    pub labels: u64,
-}
-
-impl fmt::Debug for MergedModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "MergedModel({}…, {} bytes, {} peers)",
-            hex::encode(&self.hash[..6]),
-            self.bytes.len(),
-            self.peers
-        )
-    }
-}
 
 /// Errors of publishing a model.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +54,7 @@ pub trait ModelExchange: fmt::Debug + Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), ExchangeError>>;
 
     /// The merged model of `dataset` as this node holds it now, if any update is known.
-    fn merged(&self, dataset: swarmlabel_crdt::DatasetId) -> Option<MergedModel>;
+    fn merged(&self, dataset: swarmlabel_crdt::DatasetId) -> Option<Arc<MergedModel>>;
 
     /// A receiver whose value (the merged model's hash) changes when the merged model does.
     fn watch(&self, dataset: swarmlabel_crdt::DatasetId) -> watch::Receiver<Option<[u8; 32]>>;
@@ -108,7 +84,7 @@ pub struct LocalExchange {
 struct Shared {
     registry: Registry,
     weights: HashMap<WeightsHash, Arc<Vec<u8>>>,
-    merged: Option<MergedModel>,
+    merged: Option<Arc<MergedModel>>,
     tx: watch::Sender<Option<[u8; 32]>>,
 }
 
@@ -191,30 +167,19 @@ impl ModelExchange for LocalPeer {
                 let merged = compute(&shared.registry, &shared.weights, method, None, None, None)
                     .map_err(|e| ExchangeError::Refused(e.to_string()))?;
                 let hash = merged.hash.0;
-                shared.merged = Some(MergedModel::from(&merged));
+                shared.merged = Some(Arc::new(merged));
                 shared.tx.send_replace(Some(hash));
                 Ok(())
             })
         })
     }
 
-    fn merged(&self, dataset: swarmlabel_crdt::DatasetId) -> Option<MergedModel> {
+    fn merged(&self, dataset: swarmlabel_crdt::DatasetId) -> Option<Arc<MergedModel>> {
         self.exchange.with(dataset, |shared| shared.merged.clone())
     }
 
     fn watch(&self, dataset: swarmlabel_crdt::DatasetId) -> watch::Receiver<Option<[u8; 32]>> {
         self.exchange.with(dataset, |shared| shared.tx.subscribe())
-    }
-}
-
-impl From<&crate::models::MergedModel> for MergedModel {
-    fn from(m: &crate::models::MergedModel) -> Self {
-        Self {
-            hash: m.hash.0,
-            bytes: m.weights.clone(),
-            peers: m.included.len(),
-            labels: m.labels_trained,
-        }
     }
 }
 
@@ -280,11 +245,8 @@ impl ModelExchange for ServiceExchange {
         })
     }
 
-    fn merged(&self, _dataset: swarmlabel_crdt::DatasetId) -> Option<MergedModel> {
-        self.current
-            .borrow()
-            .as_ref()
-            .map(|m| MergedModel::from(&**m))
+    fn merged(&self, _dataset: swarmlabel_crdt::DatasetId) -> Option<Arc<MergedModel>> {
+        self.current.borrow().clone()
     }
 
     fn watch(&self, _dataset: swarmlabel_crdt::DatasetId) -> watch::Receiver<Option<[u8; 32]>> {
@@ -323,11 +285,11 @@ mod tests {
             .await
             .unwrap();
         let merged = a.merged(dataset).unwrap();
-        assert_eq!(merged.peers, 2);
-        assert_eq!(Some(merged.hash), *changes.borrow_and_update());
+        assert_eq!(merged.included.len(), 2);
+        assert_eq!(Some(merged.hash.0), *changes.borrow_and_update());
         assert_eq!(b.merged(dataset), Some(merged.clone()));
         // The weighted mean of the two: (1 * a + 3 * b) / 4, coordinate by coordinate.
-        let m = Model::from_safetensors_bytes(&merged.bytes).unwrap();
+        let m = Model::from_safetensors_bytes(&merged.weights).unwrap();
         let (ma, mb, mm) = (
             wa.weights().unwrap(),
             wb.weights().unwrap(),

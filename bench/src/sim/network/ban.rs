@@ -66,7 +66,7 @@ pub(super) async fn ban_and_settle(
             let mut hashes = HashSet::new();
             let settled = honest.iter().all(|v| {
                 let p = v.learner.progress();
-                let merged = v.exchange.merged(crdt).map(|m| hex::encode(m.hash));
+                let merged = v.exchange.merged(crdt).map(|m| hex::encode(m.hash.0));
                 hashes.insert(merged.clone());
                 p.annotations == left
                     && p.trained_annotations == left
@@ -84,7 +84,7 @@ pub(super) async fn ban_and_settle(
     let mut accuracy = Vec::new();
     for v in &honest {
         let merged = v.exchange.merged(crdt).context("a merged model exists")?;
-        accuracy.push(super::super::accuracy(&merged.bytes, test_x, test_y)?);
+        accuracy.push(super::super::accuracy(&merged.weights, test_x, test_y)?);
     }
     Ok(accuracy)
 }

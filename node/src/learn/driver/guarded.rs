@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use swarmlabel_active_learning::Matrix;
 
-use super::super::exchange;
 use super::Driver;
+use crate::models::MergedModel;
 
 /// What the rollout guard does with a rescore's candidate.
 pub(super) enum Judge {
@@ -32,17 +32,14 @@ pub(super) struct Scored {
 }
 
 /// Whether `candidate` is the merged model's bytes.
-pub(super) fn is_merged(
-    merged: Option<&exchange::MergedModel>,
-    candidate: Option<&Arc<Vec<u8>>>,
-) -> bool {
-    matches!((merged, candidate), (Some(m), Some(c)) if Arc::ptr_eq(&m.bytes, c) || *m.bytes == **c)
+pub(super) fn is_merged(merged: Option<&MergedModel>, candidate: Option<&Arc<Vec<u8>>>) -> bool {
+    matches!((merged, candidate), (Some(m), Some(c)) if Arc::ptr_eq(&m.weights, c) || *m.weights == **c)
 }
 
 impl Driver {
     pub(super) fn judgement(
         &self,
-        merged: Option<&exchange::MergedModel>,
+        merged: Option<&MergedModel>,
         candidate: Option<&Arc<Vec<u8>>>,
         current: Option<&Arc<Vec<u8>>>,
     ) -> Judge {
@@ -52,12 +49,12 @@ impl Driver {
         };
         if !guard.enabled
             || !is_merged(merged, candidate)
-            || *m.bytes == **current
+            || *m.weights == **current
             || self.usable.len() < guard.min_labels
         {
             return Judge::Take;
         }
-        if self.refused == Some((m.hash, self.usable.len())) {
+        if self.refused == Some((m.hash.0, self.usable.len())) {
             return Judge::KeepAsBefore;
         }
         Judge::Measure(self.usable.clone())
@@ -66,16 +63,16 @@ impl Driver {
     /// Records what the guard decided about `merged`.
     pub(super) fn guarded(
         &mut self,
-        merged: &exchange::MergedModel,
+        merged: &MergedModel,
         kept_as_before: bool,
         took_merged: bool,
         verdict: Option<(f64, f64, usize)>,
     ) {
         if let Some((new, kept, labels)) = verdict {
-            let first = self.refused.is_none_or(|(hash, _)| hash != merged.hash);
-            self.refused = Some((merged.hash, labels));
+            let first = self.refused.is_none_or(|(hash, _)| hash != merged.hash.0);
+            self.refused = Some((merged.hash.0, labels));
             let refusal = crate::learn::guard::Refusal::new(
-                hex::encode(merged.hash),
+                hex::encode(merged.hash.0),
                 new,
                 kept,
                 labels,
