@@ -17,161 +17,15 @@ use crate::{Outcome, open};
 pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow::Result<Outcome> {
     match cmd {
         DatasetCommand::Create(a) => create(a, home_path, quiet),
-        DatasetCommand::Ls { json } => {
-            let home = open(home_path)?;
-            let (listed, damaged) = swarmlabel_net::Catalog::of(&home).list_checked()?;
-            // One damaged listing never hides the others; each is named on stderr.
-            for e in &damaged {
-                eprintln!("damaged: {e}");
-            }
-            if json {
-                let all: Vec<_> = listed.iter().map(summary).collect();
-                out!("{}", serde_json::to_string_pretty(&all)?);
-            } else if listed.is_empty() && damaged.is_empty() {
-                if !quiet {
-                    out!(
-                        "no datasets yet; create one with `swarmlabel dataset create PATH --name NAME --labels a,b`"
-                    );
-                }
-            } else {
-                out!(
-                    "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  LABELS",
-                    "ID",
-                    "NAME",
-                    "TASK",
-                    "SAMPLES",
-                    "GOLD"
-                );
-                for l in &listed {
-                    let r = l.root.root();
-                    out!(
-                        "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  {}",
-                        &l.id.to_string()[..16],
-                        r.name,
-                        r.task.kind(),
-                        r.sample_count,
-                        r.gold_count,
-                        r.labels.join(",")
-                    );
-                }
-            }
-            Ok(if damaged.is_empty() {
-                Outcome::Ok
-            } else {
-                Outcome::Failed
-            })
-        }
+        DatasetCommand::Ls { json } => list(home_path, json, quiet),
         DatasetCommand::Status { id, json } => crate::status::status(home_path, &id, json),
-        DatasetCommand::Show { id, json } => {
-            let home = open(home_path)?;
-            let catalog = swarmlabel_net::Catalog::of(&home);
-            let listed = catalog.get(&catalog.resolve(&id)?)?;
-            if json {
-                out!("{}", serde_json::to_string_pretty(&summary(&listed))?);
-            } else {
-                let r = listed.root.root();
-                out!("id:          {}", listed.id);
-                out!("name:        {}", r.name);
-                if !r.description.is_empty() {
-                    out!("description: {}", r.description);
-                }
-                if !r.instructions.is_empty() {
-                    out!("instructions:");
-                    for line in r.instructions.lines() {
-                        out!("  {line}");
-                    }
-                }
-                out!("task:        {}", task_text(&r.task));
-                out!("labels:      {}", r.labels.join(","));
-                out!("redundancy:  {} label(s) wanted per sample", r.redundancy);
-                out!(
-                    "samples:     {} ({} with gold labels)",
-                    r.sample_count,
-                    r.gold_count
-                );
-                out!("bytes:       {}", r.total_bytes);
-                out!("pages:       {}", r.pages.len());
-                out!("owner:       {} ({})", r.owner, peer_text(&listed));
-                let created =
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.created_at_ms);
-                out!(
-                    "created:     {}",
-                    humantime::format_rfc3339_seconds(created)
-                );
-            }
-            Ok(Outcome::Ok)
-        }
-        DatasetCommand::Verify { id, json } => {
-            let home = open(home_path)?;
-            let catalog = swarmlabel_net::Catalog::of(&home);
-            let id = catalog.resolve(&id)?;
-            let report = verify::verify(&catalog, &id, &Bar::new(quiet || json))?;
-            if json {
-                out!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for p in &report.problems {
-                    out!("{p}");
-                }
-                if report.ok() {
-                    if !quiet {
-                        out!(
-                            "dataset {id}: signature valid, all {} samples intact",
-                            report.samples
-                        );
-                    }
-                } else {
-                    eprintln!(
-                        "error: dataset {id} is damaged: {} problems, {} of {} samples intact; fetch the damaged samples again or re-import the dataset",
-                        report.problems.len(),
-                        report.intact,
-                        report.samples
-                    );
-                }
-            }
-            Ok(if report.ok() {
-                Outcome::Ok
-            } else {
-                Outcome::Failed
-            })
-        }
+        DatasetCommand::Show { id, json } => show(home_path, &id, json),
+        DatasetCommand::Verify { id, json } => verify_all(home_path, &id, json, quiet),
         DatasetCommand::Rm { id, yes, json } => remove(home_path, &id, yes, json, quiet),
         DatasetCommand::Export { id, format, out } => {
-            let home = open(home_path)?;
-            let catalog = swarmlabel_net::Catalog::of(&home);
-            let id = catalog.resolve(&id)?;
-            let format = match format {
-                args::ExportFormat::Csv => ExportFormat::Csv,
-                args::ExportFormat::Jsonl => ExportFormat::Jsonl,
-            };
-            // The bar draws on stderr, and only when the samples go to a file.
-            let progress = Bar::new(quiet || out.is_none());
-            let n = crate::output::write_out(out.as_deref(), |w| {
-                Ok(export::export(&catalog, &id, format, w, &progress)?)
-            })?;
-            if let Some(path) = out.as_deref().filter(|_| !quiet) {
-                eprintln!("wrote {n} samples to {}", path.display());
-            }
-            Ok(Outcome::Ok)
+            export_samples(home_path, &id, format, out.as_deref(), quiet)
         }
-        DatasetCommand::Fetch { id, json } => {
-            let client = crate::client::Client::connect(&open(home_path)?)?;
-            let report: serde_json::Value =
-                client.post("/api/v1/fetch", serde_json::json!({ "dataset": id.trim() }))?;
-            if json {
-                out!("{}", serde_json::to_string_pretty(&report)?);
-            } else if !quiet {
-                out!(
-                    "fetched dataset {}: {} samples wanted, {} blobs downloaded ({} bytes), {} already stored, {} rejected",
-                    report["dataset"].as_str().unwrap_or_default(),
-                    report["samples_wanted"],
-                    report["fetched"],
-                    report["bytes"],
-                    report["already_stored"],
-                    report["rejected"]
-                );
-            }
-            Ok(Outcome::Ok)
-        }
+        DatasetCommand::Fetch { id, json } => fetch(home_path, &id, json, quiet),
         DatasetCommand::Ban {
             id,
             keys,
@@ -196,62 +50,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
             let change = open.then(|| serde_json::json!({ "change": "open" }));
             policy(home_path, &id, change, json, quiet)
         }
-        DatasetCommand::Search { text, json } => {
-            let client = crate::client::Client::connect(&open(home_path)?)?;
-            let q: String = text
-                .unwrap_or_default()
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            let known: Vec<serde_json::Value> =
-                client.get(&format!("/api/v1/datasets/known?q={q}"))?;
-            if json {
-                out!("{}", serde_json::to_string_pretty(&known)?);
-            } else if known.is_empty() {
-                if !quiet {
-                    out!(
-                        "no matching dataset heard of yet (announcements arrive within a minute of connecting)"
-                    );
-                }
-            } else {
-                out!(
-                    "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  LABELS",
-                    "ID",
-                    "NAME",
-                    "TASK",
-                    "SAMPLES",
-                    "PROVIDERS"
-                );
-                for k in &known {
-                    let labels: Vec<&str> = k["labels"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|l| l.as_str())
-                        .collect();
-                    out!(
-                        "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  {}",
-                        k["id"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .get(..16)
-                            .unwrap_or_default(),
-                        k["name"].as_str().unwrap_or_default(),
-                        k["task"].as_str().unwrap_or_default(),
-                        k["samples"],
-                        k["providers"].as_array().map_or(0, Vec::len),
-                        labels.join(",")
-                    );
-                }
-            }
-            Ok(Outcome::Ok)
-        }
+        DatasetCommand::Search { text, json } => search(text, home_path, json, quiet),
         DatasetCommand::Generate {
             kind: GenerateKind::Shapes,
             count,
@@ -270,6 +69,236 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
             Ok(Outcome::Ok)
         }
     }
+}
+
+/// `swarmlabel dataset ls [--json]`: the datasets of this home; a damaged listing is named, never hides the others.
+fn list(home_path: &Path, json: bool, quiet: bool) -> anyhow::Result<Outcome> {
+    let home = open(home_path)?;
+    let (listed, damaged) = swarmlabel_net::Catalog::of(&home).list_checked()?;
+    // One damaged listing never hides the others; each is named on stderr.
+    for e in &damaged {
+        eprintln!("damaged: {e}");
+    }
+    if json {
+        let all: Vec<_> = listed.iter().map(summary).collect();
+        out!("{}", serde_json::to_string_pretty(&all)?);
+    } else if listed.is_empty() && damaged.is_empty() {
+        if !quiet {
+            out!(
+                "no datasets yet; create one with `swarmlabel dataset create PATH --name NAME --labels a,b`"
+            );
+        }
+    } else {
+        out!(
+            "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  LABELS",
+            "ID",
+            "NAME",
+            "TASK",
+            "SAMPLES",
+            "GOLD"
+        );
+        for l in &listed {
+            let r = l.root.root();
+            out!(
+                "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  {}",
+                &l.id.to_string()[..16],
+                r.name,
+                r.task.kind(),
+                r.sample_count,
+                r.gold_count,
+                r.labels.join(",")
+            );
+        }
+    }
+    Ok(if damaged.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// `swarmlabel dataset show ID [--json]`.
+fn show(home_path: &Path, id: &str, json: bool) -> anyhow::Result<Outcome> {
+    let home = open(home_path)?;
+    let catalog = swarmlabel_net::Catalog::of(&home);
+    let listed = catalog.get(&catalog.resolve(id)?)?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&summary(&listed))?);
+    } else {
+        let r = listed.root.root();
+        out!("id:          {}", listed.id);
+        out!("name:        {}", r.name);
+        if !r.description.is_empty() {
+            out!("description: {}", r.description);
+        }
+        if !r.instructions.is_empty() {
+            out!("instructions:");
+            for line in r.instructions.lines() {
+                out!("  {line}");
+            }
+        }
+        out!("task:        {}", task_text(&r.task));
+        out!("labels:      {}", r.labels.join(","));
+        out!("redundancy:  {} label(s) wanted per sample", r.redundancy);
+        out!(
+            "samples:     {} ({} with gold labels)",
+            r.sample_count,
+            r.gold_count
+        );
+        out!("bytes:       {}", r.total_bytes);
+        out!("pages:       {}", r.pages.len());
+        out!("owner:       {} ({})", r.owner, peer_text(&listed));
+        let created = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.created_at_ms);
+        out!(
+            "created:     {}",
+            humantime::format_rfc3339_seconds(created)
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `swarmlabel dataset verify ID [--json]`: the manifest's signature and every sample's hash.
+fn verify_all(home_path: &Path, id: &str, json: bool, quiet: bool) -> anyhow::Result<Outcome> {
+    let home = open(home_path)?;
+    let catalog = swarmlabel_net::Catalog::of(&home);
+    let id = catalog.resolve(id)?;
+    let report = verify::verify(&catalog, &id, &Bar::new(quiet || json))?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for p in &report.problems {
+            out!("{p}");
+        }
+        if report.ok() {
+            if !quiet {
+                out!(
+                    "dataset {id}: signature valid, all {} samples intact",
+                    report.samples
+                );
+            }
+        } else {
+            eprintln!(
+                "error: dataset {id} is damaged: {} problems, {} of {} samples intact; fetch the damaged samples again or re-import the dataset",
+                report.problems.len(),
+                report.intact,
+                report.samples
+            );
+        }
+    }
+    Ok(if report.ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// `swarmlabel dataset export ID [--format F] [--out FILE]`: the samples.
+fn export_samples(
+    home_path: &Path,
+    id: &str,
+    format: args::ExportFormat,
+    out: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    let home = open(home_path)?;
+    let catalog = swarmlabel_net::Catalog::of(&home);
+    let id = catalog.resolve(id)?;
+    let format = match format {
+        args::ExportFormat::Csv => ExportFormat::Csv,
+        args::ExportFormat::Jsonl => ExportFormat::Jsonl,
+    };
+    // The bar draws on stderr, and only when the samples go to a file.
+    let progress = Bar::new(quiet || out.is_none());
+    let n = crate::output::write_out(out, |w| {
+        Ok(export::export(&catalog, &id, format, w, &progress)?)
+    })?;
+    if let Some(path) = out.filter(|_| !quiet) {
+        eprintln!("wrote {n} samples to {}", path.display());
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `swarmlabel dataset fetch ID [--json]`: the running node fetches every sample from peers.
+fn fetch(home_path: &Path, id: &str, json: bool, quiet: bool) -> anyhow::Result<Outcome> {
+    let client = crate::client::Client::connect(&open(home_path)?)?;
+    let report: serde_json::Value =
+        client.post("/api/v1/fetch", serde_json::json!({ "dataset": id.trim() }))?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !quiet {
+        out!(
+            "fetched dataset {}: {} samples wanted, {} blobs downloaded ({} bytes), {} already stored, {} rejected",
+            report["dataset"].as_str().unwrap_or_default(),
+            report["samples_wanted"],
+            report["fetched"],
+            report["bytes"],
+            report["already_stored"],
+            report["rejected"]
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `swarmlabel dataset search [TEXT] [--json]`: datasets heard of on the network.
+fn search(
+    text: Option<String>,
+    home_path: &Path,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    let client = crate::client::Client::connect(&open(home_path)?)?;
+    let q: String = text
+        .unwrap_or_default()
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let known: Vec<serde_json::Value> = client.get(&format!("/api/v1/datasets/known?q={q}"))?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&known)?);
+    } else if known.is_empty() {
+        if !quiet {
+            out!(
+                "no matching dataset heard of yet (announcements arrive within a minute of connecting)"
+            );
+        }
+    } else {
+        out!(
+            "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  LABELS",
+            "ID",
+            "NAME",
+            "TASK",
+            "SAMPLES",
+            "PROVIDERS"
+        );
+        for k in &known {
+            let labels: Vec<&str> = k["labels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.as_str())
+                .collect();
+            out!(
+                "{:<16}  {:<24}  {:<6}  {:>9}  {:>9}  {}",
+                k["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .get(..16)
+                    .unwrap_or_default(),
+                k["name"].as_str().unwrap_or_default(),
+                k["task"].as_str().unwrap_or_default(),
+                k["samples"],
+                k["providers"].as_array().map_or(0, Vec::len),
+                labels.join(",")
+            );
+        }
+    }
+    Ok(Outcome::Ok)
 }
 
 fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcome> {

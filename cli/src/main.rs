@@ -3,6 +3,7 @@
 
 mod args;
 mod client;
+mod commands;
 mod dataset;
 mod demo;
 mod labels;
@@ -133,59 +134,19 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let quiet = cli.quiet;
     // The commands that describe the program need no home.
-    match &cli.command {
-        Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "swarmlabel", &mut std::io::stdout());
-            return Ok(Outcome::Ok);
-        }
-        Command::Man { out } => {
-            std::fs::create_dir_all(out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
-            let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::generate_to(command, out)
-                .with_context(|| format!("cannot write the man pages into {}", out.display()))?;
-            if !cli.quiet {
-                out!("man pages written to {}", out.display());
-            }
-            return Ok(Outcome::Ok);
-        }
+    match cli.command {
+        Command::Completions { shell } => return commands::completions(shell),
+        Command::Man { out } => return commands::man(&out, quiet),
         _ => {}
     }
     let home_path = Home::default_path(cli.home.clone())?;
     match cli.command {
         Command::Completions { .. } | Command::Man { .. } => Ok(Outcome::Ok),
-        Command::Init { force } => {
-            let (home, identity) = Home::init(&home_path, force)?;
-            if cli.quiet {
-                out!("{}", identity.peer_id());
-            } else {
-                out!("initialised {}", home.root().display());
-                out!("peer id:    {}", identity.peer_id());
-                out!("public key: {}", identity.public_key());
-                out!(
-                    "key file:   {} (back it up: it is this node's identity)",
-                    home.key_path().display()
-                );
-            }
-            Ok(Outcome::Ok)
-        }
-        Command::Id { json } => {
-            let identity = open(&home_path)?.identity()?;
-            if json {
-                let value = serde_json::json!({
-                    "peer_id": identity.peer_id().to_string(),
-                    "public_key": identity.public_key().to_hex(),
-                });
-                out!("{value}");
-            } else {
-                out!("peer id:    {}", identity.peer_id());
-                out!("public key: {}", identity.public_key());
-            }
-            Ok(Outcome::Ok)
-        }
-        Command::Dataset(cmd) => dataset::run(cmd, &home_path, cli.quiet),
+        Command::Init { force } => commands::init(&home_path, force, quiet),
+        Command::Id { json } => commands::id(&home_path, json),
+        Command::Dataset(cmd) => dataset::run(cmd, &home_path, quiet),
         Command::Run(args) => {
             run::run(open(&home_path)?, args)?;
             Ok(Outcome::Ok)
@@ -195,87 +156,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Command::Page { open: open_it } => page(&home_path, open_it),
-        Command::Status { json } => {
-            let client = client::Client::connect(&open(&home_path)?)?;
-            let mut status: serde_json::Value = client.get("/api/v1/status")?;
-            if json {
-                status["page"] = serde_json::Value::from(client.page());
-                out!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                out!("page:           {}", client.page());
-                out!(
-                    "peer id:        {}",
-                    status["peer_id"].as_str().unwrap_or_default()
-                );
-                for a in status["listen_addrs"].as_array().into_iter().flatten() {
-                    out!("listening on:   {}", a.as_str().unwrap_or_default());
-                }
-                out!(
-                    "peers:          {} ({} through a relay only; `swarmlabel peers` says why)",
-                    status["peers"],
-                    status["peers_relayed"]
-                );
-                out!("routing table:  {} peers", status["routing_table"]);
-                out!("known datasets: {}", status["known_datasets"]);
-                for d in status["serving"].as_array().into_iter().flatten() {
-                    out!("serving:        {}", d.as_str().unwrap_or_default());
-                }
-                for (id, join) in status["joins"].as_object().into_iter().flatten() {
-                    let state = join["state"].as_str().unwrap_or_default();
-                    let detail = join["error"].as_str().unwrap_or_default();
-                    if state == "looking" {
-                        out!(
-                            "joining:        {id} looking (try {}, next in {} s): {detail}",
-                            join["attempts"],
-                            join["retry_in_s"]
-                        );
-                    } else {
-                        out!("joining:        {id} {state} {detail}");
-                    }
-                }
-                for (id, refusal) in status["guard"].as_object().into_iter().flatten() {
-                    out!(
-                        "model guard:    {id} {}",
-                        refusal["reason"].as_str().unwrap_or_default()
-                    );
-                }
-            }
-            Ok(Outcome::Ok)
-        }
-        Command::Peers { json } => {
-            let peers: Vec<serde_json::Value> =
-                client::Client::connect(&open(&home_path)?)?.get("/api/v1/peers")?;
-            if json {
-                out!("{}", serde_json::to_string_pretty(&peers)?);
-            } else {
-                for p in &peers {
-                    let addrs: Vec<&str> = p["addresses"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a.as_str())
-                        .collect();
-                    let retry = p["next_punch_in_s"]
-                        .as_u64()
-                        .map(|s| format!("; hole punching again in {s} s"))
-                        .unwrap_or_default();
-                    let how = match (p["relayed_only"].as_bool(), p["direct_failure"].as_str()) {
-                        (Some(true), Some(why)) => format!("relayed ({why}{retry})"),
-                        (Some(true), None) => "relayed".to_owned(),
-                        _ => "direct".to_owned(),
-                    };
-                    out!(
-                        "{}  {how}  {}",
-                        p["peer_id"].as_str().unwrap_or_default(),
-                        addrs.join(" ")
-                    );
-                }
-                if !cli.quiet {
-                    eprintln!("{} peers connected", peers.len());
-                }
-            }
-            Ok(Outcome::Ok)
-        }
+        Command::Status { json } => commands::status(&home_path, json),
+        Command::Peers { json } => commands::peers(&home_path, json, quiet),
         Command::Label {
             id,
             sample,
@@ -285,30 +167,13 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             json,
             tui,
         } => {
-            let client = client::Client::connect(&open(&home_path)?)?;
-            let home = open(&home_path)?;
-            let id = swarmlabel_net::Catalog::of(&home)
-                .resolve(&id)
-                .map(|d| d.to_string())
-                .unwrap_or(id);
-            if tui {
-                tui::run(&client, &id)?;
-                return Ok(Outcome::Ok);
-            }
-            let sample = sample.unwrap_or_default();
-            let body = serde_json::json!({ "sample": sample.trim(), "label": label, "skip": skip, "unsure": unsure });
-            let view: serde_json::Value =
-                client.post(&format!("/api/v1/datasets/{id}/labels"), body)?;
-            if json {
-                out!("{view}");
-            } else if !cli.quiet {
-                out!(
-                    "labelled {} as {}",
-                    view["sample"].as_str().unwrap_or_default(),
-                    view["value"].as_str().unwrap_or_default()
-                );
-            }
-            Ok(Outcome::Ok)
+            let answer = commands::Answer {
+                sample,
+                label,
+                skip,
+                unsure,
+            };
+            commands::label(&home_path, &id, answer, json, tui, quiet)
         }
         Command::Labels {
             id,
@@ -317,61 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             json,
         } => labels::stats(&home_path, &id, method, json),
         Command::Export(args) => labels::export(&home_path, args, cli.quiet),
-        Command::Labels { id, json, .. } => {
-            let home = open(&home_path)?;
-            let client = client::Client::connect(&home)?;
-            let id = swarmlabel_net::Catalog::of(&home)
-                .resolve(&id)
-                .map(|d| d.to_string())
-                .unwrap_or(id);
-            let list: serde_json::Value = client.get(&format!("/api/v1/datasets/{id}/labels"))?;
-            if json {
-                out!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                for a in list["annotations"].as_array().into_iter().flatten() {
-                    out!(
-                        "{}  {}  {}",
-                        a["sample"].as_str().unwrap_or_default(),
-                        a["value"].as_str().unwrap_or_default(),
-                        a["annotator"].as_str().unwrap_or_default()
-                    );
-                }
-                if !cli.quiet {
-                    eprintln!(
-                        "{} labels",
-                        list["annotations"].as_array().map_or(0, Vec::len)
-                    );
-                }
-            }
-            Ok(Outcome::Ok)
-        }
-        Command::Join { id } => {
-            let client = client::Client::connect(&open(&home_path)?)?;
-            let _: serde_json::Value =
-                client.post("/api/v1/join", serde_json::json!({ "dataset": id.trim() }))?;
-            if !cli.quiet {
-                out!("joining {}; follow it with `swarmlabel status`", id.trim());
-            }
-            Ok(Outcome::Ok)
-        }
-        Command::Gc { json } => {
-            let home = open(&home_path)?;
-            let _lock = home.try_lock_exclusive()?;
-            let weights = swarmlabel_node::models::store::referenced_weights(&home)?;
-            let report = swarmlabel_net::Catalog::of(&home).gc_keeping(weights)?;
-            if json {
-                out!("{}", serde_json::to_string(&report)?);
-            } else if !cli.quiet {
-                out!(
-                    "removed {} unreferenced blobs and {} leftover temporary files ({} bytes); kept {} blobs",
-                    report.removed_blobs,
-                    report.removed_temporary,
-                    report.removed_bytes,
-                    report.kept_blobs
-                );
-            }
-            Ok(Outcome::Ok)
-        }
+        Command::Labels { id, json, .. } => commands::labels(&home_path, &id, json, quiet),
+        Command::Join { id } => commands::join(&home_path, &id, quiet),
+        Command::Gc { json } => commands::gc(&home_path, json, quiet),
     }
 }
 

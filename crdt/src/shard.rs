@@ -71,6 +71,13 @@ pub(crate) struct Shard {
     staged_slots: BTreeMap<String, SignedAnnotation>,
     /// Heads at the last save or load, for incremental saves.
     pub(crate) saved_heads: Option<Vec<ChangeHash>>,
+    /// The change chunks committed since the last save or load, in commit order: what an
+    /// incremental save appends. Every change enters the document through [`Shard::commit`]
+    /// (built here, `crate::chain`) or a load, so these are exactly the changes after
+    /// `saved_heads`, without asking automerge to find them (its `save_after` walks the whole
+    /// change graph, a cost that grew with every record the shard holds and that every
+    /// labeler's own label paid).
+    pub(crate) unsaved: Vec<u8>,
     /// Whether changes were applied in bulk since the last [`Shard::defragment`].
     fragile: bool,
     /// Records whose signature verified already: reading verifies each once.
@@ -110,6 +117,7 @@ impl Shard {
             staged_tips: HashMap::new(),
             staged_slots: BTreeMap::new(),
             saved_heads: None,
+            unsaved: Vec::new(),
             fragile: false,
             verified: Verified::default(),
             digest: None,
@@ -270,8 +278,13 @@ impl Shard {
             Ok(()) => {
                 self.tips.extend(tips);
                 self.digest = None;
-                for (signed, _) in &staged {
+                // Never saved: the next incremental save is a full one, nothing to keep.
+                let saving = self.saved_heads.is_some();
+                for (signed, change) in &staged {
                     self.verified.remember(signed);
+                    if saving {
+                        self.unsaved.extend_from_slice(change.raw_bytes());
+                    }
                 }
                 true
             }

@@ -296,64 +296,12 @@ pub fn summarise(
         (Method::Majority, Some(UNANCHORED.to_owned()))
     };
     let label_name = |l: u16| labels[usize::from(l)].clone();
-
-    // The consensus of every item with votes, as (label, confidence, tied labels).
-    let consensus: Vec<(Option<u16>, Option<f64>, Vec<u16>)> = match method {
-        Method::DawidSkene => (0..votes.items())
-            .map(|i| match fit.consensus(i) {
-                Some((l, p)) => (Some(l), Some(p), Vec::new()),
-                None => (None, None, Vec::new()),
-            })
-            .collect(),
-        Method::Majority => aggregate::majority(&votes)
-            .into_iter()
-            .map(|o| {
-                let label = o.label(TieBreak::Abstain);
-                match o {
-                    Outcome::NoVotes => (None, None, Vec::new()),
-                    Outcome::Winner { .. } => (label, Some(o.confidence()), Vec::new()),
-                    Outcome::Tie { labels, .. } => (None, None, labels),
-                }
-            })
-            .collect(),
-    };
-
-    let mut per_sample: BTreeMap<SampleId, Tally> = BTreeMap::new();
-    let mut per_annotator: BTreeMap<AnnotatorKey, (Tally, u64, u64, u64, u64)> = BTreeMap::new();
-    let mut counts = Counts::default();
-    for signed in &read.annotations {
-        let a = signed.annotation();
-        let tally = per_sample.entry(a.sample).or_default();
-        let (mine, with_consensus, agreeing, gold_votes, gold_right) =
-            per_annotator.entry(a.annotator).or_default();
-        match a.value {
-            Value::Label(l) => {
-                tally.votes += 1;
-                mine.votes += 1;
-                counts.votes += 1;
-                if let Some((Some(c), _, _)) =
-                    item_of.get(&a.sample).map(|&i| &consensus[i as usize])
-                {
-                    *with_consensus += 1;
-                    *agreeing += u64::from(*c == l);
-                }
-                if let Some(&g) = gold.get(&a.sample) {
-                    *gold_votes += 1;
-                    *gold_right += u64::from(g == l);
-                }
-            }
-            Value::Skip => {
-                tally.skips += 1;
-                mine.skips += 1;
-                counts.skips += 1;
-            }
-            Value::Unsure => {
-                tally.unsure += 1;
-                mine.unsure += 1;
-                counts.unsure += 1;
-            }
-        }
-    }
+    let consensus = item_consensus(method, &votes, &fit);
+    let Tallies {
+        per_sample,
+        per_annotator,
+        mut counts,
+    } = tally(read, &item_of, &consensus, gold);
 
     let samples: Vec<SampleConsensus> = per_sample
         .iter()
@@ -374,41 +322,20 @@ pub fn summarise(
         })
         .collect();
 
+    let flags = screen(read, labels, gold, classes);
     let rater_of: HashMap<AnnotatorKey, u32> = votes
         .annotators()
         .iter()
         .enumerate()
         .map(|(j, a)| (*a, j as u32))
         .collect();
-    let share = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
-    let mut flags = screen(read, labels, gold, classes);
-    let mut annotators: Vec<AnnotatorStats> = per_annotator
-        .iter()
-        .map(
-            |(key, (tally, with_consensus, agreeing, gold_votes, gold_right))| AnnotatorStats {
-                annotator: hex::encode(key.0),
-                votes: u64::from(tally.votes),
-                skips: u64::from(tally.skips),
-                unsure: u64::from(tally.unsure),
-                reliability: rater_of
-                    .get(key)
-                    .filter(|_| anchored)
-                    .map(|&j| fit.reliability(j)),
-                agrees_with_consensus: share(*agreeing, *with_consensus),
-                gold_votes: *gold_votes,
-                gold_accuracy: share(*gold_right, *gold_votes),
-                flag: flags.remove(key),
-            },
-        )
-        .collect();
-    // Most reliable first; ties by votes, then key, so the order is stable.
-    annotators.sort_by(|a, b| {
-        let r = |s: &AnnotatorStats| s.reliability.unwrap_or(f64::NEG_INFINITY);
-        r(b).total_cmp(&r(a))
-            .then(b.votes.cmp(&a.votes))
-            .then(a.annotator.cmp(&b.annotator))
-    });
-
+    let reliability = |key: &AnnotatorKey| {
+        rater_of
+            .get(key)
+            .filter(|_| anchored)
+            .map(|&j| fit.reliability(j))
+    };
+    let annotators = annotator_stats(&per_annotator, reliability, flags);
     let rejected = &read.rejected;
     counts.rejected = Rejected {
         total: rejected.total(),
@@ -441,6 +368,128 @@ pub fn summarise(
         },
         samples,
     })
+}
+
+/// The consensus of every item with votes, as (label, confidence, tied labels).
+type ItemConsensus = (Option<u16>, Option<f64>, Vec<u16>);
+
+fn item_consensus(method: Method, votes: &Votes, fit: &aggregate::Fit) -> Vec<ItemConsensus> {
+    match method {
+        Method::DawidSkene => (0..votes.items())
+            .map(|i| match fit.consensus(i) {
+                Some((l, p)) => (Some(l), Some(p), Vec::new()),
+                None => (None, None, Vec::new()),
+            })
+            .collect(),
+        Method::Majority => aggregate::majority(votes)
+            .into_iter()
+            .map(|o| {
+                let label = o.label(TieBreak::Abstain);
+                match o {
+                    Outcome::NoVotes => (None, None, Vec::new()),
+                    Outcome::Winner { .. } => (label, Some(o.confidence()), Vec::new()),
+                    Outcome::Tie { labels, .. } => (None, None, labels),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// One annotator's counts: answers, then labels on samples with a consensus, of those the
+/// ones that agree with it, labels on gold samples, and of those the right ones.
+#[derive(Default)]
+struct AnnotatorTally {
+    answers: Tally,
+    with_consensus: u64,
+    agreeing: u64,
+    gold_votes: u64,
+    gold_right: u64,
+}
+
+struct Tallies {
+    per_sample: BTreeMap<SampleId, Tally>,
+    per_annotator: BTreeMap<AnnotatorKey, AnnotatorTally>,
+    counts: Counts,
+}
+
+/// Counts every annotation per sample, per annotator and in all.
+fn tally(
+    read: &Annotations,
+    item_of: &HashMap<SampleId, u32>,
+    consensus: &[ItemConsensus],
+    gold: &HashMap<SampleId, u16>,
+) -> Tallies {
+    let mut per_sample: BTreeMap<SampleId, Tally> = BTreeMap::new();
+    let mut per_annotator: BTreeMap<AnnotatorKey, AnnotatorTally> = BTreeMap::new();
+    let mut counts = Counts::default();
+    for signed in &read.annotations {
+        let a = signed.annotation();
+        let tally = per_sample.entry(a.sample).or_default();
+        let mine = per_annotator.entry(a.annotator).or_default();
+        match a.value {
+            Value::Label(l) => {
+                tally.votes += 1;
+                mine.answers.votes += 1;
+                counts.votes += 1;
+                if let Some((Some(c), _, _)) =
+                    item_of.get(&a.sample).map(|&i| &consensus[i as usize])
+                {
+                    mine.with_consensus += 1;
+                    mine.agreeing += u64::from(*c == l);
+                }
+                if let Some(&g) = gold.get(&a.sample) {
+                    mine.gold_votes += 1;
+                    mine.gold_right += u64::from(g == l);
+                }
+            }
+            Value::Skip => {
+                tally.skips += 1;
+                mine.answers.skips += 1;
+                counts.skips += 1;
+            }
+            Value::Unsure => {
+                tally.unsure += 1;
+                mine.answers.unsure += 1;
+                counts.unsure += 1;
+            }
+        }
+    }
+    Tallies {
+        per_sample,
+        per_annotator,
+        counts,
+    }
+}
+
+/// Every annotator's figures, most reliable first; ties by votes, then key, so the order is
+/// stable.
+fn annotator_stats(
+    per_annotator: &BTreeMap<AnnotatorKey, AnnotatorTally>,
+    reliability: impl Fn(&AnnotatorKey) -> Option<f64>,
+    mut flags: HashMap<AnnotatorKey, AnnotatorFlag>,
+) -> Vec<AnnotatorStats> {
+    let share = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
+    let mut annotators: Vec<AnnotatorStats> = per_annotator
+        .iter()
+        .map(|(key, t)| AnnotatorStats {
+            annotator: hex::encode(key.0),
+            votes: u64::from(t.answers.votes),
+            skips: u64::from(t.answers.skips),
+            unsure: u64::from(t.answers.unsure),
+            reliability: reliability(key),
+            agrees_with_consensus: share(t.agreeing, t.with_consensus),
+            gold_votes: t.gold_votes,
+            gold_accuracy: share(t.gold_right, t.gold_votes),
+            flag: flags.remove(key),
+        })
+        .collect();
+    annotators.sort_by(|a, b| {
+        let r = |s: &AnnotatorStats| s.reliability.unwrap_or(f64::NEG_INFINITY);
+        r(b).total_cmp(&r(a))
+            .then(b.votes.cmp(&a.votes))
+            .then(a.annotator.cmp(&b.annotator))
+    });
+    annotators
 }
 
 /// The screening's flags of the annotators of `read`, against the gold labels where there are

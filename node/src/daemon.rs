@@ -35,6 +35,7 @@ mod page;
 pub mod policy;
 pub mod queue;
 mod replay;
+mod start;
 mod status;
 mod token;
 
@@ -45,6 +46,7 @@ use swarmlabel_net::swarm::{self, Node, fetch};
 
 pub use join::JoinState;
 use join::{Joiner, open_labels, spawn_join};
+use start::{Services, listed, lock, serve_api};
 
 /// Where a running daemon's API is, as written to `HOME/api.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,9 +190,29 @@ pub enum DaemonError {
     /// Listing or reading the datasets failed.
     #[error(transparent)]
     Catalog(#[from] swarmlabel_net::dataset::CatalogError),
-    /// The home could not be locked.
+    /// The home could not be locked, or its key read.
     #[error(transparent)]
     Home(#[from] swarmlabel_net::home::HomeError),
+    /// The policy service failed to start.
+    #[error("the policy service did not start: {0}")]
+    Policies(#[from] crate::policy::PolicyError),
+    /// The model service failed to start.
+    #[error("the model service did not start: {0}")]
+    Models(#[from] crate::models::ModelsError),
+    /// The label service failed to start.
+    #[error("the label service did not start: {0}")]
+    Labels(#[from] crate::labels::LabelsError),
+    /// A listed dataset's labels could not be opened.
+    #[error("cannot open the labels of dataset {dataset}: {reason}")]
+    OpenLabels {
+        /// The dataset.
+        dataset: DatasetId,
+        /// Why.
+        reason: String,
+    },
+    /// A start-up task on the blocking pool failed (it panicked or was cancelled).
+    #[error("a start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 #[derive(Clone)]
@@ -240,67 +262,19 @@ impl Daemon {
         if !options.api.ip().is_loopback() {
             return Err(DaemonError::NotLoopback(options.api));
         }
-        let lock_home = home.clone();
-        let lock = tokio::task::spawn_blocking(move || {
-            let run = lock_home.try_lock_run()?;
-            lock_home.lock_shared().map(|shared| (run, shared))
-        })
-        .await
-        .map_err(|e| swarm::NetError::Build(e.to_string()))??;
-        let catalog = swarmlabel_net::Catalog::of(&home);
-        let (listed, damaged) = tokio::task::spawn_blocking(move || catalog.list_checked())
-            .await
-            .map_err(|e| swarm::NetError::Build(e.to_string()))??;
-        // A damaged listing does not stop the node: the others are served, and fetching the
-        // dataset again replaces it.
-        for e in &damaged {
-            tracing::warn!("{e}");
-        }
-        for id in &options.serve {
-            if !listed.iter().any(|l| l.id == *id) {
-                return Err(swarmlabel_net::dataset::CatalogError::NotFound(id.to_string()).into());
-            }
-        }
+        let lock = lock(&home).await?;
+        let listed = listed(&home, &options.serve).await?;
         let node = Node::start(home.clone(), options.net.clone()).await?;
         for l in &listed {
             node.serve(l.id).await?;
         }
-        // Labels of every listed dataset are open from the start, so peers sync them with us
-        // whether or not anyone labels here.
-        let policies = crate::policy::Policies::start(
-            home.clone(),
-            Some(node.clone()),
-            options.labels.anti_entropy.clone(),
-        )
-        .await
-        .map_err(|e| swarm::NetError::Build(e.to_string()))?;
-        let models =
-            crate::models::Models::start(home.clone(), Some(node.clone()), options.models.clone())
-                .await
-                .map_err(|e| swarm::NetError::Build(e.to_string()))?;
-        let labels = {
-            let labels = crate::labels::Labels::start(
-                home.clone(),
-                Some(node.clone()),
-                options.labels.clone(),
-            )
-            .await
-            .map_err(|e| swarm::NetError::Build(e.to_string()))?;
-            for l in &listed {
-                open_labels(&labels, &policies, &models, &home, l.id)
-                    .await
-                    .map_err(swarm::NetError::Build)?;
-            }
-            labels
-        };
-        let identity = home
-            .identity()
-            .map_err(|e| swarm::NetError::Build(e.to_string()))?;
+        let services = Services::start(&home, &node, &options, &listed).await?;
+        let identity = home.identity()?;
         let learners = options.learn.clone().map(|config| {
             node.with_registry(|r| config.vitals.register(r));
             learning::Learners::new(
-                models.clone(),
-                labels.clone(),
+                services.models.clone(),
+                services.labels.clone(),
                 swarmlabel_net::Catalog::of(&home),
                 swarmlabel_crdt::AnnotatorKey(identity.public_key().0),
                 config,
@@ -315,80 +289,43 @@ impl Daemon {
         let joiner = Joiner {
             node: node.clone(),
             joins: joins.clone(),
-            labels: labels.clone(),
-            policies: policies.clone(),
-            models: models.clone(),
+            labels: services.labels.clone(),
+            policies: services.policies.clone(),
+            models: services.models.clone(),
             learners: learners.clone(),
         };
         for id in &options.join {
             spawn_join(joiner.clone(), *id);
         }
-
-        let (listener, api_moved_from) = bind_api(options.api, options.api_fallback).await?;
-        let api = listener.local_addr().map_err(|source| DaemonError::Api {
-            addr: options.api,
-            source,
-        })?;
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| DaemonError::Api {
-            addr: api,
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let run_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let gate = token::Gate::new(run_ms, &secret, api.port());
-        let token = gate.token().to_owned();
-        let state = AppState {
+        let queue = match (&options.queue, &learners) {
+            (Some(queue), _) => queue.clone(),
+            (None, Some(learners)) => Arc::new(learners.clone()),
+            (None, None) => Arc::new(queue::Fallback::default()),
+        };
+        let state = |gate: token::Gate| AppState {
             node: node.clone(),
             identity: Arc::new(identity),
             gate: Arc::new(gate),
             replays: Arc::new(Mutex::new(replay::Replays::default())),
             joins,
             books: labels::Books::default(),
-            labels: labels.clone(),
-            policies: policies.clone(),
+            labels: services.labels.clone(),
+            policies: services.policies.clone(),
             joiner: joiner.clone(),
             consensus: Arc::default(),
             policy_edits: Arc::default(),
-            queue: match (&options.queue, &learners) {
-                (Some(queue), _) => queue.clone(),
-                (None, Some(learners)) => Arc::new(learners.clone()),
-                (None, None) => Arc::new(queue::Fallback::default()),
-            },
+            queue,
         };
-        let app = router(state);
-        let (stop_api, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        let info = ApiInfo {
-            url: format!("http://{api}"),
-            page: format!("http://{api}/#token={token}"),
-            token,
-            pid: std::process::id(),
-        };
-        let api_file = ApiInfo::path(&home);
-        let json = serde_json::to_vec_pretty(&info).expect("invariant: ApiInfo serialises");
-        swarmlabel_net::fs::write_atomic(&api_file, &json)
-            .map_err(|source| DaemonError::Api { addr: api, source })?;
-        // Remembered for the next start: the page keeps its address, so what the browser holds
-        // for it (the outbox of answers not yet sent, remapped keys) is found again.
-        swarmlabel_net::fs::write_atomic(&last_api_path(&home), api.to_string().as_bytes())
-            .map_err(|source| DaemonError::Api { addr: api, source })?;
+        let served = serve_api(&home, options.api, options.api_fallback, state).await?;
         Ok(Daemon {
             node,
-            api,
-            api_moved_from,
-            info,
-            stop_api: Some(stop_api),
-            api_file,
-            models,
-            policies,
+            api: served.addr,
+            api_moved_from: served.moved_from,
+            info: served.info,
+            stop_api: Some(served.stop),
+            api_file: ApiInfo::path(&home),
+            models: services.models,
+            policies: services.policies,
             learners,
             _lock: lock,
         })

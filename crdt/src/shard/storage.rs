@@ -160,6 +160,7 @@ impl Shard {
     pub(crate) fn save(&mut self) -> Vec<u8> {
         self.commit();
         self.saved_heads = Some(self.heads());
+        self.unsaved.clear();
         self.doc.save()
     }
 
@@ -167,12 +168,11 @@ impl Shard {
     /// Without a previous save or load this is a full save.
     pub(crate) fn save_incremental(&mut self) -> Vec<u8> {
         self.commit();
-        let Some(since) = self.saved_heads.take() else {
+        if self.saved_heads.is_none() {
             return self.save();
-        };
-        let bytes = self.doc.save_after(&since);
+        }
         self.saved_heads = Some(self.heads());
-        bytes
+        std::mem::take(&mut self.unsaved)
     }
 
     /// Loads `bytes` into this shard (merged with what it holds). On [`LoadError::Damaged`] the
@@ -212,6 +212,7 @@ impl Shard {
             self.digest = None;
             self.mark_loaded();
             self.saved_heads = Some(self.heads());
+            self.unsaved.clear();
             let chunks = split_chunks(bytes).map_or(0, |c| c.len());
             return self.check_deps(LoadReport {
                 chunks,
@@ -286,6 +287,7 @@ impl Shard {
         }
         let failure = failure.or(split_err);
         self.saved_heads = Some(self.heads());
+        self.unsaved.clear();
         match failure {
             None => self.check_deps(LoadReport {
                 chunks: kept,
