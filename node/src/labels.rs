@@ -176,47 +176,7 @@ impl LabelStore {
         }
         let mut recovery = Recovery::default();
         // Shards to rewrite from memory once the log is replayed, with what was wrong.
-        let mut rewrite: BTreeMap<u16, Option<String>> = BTreeMap::new();
-        let mut had_shard_files = false;
-        for shard in dataset.layout.shards() {
-            let path = shard_path(&dir, shard);
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(LabelStoreError::Io {
-                        action: "read",
-                        path,
-                        source,
-                    });
-                }
-            };
-            had_shard_files = true;
-            match replica.load_shard(shard, &bytes) {
-                Ok(_) => {}
-                // Loaded; what is missing stays queued for peers. The file is whole.
-                Err(e @ LoadError::MissingDependencies { .. }) => {
-                    tracing::info!(dataset = %dataset.id, "{e}");
-                }
-                Err(e) => {
-                    let aside = swarmlabel_net::fs::set_aside(&path).map_err(|source| {
-                        LabelStoreError::Io {
-                            action: "set aside",
-                            path: path.clone(),
-                            source,
-                        }
-                    })?;
-                    rewrite.insert(
-                        shard.0,
-                        Some(format!(
-                            "{} was damaged ({e}); its bytes are kept as {}",
-                            path.display(),
-                            aside.display()
-                        )),
-                    );
-                }
-            }
-        }
+        let (mut rewrite, had_shard_files) = load_shard_files(&dir, &mut replica)?;
         let mut restored: BTreeMap<u16, u64> = BTreeMap::new();
         let mut refused = 0u64;
         let opened = RecordLog::open(&dir, |signed| {
@@ -567,6 +527,57 @@ impl LabelStore {
 
 /// Appends `chunk` to the shard file at `path`; on failure cuts the file back to its length
 /// before, so that no partial chunk sits in front of later appends.
+/// Loads every shard file of `dir` into `replica`: returns the shards to rewrite once the record
+/// log is replayed (a damaged file is set aside, with what was wrong) and whether any file was
+/// there.
+fn load_shard_files(
+    dir: &Path,
+    replica: &mut Replica,
+) -> Result<(BTreeMap<u16, Option<String>>, bool), LabelStoreError> {
+    let mut rewrite: BTreeMap<u16, Option<String>> = BTreeMap::new();
+    let mut had_shard_files = false;
+    let dataset = *replica.dataset();
+    for shard in dataset.layout.shards() {
+        let path = shard_path(dir, shard);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(LabelStoreError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        had_shard_files = true;
+        match replica.load_shard(shard, &bytes) {
+            Ok(_) => {}
+            // Loaded; what is missing stays queued for peers. The file is whole.
+            Err(e @ LoadError::MissingDependencies { .. }) => {
+                tracing::info!(dataset = %dataset.id, "{e}");
+            }
+            Err(e) => {
+                let aside =
+                    swarmlabel_net::fs::set_aside(&path).map_err(|source| LabelStoreError::Io {
+                        action: "set aside",
+                        path: path.clone(),
+                        source,
+                    })?;
+                rewrite.insert(
+                    shard.0,
+                    Some(format!(
+                        "{} was damaged ({e}); its bytes are kept as {}",
+                        path.display(),
+                        aside.display()
+                    )),
+                );
+            }
+        }
+    }
+    Ok((rewrite, had_shard_files))
+}
+
 fn append(path: &Path, chunk: &[u8], new: bool) -> Result<(), (&'static str, io::Error)> {
     let file = OpenOptions::new()
         .create(true)

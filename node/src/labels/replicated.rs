@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::intake::{Intake, Limits};
 use super::waiting::Waiting;
-use super::wire::{self, Digest, MAX_RECORDS, MAX_TIPS, Range, Request, Response};
+use super::wire::{self, Digest, MAX_TIPS, PAGE_RECORDS, Range, Request, Response};
 use super::{LabelStore, gossip, plan};
 use crate::replicate::{Context, Gossip, Replicated, Reply, Step};
 
@@ -411,7 +411,7 @@ impl Stores {
         let missing =
             store
                 .replica_mut()
-                .missing_in(shard, tips, |key| range.contains(key), MAX_RECORDS);
+                .missing_in(shard, tips, |key| range.contains(key), PAGE_RECORDS);
         Reply::Ok(Response::Records {
             records: missing.records,
             more: missing.more,
@@ -551,7 +551,7 @@ impl Replicated for Stores {
                     None => Step::Done,
                 }
             }
-            (Response::Records { records, more }, Some((shard, range, _))) => {
+            (Response::Records { mut records, more }, Some((shard, range, _))) => {
                 let dataset = session.dataset;
                 let layout = self
                     .stores
@@ -566,6 +566,11 @@ impl Replicated for Stores {
                 if !in_place {
                     return Step::Refused("records outside the shard or range asked for".into());
                 }
+                // A longer page than this node answers with: its first records now (in chain
+                // order, so nothing taken waits for a record left out), the rest at the next
+                // pull.
+                let more = more || records.len() > PAGE_RECORDS;
+                records.truncate(PAGE_RECORDS);
                 match self.take(peer, dataset, records) {
                     Ok(taken) => {
                         if taken.new > 0 {

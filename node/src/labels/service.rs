@@ -26,7 +26,8 @@ pub struct Config {
     pub anti_entropy: core::Config,
     /// Whether labels recorded here are pushed on gossip at once.
     pub gossip_push: bool,
-    /// Pages pulled per range of a shard in one session at most (the next round goes on).
+    /// Pages pulled per range of a shard in one session at most (the next round goes on): 128
+    /// pages of [`super::wire::PAGE_RECORDS`], 16,384 records.
     pub max_pages_per_shard: usize,
     /// Seed of the random choice of peers (`None`: from the operating system).
     pub seed: Option<u64>,
@@ -41,7 +42,7 @@ impl Default for Config {
         Self {
             anti_entropy: core::Config::default(),
             gossip_push: true,
-            max_pages_per_shard: 32,
+            max_pages_per_shard: 128,
             seed: None,
             intake: super::intake::Limits::default(),
         }

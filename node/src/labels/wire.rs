@@ -44,8 +44,14 @@ pub const KIND: Kind = Kind {
 pub const MAX_SHARDS: usize = 256;
 /// Tips in one pull at most: a shard with more annotators is pulled range by range.
 pub const MAX_TIPS: usize = 4096;
-/// Records in one response at most (about 740 KB).
+/// Records in one response at most (about 740 KB): what a decoder accepts.
 pub const MAX_RECORDS: usize = 4096;
+/// Records a node puts in the page it answers, and takes of any page it gets: a page is taken
+/// in one turn of the labels thread (each new record's signature verified, then applied and made
+/// durable), and a page of [`MAX_RECORDS`] new records held that thread for 240–300 ms while the
+/// labeler's own labels waited (`docs/benchmarks.md`, *flood*); 128 verify in about 7 ms. The
+/// rest of a longer page comes with the next pull, which starts where the taken records end.
+pub const PAGE_RECORDS: usize = 128;
 /// Bytes of a tip on the wire.
 const TIP_LEN: usize = 36;
 /// Bytes of a request at most (a pull with [`MAX_TIPS`] tips).
