@@ -93,7 +93,9 @@ fn every_target_has_a_test() {
 /// Inputs the libFuzzer campaign found (`fuzz/tests/regressions/TARGET-NAME`): each must go
 /// through its target without a panic escaping. `shard_file-hexane-eof`: a damaged shard file
 /// on which automerge 0.12's loader panics (an `unwrap` in hexane's LEB128 reader); the load
-/// contains it and rebuilds the shard from the record log.
+/// contains it and rebuilds the shard from the record log. `shard_file-bundle-oom`: 30 bytes that
+/// read as a bundle chunk, on which automerge's loader allocated over 2 GB; shards never write
+/// bundles, and a file holding one no longer reaches that loader.
 #[test]
 fn inputs_the_campaign_found_pass() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
