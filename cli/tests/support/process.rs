@@ -88,18 +88,23 @@ impl Process {
 pub(crate) fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
     // As `Child::wait` does: a child reading its stdin ends when it closes.
     drop(child.stdin.take());
-    let deadline = Instant::now() + HANG;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
+    let pid = child.id();
+    let (tx, exited) = mpsc::sync_channel(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match exited.recv_timeout(HANG) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                // The waiting thread returns once the child is killed.
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                panic!("{what} did not exit within {HANG:?}");
+            }
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not exit within {HANG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    })
 }
 
 impl Drop for Process {
