@@ -32,7 +32,7 @@ use ed25519_dalek::SigningKey;
 use rand::{RngCore as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use swarmlabel_crdt::aggregate::{self, TieBreak, Votes};
+use swarmlabel_consensus::aggregate::{self, TieBreak, Votes};
 use swarmlabel_crdt::annotation::SIGNED_LEN;
 use swarmlabel_crdt::{
     Annotation, AnnotatorKey, Dataset, DatasetId, Replica, SampleId, ShardId, ShardLayout,

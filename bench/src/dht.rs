@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use swarmlabel_net::dataset::import::{self, Options};
-use swarmlabel_net::progress::NoProgress;
+use swarmlabel_formats::import::{self, Options};
 use swarmlabel_net::swarm::{Config, Node};
-use swarmlabel_net::{DatasetId, Home};
+use swarmlabel_store::progress::NoProgress;
+use swarmlabel_store::{DatasetId, Home};
 
 /// Flags of `swarmlabel-bench dht`.
 #[derive(Debug, clap::Args)]

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use swarmlabel_crdt::AnnotatorKey;
-use swarmlabel_net::dataset::import::{self, Format, Options as ImportOptions};
-use swarmlabel_net::home::Home;
-use swarmlabel_net::progress::NoProgress;
+use swarmlabel_formats::import::{self, Format, Options as ImportOptions};
 use swarmlabel_net::swarm;
 use swarmlabel_node::daemon::{Daemon, Options};
+use swarmlabel_store::home::Home;
+use swarmlabel_store::progress::NoProgress;
 
 /// Arguments of `flood`.
 #[derive(Debug, clap::Args)]
@@ -64,7 +64,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     opts.format = Format::Csv;
     let report = import::import(&home, &identity, &args.csv, &opts, &NoProgress)?;
     let id = report.id;
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let listed = catalog.get(&id)?;
     let samples: Vec<String> = (0..listed.root.root().pages.len())
         .map(|i| catalog.page(&listed, i))
@@ -278,10 +278,10 @@ struct Stored {
 /// the node reads them: valid, of samples of the manifest), and model updates of other peers.
 fn attacker_records(
     home: &Home,
-    id: swarmlabel_net::dataset::DatasetId,
+    id: swarmlabel_store::dataset::DatasetId,
     honest: AnnotatorKey,
 ) -> anyhow::Result<Stored> {
-    let catalog = swarmlabel_net::Catalog::of(home);
+    let catalog = swarmlabel_store::Catalog::of(home);
     let listed = catalog.get(&id)?;
     let root = listed.root.root();
     let dataset = swarmlabel_node::labels::LabelStore::crdt_dataset(

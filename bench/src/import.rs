@@ -11,10 +11,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use swarmlabel_net::Home;
-use swarmlabel_net::dataset::import::{self, Format, Options};
-use swarmlabel_net::progress::NoProgress;
-use swarmlabel_net::store::sync_filesystem;
+use swarmlabel_formats::import::{self, Format, Options};
+use swarmlabel_store::Home;
+use swarmlabel_store::progress::NoProgress;
+use swarmlabel_store::store::sync_filesystem;
 
 /// Flags of `swarmlabel-bench import`.
 #[derive(Debug, clap::Args)]

@@ -30,8 +30,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use swarmlabel_active_learning::{Extractor as _, Matrix, Model, Query};
 use swarmlabel_crdt::SampleId;
-use swarmlabel_net::dataset::manifest::encode_row;
 use swarmlabel_node::learn::seed_of;
+use swarmlabel_store::dataset::manifest::encode_row;
 
 use crate::al::{read_csv, stratified_split};
 

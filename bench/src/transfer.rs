@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use swarmlabel_net::dataset::import::{self, Format, Options};
-use swarmlabel_net::progress::NoProgress;
-use swarmlabel_net::store::sync_filesystem;
+use swarmlabel_formats::import::{self, Format, Options};
 use swarmlabel_net::swarm::{Config, Node, fetch};
-use swarmlabel_net::{DatasetId, Home};
+use swarmlabel_store::progress::NoProgress;
+use swarmlabel_store::store::sync_filesystem;
+use swarmlabel_store::{DatasetId, Home};
 
 /// Flags of `swarmlabel-bench transfer`.
 #[derive(Debug, clap::Args)]
@@ -92,7 +92,7 @@ async fn fetch_phase(
     owner_home: Home,
     id: DatasetId,
     providers: usize,
-) -> anyhow::Result<(f64, Vec<swarmlabel_net::store::BlobId>)> {
+) -> anyhow::Result<(f64, Vec<swarmlabel_store::store::BlobId>)> {
     let owner = Node::start(owner_home.clone(), Config::loopback()).await?;
     owner.serve(id).await?;
     let bootstrap = owner.listen_addrs().await?;
@@ -125,7 +125,7 @@ async fn fetch_phase(
         report.already_stored == 0,
         "the fetcher had blobs before the fetch"
     );
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let listed = catalog.get(&id)?;
     let mut samples = Vec::new();
     for index in 0..listed.root.root().pages.len() {

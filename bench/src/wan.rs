@@ -395,7 +395,7 @@ fn slow_transfer(bed: &Bed, args: &Args) -> anyhow::Result<serde_json::Value> {
             let _ = ready_tx.send(());
             let (stream, _) = listener.accept()?;
             crate::transfer::receive(stream, &out)?;
-            swarmlabel_net::store::sync_filesystem(&out)?;
+            swarmlabel_store::store::sync_filesystem(&out)?;
             Ok(())
         }
     })?;

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::de::DeserializeOwned;
-use swarmlabel_net::Home;
 use swarmlabel_node::daemon::ApiInfo;
+use swarmlabel_store::Home;
 
 /// A client of the node running for a home.
 pub(crate) struct Client {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use swarmlabel_net::{Catalog, Home};
+use swarmlabel_store::{Catalog, Home};
 
 use crate::output::out;
 use crate::{Outcome, client, open, tui};

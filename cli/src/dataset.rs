@@ -5,10 +5,11 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use swarmlabel_net::dataset::export::{self, ExportFormat};
-use swarmlabel_net::dataset::import::{self, Format, Options};
-use swarmlabel_net::dataset::manifest::Task;
-use swarmlabel_net::dataset::{Listed, shapes, verify};
+use swarmlabel_formats::export::{self, ExportFormat};
+use swarmlabel_formats::import::{self, Format, Options};
+use swarmlabel_formats::shapes;
+use swarmlabel_store::dataset::manifest::Task;
+use swarmlabel_store::dataset::{Listed, verify};
 
 use crate::args::{self, CreateArgs, DatasetCommand, GenerateKind};
 use crate::progress::Bar;
@@ -74,7 +75,7 @@ pub(crate) fn run(cmd: DatasetCommand, home_path: &Path, quiet: bool) -> anyhow:
 /// `swarmlabel dataset ls [--json]`: the datasets of this home; a damaged listing is named, never hides the others.
 fn list(home_path: &Path, json: bool, quiet: bool) -> anyhow::Result<Outcome> {
     let home = open(home_path)?;
-    let (listed, damaged) = swarmlabel_net::Catalog::of(&home).list_checked()?;
+    let (listed, damaged) = swarmlabel_store::Catalog::of(&home).list_checked()?;
     // One damaged listing never hides the others; each is named on stderr.
     for e in &damaged {
         eprintln!("damaged: {e}");
@@ -120,7 +121,7 @@ fn list(home_path: &Path, json: bool, quiet: bool) -> anyhow::Result<Outcome> {
 /// `swarmlabel dataset show ID [--json]`.
 fn show(home_path: &Path, id: &str, json: bool) -> anyhow::Result<Outcome> {
     let home = open(home_path)?;
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let listed = catalog.get(&catalog.resolve(id)?)?;
     if json {
         out!("{}", serde_json::to_string_pretty(&summary(&listed))?);
@@ -160,7 +161,7 @@ fn show(home_path: &Path, id: &str, json: bool) -> anyhow::Result<Outcome> {
 /// `swarmlabel dataset verify ID [--json]`: the manifest's signature and every sample's hash.
 fn verify_all(home_path: &Path, id: &str, json: bool, quiet: bool) -> anyhow::Result<Outcome> {
     let home = open(home_path)?;
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let id = catalog.resolve(id)?;
     let report = verify::verify(&catalog, &id, &Bar::new(quiet || json))?;
     if json {
@@ -201,7 +202,7 @@ fn export_samples(
     quiet: bool,
 ) -> anyhow::Result<Outcome> {
     let home = open(home_path)?;
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let id = catalog.resolve(id)?;
     let format = match format {
         args::ExportFormat::Csv => ExportFormat::Csv,
@@ -382,7 +383,7 @@ fn create(a: CreateArgs, home_path: &Path, quiet: bool) -> anyhow::Result<Outcom
             out!(
                 "  {} gold labels kept private: out of the published pages, in {} only",
                 report.private_gold,
-                swarmlabel_net::Catalog::of(&home)
+                swarmlabel_store::Catalog::of(&home)
                     .private_gold_path(&report.id)
                     .display()
             );
@@ -447,7 +448,7 @@ fn policy(
     quiet: bool,
 ) -> anyhow::Result<Outcome> {
     let home = open(home_path)?;
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let id = catalog.resolve(id)?;
     let client = crate::client::Client::connect(&home)?;
     let path = format!("/api/v1/datasets/{id}/policy");
@@ -504,9 +505,9 @@ fn remove(
     use swarmlabel_node::remove;
     let home = open(home_path)?;
     // A listed dataset by prefix; a full id also finds the leftovers of an interrupted removal.
-    let dataset = swarmlabel_net::Catalog::of(&home)
+    let dataset = swarmlabel_store::Catalog::of(&home)
         .resolve(id)
-        .or_else(|e| id.parse::<swarmlabel_net::DatasetId>().map_err(|_| e))?;
+        .or_else(|e| id.parse::<swarmlabel_store::DatasetId>().map_err(|_| e))?;
     if !yes {
         let plan = remove::plan(&home, &dataset);
         if plan.paths.is_empty() {

@@ -20,12 +20,13 @@ use anyhow::{Context as _, bail};
 use libp2p::Multiaddr;
 use swarmlabel_active_learning::Model;
 use swarmlabel_crdt::SampleId;
-use swarmlabel_net::dataset::import::{self, Format};
-use swarmlabel_net::dataset::manifest::{MediaType, Task};
-use swarmlabel_net::dataset::shapes;
-use swarmlabel_net::{DatasetId, Home, swarm as net};
+use swarmlabel_formats::import::{self, Format};
+use swarmlabel_formats::shapes;
+use swarmlabel_net::swarm as net;
 use swarmlabel_node::daemon::{Daemon, Options};
 use swarmlabel_node::learn::{self, features};
+use swarmlabel_store::dataset::manifest::{MediaType, Task};
+use swarmlabel_store::{DatasetId, Home};
 
 use crate::args::DemoArgs;
 use crate::client::Client;
@@ -350,7 +351,7 @@ fn spawn_labeler(
                 continue;
             };
             let Some(answer) = sample
-                .parse::<swarmlabel_net::store::BlobId>()
+                .parse::<swarmlabel_store::store::BlobId>()
                 .ok()
                 .and_then(|b| answers.get(&SampleId(b.0)))
             else {

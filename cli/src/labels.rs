@@ -1,5 +1,5 @@
 //! `swarmlabel labels --stats` and `swarmlabel export`: what a dataset's labels add up to, from
-//! the running node. The numbers and the file formats are `swarmlabel_node::consensus`'s.
+//! the running node. The numbers and the file formats are `swarmlabel_consensus`'s.
 
 use crate::output::out;
 use std::collections::HashMap;
@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use serde::Deserialize;
-use swarmlabel_node::consensus::export::{self, Format, RawAnnotation};
-use swarmlabel_node::consensus::{Coefficient, SampleConsensus, Stats};
+use swarmlabel_consensus::export::{self, Format, RawAnnotation};
+use swarmlabel_consensus::{Coefficient, SampleConsensus, Stats};
 
 use crate::args::{ConsensusMethod, ExportArgs, LabelsFormat};
 use crate::client::Client;
@@ -25,7 +25,9 @@ fn method_name(method: ConsensusMethod) -> &'static str {
 /// The full dataset id of `id` (a prefix is enough), and a client of the running node.
 fn connect(home_path: &Path, id: &str) -> anyhow::Result<(String, Client)> {
     let home = open(home_path)?;
-    let id = swarmlabel_net::Catalog::of(&home).resolve(id)?.to_string();
+    let id = swarmlabel_store::Catalog::of(&home)
+        .resolve(id)?
+        .to_string();
     Ok((id, Client::connect(&home)?))
 }
 
@@ -177,8 +179,8 @@ struct RawBody {
 /// The original file names of dataset `id` (hex) known to the home, by sample id (hex).
 fn file_names(home_path: &Path, id: &str) -> anyhow::Result<HashMap<String, String>> {
     let home = open(home_path)?;
-    let id: swarmlabel_net::DatasetId = id.parse()?;
-    Ok(swarmlabel_net::Catalog::of(&home)
+    let id: swarmlabel_store::DatasetId = id.parse()?;
+    Ok(swarmlabel_store::Catalog::of(&home)
         .names(&id)?
         .into_iter()
         .map(|(sample, file)| (sample.to_string(), file))
@@ -193,8 +195,8 @@ fn export_imagefolder(
     args: &ExportArgs,
     quiet: bool,
 ) -> anyhow::Result<Outcome> {
-    use swarmlabel_net::dataset::manifest::MediaType;
-    use swarmlabel_node::consensus::imagefolder::{self, ImageKind};
+    use swarmlabel_consensus::imagefolder::{self, ImageKind};
+    use swarmlabel_store::dataset::manifest::MediaType;
     if args.raw {
         anyhow::bail!("--raw exports annotations, not images; use --format csv or jsonl with it");
     }
@@ -202,7 +204,7 @@ fn export_imagefolder(
         anyhow::bail!("--format imagefolder writes a folder: give it with --out DIR");
     };
     let home = open(home_path)?;
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let listed = catalog.get(&id.parse()?)?;
     let mut kinds = HashMap::new();
     for index in 0..listed.root.root().pages.len() {
@@ -227,7 +229,7 @@ fn export_imagefolder(
     let names = file_names(home_path, id)?;
     let blobs = home.blobs();
     let written = imagefolder::write(out, &body.samples, &kinds, &names, |sample| {
-        let blob: swarmlabel_net::BlobId = sample
+        let blob: swarmlabel_store::BlobId = sample
             .parse()
             .map_err(|_| std::io::Error::other(format!("{sample} is not a sample id")))?;
         blobs

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use swarmlabel_net::Home;
+use swarmlabel_store::Home;
 
 use args::{Cli, Command, LogFormat};
 

@@ -4,7 +4,7 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use swarmlabel_net::progress::Progress;
+use swarmlabel_store::progress::Progress;
 
 /// Draws one indicatif bar per phase; hidden when stderr is not a terminal or with --quiet.
 #[derive(Debug)]

@@ -4,8 +4,9 @@ use crate::output::out;
 
 use anyhow::Context as _;
 use libp2p::Multiaddr;
-use swarmlabel_net::{DatasetId, Home, swarm as net};
+use swarmlabel_net::swarm as net;
 use swarmlabel_node::daemon::{Daemon, Options};
+use swarmlabel_store::{DatasetId, Home};
 
 use crate::args::RunArgs;
 
@@ -30,7 +31,7 @@ pub(crate) fn run(home: Home, args: RunArgs) -> anyhow::Result<()> {
     } else {
         args.bootstrap.clone()
     };
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let resolve = |ids: &[String]| -> anyhow::Result<Vec<DatasetId>> {
         ids.iter()
             .map(|id| {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use swarmlabel_node::consensus::{SampleConsensus, Stats};
+use swarmlabel_consensus::{SampleConsensus, Stats};
 
 use crate::client::Client;
 use crate::output::out;
@@ -15,7 +15,7 @@ use crate::{Outcome, open};
 
 pub(crate) fn status(home_path: &Path, id: &str, json_out: bool) -> anyhow::Result<Outcome> {
     let home = open(home_path)?;
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let listed = catalog.get(&catalog.resolve(id)?)?;
     let id = listed.id.to_string();
     let root = listed.root.root();

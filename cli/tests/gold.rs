@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value as Json, json};
-use swarmlabel_net::{Catalog, Home};
+use swarmlabel_store::{Catalog, Home};
 
 #[path = "support/process.rs"]
 mod process;

@@ -13,10 +13,10 @@ use ed25519_dalek::SigningKey;
 use serde_json::Value as Json;
 use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::registry::{ModelUpdate, Registry, SignedUpdate, Validation, WeightsHash};
-use swarmlabel_net::{Catalog, DatasetId, Home};
 use swarmlabel_node::learn::exchange::architecture;
 use swarmlabel_node::learn::{features, seed_of, train};
 use swarmlabel_node::models::store;
+use swarmlabel_store::{Catalog, DatasetId, Home};
 
 #[path = "support/process.rs"]
 mod process;

@@ -11,8 +11,8 @@ use std::process::Command;
 
 use ed25519_dalek::SigningKey;
 use serde_json::{Value as Json, json};
+use swarmlabel_consensus::UNANCHORED;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, SignedAnnotation, Value};
-use swarmlabel_node::consensus::UNANCHORED;
 use swarmlabel_node::labels::LabelStore;
 
 #[path = "support/process.rs"]
@@ -405,7 +405,7 @@ fn several_annotators_in_the_store_are_aggregated_by_the_daemon() {
         .collect();
     let hex_key = |k: &SigningKey| hex::encode(k.verifying_key().to_bytes());
     {
-        let node_home = swarmlabel_net::Home::open(&home).unwrap();
+        let node_home = swarmlabel_store::Home::open(&home).unwrap();
         let dataset = LabelStore::crdt_dataset(&id.parse().unwrap(), 3, 5);
         let (mut store, _) = LabelStore::open(&node_home, dataset).unwrap();
         let (a, b, c) = (Value::Label(0), Value::Label(1), Value::Label(2));

@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-pub mod aggregate;
 pub mod annotation;
 mod bytes;
 pub mod chain;

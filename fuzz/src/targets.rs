@@ -9,11 +9,6 @@ use swarmlabel_crdt::{
     Annotation, AnnotatorKey, Dataset, DatasetId, Replica, SampleId, ShardId, ShardLayout,
     SignedAnnotation, Signer as _, Value,
 };
-use swarmlabel_net::Identity;
-use swarmlabel_net::dataset::manifest::{
-    MediaType, Page, PageRef, Root, SampleEntry, SignedRoot, Task,
-};
-use swarmlabel_net::store::BlobId;
 use swarmlabel_net::swarm::announce::Announcement;
 use swarmlabel_net::swarm::codec::Frame as _;
 use swarmlabel_net::swarm::{blob, replication};
@@ -21,6 +16,11 @@ use swarmlabel_node::labels::{gossip, wire as labels_wire};
 use swarmlabel_node::models::{weights, wire as models_wire};
 use swarmlabel_node::policy::wire as policy_wire;
 use swarmlabel_node::replicate::Wire;
+use swarmlabel_store::Identity;
+use swarmlabel_store::dataset::manifest::{
+    MediaType, Page, PageRef, Root, SampleEntry, SignedRoot, Task,
+};
+use swarmlabel_store::store::BlobId;
 
 use super::Target;
 

@@ -25,9 +25,9 @@ use libp2p::{Multiaddr, PeerId};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::dataset::DatasetId;
-use crate::home::Home;
-use crate::store::BlobId;
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::home::Home;
+use swarmlabel_store::store::BlobId;
 
 pub use actor::{DIRECT_WAIT, KnownDataset, PeerInfo, ProviderLookup, Status};
 
@@ -147,7 +147,7 @@ pub enum NetError {
     },
     /// Serving a dataset failed.
     #[error(transparent)]
-    Catalog(#[from] crate::dataset::CatalogError),
+    Catalog(#[from] swarmlabel_store::dataset::CatalogError),
     /// A gossip message could not be published (often: no peer subscribed to its topic yet).
     #[error("cannot publish on gossip: {0}")]
     Publish(String),
@@ -282,7 +282,7 @@ impl Node {
     /// Serves a dataset listed in the home: answers requests for its root, pages and stored
     /// samples, provides it on the DHT and announces it on gossip.
     pub async fn serve(&self, id: DatasetId) -> Result<(), NetError> {
-        let catalog = crate::Catalog::of(&self.home);
+        let catalog = swarmlabel_store::Catalog::of(&self.home);
         let served = tokio::task::spawn_blocking(move || actor::Served::load(&catalog, &id))
             .await
             .map_err(|e| NetError::Build(e.to_string()))??;

@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use proptest::prelude::*;
-use swarmlabel_net::Identity;
-use swarmlabel_net::dataset::manifest::{
-    MediaType, Page, PageRef, Root, SampleEntry, SignedRoot, Task,
-};
-use swarmlabel_net::store::BlobId;
 use swarmlabel_net::swarm::announce::Announcement;
 use swarmlabel_net::swarm::blob;
+use swarmlabel_store::Identity;
+use swarmlabel_store::dataset::manifest::{
+    MediaType, Page, PageRef, Root, SampleEntry, SignedRoot, Task,
+};
+use swarmlabel_store::store::BlobId;
 
 fn root(pages: Vec<PageRef>) -> Root {
     Root {

@@ -39,10 +39,10 @@ mod start;
 mod status;
 mod token;
 
-use swarmlabel_net::dataset::DatasetId;
-use swarmlabel_net::home::Home;
-use swarmlabel_net::identity::Identity;
 use swarmlabel_net::swarm::{self, Node, fetch};
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::home::Home;
+use swarmlabel_store::identity::Identity;
 
 pub use join::JoinState;
 use join::{Joiner, open_labels, spawn_join};
@@ -189,10 +189,10 @@ pub enum DaemonError {
     },
     /// Listing or reading the datasets failed.
     #[error(transparent)]
-    Catalog(#[from] swarmlabel_net::dataset::CatalogError),
+    Catalog(#[from] swarmlabel_store::dataset::CatalogError),
     /// The home could not be locked, or its key read.
     #[error(transparent)]
-    Home(#[from] swarmlabel_net::home::HomeError),
+    Home(#[from] swarmlabel_store::home::HomeError),
     /// The policy service failed to start.
     #[error("the policy service did not start: {0}")]
     Policies(#[from] crate::policy::PolicyError),
@@ -229,7 +229,7 @@ struct AppState {
     joiner: Joiner,
     queue: Arc<dyn queue::Source>,
     /// The last consensus of each dataset, by method (Dawid–Skene runs again only on change).
-    consensus: Arc<Mutex<HashMap<DatasetId, crate::consensus::Memo>>>,
+    consensus: Arc<Mutex<HashMap<DatasetId, swarmlabel_consensus::Memo>>>,
     /// Held while a policy change reads, edits and signs the policy in force: two changes at
     /// once would both build on the same version, and one would silently replace the other.
     policy_edits: Arc<tokio::sync::Mutex<()>>,
@@ -250,8 +250,8 @@ pub struct Daemon {
     /// The home's lock, shared for as long as the node runs: `gc` (which takes it alone) cannot
     /// delete the blobs of a join in progress or the weights of a model meanwhile.
     _lock: (
-        swarmlabel_net::home::HomeLock,
-        swarmlabel_net::home::HomeLock,
+        swarmlabel_store::home::HomeLock,
+        swarmlabel_store::home::HomeLock,
     ),
 }
 
@@ -275,7 +275,7 @@ impl Daemon {
             learning::Learners::new(
                 services.models.clone(),
                 services.labels.clone(),
-                swarmlabel_net::Catalog::of(&home),
+                swarmlabel_store::Catalog::of(&home),
                 swarmlabel_crdt::AnnotatorKey(identity.public_key().0),
                 config,
             )

@@ -47,9 +47,9 @@ use swarmlabel_crdt::{
     ShardId, ShardLayout, SignedAnnotation, Signer, Suggestion, Value,
 };
 
-use swarmlabel_net::Catalog;
-use swarmlabel_net::dataset::{CatalogError, DatasetId, Listed};
-use swarmlabel_net::home::Home;
+use swarmlabel_store::Catalog;
+use swarmlabel_store::dataset::{CatalogError, DatasetId, Listed};
+use swarmlabel_store::home::Home;
 
 use log::RecordLog;
 
@@ -78,7 +78,7 @@ pub enum LabelStoreError {
     Sign(#[from] swarmlabel_crdt::SignError),
     /// The home's key could not be read (needed to carry a home's own labels into chains).
     #[error(transparent)]
-    Home(#[from] swarmlabel_net::home::HomeError),
+    Home(#[from] swarmlabel_store::home::HomeError),
 }
 
 /// What opening a store found wrong with its files (everything else loaded).
@@ -428,7 +428,7 @@ impl LabelStore {
     pub fn compact(&mut self, shard: ShardId) -> Result<(), LabelStoreError> {
         let bytes = self.replica.save_shard(shard);
         let path = shard_path(&self.dir, shard);
-        if let Err(source) = swarmlabel_net::fs::write_atomic(&path, &bytes) {
+        if let Err(source) = swarmlabel_store::fs::write_atomic(&path, &bytes) {
             self.stale.insert(shard.0);
             return Err(LabelStoreError::Io {
                 action: "compact",
@@ -558,12 +558,13 @@ fn load_shard_files(
                 tracing::info!(dataset = %dataset.id, "{e}");
             }
             Err(e) => {
-                let aside =
-                    swarmlabel_net::fs::set_aside(&path).map_err(|source| LabelStoreError::Io {
+                let aside = swarmlabel_store::fs::set_aside(&path).map_err(|source| {
+                    LabelStoreError::Io {
                         action: "set aside",
                         path: path.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 rewrite.insert(
                     shard.0,
                     Some(format!(

@@ -35,11 +35,11 @@ use swarmlabel_active_learning::{Augment, Matrix, Query, Strategy};
 use swarmlabel_crdt::{AnnotatorKey, SampleId};
 use tokio::sync::mpsc;
 
-use crate::consensus::Method;
 use crate::labels::Labels;
 use exchange::ModelExchange;
 use features::{FeaturesError, PoolFeatures};
-use swarmlabel_net::dataset::{Catalog, DatasetId};
+use swarmlabel_consensus::Method;
+use swarmlabel_store::dataset::{Catalog, DatasetId};
 
 /// Settings of a dataset's learning loop.
 #[derive(Debug, Clone)]

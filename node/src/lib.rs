@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-pub mod consensus;
 pub mod daemon;
 pub mod labels;
 pub mod learn;

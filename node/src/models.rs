@@ -10,8 +10,8 @@
 //! The [`service`] owns it all on a running node. In short, for the learning loop:
 //!
 //! ```no_run
-//! # async fn demo(home: swarmlabel_net::Home, node: swarmlabel_net::Node,
-//! #     dataset: swarmlabel_net::DatasetId, bytes: Vec<u8>,
+//! # async fn demo(home: swarmlabel_store::Home, node: swarmlabel_net::Node,
+//! #     dataset: swarmlabel_store::DatasetId, bytes: Vec<u8>,
 //! #     architecture: swarmlabel_crdt::registry::Architecture)
 //! # -> Result<(), swarmlabel_node::models::ModelsError> {
 //! use swarmlabel_crdt::registry::Validation;

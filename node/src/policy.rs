@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 
 use swarmlabel_crdt::policy::{Admission, Policy, SignedPolicy};
 use swarmlabel_crdt::{AnnotatorKey, DatasetId};
-use swarmlabel_net::home::Home;
-use swarmlabel_net::identity::Identity;
 use swarmlabel_net::swarm::Node;
+use swarmlabel_store::home::Home;
+use swarmlabel_store::identity::Identity;
 use tokio::sync::watch;
 
 pub use replicated::InForce;

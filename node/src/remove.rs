@@ -10,9 +10,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use swarmlabel_net::dataset::{Catalog, CatalogError, GcReport};
-use swarmlabel_net::home::HomeLock;
-use swarmlabel_net::{DatasetId, Home};
+use swarmlabel_store::dataset::{Catalog, CatalogError, GcReport};
+use swarmlabel_store::home::HomeLock;
+use swarmlabel_store::{DatasetId, Home};
 
 /// What a removal deleted.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -95,7 +95,7 @@ pub fn remove(home: &Home, dataset: &DatasetId, _alone: &HomeLock) -> Result<Rem
     for path in &removed.paths {
         delete(path)?;
         if let Some(parent) = path.parent() {
-            swarmlabel_net::fs::sync_dir(parent).map_err(|source| RemoveError::Io {
+            swarmlabel_store::fs::sync_dir(parent).map_err(|source| RemoveError::Io {
                 path: parent.to_owned(),
                 source,
             })?;

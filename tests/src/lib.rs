@@ -8,7 +8,7 @@ pub mod raw;
 
 use std::path::{Path, PathBuf};
 
-use swarmlabel_net::{Home, Identity};
+use swarmlabel_store::{Home, Identity};
 
 /// A file of the repository's test data (`testdata/`, with its sources and licences).
 pub fn test_data(name: &str) -> PathBuf {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use libp2p::Multiaddr;
-use swarmlabel_net::DatasetId;
 use swarmlabel_net::swarm::Node;
 use swarmlabel_node::models::{self, Counters, MergedModel, Models};
+use swarmlabel_store::DatasetId;
 
 use crate::network::{self, TestNode, full_mesh, wait_until, within};
 

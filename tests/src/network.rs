@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use swarmlabel_bootstrap::Bootstrap;
-use swarmlabel_net::DatasetId;
-use swarmlabel_net::dataset::import::{Options, import};
-use swarmlabel_net::dataset::verify::verify;
-use swarmlabel_net::progress::NoProgress;
+use swarmlabel_formats::import::{Options, import};
 use swarmlabel_net::swarm::{Config, Node};
+use swarmlabel_store::DatasetId;
+use swarmlabel_store::dataset::verify::verify;
+use swarmlabel_store::progress::NoProgress;
 
 use crate::{TempHome, test_data};
 
@@ -110,7 +110,7 @@ impl TestNode {
     /// Verifies dataset `id` in this node's home; returns the number of intact samples, and
     /// fails the test on any problem.
     pub async fn verify(&self, id: DatasetId) -> u64 {
-        let catalog = swarmlabel_net::Catalog::of(&self.home.home);
+        let catalog = swarmlabel_store::Catalog::of(&self.home.home);
         let report = tokio::task::spawn_blocking(move || verify(&catalog, &id, &NoProgress))
             .await
             .expect("verify does not panic")

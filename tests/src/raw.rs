@@ -10,10 +10,10 @@ use futures::StreamExt as _;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, noise, tcp, yamux};
-use swarmlabel_net::Identity;
 use swarmlabel_net::swarm::behaviour::gossipsub as our_gossipsub;
 use swarmlabel_net::swarm::codec::{Codec, Frame};
 use swarmlabel_net::swarm::{blob, replication};
+use swarmlabel_store::Identity;
 
 use crate::network::within;
 

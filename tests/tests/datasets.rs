@@ -2,9 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-use swarmlabel_net::dataset::export::{ExportFormat, export};
-use swarmlabel_net::dataset::import::{Options, import};
-use swarmlabel_net::progress::NoProgress;
+use swarmlabel_formats::export::{ExportFormat, export};
+use swarmlabel_formats::import::{Options, import};
+use swarmlabel_store::progress::NoProgress;
 use swarmlabel_tests::{TempHome, test_data};
 
 /// Importing digits and exporting it as CSV gives back every row of the file (features and
@@ -24,7 +24,7 @@ fn digits_export_gives_back_the_csv_value_for_value() {
     .expect("digits imports");
     let mut out = Vec::new();
     let n = export(
-        &swarmlabel_net::Catalog::of(&t.home),
+        &swarmlabel_store::Catalog::of(&t.home),
         &report.id,
         ExportFormat::Csv,
         &mut out,

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::registry::Validation;
 use swarmlabel_crdt::registry::merge::Method;
-use swarmlabel_net::dataset::import::{Options, import};
-use swarmlabel_net::progress::NoProgress;
-use swarmlabel_net::{Catalog, Identity};
+use swarmlabel_formats::import::{Options, import};
 use swarmlabel_node::labels::{self, LabelStore, Labels};
 use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange, architecture};
 use swarmlabel_node::learn::{self, Learner, Progress, seed_of, train};
+use swarmlabel_store::progress::NoProgress;
+use swarmlabel_store::{Catalog, Identity};
 use swarmlabel_tests::network::wait_until;
 use swarmlabel_tests::{TempHome, test_data};
 
@@ -26,7 +26,7 @@ struct Setup {
     learner: Learner,
     exchange: LocalExchange,
     crdt: swarmlabel_crdt::DatasetId,
-    dataset: swarmlabel_net::DatasetId,
+    dataset: swarmlabel_store::DatasetId,
     registry: prometheus_client::registry::Registry,
 }
 

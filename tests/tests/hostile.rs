@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use libp2p::gossipsub;
 use libp2p::identity::Keypair;
-use swarmlabel_net::dataset::manifest::{Root, SignedRoot, Task};
 use swarmlabel_net::swarm::announce::{self, Announcement};
 use swarmlabel_net::swarm::blob;
 use swarmlabel_net::swarm::fetch::Options;
-use swarmlabel_net::{Identity, store::BlobId};
+use swarmlabel_store::dataset::manifest::{Root, SignedRoot, Task};
+use swarmlabel_store::{Identity, store::BlobId};
 use swarmlabel_tests::network::{TestNode, start_bootstrap, wait_until, within};
 use swarmlabel_tests::raw::RawPeer;
 

@@ -25,7 +25,7 @@ fn plan(rng: &mut ChaCha8Rng, phase: u64) -> Vec<Vec<(SampleId, u64, Value)>> {
             (0..LABELS_PER_PHASE)
                 .map(|k| {
                     let sample =
-                        SampleId(swarmlabel_net::BlobId::of(&[rng.random_range(0..40u8)]).0);
+                        SampleId(swarmlabel_store::BlobId::of(&[rng.random_range(0..40u8)]).0);
                     let value = match rng.random_range(0..6u16) {
                         4 => Value::Skip,
                         5 => Value::Unsure,

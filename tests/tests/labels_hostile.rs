@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, SignedAnnotation, Value};
-use swarmlabel_net::Identity;
 use swarmlabel_node::labels::gossip;
 use swarmlabel_node::labels::wire::{self as sync, KIND};
 use swarmlabel_node::replicate::{Reply, Wire as _};
+use swarmlabel_store::Identity;
 use swarmlabel_tests::labels::{LabelNet, config, dataset};
 use swarmlabel_tests::network::{wait_until, within};
 use swarmlabel_tests::raw::RawPeer;
@@ -24,7 +24,7 @@ fn annotation(annotator: AnnotatorKey, sample: u8, time_ms: u64) -> Annotation {
 fn annotation_at(annotator: AnnotatorKey, sample: u8, seq: u32, time_ms: u64) -> Annotation {
     Annotation {
         dataset: dataset().id,
-        sample: SampleId(swarmlabel_net::BlobId::of(&[sample]).0),
+        sample: SampleId(swarmlabel_store::BlobId::of(&[sample]).0),
         annotator,
         seq,
         time_ms,
@@ -72,7 +72,7 @@ fn forgeries(hostile: &Identity, victim: AnnotatorKey, sample: u8) -> Forgeries 
 fn sample_in(shard: u16) -> u8 {
     (0..=255u8)
         .find(|b| {
-            let sample = SampleId(swarmlabel_net::BlobId::of(&[*b]).0);
+            let sample = SampleId(swarmlabel_store::BlobId::of(&[*b]).0);
             dataset().layout.shard_of(&sample).0 == shard
         })
         .expect("256 samples cover the 8 shards")
@@ -384,7 +384,7 @@ async fn connected(node: &swarmlabel_tests::labels::LabelNode) -> Vec<String> {
 fn chain_of(author: &Identity, shard: u16, n: usize) -> Vec<SignedAnnotation> {
     (0..=255u8)
         .filter(|b| {
-            let sample = SampleId(swarmlabel_net::BlobId::of(&[*b]).0);
+            let sample = SampleId(swarmlabel_store::BlobId::of(&[*b]).0);
             dataset().layout.shard_of(&sample).0 == shard
         })
         .take(n)

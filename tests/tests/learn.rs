@@ -14,13 +14,13 @@ use std::sync::Arc;
 use futures::future::join_all;
 use swarmlabel_active_learning::Model;
 use swarmlabel_crdt::{AnnotatorKey, SampleId, Value};
-use swarmlabel_net::dataset::import::{Options, import};
-use swarmlabel_net::progress::NoProgress;
+use swarmlabel_formats::import::{Options, import};
 use swarmlabel_net::swarm::fetch;
 use swarmlabel_node::labels::{self, LabelStore, Labels};
 use swarmlabel_node::learn::exchange::{ModelExchange, ServiceExchange};
 use swarmlabel_node::learn::{self, Learner, features};
 use swarmlabel_node::models::{self, Models};
+use swarmlabel_store::progress::NoProgress;
 use swarmlabel_tests::network::{TestNode, wait_until, within};
 use swarmlabel_tests::{TempHome, test_data};
 
@@ -48,7 +48,7 @@ fn pool_without_labels(scratch: &TempHome) -> (std::path::PathBuf, HashMap<Sampl
         &NoProgress,
     )
     .unwrap();
-    let truth = features::load(&swarmlabel_net::Catalog::of(&scratch.home), &full.id)
+    let truth = features::load(&swarmlabel_store::Catalog::of(&scratch.home), &full.id)
         .unwrap()
         .gold;
     let mut reader = csv::Reader::from_path(&source).unwrap();
@@ -136,7 +136,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
         );
         let learner = Learner::start(
             dataset,
-            swarmlabel_net::Catalog::of(&node.home.home),
+            swarmlabel_store::Catalog::of(&node.home.home),
             labels.clone(),
             me,
             exchange.clone(),

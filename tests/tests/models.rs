@@ -279,7 +279,7 @@ async fn a_poisoning_peer_moves_the_robust_merged_accuracy_by_at_most_two_points
         let mut registry = Registry::new(DATASET);
         let mut held = HashMap::new();
         for (i, (bytes, labels)) in all.iter().enumerate() {
-            let id = swarmlabel_net::Identity::generate().unwrap();
+            let id = swarmlabel_store::Identity::generate().unwrap();
             let update = swarmlabel_crdt::registry::ModelUpdate {
                 dataset: registry.dataset(),
                 peer: swarmlabel_crdt::AnnotatorKey(id.public_key().0),

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::registry::{Architecture, ModelUpdate, SignedUpdate, Validation, WeightsHash};
-use swarmlabel_net::Identity;
 use swarmlabel_net::swarm::blob;
 use swarmlabel_net::swarm::codec::Frame as _;
 use swarmlabel_node::models::wire::KIND;
+use swarmlabel_store::Identity;
 use swarmlabel_tests::models::{DATASET, ModelNet, config};
 use swarmlabel_tests::network::within;
 use swarmlabel_tests::raw::RawPeer;
@@ -138,7 +138,7 @@ async fn a_forged_announcement_is_rejected_by_every_node_and_stored_by_none() {
             n.models.merged(DATASET).await.unwrap().is_none(),
             "node {i}"
         );
-        let wrong = swarmlabel_net::BlobId::of(&[0x42; 2_000]);
+        let wrong = swarmlabel_store::BlobId::of(&[0x42; 2_000]);
         assert!(
             !n.node.home.home.blobs().path(&wrong).exists(),
             "node {i} stored the wrong bytes"

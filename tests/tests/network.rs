@@ -177,7 +177,7 @@ async fn a_subset_fetch_fetches_only_the_subset() {
     let addrs = bootstrap.listen_addrs().to_vec();
     let owner = TestNode::start(&addrs).await;
     let id = owner.own_digits().await;
-    let catalog = swarmlabel_net::Catalog::of(&owner.home.home);
+    let catalog = swarmlabel_store::Catalog::of(&owner.home.home);
     let listed = catalog.get(&id).unwrap();
     let page = catalog.page(&listed, 0).unwrap();
     let subset: std::collections::HashSet<_> =

@@ -19,13 +19,13 @@ use rand::seq::IndexedRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use swarmlabel_crdt::registry::{Architecture, ModelUpdate, SignedUpdate, Validation, WeightsHash};
 use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, SignedAnnotation, Value};
-use swarmlabel_net::Identity;
-use swarmlabel_net::dataset::manifest::{PageRef, Root, SignedRoot, Task};
-use swarmlabel_net::store::BlobId;
 use swarmlabel_net::swarm::announce::{self, Announcement};
 use swarmlabel_node::labels::{gossip, wire as labels_wire};
 use swarmlabel_node::models::wire as models_wire;
 use swarmlabel_node::replicate::{Reply, Wire as _};
+use swarmlabel_store::Identity;
+use swarmlabel_store::dataset::manifest::{PageRef, Root, SignedRoot, Task};
+use swarmlabel_store::store::BlobId;
 use swarmlabel_tests::raw::RawPeer;
 
 /// Arguments of `flood-attack`.

@@ -14,15 +14,15 @@ use rand_chacha::ChaCha8Rng;
 use swarmlabel_active_learning::{Matrix, Query};
 use swarmlabel_crdt::registry::merge;
 use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation, Value};
-use swarmlabel_net::dataset::import::{Options, import};
-use swarmlabel_net::progress::NoProgress;
+use swarmlabel_formats::import::{Options, import};
 use swarmlabel_net::swarm::{Config, Node, fetch};
-use swarmlabel_net::{DatasetId, Home};
 use swarmlabel_node::labels::{self, LabelStore, Labels};
 use swarmlabel_node::learn::exchange::{LocalExchange, ModelExchange, ServiceExchange};
 use swarmlabel_node::learn::features::PoolFeatures;
 use swarmlabel_node::learn::{self, Learner};
 use swarmlabel_node::models::{self, Models};
+use swarmlabel_store::progress::NoProgress;
+use swarmlabel_store::{DatasetId, Home};
 use tokio::sync::watch;
 
 use super::spam::Kind;
@@ -181,7 +181,7 @@ pub(super) async fn run(
         };
         let learner = Learner::start(
             dataset,
-            swarmlabel_net::Catalog::of(&home),
+            swarmlabel_store::Catalog::of(&home),
             labels.clone(),
             me,
             exchange.clone(),

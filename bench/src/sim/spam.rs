@@ -1,5 +1,5 @@
 //! Spammers in the simulated network (`--spammers`, `--fixed`): how they answer, whether the
-//! screening (`swarmlabel_crdt::aggregate::screen`) flags them from the network's annotations,
+//! screening (`swarmlabel_consensus::aggregate::screen`) flags them from the network's annotations,
 //! and what the labels are worth with and without the flagged annotators.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 use swarmlabel_active_learning::{Matrix, Model};
-use swarmlabel_crdt::aggregate::{Answers, ScreenConfig, screen};
+use swarmlabel_consensus::aggregate::{Answers, ScreenConfig, screen};
 use swarmlabel_crdt::{AnnotatorKey, SignedAnnotation};
 use swarmlabel_node::learn::features::PoolFeatures;
 use swarmlabel_node::learn::train::config_for;

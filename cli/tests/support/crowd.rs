@@ -54,7 +54,7 @@ pub(crate) fn owner_with_a_spammer(dir: &Path) -> (PathBuf, String, String) {
         .collect();
     let spammer = hex::encode(keys[3].verifying_key().to_bytes());
     {
-        let node_home = swarmlabel_net::Home::open(&home).unwrap();
+        let node_home = swarmlabel_store::Home::open(&home).unwrap();
         let dataset = LabelStore::crdt_dataset(&id.parse().unwrap(), labels.len(), 40);
         let (mut store, _) = LabelStore::open(&node_home, dataset).unwrap();
         // 30 samples: three annotators answer the truth, the fourth always the first label.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use swarmlabel_crdt::{SignedAnnotation, Value};
-use swarmlabel_net::Home;
 use swarmlabel_node::labels::LabelStore;
+use swarmlabel_store::Home;
 
 use super::process::{Process, ok};
 
@@ -243,8 +243,8 @@ fn fresh_id() -> String {
 /// The annotations of dataset `id` in `home`'s store, every signature verified.
 pub(crate) fn read_store(home: &Path, id: &str) -> Vec<SignedAnnotation> {
     let home = Home::open(home).unwrap();
-    let id: swarmlabel_net::DatasetId = id.parse().unwrap();
-    let listed = swarmlabel_net::Catalog::of(&home).get(&id).unwrap();
+    let id: swarmlabel_store::DatasetId = id.parse().unwrap();
+    let listed = swarmlabel_store::Catalog::of(&home).get(&id).unwrap();
     let root = listed.root.root();
     let dataset = LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
     let (mut store, recovery) = LabelStore::open(&home, dataset).unwrap();

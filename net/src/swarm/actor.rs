@@ -31,10 +31,10 @@ use super::announce;
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::blob::{Request, Response};
 use super::{Config, NetError, RequestError, metrics::Metrics};
-use crate::dataset::manifest::SignedRoot;
-use crate::dataset::{Catalog, CatalogError, DatasetId};
-use crate::identity::Identity;
-use crate::store::{BlobId, BlobStore};
+use swarmlabel_store::dataset::manifest::SignedRoot;
+use swarmlabel_store::dataset::{Catalog, CatalogError, DatasetId};
+use swarmlabel_store::identity::Identity;
+use swarmlabel_store::store::{BlobId, BlobStore};
 
 pub use catalog::KnownDataset;
 pub use connections::{DIRECT_WAIT, PeerInfo};

@@ -6,8 +6,8 @@
 //! must differ), then the signed root bytes (`docs/formats.md`). The gossip message itself is
 //! signed by the sender's libp2p key (strict validation), which names the provider.
 
-use crate::dataset::DatasetId;
-use crate::dataset::manifest::{DecodeError, SignedRoot};
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::dataset::manifest::{DecodeError, SignedRoot};
 
 /// The gossipsub topic of dataset announcements.
 pub const TOPIC: &str = "/swarmlabel/datasets/1";

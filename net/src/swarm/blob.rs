@@ -14,8 +14,8 @@ use libp2p::StreamProtocol;
 
 use super::codec::Frame;
 
-use crate::dataset::import::MAX_SAMPLE_BYTES;
-use crate::store::BlobId;
+use swarmlabel_store::dataset::manifest::MAX_SAMPLE_BYTES;
+use swarmlabel_store::store::BlobId;
 
 /// The protocol id.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmlabel/blob/1.0.0");

@@ -26,9 +26,9 @@ use reach::Reach;
 use super::blob::{Request, Response};
 use super::schedule::Scheduler;
 use super::{NetError, Node};
-use crate::dataset::manifest::{Page, SignedRoot};
-use crate::dataset::{CatalogError, DatasetId};
-use crate::store::{BlobId, BlobStore, StoreError};
+use swarmlabel_store::dataset::manifest::{Page, SignedRoot};
+use swarmlabel_store::dataset::{CatalogError, DatasetId};
+use swarmlabel_store::store::{BlobId, BlobStore, StoreError};
 
 /// How to fetch.
 #[derive(Debug, Clone)]
@@ -158,7 +158,7 @@ pub async fn fetch(
     options: Options,
 ) -> Result<Report, FetchError> {
     let store = node.home().blobs();
-    let catalog = crate::Catalog::of(node.home());
+    let catalog = swarmlabel_store::Catalog::of(node.home());
     let mut report = Report {
         dataset: dataset.to_string(),
         ..Report::default()

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use crate::dataset::DatasetId;
+use swarmlabel_store::dataset::DatasetId;
 
 /// Publications under way at once, by default.
 pub(crate) const MAX_IN_FLIGHT: usize = 4;

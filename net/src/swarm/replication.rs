@@ -22,7 +22,7 @@ use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::oneshot;
 
 use super::codec::Frame;
-use crate::dataset::DatasetId;
+use swarmlabel_store::dataset::DatasetId;
 
 /// The protocol id shared by every replicated kind.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/swarmlabel/replicate/1.0.0");

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use libp2p::PeerId;
 
-use crate::store::BlobId;
+use swarmlabel_store::store::BlobId;
 
 /// Score lost for a blob whose bytes do not match its hash.
 pub const CORRUPT_PENALTY: i32 = 100;

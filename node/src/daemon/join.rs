@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use swarmlabel_net::dataset::DatasetId;
-use swarmlabel_net::home::Home;
 use swarmlabel_net::swarm::{Node, fetch};
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::home::Home;
 
 use super::learning;
 
@@ -49,11 +49,11 @@ pub(super) async fn open_labels(
     home: &Home,
     id: DatasetId,
 ) -> Result<(), String> {
-    let catalog = swarmlabel_net::Catalog::of(home);
+    let catalog = swarmlabel_store::Catalog::of(home);
     let (listed, samples) = tokio::task::spawn_blocking(move || {
         let listed = catalog.get(&id)?;
         let samples = crate::labels::samples_of(&catalog, &listed)?;
-        Ok::<_, swarmlabel_net::dataset::CatalogError>((listed, samples))
+        Ok::<_, swarmlabel_store::dataset::CatalogError>((listed, samples))
     })
     .await
     .map_err(|e| e.to_string())?

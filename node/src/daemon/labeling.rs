@@ -15,9 +15,9 @@ use super::body::QueryParams;
 use super::labels::{Book, LabelView, bad, book, labels_error, parse_id, parse_sample, value_text};
 use super::queue::{AccuracyPoint, View};
 use super::{ApiError, AppState};
-use crate::consensus::{self, Method};
-use swarmlabel_net::dataset::DatasetId;
-use swarmlabel_net::dataset::manifest::{MediaType, Task};
+use swarmlabel_consensus::{self as consensus, Method};
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::dataset::manifest::{MediaType, Task};
 
 /// Picks returned by one queue request at most.
 pub(crate) const MAX_PICKS: usize = 64;
@@ -53,7 +53,7 @@ pub(crate) async fn datasets(
     headers: HeaderMap,
 ) -> Result<Json<Vec<DatasetView>>, ApiError> {
     s.check(&headers)?;
-    let catalog = swarmlabel_net::Catalog::of(s.node.home());
+    let catalog = swarmlabel_store::Catalog::of(s.node.home());
     let listed = tokio::task::spawn_blocking(move || catalog.list())
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -245,7 +245,7 @@ pub(crate) async fn sample(
     let book = book(&s, id).await?;
     let sample = parse_sample(&book, id, &sample)?;
     let media = book.media[&sample];
-    let blobs = swarmlabel_net::Catalog::of(s.node.home()).blobs().clone();
+    let blobs = swarmlabel_store::Catalog::of(s.node.home()).blobs().clone();
     let bytes = tokio::task::spawn_blocking(move || blobs.get(&sample))
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

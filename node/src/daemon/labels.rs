@@ -17,9 +17,9 @@ use swarmlabel_crdt::{AnnotatorKey, RecordError, SampleId, SignedAnnotation, Sug
 use super::body::parse_json;
 use super::{ApiError, AppState};
 use crate::labels::{LabelStore, LabelStoreError, LabelsError};
-use swarmlabel_net::dataset::DatasetId;
-use swarmlabel_net::dataset::manifest::{MediaType, Task};
-use swarmlabel_net::store::BlobId;
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::dataset::manifest::{MediaType, Task};
+use swarmlabel_store::store::BlobId;
 
 pub(super) mod consensus;
 
@@ -88,7 +88,7 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiErro
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let home = s.node.home();
-    let catalog = swarmlabel_net::Catalog::of(home);
+    let catalog = swarmlabel_store::Catalog::of(home);
     let listed = catalog.get(&id).map_err(|_| {
         bad(
             StatusCode::NOT_FOUND,

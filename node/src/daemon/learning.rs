@@ -18,8 +18,8 @@ use crate::learn::exchange::ServiceExchange;
 use crate::learn::{self, Learner, Suggestion};
 use crate::models::Models;
 use swarmlabel_active_learning::Strategy;
-use swarmlabel_net::dataset::{Catalog, DatasetId};
-use swarmlabel_net::store::BlobId;
+use swarmlabel_store::dataset::{Catalog, DatasetId};
+use swarmlabel_store::store::BlobId;
 
 /// The learning loops of one daemon, by dataset.
 #[derive(Debug, Clone)]

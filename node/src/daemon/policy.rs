@@ -132,7 +132,7 @@ async fn change(
         let id = parse_id(&id)?;
         let body: ChangeBody = parse_json(&body)?;
         // The catalog reads files: off the runtime's threads.
-        let catalog = swarmlabel_net::Catalog::of(s.node.home());
+        let catalog = swarmlabel_store::Catalog::of(s.node.home());
         let listed = tokio::task::spawn_blocking(move || catalog.get(&id))
             .await
             .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

@@ -14,8 +14,8 @@ use std::pin::Pin;
 use serde::Serialize;
 use swarmlabel_crdt::{Annotations, AnnotatorKey};
 
-use swarmlabel_net::dataset::DatasetId;
-use swarmlabel_net::store::BlobId;
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::store::BlobId;
 
 pub use fallback::Fallback;
 

@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 
-use swarmlabel_net::dataset::{DatasetId, Listed};
-use swarmlabel_net::home::{Home, HomeLock};
 use swarmlabel_net::swarm::Node;
+use swarmlabel_store::dataset::{DatasetId, Listed};
+use swarmlabel_store::home::{Home, HomeLock};
 use tokio::sync::oneshot;
 
 use super::{
@@ -27,14 +27,14 @@ pub(super) async fn lock(home: &Home) -> Result<(HomeLock, HomeLock), DaemonErro
 /// The datasets of the home (a damaged listing is logged and left out: the others are served,
 /// and fetching it again replaces it); every id of `serve` must be among them.
 pub(super) async fn listed(home: &Home, serve: &[DatasetId]) -> Result<Vec<Listed>, DaemonError> {
-    let catalog = swarmlabel_net::Catalog::of(home);
+    let catalog = swarmlabel_store::Catalog::of(home);
     let (listed, damaged) = tokio::task::spawn_blocking(move || catalog.list_checked()).await??;
     for e in &damaged {
         tracing::warn!("{e}");
     }
     for id in serve {
         if !listed.iter().any(|l| l.id == *id) {
-            return Err(swarmlabel_net::dataset::CatalogError::NotFound(id.to_string()).into());
+            return Err(swarmlabel_store::dataset::CatalogError::NotFound(id.to_string()).into());
         }
     }
     Ok(listed)
@@ -131,11 +131,11 @@ pub(super) async fn serve_api(
         pid: std::process::id(),
     };
     let json = serde_json::to_vec_pretty(&info).expect("invariant: ApiInfo serialises");
-    swarmlabel_net::fs::write_atomic(&ApiInfo::path(home), &json)
+    swarmlabel_store::fs::write_atomic(&ApiInfo::path(home), &json)
         .map_err(|source| DaemonError::Api { addr: api, source })?;
     // Remembered for the next start: the page keeps its address, so what the browser holds
     // for it (the outbox of answers not yet sent, remapped keys) is found again.
-    swarmlabel_net::fs::write_atomic(&last_api_path(home), api.to_string().as_bytes())
+    swarmlabel_store::fs::write_atomic(&last_api_path(home), api.to_string().as_bytes())
         .map_err(|source| DaemonError::Api { addr: api, source })?;
     Ok(ServedApi {
         addr: api,

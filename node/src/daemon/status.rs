@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use swarmlabel_net::dataset::DatasetId;
 use swarmlabel_net::swarm;
+use swarmlabel_store::dataset::DatasetId;
 
 use super::{ApiError, AppState, JoinState, body, labeling, net_error};
 

@@ -23,7 +23,7 @@ pub(crate) fn sync_data(file: &File, path: &Path) -> io::Result<()> {
 
 /// Fsyncs a directory, making the creation and renaming of its entries durable.
 pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
-    swarmlabel_net::fs::sync_dir(path)?;
+    swarmlabel_store::fs::sync_dir(path)?;
     #[cfg(test)]
     journal::note(journal::Call::Dir(path.to_owned()));
     Ok(())

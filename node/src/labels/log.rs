@@ -248,7 +248,7 @@ impl RecordLog {
     pub(crate) fn rewrite_aside(&mut self) -> io::Result<PathBuf> {
         let mut intact = Vec::new();
         scan(File::open(&self.path)?, |signed| intact.push(signed))?;
-        let aside = swarmlabel_net::fs::aside_path(&self.path);
+        let aside = swarmlabel_store::fs::aside_path(&self.path);
         if std::fs::hard_link(&self.path, &aside).is_err() {
             std::fs::copy(&self.path, &aside)?;
             durable::sync_data(&File::open(&aside)?, &aside)?;
@@ -293,7 +293,7 @@ impl RecordLog {
 mod tests {
     use super::*;
     use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, Value};
-    use swarmlabel_net::identity::Identity;
+    use swarmlabel_store::identity::Identity;
 
     fn records(n: u8) -> Vec<SignedAnnotation> {
         let id = Identity::from_secret_bytes([3; 32]);

@@ -12,9 +12,9 @@ use swarmlabel_crdt::{
     Annotations, DatasetId, RecordError, Rejection, SampleId, ShardId, SignedAnnotation,
     Suggestion, Tip, Value,
 };
-use swarmlabel_net::Identity;
-use swarmlabel_net::home::Home;
 use swarmlabel_net::swarm::replication::{Kind, Verdict};
+use swarmlabel_store::Identity;
+use swarmlabel_store::home::Home;
 use tokio::sync::{oneshot, watch};
 
 use super::intake::{Intake, Limits};

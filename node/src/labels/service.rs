@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use swarmlabel_crdt::{Annotations, SignedAnnotation};
-use swarmlabel_net::home::Home;
 use swarmlabel_net::swarm::{NetError, Node};
+use swarmlabel_store::home::Home;
 
 pub use super::replicated::Own;
 use super::replicated::{self, Command, Stores};

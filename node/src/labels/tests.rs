@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::*;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, Value};
-use swarmlabel_net::identity::Identity;
+use swarmlabel_store::identity::Identity;
 
 fn label(
     id: &Identity,

@@ -66,7 +66,7 @@ impl Waiting {
 mod tests {
     use super::*;
     use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, Value};
-    use swarmlabel_net::identity::Identity;
+    use swarmlabel_store::identity::Identity;
 
     fn records(n: u8) -> Vec<SignedAnnotation> {
         let id = Identity::from_secret_bytes([3; 32]);

@@ -19,10 +19,10 @@ use super::exchange::{self, ModelExchange};
 use super::features::PoolFeatures;
 use super::plan::{Action, Plan, Snapshot};
 use super::{Board, Config, Round, seed_of, select, train};
-use crate::consensus;
 use crate::labels::Labels;
 use crate::models::MergedModel;
-use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_consensus as consensus;
+use swarmlabel_store::dataset::DatasetId;
 
 mod guarded;
 mod signs;

@@ -23,7 +23,7 @@ use crate::models::MergedModel;
 use crate::models::merged::compute;
 use tokio::sync::watch;
 
-use swarmlabel_net::identity::Identity;
+use swarmlabel_store::identity::Identity;
 
 /// Errors of publishing a model.
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +188,7 @@ impl ModelExchange for LocalPeer {
 #[derive(Debug)]
 pub struct ServiceExchange {
     models: crate::models::Models,
-    dataset: swarmlabel_net::dataset::DatasetId,
+    dataset: swarmlabel_store::dataset::DatasetId,
     current: watch::Receiver<crate::models::Current>,
     hashes: watch::Sender<Option<[u8; 32]>>,
 }
@@ -197,7 +197,7 @@ impl ServiceExchange {
     /// Opens `dataset` in `models` and follows its merged model.
     pub async fn open(
         models: crate::models::Models,
-        dataset: swarmlabel_net::dataset::DatasetId,
+        dataset: swarmlabel_store::dataset::DatasetId,
     ) -> Result<Self, crate::models::ModelsError> {
         models.open(dataset).await?;
         let current = models.watch(dataset).await?;

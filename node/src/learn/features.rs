@@ -17,9 +17,9 @@ use swarmlabel_active_learning::{
 };
 use swarmlabel_crdt::SampleId;
 
-use swarmlabel_net::dataset::manifest::{MediaType, Task, decode_row};
-use swarmlabel_net::dataset::{Catalog, CatalogError, DatasetId, Listed};
-use swarmlabel_net::store::StoreError;
+use swarmlabel_store::dataset::manifest::{MediaType, Task, decode_row};
+use swarmlabel_store::dataset::{Catalog, CatalogError, DatasetId, Listed};
+use swarmlabel_store::store::StoreError;
 
 /// Side of the square images the `cnn` takes, one channel: each pixel projected on the image's
 /// principal colour axis ([`Colour::Principal`]), which keeps shapes whose colour has the
@@ -232,10 +232,10 @@ fn check_media(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmlabel_net::Home;
-    use swarmlabel_net::dataset::import;
-    use swarmlabel_net::dataset::manifest::encode_row;
-    use swarmlabel_net::progress::NoProgress;
+    use swarmlabel_formats::import;
+    use swarmlabel_store::Home;
+    use swarmlabel_store::dataset::manifest::encode_row;
+    use swarmlabel_store::progress::NoProgress;
 
     fn id(b: u8) -> SampleId {
         SampleId([b; 32])
@@ -249,7 +249,7 @@ mod tests {
         std::fs::write(&csv, "x,y\n1,10\n3,10\n5,10\n").unwrap();
         let opts = import::Options::new("points", vec!["a".into(), "b".into()]);
         let report = import::import(&home, &me, &csv, &opts, &NoProgress).unwrap();
-        let pool = load(&swarmlabel_net::Catalog::of(&home), &report.id).unwrap();
+        let pool = load(&swarmlabel_store::Catalog::of(&home), &report.id).unwrap();
         assert_eq!(pool.ids.len(), 3);
         assert_eq!(pool.spec, ModelSpec::linear(2, 2));
         // Mean 3, population std sqrt(8/3); the constant column becomes 0.

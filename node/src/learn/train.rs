@@ -112,9 +112,9 @@ fn rows(labels: &[(usize, usize)]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmlabel_net::Home;
-    use swarmlabel_net::dataset::import;
-    use swarmlabel_net::progress::NoProgress;
+    use swarmlabel_formats::import;
+    use swarmlabel_store::Home;
+    use swarmlabel_store::progress::NoProgress;
 
     #[test]
     fn a_round_on_digits_labels_learns_the_classes_and_reports_prequential_validation() {
@@ -131,7 +131,8 @@ mod tests {
         )
         .unwrap();
         let pool = Arc::new(
-            super::super::features::load(&swarmlabel_net::Catalog::of(&home), &report.id).unwrap(),
+            super::super::features::load(&swarmlabel_store::Catalog::of(&home), &report.id)
+                .unwrap(),
         );
         let truth: Vec<(usize, usize)> = pool
             .ids

@@ -257,7 +257,7 @@ mod tests {
     use super::*;
     use swarmlabel_crdt::registry::SignedUpdate;
 
-    use swarmlabel_net::identity::Identity;
+    use swarmlabel_store::identity::Identity;
 
     const DATASET: swarmlabel_crdt::DatasetId = swarmlabel_crdt::DatasetId([3; 32]);
 

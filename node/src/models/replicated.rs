@@ -21,11 +21,11 @@ use swarmlabel_crdt::registry::{
     Architecture, Inserted, ModelUpdate, Registry, SignedUpdate, Validation, WeightsHash,
 };
 use swarmlabel_ids::DatasetId;
-use swarmlabel_net::home::Home;
-use swarmlabel_net::identity::Identity;
-use swarmlabel_net::store::BlobId;
 use swarmlabel_net::swarm::Node;
 use swarmlabel_net::swarm::replication::{Kind, Verdict};
+use swarmlabel_store::home::Home;
+use swarmlabel_store::identity::Identity;
+use swarmlabel_store::store::BlobId;
 use tokio::sync::{oneshot, watch};
 
 use super::merged::{MergedError, MergedModel, Screen};

@@ -18,9 +18,9 @@ use super::merged::{MergedModel, Screen};
 use super::replicated::{self, Command, Registries};
 use super::store::ModelStoreError;
 use crate::replicate::{self, Handle, core};
-use swarmlabel_net::dataset::DatasetId;
-use swarmlabel_net::home::Home;
 use swarmlabel_net::swarm::{NetError, Node};
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::home::Home;
 
 /// What the merged model of a dataset is now: `None` until one can be made.
 pub type Current = Option<Arc<MergedModel>>;
@@ -293,7 +293,7 @@ impl Models {
         let weights = publication.weights;
         let hash = tokio::task::spawn_blocking(move || {
             super::weights::decode(&weights)?;
-            let id = swarmlabel_net::store::BlobId::of(&weights);
+            let id = swarmlabel_store::store::BlobId::of(&weights);
             blobs
                 .put_durable(id, &weights)
                 .map_err(|e| ModelsError::Blob(e.to_string()))?;

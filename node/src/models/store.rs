@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use swarmlabel_crdt::registry::{Registry, SignedUpdate};
 
-use swarmlabel_net::home::Home;
+use swarmlabel_store::home::Home;
 
 const MAGIC: &[u8; 8] = b"SWLREG01";
 
@@ -143,7 +143,7 @@ pub fn save(home: &Home, registry: &Registry) -> Result<(), ModelStoreError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io("create the folder of", e))?;
-    swarmlabel_net::fs::write_atomic(&path, &encode(registry)).map_err(|e| io("write", e))
+    swarmlabel_store::fs::write_atomic(&path, &encode(registry)).map_err(|e| io("write", e))
 }
 
 /// The weights named by the updates in force of every registry in `home`: what `gc` keeps.
@@ -151,7 +151,7 @@ pub fn save(home: &Home, registry: &Registry) -> Result<(), ModelStoreError> {
 /// removes them.
 pub fn referenced_weights(
     home: &Home,
-) -> Result<std::collections::HashSet<swarmlabel_net::store::BlobId>, ModelStoreError> {
+) -> Result<std::collections::HashSet<swarmlabel_store::store::BlobId>, ModelStoreError> {
     let dir = home.root().join("models");
     let mut out = std::collections::HashSet::new();
     let entries = match fs::read_dir(&dir) {
@@ -189,7 +189,7 @@ pub fn referenced_weights(
         };
         out.extend(records(&bytes).filter_map(|(_, r)| {
             let update = SignedUpdate::from_bytes(r.ok()?).ok()?;
-            Some(swarmlabel_net::store::BlobId(
+            Some(swarmlabel_store::store::BlobId(
                 update.update().weights_hash.0,
             ))
         }));
@@ -203,7 +203,7 @@ mod tests {
     use swarmlabel_crdt::AnnotatorKey;
     use swarmlabel_crdt::registry::{Architecture, ModelUpdate, Validation, WeightsHash};
 
-    fn signed(id: &swarmlabel_net::identity::Identity, version: u64, hash: u8) -> SignedUpdate {
+    fn signed(id: &swarmlabel_store::identity::Identity, version: u64, hash: u8) -> SignedUpdate {
         let update = ModelUpdate {
             dataset: swarmlabel_crdt::DatasetId([4; 32]),
             peer: AnnotatorKey(id.public_key().0),
@@ -225,7 +225,7 @@ mod tests {
     fn the_registry_survives_a_restart_with_its_evidence_and_damage_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let (home, id) = Home::init(&dir.path().join("home"), false).unwrap();
-        let other = swarmlabel_net::identity::Identity::generate().unwrap();
+        let other = swarmlabel_store::identity::Identity::generate().unwrap();
         let dataset = swarmlabel_crdt::DatasetId([4; 32]);
         let mut registry = Registry::new(dataset);
         registry.insert(signed(&id, 3, 1)).unwrap();

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use libp2p::PeerId;
 use swarmlabel_crdt::DatasetId;
 use swarmlabel_crdt::policy::{Policy, SignedPolicy};
-use swarmlabel_net::home::Home;
 use swarmlabel_net::swarm::replication::{Kind, Verdict};
+use swarmlabel_store::home::Home;
 use tokio::sync::{oneshot, watch};
 
 use super::wire::{self, Request, Response};

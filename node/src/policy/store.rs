@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use swarmlabel_crdt::DatasetId;
 use swarmlabel_crdt::policy::SignedPolicy;
-use swarmlabel_net::home::Home;
+use swarmlabel_store::home::Home;
 
 /// Where the policy of `dataset` lives in `home`.
 pub fn path(home: &Home, dataset: &DatasetId) -> PathBuf {
@@ -40,7 +40,7 @@ pub fn load(
     match checked {
         Ok(p) => Ok(Ok(Some(p))),
         Err(e) => {
-            let aside = swarmlabel_net::fs::set_aside(&path)?;
+            let aside = swarmlabel_store::fs::set_aside(&path)?;
             Ok(Err(format!(
                 "the policy file {} is damaged ({e}); it is kept as {}, and the dataset is open \
                  until a peer sends its owner's policy again",
@@ -57,8 +57,8 @@ pub fn save(home: &Home, policy: &SignedPolicy) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
         if let Some(parent) = dir.parent() {
-            swarmlabel_net::fs::sync_dir(parent)?;
+            swarmlabel_store::fs::sync_dir(parent)?;
         }
     }
-    swarmlabel_net::fs::write_atomic(&path, &policy.to_bytes())
+    swarmlabel_store::fs::write_atomic(&path, &policy.to_bytes())
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use swarmlabel_active_learning::Matrix;
 use swarmlabel_crdt::AnnotatorKey;
-use swarmlabel_net::{DatasetId, Identity};
 use swarmlabel_node::policy::{Change, edit};
+use swarmlabel_store::{DatasetId, Identity};
 
 use super::{Volunteer, within};
 

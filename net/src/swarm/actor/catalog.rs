@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use libp2p::{PeerId, gossipsub};
 
-use crate::dataset::DatasetId;
-use crate::dataset::manifest::SignedRoot;
 use crate::swarm::announce::{self, Announcement};
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::dataset::manifest::SignedRoot;
 
 /// Datasets remembered from gossip at most.
 const MAX_KNOWN_DATASETS: usize = 10_000;
@@ -238,9 +238,9 @@ impl Known {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::manifest::{PageRef, Root, Task};
-    use crate::identity::Identity;
-    use crate::store::BlobId;
+    use swarmlabel_store::dataset::manifest::{PageRef, Root, Task};
+    use swarmlabel_store::identity::Identity;
+    use swarmlabel_store::store::BlobId;
 
     fn root(owner: &Identity, description_bytes: usize, n: u32) -> SignedRoot {
         let root = Root {

@@ -8,8 +8,8 @@ use libp2p::{PeerId, kad};
 use tokio::sync::oneshot;
 
 use super::NodeActor;
-use crate::dataset::DatasetId;
 use crate::swarm::provider_records::{self, Publisher};
+use swarmlabel_store::dataset::DatasetId;
 
 /// The outcome of a provider lookup.
 #[derive(Debug, Clone, Default)]

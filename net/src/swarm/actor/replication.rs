@@ -10,12 +10,12 @@ use libp2p::{PeerId, gossipsub};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Internal, NodeActor};
-use crate::dataset::DatasetId;
 use crate::swarm::replication::{
     Inbound, Kind, MAX_FRAME_LEN, MAX_INBOUND_PER_PEER, MAX_PENDING_VERDICTS,
     MAX_PENDING_VERDICTS_PER_PEER, MAX_QUEUED_BYTES, Request, Response, Verdict, status,
 };
 use crate::swarm::{NetError, RequestError};
+use swarmlabel_store::dataset::DatasetId;
 
 pub(crate) enum ReplicationCommand {
     Attach {

@@ -9,10 +9,10 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use tokio::sync::oneshot;
 
 use super::{Internal, NodeActor};
-use crate::dataset::DatasetId;
-use crate::store::{BlobId, BlobStore};
 use crate::swarm::RequestError;
 use crate::swarm::blob::{Request, Response};
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::store::{BlobId, BlobStore};
 
 /// Blob reads for peers under way at most; more requests are refused (the peer retries elsewhere).
 pub(super) const MAX_SERVING_READS: usize = 128;

@@ -1,5 +1,5 @@
 //! The aggregation part of the API: a dataset's label statistics, its consensus labels and its
-//! raw signed annotations. The numbers come from [`crate::consensus`]; this file only reads the
+//! raw signed annotations. The numbers come from [`swarmlabel_consensus`]; this file only reads the
 //! label store and the manifest's gold labels.
 
 use std::collections::HashMap;
@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use swarmlabel_crdt::{Annotations, SampleId};
 
 use super::{ApiError, AppState, bad, book, labels_error, parse_id};
-use crate::consensus::export::RawAnnotation;
-use crate::consensus::{self, Method, SampleConsensus, Stats};
-use swarmlabel_net::dataset::DatasetId;
+use swarmlabel_consensus::export::RawAnnotation;
+use swarmlabel_consensus::{self as consensus, Method, SampleConsensus, Stats};
+use swarmlabel_store::dataset::DatasetId;
 
 /// The routes of this file, added to the API's router.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -53,8 +53,8 @@ fn gold_labels(
     s: &AppState,
     id: DatasetId,
 ) -> Result<(Vec<String>, HashMap<SampleId, u16>), ApiError> {
-    let catalog = swarmlabel_net::Catalog::of(s.node.home());
-    let internal = |e: swarmlabel_net::dataset::CatalogError| {
+    let catalog = swarmlabel_store::Catalog::of(s.node.home());
+    let internal = |e: swarmlabel_store::dataset::CatalogError| {
         bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     };
     let listed = catalog.get(&id).map_err(internal)?;

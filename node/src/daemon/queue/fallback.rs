@@ -11,8 +11,8 @@ use rand::seq::SliceRandom as _;
 use swarmlabel_crdt::{SampleId, Value};
 
 use super::{AccuracyPoint, Pick, Source, SourceFuture, View};
-use swarmlabel_net::dataset::DatasetId;
-use swarmlabel_net::store::BlobId;
+use swarmlabel_store::dataset::DatasetId;
+use swarmlabel_store::store::BlobId;
 
 /// What the page says of a pick made without a model.
 pub const WHY: &str = "no model yet: samples come in a random order of this node's own";

@@ -16,9 +16,9 @@ use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::policy::Policy;
 use swarmlabel_crdt::registry::{Registry, WeightsHash};
 use swarmlabel_ids::DatasetId;
-use swarmlabel_net::Catalog;
-use swarmlabel_net::home::Home;
-use swarmlabel_net::store::BlobId;
+use swarmlabel_store::Catalog;
+use swarmlabel_store::home::Home;
+use swarmlabel_store::store::BlobId;
 
 use super::{Event, Registries};
 use crate::models::store;

@@ -8,8 +8,8 @@ use libp2p::PeerId;
 use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::registry::{Architecture, WeightsHash};
 use swarmlabel_ids::DatasetId;
-use swarmlabel_net::store::{BlobId, BlobStore};
 use swarmlabel_net::swarm::{Node, blob};
+use swarmlabel_store::store::{BlobId, BlobStore};
 
 use super::{Event, Registries};
 use crate::replicate::Context;

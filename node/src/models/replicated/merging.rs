@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use swarmlabel_crdt::registry::WeightsHash;
 use swarmlabel_ids::DatasetId;
-use swarmlabel_net::store::BlobId;
+use swarmlabel_store::store::BlobId;
 
 use super::{Event, Registries};
 use crate::models::merged::{self, MergedError, MergedModel};

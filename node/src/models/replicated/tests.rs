@@ -125,10 +125,10 @@ async fn weights_an_update_no_longer_names_are_deleted_unless_a_dataset_names_th
     // any hash it likes), and must outlive the update that named them.
     let csv = dir.path().join("d.csv");
     std::fs::write(&csv, "x\n1\n").unwrap();
-    let opts = swarmlabel_net::dataset::import::Options::new("d", vec!["a".into()]);
-    let progress = swarmlabel_net::progress::NoProgress;
-    swarmlabel_net::dataset::import::import(&home, &owner, &csv, &opts, &progress).unwrap();
-    let catalog = swarmlabel_net::Catalog::of(&home);
+    let opts = swarmlabel_formats::import::Options::new("d", vec!["a".into()]);
+    let progress = swarmlabel_store::progress::NoProgress;
+    swarmlabel_formats::import::import(&home, &owner, &csv, &opts, &progress).unwrap();
+    let catalog = swarmlabel_store::Catalog::of(&home);
     let listed = catalog.list().unwrap().remove(0);
     let sample = catalog.page(&listed, 0).unwrap().samples.remove(0);
 

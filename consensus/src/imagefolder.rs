@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::SampleConsensus;
+use crate::summary::SampleConsensus;
 
 /// One image of the export: its bytes come from `read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

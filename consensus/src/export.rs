@@ -4,7 +4,7 @@
 //! Consensus rows: `sample_id`, `label` (empty / null without a consensus label), `confidence`
 //! (rounded to 4 decimals), `votes`, `skips`, `unsure`; and `file_name`, the sample's original
 //! file relative to the imported folder, when the home knows the file names (the owner's home
-//! of an image dataset, see `swarmlabel_net::dataset::names`).
+//! of an image dataset, see `swarmlabel_store::dataset::names`).
 //!
 //! Raw rows, one per valid signed annotation: `sample_id`, `annotator` (ed25519 public key, hex),
 //! `time_ms`, `kind` (`label`, `skip` or `unsure`), `label`, `suggestion` (the model's suggested
@@ -19,7 +19,7 @@ use std::io::{self, Write};
 use serde::{Deserialize, Serialize};
 use swarmlabel_crdt::{SignedAnnotation, Value};
 
-use super::SampleConsensus;
+use crate::summary::SampleConsensus;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -225,10 +225,23 @@ fn gold_labels_are_the_reference_where_nobody_else_answered() {
 
 #[test]
 fn answers_from_annotations_index_samples_and_annotators_in_order() {
-    use crate::testing::signed;
-    let a = signed(9, 1, 5, crate::Value::Label(2));
-    let b = signed(3, 2, 7, crate::Value::Label(0));
-    let skip = signed(3, 3, 8, crate::Value::Skip);
+    use swarmlabel_crdt::{Annotation, DatasetId, Signer as _, Value};
+    let signed = |seed: u8, sample: u32, time_ms: u64, value: Value| {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let annotation = Annotation {
+            dataset: DatasetId([0xda; 32]),
+            sample: SampleId(*blake3::hash(&sample.to_le_bytes()).as_bytes()),
+            annotator: AnnotatorKey(key.public_key()),
+            seq: 1,
+            time_ms,
+            value,
+            suggestion: None,
+        };
+        SignedAnnotation::sign(annotation, &key).unwrap()
+    };
+    let a = signed(9, 1, 5, Value::Label(2));
+    let b = signed(3, 2, 7, Value::Label(0));
+    let skip = signed(3, 3, 8, Value::Skip);
     let answers = Answers::from_annotations(&[a, b, skip]);
     assert_eq!(answers.answers.len(), 2);
     assert_eq!(answers.samples.len(), 2);

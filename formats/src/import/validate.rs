@@ -1,10 +1,10 @@
 //! Checks of what the owner gives an import: the label set, the name and description, and a
 //! sample's label against the label set.
 
-use super::super::manifest::{
+use super::{ImportError, Options};
+use swarmlabel_store::dataset::manifest::{
     MAX_DESCRIPTION_BYTES, MAX_INSTRUCTIONS_BYTES, MAX_LABEL_BYTES, MAX_LABELS, MAX_NAME_BYTES,
 };
-use super::{ImportError, Options};
 
 /// Checks a label set: non-empty, each name non-empty, short and unique. Names are trimmed.
 pub fn validate_labels(labels: &[String]) -> Result<Vec<String>, ImportError> {

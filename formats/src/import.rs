@@ -20,19 +20,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::Catalog;
-use crate::home::{Home, HomeError};
-use crate::identity::Identity;
-use crate::progress::Progress;
-use crate::store::{BlobId, BlobStore, Put, StoreError};
+use swarmlabel_store::Catalog;
+use swarmlabel_store::home::{Home, HomeError};
+use swarmlabel_store::identity::Identity;
+use swarmlabel_store::progress::Progress;
+use swarmlabel_store::store::{BlobId, BlobStore, Put, StoreError};
 
-use super::manifest::{
+use swarmlabel_store::dataset::manifest::{
     MAX_PAGE_SAMPLES, MediaType, Page, PageRef, Root, SampleEntry, SignedRoot, Task,
 };
-use super::{CatalogError, DatasetId};
+use swarmlabel_store::dataset::{CatalogError, DatasetId};
 
-/// Bytes in one sample at most.
-pub const MAX_SAMPLE_BYTES: u64 = 64 * 1024 * 1024;
+pub use swarmlabel_store::dataset::manifest::MAX_SAMPLE_BYTES;
 /// Examples of duplicates and warnings kept in a report (the counts are exact).
 const MAX_EXAMPLES: usize = 20;
 
@@ -71,9 +70,9 @@ pub struct Options {
     pub strict: bool,
     /// Creation time to record; `None` is now.
     pub created_at_ms: Option<u64>,
-    /// Labels wanted per sample (1 to [`MAX_REDUNDANCY`](super::manifest::MAX_REDUNDANCY)).
+    /// Labels wanted per sample (1 to [`MAX_REDUNDANCY`](swarmlabel_store::dataset::manifest::MAX_REDUNDANCY)).
     pub redundancy: u32,
-    /// Keep gold labels out of the published pages (see [`super::gold`]): only this home has them.
+    /// Keep gold labels out of the published pages (see [`swarmlabel_store::dataset::gold`]): only this home has them.
     pub private_gold: bool,
 }
 
@@ -282,11 +281,11 @@ pub fn import(
     progress: &dyn Progress,
 ) -> Result<Report, ImportError> {
     let labels = validate_labels(&opts.labels)?;
-    if !(1..=super::manifest::MAX_REDUNDANCY).contains(&opts.redundancy) {
+    if !(1..=swarmlabel_store::dataset::manifest::MAX_REDUNDANCY).contains(&opts.redundancy) {
         return Err(ImportError::Metadata(format!(
             "--redundancy {} is out of range; ask for 1 to {} labels per sample",
             opts.redundancy,
-            super::manifest::MAX_REDUNDANCY
+            swarmlabel_store::dataset::manifest::MAX_REDUNDANCY
         )));
     }
     validate_metadata(opts)?;
@@ -435,7 +434,7 @@ struct Collected {
     warnings: Vec<String>,
     /// With private gold: the gold labels kept out of the pages.
     private: Option<Vec<(BlobId, u16)>>,
-    /// Images: the imported folder, and each sample's file relative to it (see [`super::names`]).
+    /// Images: the imported folder, and each sample's file relative to it (see [`swarmlabel_store::dataset::names`]).
     folder: Option<PathBuf>,
     names: Vec<(BlobId, String)>,
 }

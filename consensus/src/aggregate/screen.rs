@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::annotation::{AnnotatorKey, SampleId, SignedAnnotation};
+use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation};
 
 mod exact;
 

@@ -9,6 +9,8 @@ use crate::store::BlobId;
 
 use super::DatasetId;
 
+/// Bytes in one sample at most.
+pub const MAX_SAMPLE_BYTES: u64 = 64 * 1024 * 1024;
 /// Samples in one manifest page at most.
 pub const MAX_PAGE_SAMPLES: usize = 65_536;
 /// Pages in one manifest at most (2^30 samples).

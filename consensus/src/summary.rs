@@ -4,7 +4,7 @@
 //!
 //! I/O-free: [`summarise`] is a plain function of the validated annotations (as the label store
 //! reads them), the label set, the gold labels of the manifest and the chosen [`Method`]. The
-//! statistics themselves are `swarmlabel_crdt::aggregate`'s; this module decides which ones a
+//! statistics themselves are `crate::aggregate`'s; this module decides which ones a
 //! data owner sees and says plainly when one is not defined.
 //!
 //! - The consensus is Dawid–Skene's by default (gold labels held fixed, so skill is anchored to
@@ -16,18 +16,12 @@
 //!   match them.
 //! - Skip and unsure answers are not votes; they are counted separately.
 
-pub mod export;
-pub mod imagefolder;
-mod memo;
-
-pub use memo::Memo;
-
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
+use crate::aggregate::{self, AgreementError, Outcome, TieBreak, Votes};
 use serde::{Deserialize, Serialize};
-use swarmlabel_crdt::aggregate::{self, AgreementError, Outcome, TieBreak, Votes};
 use swarmlabel_crdt::{Annotations, AnnotatorKey, SampleId, Value};
 
 /// How the consensus label of a sample is chosen.
@@ -208,7 +202,7 @@ pub struct AnnotatorStats {
     /// Share of those that match the gold label.
     pub gold_accuracy: Option<f64>,
     /// What the screening flags this annotator for, if anything (see
-    /// [`swarmlabel_crdt::aggregate::screen()`]): a person decides what to do about it.
+    /// [`crate::aggregate::screen()`]): a person decides what to do about it.
     #[serde(default)]
     pub flag: Option<AnnotatorFlag>,
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use swarmlabel_crdt::{Annotations, SampleId};
 
-use super::{ConsensusError, Method, Summary, summarise};
+use crate::summary::{ConsensusError, Method, Summary, summarise};
 
 /// Summaries by method, each with the digest of what it was computed from.
 #[derive(Debug, Default)]

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use super::{Feed, FeedOutcome, ImportError, Job, label_index};
-use crate::dataset::manifest::{MAX_FEATURE_NAME_BYTES, MAX_FEATURES, MediaType, Task, encode_row};
+use swarmlabel_store::dataset::manifest::{
+    MAX_FEATURE_NAME_BYTES, MAX_FEATURES, MediaType, Task, encode_row,
+};
 
 pub(super) fn feed(
     path: &Path,

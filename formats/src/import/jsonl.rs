@@ -5,7 +5,7 @@ use std::io::{BufRead as _, Read as _};
 use std::path::Path;
 
 use super::{Feed, FeedOutcome, ImportError, Job, MAX_SAMPLE_BYTES, Options, label_index};
-use crate::dataset::manifest::{MediaType, Task};
+use swarmlabel_store::dataset::manifest::{MediaType, Task};
 
 pub(super) fn feed(
     path: &Path,

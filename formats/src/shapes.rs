@@ -12,7 +12,7 @@ use image::{Rgb, RgbImage};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-use crate::progress::Progress;
+use swarmlabel_store::progress::Progress;
 
 /// The shape classes, in label order.
 pub const CLASSES: [&str; 4] = ["circle", "square", "triangle", "cross"];

@@ -5,12 +5,9 @@
 //! atomically and durably, after every sample and page it names is durable. So an import that is
 //! interrupted at any point leaves either the whole dataset or nothing listed.
 
-pub mod export;
 pub mod gold;
-pub mod import;
 pub mod manifest;
 pub mod names;
-pub mod shapes;
 pub mod verify;
 
 use std::collections::HashSet;

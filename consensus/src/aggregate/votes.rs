@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::annotation::{AnnotatorKey, SampleId, SignedAnnotation};
+use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation};
 
 /// One vote: rater `rater` gave label `label` to item `item` (dense indices).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -2,11 +2,11 @@
 
 use std::io::Write;
 
-use crate::progress::Progress;
-use crate::store::StoreError;
+use swarmlabel_store::progress::Progress;
+use swarmlabel_store::store::StoreError;
 
-use super::manifest::{MediaType, Task, decode_row};
-use super::{Catalog, CatalogError, DatasetId};
+use swarmlabel_store::dataset::manifest::{MediaType, Task, decode_row};
+use swarmlabel_store::dataset::{Catalog, CatalogError, DatasetId};
 
 /// Output format of [`export`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

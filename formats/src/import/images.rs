@@ -6,7 +6,7 @@ use std::io::{Cursor, Read as _};
 use std::path::{Path, PathBuf};
 
 use super::{Feed, FeedOutcome, ImportError, Job, MAX_EXAMPLES, MAX_SAMPLE_BYTES};
-use crate::dataset::manifest::{MediaType, Task};
+use swarmlabel_store::dataset::manifest::{MediaType, Task};
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 const JPEG_MAGIC: &[u8] = b"\xFF\xD8\xFF";

@@ -9,6 +9,7 @@ use swarmlabel_crdt::{Annotation, DatasetId, SignedAnnotation};
 use std::sync::Arc;
 
 use super::*;
+use crate::Memo;
 
 fn key(n: u8) -> SigningKey {
     SigningKey::from_bytes(&[n; 32])

@@ -4,8 +4,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::dataset::manifest::MediaType;
-use crate::progress::NoProgress;
+use swarmlabel_store::dataset::manifest::MediaType;
+use swarmlabel_store::progress::NoProgress;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -79,7 +79,7 @@ impl Fixture {
 }
 
 fn png(seed: u64) -> Vec<u8> {
-    crate::dataset::shapes::encode_png(&crate::dataset::shapes::draw(seed, 0, 0))
+    crate::shapes::encode_png(&crate::shapes::draw(seed, 0, 0))
 }
 
 #[test]
@@ -377,7 +377,7 @@ fn encoding_is_pinned_and_the_same_in_two_homes() {
 }
 
 fn encode_row_for_test(values: &[f64]) -> Vec<u8> {
-    crate::dataset::manifest::encode_row(values)
+    swarmlabel_store::dataset::manifest::encode_row(values)
 }
 
 #[test]
