@@ -1,5 +1,5 @@
 // Drives the owner's console of a running node in Debian's Chromium (headless), for
-// cli/tests/console.rs. Usage: node console.mjs URL TOKEN OUTDIR
+// cli/tests/it/console.rs. Usage: node console.mjs URL TOKEN OUTDIR
 //
 // Opens URL/console#token=TOKEN, reads the per-class progress, the learning curve and the
 // annotators table, moves the selection to the first flagged annotator with j, presses b and

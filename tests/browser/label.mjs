@@ -1,5 +1,5 @@
 // Drives the labeling page of a running node in Debian's Chromium (headless), for
-// cli/tests/browser.rs. Usage: node label.mjs URL TOKEN OUTDIR [label|refuse|latency|restart]
+// cli/tests/it/browser.rs. Usage: node label.mjs URL TOKEN OUTDIR [label|refuse|latency|restart]
 //
 //   label    labels 5 samples with the keyboard, undoes the last with Backspace, waits until the
 //            node has every change, saves OUTDIR/label.png; prints {"labelled":[...],"undone":...,

@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
-#[path = "support/labeling.rs"]
-mod labeling;
+use crate::support::labeling;
 
 use labeling::{Node, SHAPES};
 use process::wait_until;

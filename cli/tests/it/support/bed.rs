@@ -1,7 +1,6 @@
 //! The network tests' bed: a [`Net`] of namespaces and NAT routers, its bootstrap peer on the
 //! public segment, and `swarmlabel` nodes started in it.
 
-#![allow(dead_code)] // Each test binary uses a part.
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::path::{Path, PathBuf};

@@ -15,8 +15,7 @@ use swarmlabel_consensus::UNANCHORED;
 use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, SignedAnnotation, Value};
 use swarmlabel_node::labels::LabelStore;
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
 use process::{Process, fails, ok};
 

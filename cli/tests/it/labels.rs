@@ -10,8 +10,7 @@ use std::sync::{Arc, mpsc};
 
 use rand::{Rng as _, SeedableRng as _};
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
 use process::{HANG, Process, cli, ok};
 

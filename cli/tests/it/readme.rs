@@ -6,15 +6,13 @@
 
 use std::process::Command;
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
-#[path = "support/browser.rs"]
-mod browser;
+use crate::support::browser;
 
 use process::{Process, ok};
 
-const README: &str = include_str!("../../README.md");
+const README: &str = include_str!("../../../README.md");
 
 /// The `swarmlabel` commands of the README's section `title`, comments removed.
 fn commands(title: &str) -> Vec<String> {

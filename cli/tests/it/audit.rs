@@ -8,10 +8,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-#[path = "support/labeling.rs"]
-mod labeling;
-#[path = "support/process.rs"]
-mod process;
+use crate::support::labeling;
+use crate::support::process;
 
 use labeling::Node;
 use libp2p::{Multiaddr, PeerId};

@@ -6,14 +6,11 @@
 
 use swarmlabel_crdt::Value;
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
-#[path = "support/labeling.rs"]
-mod labeling;
+use crate::support::labeling;
 
-#[path = "support/browser.rs"]
-mod browser;
+use crate::support::browser;
 
 use browser::{BROWSER, output_dir, require_browser};
 use labeling::{Node, votes};

@@ -8,11 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
-#[path = "support/labeling.rs"]
-mod labeling;
+use crate::support::labeling;
 
 use labeling::Node;
 

@@ -1,6 +1,5 @@
 //! Child processes for the CLI's process tests.
 
-#![allow(dead_code)] // Each test binary uses a part.
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::io::{BufRead as _, BufReader};

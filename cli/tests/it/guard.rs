@@ -18,8 +18,7 @@ use swarmlabel_node::learn::{features, seed_of, train};
 use swarmlabel_node::models::store;
 use swarmlabel_store::{Catalog, DatasetId, Home};
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
 use process::{Process, ok, wait_until};
 

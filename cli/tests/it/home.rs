@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-#[path = "support/env.rs"]
-mod env;
+use crate::support::env;
 
 use env::Env;
 

@@ -1,6 +1,5 @@
 //! A home in a temporary folder and the `swarmlabel` binary run in it.
 
-#![allow(dead_code)] // Each test binary uses a part.
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::path::PathBuf;

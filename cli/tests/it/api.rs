@@ -6,11 +6,7 @@
 
 use swarmlabel_crdt::Value;
 
-#[path = "support/process.rs"]
-mod process;
-
-#[path = "support/labeling.rs"]
-mod labeling;
+use crate::support::labeling;
 
 use labeling::{Node, SHAPES, votes};
 

@@ -1,6 +1,5 @@
 //! Running `tests/browser/label.mjs` (playwright-core driving Debian's Chromium) from a test.
 
-#![allow(dead_code)] // Each test binary uses a part.
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::path::{Path, PathBuf};
@@ -111,7 +110,7 @@ impl Driver {
     }
 
     pub(crate) fn finish(mut self) {
-        let status = crate::process::wait_exit(&mut self.child, "the browser run");
+        let status = crate::support::process::wait_exit(&mut self.child, "the browser run");
         assert!(status.success(), "the browser run failed: {status}");
     }
 }

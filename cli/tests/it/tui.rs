@@ -9,11 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
-#[path = "support/labeling.rs"]
-mod labeling;
+use crate::support::labeling;
 
 use labeling::Node;
 use process::HANG;

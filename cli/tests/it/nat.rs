@@ -4,10 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
-#[path = "support/bed.rs"]
-mod bed;
-#[path = "support/process.rs"]
-mod process;
+use crate::support::bed;
+use crate::support::process;
 
 use bed::{Bed, EIM, REJECTING, SYMMETRIC};
 use process::wait_until;

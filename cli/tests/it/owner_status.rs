@@ -8,11 +8,9 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
-#[path = "support/crowd.rs"]
-mod crowd;
+use crate::support::crowd;
 
 use process::{Process, ok};
 

@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
 const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/systemd");
 

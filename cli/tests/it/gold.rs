@@ -9,8 +9,7 @@ use std::process::Command;
 use serde_json::{Value as Json, json};
 use swarmlabel_store::{Catalog, Home};
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
 use process::{Process, fails, ok};
 

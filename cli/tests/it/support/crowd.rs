@@ -2,7 +2,6 @@
 //! samples carry labels from four annotators written into the label store (as sync delivers
 //! them): three answer the truth (the image's folder), the fourth always the first label.
 
-#![allow(dead_code)] // Each test binary uses a part.
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::path::{Path, PathBuf};

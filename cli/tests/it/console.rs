@@ -10,14 +10,11 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
-#[path = "support/browser.rs"]
-mod browser;
+use crate::support::browser;
 
-#[path = "support/crowd.rs"]
-mod crowd;
+use crate::support::crowd;
 
 use browser::{BROWSER, output_dir, require_browser};
 use process::{Process, ok, wait_until};

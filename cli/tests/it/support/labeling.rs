@@ -1,7 +1,6 @@
 //! A real `swarmlabel run` daemon with one dataset in a temp home, an HTTP client for its API,
 //! and a direct read of its label store (the CRDT), for the labeling tests.
 
-#![allow(dead_code)] // Each test binary uses a part.
 #![allow(clippy::unwrap_used)] // Test code: a panic is the failure report.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +17,8 @@ pub(crate) const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
 
 /// A home with one dataset and, while `daemon` is set, its running node.
 pub(crate) struct Node {
-    pub(crate) dir: tempfile::TempDir,
+    /// Held for its `Drop`: the home lives in it.
+    _dir: tempfile::TempDir,
     pub(crate) home: PathBuf,
     pub(crate) id: String,
     pub(crate) daemon: Option<Process>,
@@ -130,7 +130,7 @@ impl Node {
             .build()
             .into();
         Node {
-            dir,
+            _dir: dir,
             home,
             id,
             daemon: None,

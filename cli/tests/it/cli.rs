@@ -10,8 +10,7 @@ use rand::{Rng as _, SeedableRng as _};
 
 const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
 
-#[path = "support/env.rs"]
-mod env;
+use crate::support::env;
 
 use env::Env;
 

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 const DIGITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/digits.csv");
-#[path = "support/process.rs"]
-mod process;
+use crate::support::process;
 
 use process::{Process, bootstrap_bin, ok, swarmlabel, wait_until};
 
