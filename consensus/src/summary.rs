@@ -289,7 +289,6 @@ pub fn summarise(
     } else {
         (Method::Majority, Some(UNANCHORED.to_owned()))
     };
-    let label_name = |l: u16| labels[usize::from(l)].clone();
     let consensus = item_consensus(method, &votes, &fit);
     let Tallies {
         per_sample,
@@ -297,24 +296,7 @@ pub fn summarise(
         mut counts,
     } = tally(read, &item_of, &consensus, gold);
 
-    let samples: Vec<SampleConsensus> = per_sample
-        .iter()
-        .map(|(sample, tally)| {
-            let (label, confidence, tied) = item_of
-                .get(sample)
-                .map(|&i| consensus[i as usize].clone())
-                .unwrap_or_default();
-            SampleConsensus {
-                sample: hex::encode(sample.0),
-                label: label.map(label_name),
-                confidence,
-                votes: tally.votes,
-                skips: tally.skips,
-                unsure: tally.unsure,
-                tied: tied.into_iter().map(label_name).collect(),
-            }
-        })
-        .collect();
+    let samples = sample_consensus(&per_sample, &item_of, &consensus, labels);
 
     let flags = screen(read, labels, gold, classes);
     let rater_of: HashMap<AnnotatorKey, u32> = votes
@@ -330,15 +312,7 @@ pub fn summarise(
             .map(|&j| fit.reliability(j))
     };
     let annotators = annotator_stats(&per_annotator, reliability, flags);
-    let rejected = &read.rejected;
-    counts.rejected = Rejected {
-        total: rejected.total(),
-        malformed: rejected.malformed,
-        wrong_dataset: rejected.wrong_dataset,
-        wrong_slot: rejected.wrong_slot,
-        unknown_label: rejected.unknown_label,
-        bad_signature: rejected.bad_signature,
-    };
+    counts.rejected = Rejected::of(&read.rejected);
     counts.samples_annotated = samples.len() as u64;
     counts.samples_labelled = u64::from(votes.items());
     counts.samples_with_consensus = samples.iter().filter(|s| s.label.is_some()).count() as u64;
@@ -362,6 +336,48 @@ pub fn summarise(
         },
         samples,
     })
+}
+
+/// The consensus of each annotated sample, in sample order, with label names.
+fn sample_consensus(
+    per_sample: &BTreeMap<SampleId, Tally>,
+    item_of: &HashMap<SampleId, u32>,
+    consensus: &[ItemConsensus],
+    labels: &[String],
+) -> Vec<SampleConsensus> {
+    let label_name = |l: u16| labels[usize::from(l)].clone();
+    per_sample
+        .iter()
+        .map(|(sample, tally)| {
+            let (label, confidence, tied) = item_of
+                .get(sample)
+                .map(|&i| consensus[i as usize].clone())
+                .unwrap_or_default();
+            SampleConsensus {
+                sample: hex::encode(sample.0),
+                label: label.map(label_name),
+                confidence,
+                votes: tally.votes,
+                skips: tally.skips,
+                unsure: tally.unsure,
+                tied: tied.into_iter().map(label_name).collect(),
+            }
+        })
+        .collect()
+}
+
+impl Rejected {
+    /// The counts of what the CRDT refused, by reason.
+    fn of(rejected: &swarmlabel_crdt::Rejections) -> Rejected {
+        Rejected {
+            total: rejected.total(),
+            malformed: rejected.malformed,
+            wrong_dataset: rejected.wrong_dataset,
+            wrong_slot: rejected.wrong_slot,
+            unknown_label: rejected.unknown_label,
+            bad_signature: rejected.bad_signature,
+        }
+    }
 }
 
 /// The consensus of every item with votes, as (label, confidence, tied labels).

@@ -298,56 +298,8 @@ pub fn import(
     };
     let _lock = home.lock_shared()?;
     let store = home.blobs();
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    let stop = AtomicBool::new(false);
-    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Result<Job, ImportError>)>(64);
-    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Result<Done, ImportError>)>(64);
-    let job_rx = Mutex::new(job_rx);
-
     progress.start("importing", None);
-    let (collected, outcome) = std::thread::scope(|s| {
-        let feeder = s.spawn(|| {
-            let mut feed = Feed {
-                tx: job_tx,
-                seq: 0,
-                stop: &stop,
-            };
-            let outcome = match format {
-                Format::Images => images::feed(path, &labels, opts.strict, &mut feed),
-                Format::Csv => csv::feed(path, &labels, opts.label_column.as_deref(), &mut feed),
-                Format::Jsonl => jsonl::feed(path, &labels, opts, &mut feed),
-                Format::Auto => unreachable!("the format was detected above"),
-            };
-            drop(feed);
-            outcome
-        });
-        for _ in 0..workers {
-            let done_tx = done_tx.clone();
-            let (job_rx, stop, store) = (&job_rx, &stop, &store);
-            s.spawn(move || {
-                loop {
-                    let next = job_rx.lock().map(|rx| rx.recv());
-                    let Ok(Ok((seq, job))) = next else { break };
-                    if stop.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let result = job.and_then(|job| process(job, store));
-                    if done_tx.send((seq, result)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        let folder = (format == Format::Images).then(|| path.to_owned());
-        let collected = collect(&done_rx, &store, &stop, opts.private_gold, folder, progress);
-        let outcome = feeder
-            .join()
-            .expect("invariant: the feeder thread does not panic");
-        (collected, outcome)
-    });
+    let (collected, outcome) = read_source(path, format, &labels, opts, &store, progress);
     progress.finish();
 
     let mut collected = collected?;
@@ -358,43 +310,12 @@ pub fn import(
         });
     };
     if collected.sample_count == 0 {
-        let detail = match format {
-            Format::Images => format!(
-                "no PNG or JPEG images found ({} other files skipped); point it at a folder of images",
-                outcome.skipped
-            ),
-            Format::Csv => "the file has a header but no rows".into(),
-            _ => "no lines with a text field".into(),
-        };
-        return Err(ImportError::Empty {
-            path: path.to_owned(),
-            detail,
-        });
+        return Err(nothing_imported(path, format, outcome.skipped));
     }
     collected.flush_page(&store)?;
     // One sync makes every sample and page durable before the listing that names them exists.
     store.sync()?;
-
-    let created_at_ms = opts.created_at_ms.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    });
-    let root = Root {
-        name: opts.name.trim().to_owned(),
-        description: opts.description.clone(),
-        instructions: opts.instructions.clone(),
-        task,
-        labels,
-        redundancy: opts.redundancy,
-        owner: owner.public_key(),
-        created_at_ms,
-        sample_count: collected.sample_count,
-        gold_count: collected.gold_count,
-        total_bytes: collected.total_bytes,
-        pages: collected.pages,
-    };
-    let signed = SignedRoot::sign(root, owner);
+    let signed = sign_root(owner, opts, task, labels, &mut collected);
     let catalog = Catalog::of(home);
     if let Some(private) = &collected.private {
         // Durable before the listing that names the dataset: a listed dataset never lacks it.
@@ -417,6 +338,111 @@ pub fn import(
         private_gold: collected.private.map_or(0, |p| p.len() as u64),
         warnings,
     })
+}
+
+/// Reads the source: a feeder thread walks it, worker threads validate, hash and store samples
+/// (bounded queues), and this thread collects the results in source order.
+fn read_source(
+    path: &Path,
+    format: Format,
+    labels: &[String],
+    opts: &Options,
+    store: &BlobStore,
+    progress: &dyn Progress,
+) -> (Result<Collected, ImportError>, FeedOutcome) {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let stop = AtomicBool::new(false);
+    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Result<Job, ImportError>)>(64);
+    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Result<Done, ImportError>)>(64);
+    let job_rx = Mutex::new(job_rx);
+    std::thread::scope(|s| {
+        let feeder = s.spawn(|| {
+            let mut feed = Feed {
+                tx: job_tx,
+                seq: 0,
+                stop: &stop,
+            };
+            let outcome = match format {
+                Format::Images => images::feed(path, labels, opts.strict, &mut feed),
+                Format::Csv => csv::feed(path, labels, opts.label_column.as_deref(), &mut feed),
+                Format::Jsonl => jsonl::feed(path, labels, opts, &mut feed),
+                Format::Auto => unreachable!("the format was detected above"),
+            };
+            drop(feed);
+            outcome
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let (job_rx, stop) = (&job_rx, &stop);
+            s.spawn(move || {
+                loop {
+                    let next = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((seq, job))) = next else { break };
+                    if stop.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let result = job.and_then(|job| process(job, store));
+                    if done_tx.send((seq, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let folder = (format == Format::Images).then(|| path.to_owned());
+        let collected = collect(&done_rx, store, &stop, opts.private_gold, folder, progress);
+        let outcome = feeder
+            .join()
+            .expect("invariant: the feeder thread does not panic");
+        (collected, outcome)
+    })
+}
+
+/// The error of a source with a header but no sample.
+fn nothing_imported(path: &Path, format: Format, skipped: u64) -> ImportError {
+    let detail = match format {
+        Format::Images => format!(
+            "no PNG or JPEG images found ({skipped} other files skipped); point it at a folder of images"
+        ),
+        Format::Csv => "the file has a header but no rows".into(),
+        _ => "no lines with a text field".into(),
+    };
+    ImportError::Empty {
+        path: path.to_owned(),
+        detail,
+    }
+}
+
+/// The dataset's root, signed by its owner; takes the pages out of `collected`.
+fn sign_root(
+    owner: &Identity,
+    opts: &Options,
+    task: Task,
+    labels: Vec<String>,
+    collected: &mut Collected,
+) -> SignedRoot {
+    let created_at_ms = opts.created_at_ms.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    });
+    let root = Root {
+        name: opts.name.trim().to_owned(),
+        description: opts.description.clone(),
+        instructions: opts.instructions.clone(),
+        task,
+        labels,
+        redundancy: opts.redundancy,
+        owner: owner.public_key(),
+        created_at_ms,
+        sample_count: collected.sample_count,
+        gold_count: collected.gold_count,
+        total_bytes: collected.total_bytes,
+        pages: std::mem::take(&mut collected.pages),
+    };
+    SignedRoot::sign(root, owner)
 }
 
 /// Results in source order, cut into pages.

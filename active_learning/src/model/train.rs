@@ -135,17 +135,13 @@ pub(super) fn train(
         Ok((xs, Tensor::from_vec(ys, idx.len(), &Device::Cpu)?))
     };
     let (xs, ys) = to_tensors(&train_idx)?;
-    // With augmentation, each batch is gathered from the raw rows through random transformations.
-    let train_rows = transforms.as_ref().map(|_| x.select_rows(&train_idx));
-    let batch_x = |chunk: &[u32], rng: &mut ChaCha8Rng| -> candle_core::Result<Tensor> {
-        match (&transforms, &train_rows) {
-            (Some(t), Some(rows)) => Tensor::from_vec(
-                t.batch(rows.as_slice(), rows.cols(), chunk, rng),
-                (chunk.len(), rows.cols()),
-                &Device::Cpu,
-            ),
-            _ => xs.index_select(&Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?, 0),
-        }
+    let batches = Batches {
+        // With augmentation, each batch is gathered from the raw rows through random
+        // transformations.
+        raw: transforms.as_ref().map(|_| x.select_rows(&train_idx)),
+        transforms,
+        xs,
+        ys,
     };
     let validation = if val_idx.is_empty() {
         None
@@ -161,13 +157,11 @@ pub(super) fn train(
     };
     let mut opt = AdamW::new(net.vars(), params)?;
     let batch = config.batch_size.max(1);
-    let full_batch = n <= batch;
-    let steps_per_epoch = n.div_ceil(batch);
     let epochs = config
         .epochs
-        .max(config.min_steps.div_ceil(steps_per_epoch));
+        .max(config.min_steps.div_ceil(n.div_ceil(batch)));
     let mut order: Vec<u32> = (0..n as u32).collect();
-    let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+    let mut best: Option<Best> = None;
     let mut report = TrainReport {
         epochs: 0,
         train_rows: n,
@@ -182,55 +176,113 @@ pub(super) fn train(
                 config.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
             );
         }
-        let mut loss_sum = 0.0;
-        if full_batch {
-            let xb = if transforms.is_some() {
-                batch_x(&order, &mut rng)?
-            } else {
-                xs.clone()
-            };
-            let ce = candle_nn::loss::cross_entropy(&net.forward(&xb, Some(&mut rng))?, &ys)?;
-            opt.backward_step(&with_l2(net, &ce, config.l2, n)?)?;
-            loss_sum = f64::from(ce.to_scalar::<f32>()?) * n as f64;
-        } else {
-            order.shuffle(&mut rng);
-            for chunk in order.chunks(batch) {
-                let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
-                let (xb, yb) = (batch_x(chunk, &mut rng)?, ys.index_select(&idx, 0)?);
-                let ce = candle_nn::loss::cross_entropy(&net.forward(&xb, Some(&mut rng))?, &yb)?;
-                opt.backward_step(&with_l2(net, &ce, config.l2, n)?)?;
-                loss_sum += f64::from(ce.to_scalar::<f32>()?) * chunk.len() as f64;
-            }
-        }
+        let loss_sum = batches.epoch(net, &mut opt, &mut order, batch, config.l2, &mut rng)?;
         report.epochs = epoch + 1;
         report.train_loss = loss_sum / n as f64;
         if let Some((xv, yv)) = &validation {
             let loss = f64::from(
                 candle_nn::loss::cross_entropy(&net.forward(xv, None)?, yv)?.to_scalar::<f32>()?,
             );
-            if best.as_ref().is_none_or(|(b, _, _)| loss < *b) {
-                let snapshot = net
-                    .vars()
-                    .iter()
-                    .map(|v| v.as_tensor().copy())
-                    .collect::<Result<_, _>>()?;
-                best = Some((loss, epoch + 1, snapshot));
+            if best.as_ref().is_none_or(|b| loss < b.loss) {
+                best = Some(Best::snapshot(net, loss, epoch + 1)?);
             } else if best
                 .as_ref()
-                .is_some_and(|(_, e, _)| epoch + 1 - e >= config.patience.max(1))
+                .is_some_and(|b| epoch + 1 - b.epoch >= config.patience.max(1))
             {
                 report.stopped_early = true;
                 break;
             }
         }
     }
-    if let Some((loss, epoch, snapshot)) = best {
-        for (var, t) in net.vars().iter().zip(&snapshot) {
+    if let Some(best) = best {
+        for (var, t) in net.vars().iter().zip(&best.weights) {
             var.set(t)?;
         }
-        report.best_validation = Some((loss, epoch));
+        report.best_validation = Some((best.loss, best.epoch));
     }
     Ok(report)
+}
+
+/// The training rows as tensors, and how a batch of them is made.
+struct Batches {
+    xs: Tensor,
+    ys: Tensor,
+    transforms: Option<Transforms>,
+    /// The raw training rows, when batches are transformed.
+    raw: Option<Matrix>,
+}
+
+impl Batches {
+    /// The inputs of the rows `chunk` (positions among the training rows).
+    fn inputs(&self, chunk: &[u32], rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+        match (&self.transforms, &self.raw) {
+            (Some(t), Some(rows)) => Tensor::from_vec(
+                t.batch(rows.as_slice(), rows.cols(), chunk, rng),
+                (chunk.len(), rows.cols()),
+                &Device::Cpu,
+            ),
+            _ => self
+                .xs
+                .index_select(&Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?, 0),
+        }
+    }
+
+    /// One pass over the training rows: one full batch when they fit in `batch`, otherwise
+    /// shuffled mini-batches. Returns the sum of the rows' cross-entropy.
+    fn epoch(
+        &self,
+        net: &Net,
+        opt: &mut AdamW,
+        order: &mut [u32],
+        batch: usize,
+        l2: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<f64, ModelError> {
+        let n = order.len();
+        if n <= batch {
+            let xb = if self.transforms.is_some() {
+                self.inputs(order, rng)?
+            } else {
+                self.xs.clone()
+            };
+            let ce = candle_nn::loss::cross_entropy(&net.forward(&xb, Some(&mut *rng))?, &self.ys)?;
+            opt.backward_step(&with_l2(net, &ce, l2, n)?)?;
+            return Ok(f64::from(ce.to_scalar::<f32>()?) * n as f64);
+        }
+        let mut loss_sum = 0.0;
+        order.shuffle(rng);
+        for chunk in order.chunks(batch) {
+            let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
+            let (xb, yb) = (self.inputs(chunk, rng)?, self.ys.index_select(&idx, 0)?);
+            let ce = candle_nn::loss::cross_entropy(&net.forward(&xb, Some(&mut *rng))?, &yb)?;
+            opt.backward_step(&with_l2(net, &ce, l2, n)?)?;
+            loss_sum += f64::from(ce.to_scalar::<f32>()?) * chunk.len() as f64;
+        }
+        Ok(loss_sum)
+    }
+}
+
+/// The best held-out loss so far, the epoch (1-based) that reached it and the weights then.
+struct Best {
+    loss: f64,
+    epoch: usize,
+    weights: Vec<Tensor>,
+}
+
+impl Best {
+    /// A copy of `net`'s weights now.
+    fn snapshot(net: &Net, loss: f64, epoch: usize) -> candle_core::Result<Best> {
+        let weights = net
+            .vars()
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<Result<_, _>>()?;
+        Ok(Best {
+            loss,
+            epoch,
+            weights,
+        })
+    }
 }
 
 /// `ce + l2 / (2 n) * sum ||W||^2` over the weight matrices.

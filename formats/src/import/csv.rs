@@ -34,29 +34,74 @@ pub(super) fn feed(
             return outcome;
         }
     };
+    let (label_col, features) = match columns(path, &header, label_column, &mut outcome) {
+        Ok(columns) => columns,
+        Err(e) => {
+            feed.send(Err(e));
+            return outcome;
+        }
+    };
+    outcome.task = Some(Task::TabularClassification { features });
+
+    let mut record = csv::StringRecord::new();
+    let mut values = Vec::with_capacity(header.len());
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                feed.send(Err(csv_error(path, e, header.len() as u64, unreadable)));
+                return outcome;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let row = Row {
+            path,
+            header: &header,
+            label_col,
+            line,
+        };
+        let job = row
+            .parse(&record, labels, &mut values)
+            .map(|gold| Job::Ready {
+                origin: format!("{} line {line}", path.display()),
+                bytes: encode_row(&values),
+                media_type: MediaType::Row,
+                gold,
+            });
+        if !feed.send(job) {
+            return outcome;
+        }
+    }
+    outcome
+}
+
+/// The label column (named, or `label` if there is one, with a warning) and the feature
+/// columns, checked: at least one, within the bounds, unique printable names.
+fn columns(
+    path: &Path,
+    header: &[String],
+    label_column: Option<&str>,
+    outcome: &mut FeedOutcome,
+) -> Result<(Option<usize>, Vec<String>), ImportError> {
     let malformed = |message: String| ImportError::Malformed {
         origin: format!("{} line 1", path.display()),
         message,
     };
     if header.iter().all(String::is_empty) {
-        feed.send(Err(ImportError::Empty {
+        return Err(ImportError::Empty {
             path: path.to_owned(),
             detail: "the file is empty; a CSV dataset needs a header row and one row per sample"
                 .into(),
-        }));
-        return outcome;
+        });
     }
     let label_col = match label_column {
-        Some(name) => match header.iter().position(|c| c == name) {
-            Some(i) => Some(i),
-            None => {
-                feed.send(Err(malformed(format!(
-                    "there is no column '{name}' for --label-column; the columns are {}",
-                    header.join(",")
-                ))));
-                return outcome;
-            }
-        },
+        Some(name) => Some(header.iter().position(|c| c == name).ok_or_else(|| {
+            malformed(format!(
+                "there is no column '{name}' for --label-column; the columns are {}",
+                header.join(",")
+            ))
+        })?),
         None => {
             let found = header.iter().position(|c| c == "label");
             if found.is_some() {
@@ -75,80 +120,65 @@ pub(super) fn feed(
         .map(|(_, c)| c.clone())
         .collect();
     if features.is_empty() {
-        feed.send(Err(malformed(
+        return Err(malformed(
             "there are no feature columns besides the label column".into(),
-        )));
-        return outcome;
+        ));
     }
     if features.len() > MAX_FEATURES || features.iter().any(|f| f.len() > MAX_FEATURE_NAME_BYTES) {
-        feed.send(Err(malformed(format!(
+        return Err(malformed(format!(
             "at most {MAX_FEATURES} feature columns with names of at most {MAX_FEATURE_NAME_BYTES} bytes are supported"
-        ))));
-        return outcome;
+        )));
     }
     for (i, f) in features.iter().enumerate() {
         if f.is_empty() || features[..i].contains(f) || f.chars().any(char::is_control) {
-            feed.send(Err(malformed(format!(
+            return Err(malformed(format!(
                 "column name {f:?} is empty, repeated or holds control characters; give every \
                  column a unique printable name"
-            ))));
-            return outcome;
+            )));
         }
     }
-    outcome.task = Some(Task::TabularClassification {
-        features: features.clone(),
-    });
+    Ok((label_col, features))
+}
 
-    let mut record = csv::StringRecord::new();
-    let mut values = Vec::with_capacity(features.len());
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                feed.send(Err(csv_error(path, e, header.len() as u64, unreadable)));
-                return outcome;
-            }
-        }
-        let line = record.position().map_or(0, |p| p.line());
+/// Where a row is, for reading it.
+struct Row<'a> {
+    path: &'a Path,
+    header: &'a [String],
+    label_col: Option<usize>,
+    line: u64,
+}
+
+impl Row<'_> {
+    /// Reads `record`'s feature values into `values` (finite numbers only) and returns its
+    /// gold label, if its label column names one.
+    fn parse(
+        &self,
+        record: &csv::StringRecord,
+        labels: &[String],
+        values: &mut Vec<f64>,
+    ) -> Result<Option<u16>, ImportError> {
         values.clear();
         let mut gold = None;
         for (i, field) in record.iter().enumerate() {
-            if Some(i) == label_col {
-                let origin = || format!("{} line {line}", path.display());
-                match label_index(labels, field, origin) {
-                    Ok(g) => gold = g,
-                    Err(e) => {
-                        feed.send(Err(e));
-                        return outcome;
-                    }
-                }
+            if Some(i) == self.label_col {
+                let origin = || format!("{} line {}", self.path.display(), self.line);
+                gold = label_index(labels, field, origin)?;
                 continue;
             }
             match field.trim().parse::<f64>() {
                 Ok(v) if v.is_finite() => values.push(v),
                 _ => {
-                    feed.send(Err(ImportError::NotNumeric {
-                        path: path.to_owned(),
-                        line,
-                        column: header[i].clone(),
+                    return Err(ImportError::NotNumeric {
+                        path: self.path.to_owned(),
+                        line: self.line,
+                        column: self.header[i].clone(),
                         value: field.to_owned(),
-                    }));
-                    return outcome;
+                    });
                 }
             }
         }
-        let job = Job::Ready {
-            origin: format!("{} line {line}", path.display()),
-            bytes: encode_row(&values),
-            media_type: MediaType::Row,
-            gold,
-        };
-        if !feed.send(Ok(job)) {
-            return outcome;
-        }
+        Ok(gold)
     }
-    outcome
 }
 
 fn csv_error(

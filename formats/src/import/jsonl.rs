@@ -27,7 +27,6 @@ pub(super) fn feed(
             return outcome;
         }
     };
-    let label_field = opts.label_column.as_deref().unwrap_or("label");
     let mut reader = std::io::BufReader::new(file);
     let mut line = Vec::new();
     let mut number = 0u64;
@@ -61,65 +60,60 @@ pub(super) fn feed(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let malformed = |message: String| ImportError::Malformed {
+        let job = sample(&line, labels, opts, origin).map(|(text, gold)| Job::Ready {
             origin: origin(),
-            message,
-        };
-        let object = match serde_json::from_slice::<serde_json::Value>(&line) {
-            Ok(serde_json::Value::Object(o)) => o,
-            Ok(_) => {
-                feed.send(Err(malformed(
-                    "the line is not a JSON object; write one object per line".into(),
-                )));
-                return outcome;
-            }
-            Err(e) => {
-                feed.send(Err(malformed(format!(
-                    "the line is not valid JSON ({e}); fix the line"
-                ))));
-                return outcome;
-            }
-        };
-        let Some(serde_json::Value::String(text)) = object.get(&opts.text_field) else {
-            feed.send(Err(malformed(format!(
-                "the object has no string field '{}'; name the text field with --text-field",
-                opts.text_field
-            ))));
-            return outcome;
-        };
-        let gold = match object.get(label_field) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => match label_index(labels, s, origin) {
-                Ok(g) => g,
-                Err(e) => {
-                    feed.send(Err(e));
-                    return outcome;
-                }
-            },
-            Some(serde_json::Value::Number(n)) => match label_index(labels, &n.to_string(), origin)
-            {
-                Ok(g) => g,
-                Err(e) => {
-                    feed.send(Err(e));
-                    return outcome;
-                }
-            },
-            Some(_) => {
-                feed.send(Err(malformed(format!(
-                    "field '{label_field}' must be a string label from the label set"
-                ))));
-                return outcome;
-            }
-        };
-        let job = Job::Ready {
-            origin: origin(),
-            bytes: text.as_bytes().to_vec(),
+            bytes: text.into_bytes(),
             media_type: MediaType::Text,
             gold,
-        };
-        if !feed.send(Ok(job)) {
+        });
+        if !feed.send(job) {
             return outcome;
         }
     }
     outcome
+}
+
+/// The text and gold label of one line: a JSON object with the text field and, optionally,
+/// a label field naming a label of the set.
+fn sample(
+    line: &[u8],
+    labels: &[String],
+    opts: &Options,
+    origin: impl Fn() -> String,
+) -> Result<(String, Option<u16>), ImportError> {
+    let label_field = opts.label_column.as_deref().unwrap_or("label");
+    let malformed = |message: String| ImportError::Malformed {
+        origin: origin(),
+        message,
+    };
+    let object = match serde_json::from_slice::<serde_json::Value>(line) {
+        Ok(serde_json::Value::Object(o)) => o,
+        Ok(_) => {
+            return Err(malformed(
+                "the line is not a JSON object; write one object per line".into(),
+            ));
+        }
+        Err(e) => {
+            return Err(malformed(format!(
+                "the line is not valid JSON ({e}); fix the line"
+            )));
+        }
+    };
+    let Some(serde_json::Value::String(text)) = object.get(&opts.text_field) else {
+        return Err(malformed(format!(
+            "the object has no string field '{}'; name the text field with --text-field",
+            opts.text_field
+        )));
+    };
+    let gold = match object.get(label_field) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => label_index(labels, s, &origin)?,
+        Some(serde_json::Value::Number(n)) => label_index(labels, &n.to_string(), &origin)?,
+        Some(_) => {
+            return Err(malformed(format!(
+                "field '{label_field}' must be a string label from the label set"
+            )));
+        }
+    };
+    Ok((text.clone(), gold))
 }

@@ -1,7 +1,7 @@
 //! The actor that owns the swarm. It moves bytes and keeps the little state that needs the
 //! swarm; every decision about what to fetch or replicate lives elsewhere.
 //!
-//! This file builds the swarm and runs the loop; each concern has its own file:
+//! This file runs the loop; `build` makes the swarm and the actor; each concern has its own file:
 //! `connections` (who is connected, dials, bans), `providers` (DHT lookups and provider records),
 //! `catalog` (datasets announced on gossip), `serving` (the blob protocol both ways) and
 //! `replication` (the replicated kinds' topics and protocol, handed to their services).
@@ -13,11 +13,12 @@ use futures::StreamExt as _;
 use libp2p::metrics::Recorder as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
+mod build;
 mod catalog;
 mod connections;
 mod providers;
@@ -217,7 +218,8 @@ pub(crate) async fn spawn(
         .name("swarmlabel-net".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let built = build(&identity, store, &config, &mut own_registry, metrics).await;
+                let built =
+                    build::build(&identity, store, &config, &mut own_registry, metrics).await;
                 match built {
                     Ok((actor, tx, peer_id)) => {
                         if ready_tx.send(Ok((tx, peer_id, own_registry))).is_ok() {
@@ -240,125 +242,6 @@ pub(crate) async fn spawn(
         .map_err(|_| NetError::Build("the network thread ended while starting".into()))??;
     *registry = own_registry;
     Ok((tx, peer_id))
-}
-
-/// Builds the swarm and the actor, and starts listening; returns once every listen address is
-/// bound. Runs on the network runtime.
-async fn build(
-    identity: &Identity,
-    store: BlobStore,
-    config: &Config,
-    registry: &mut Registry,
-    metrics: Metrics,
-) -> Result<(NodeActor, mpsc::Sender<Command>, PeerId), NetError> {
-    let key = identity.to_libp2p_keypair();
-    let peer_id = key.public().to_peer_id();
-    let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
-    let limits = config.limits.clone();
-    let private_addrs_routable = config.private_addrs_routable;
-    let lan = config.mdns && config.listen.iter().any(|a| !is_loopback(a));
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| build(&e))?
-        .with_quic()
-        .with_dns()
-        .map_err(|e| build(&e))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| build(&e))?
-        .with_bandwidth_metrics(registry)
-        .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, &limits, private_addrs_routable, lan)
-        })
-        .map_err(|e| build(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
-        .build();
-    let libp2p_metrics = libp2p::metrics::Metrics::new(registry);
-
-    if config.listen_addrs_reachable {
-        swarm
-            .behaviour_mut()
-            .kad
-            .set_mode(Some(libp2p::kad::Mode::Server));
-    }
-    for addr in &config.external {
-        swarm.add_external_address(addr.clone());
-    }
-    let catalog = catalog::Known::new();
-    super::behaviour::subscribe(&mut swarm.behaviour_mut().gossipsub, catalog.topic())
-        .map_err(|e| build(&e))?;
-
-    let mut pending = 0;
-    for addr in &config.listen {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|e| NetError::Listen {
-                addr: addr.clone(),
-                reason: e.to_string(),
-            })?;
-        pending += 1;
-    }
-    // Wait until every listener is bound, so callers get usable addresses at once.
-    let mut listen_addrs = Vec::new();
-    while pending > 0 {
-        match swarm.select_next_some().await {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                listen_addrs.push(address);
-                pending -= 1;
-            }
-            SwarmEvent::ListenerError { error, .. }
-            | SwarmEvent::ListenerClosed {
-                reason: Err(error), ..
-            } => {
-                return Err(NetError::Build(format!("a listener failed: {error}")));
-            }
-            _ => {}
-        }
-    }
-    if config.listen_addrs_reachable {
-        for addr in &listen_addrs {
-            swarm.add_external_address(addr.clone());
-        }
-    }
-    for addr in &config.bootstrap {
-        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-        }
-        swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
-            addr: addr.clone(),
-            reason: e.to_string(),
-        })?;
-    }
-
-    let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
-    let (internal_tx, internal_rx) = mpsc::channel(serving::MAX_SERVING_READS);
-    let actor = NodeActor {
-        swarm,
-        commands,
-        internal_tx,
-        internal_rx,
-        metrics,
-        libp2p_metrics,
-        reachable: config.listen_addrs_reachable,
-        announce_interval: config.announce_interval,
-        served: HashMap::new(),
-        banned: HashSet::new(),
-        strikes: HashMap::new(),
-        listen_addrs,
-        bootstrap: config.bootstrap.clone(),
-        redial_interval: config.redial_interval,
-        connections: connections::Connections::default(),
-        providers: providers::Providers::new(),
-        catalog,
-        serving: serving::Serving::new(store),
-        replication: replication::Replication::new(config.limits.replication_requests),
-        relays: relays::Relays::new(config.use_relays),
-    };
-    Ok((actor, tx, peer_id))
 }
 
 impl NodeActor {
@@ -418,12 +301,7 @@ impl NodeActor {
             Command::Dial { addr, reply } => self.dial(addr, reply),
             Command::ConnectDirect { peer, reply } => self.connect_direct(peer, reply),
             Command::Serve { served, reply } => {
-                let id = served.root.id();
-                self.serving.extend(served.blobs.iter().copied());
-                self.served.insert(id, served.root.clone());
-                self.providers.publisher.request(id);
-                self.publish_due();
-                self.announce(&served.root);
+                self.serve(&served);
                 let _ = reply.send(());
             }
             Command::Servable { ids, serve, reply } => {
@@ -456,18 +334,7 @@ impl NodeActor {
                 self.ban(peer);
                 let _ = reply.send(());
             }
-            Command::Penalise { peer } => {
-                if self.strikes.len() >= MAX_STRUCK_PEERS && !self.strikes.contains_key(&peer) {
-                    self.strikes.clear();
-                }
-                let strikes = self.strikes.entry(peer).or_default();
-                *strikes += 1;
-                if *strikes >= MAX_STRIKES {
-                    self.strikes.remove(&peer);
-                    tracing::info!(%peer, "banned a peer that sent invalid records again and again");
-                    self.ban(peer);
-                }
-            }
+            Command::Penalise { peer } => self.penalise(peer),
             Command::Unban { peer, reply } => {
                 self.banned.remove(&peer);
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
@@ -485,29 +352,59 @@ impl NodeActor {
                 let _ = reply.send(self.catalog.list());
             }
             Command::Status(reply) => {
-                let routing_table = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .kbuckets()
-                    .map(|b| b.num_entries())
-                    .sum();
-                let status = Status {
-                    peer_id: self.swarm.local_peer_id().to_string(),
-                    listen_addrs: self
-                        .listen_addrs
-                        .iter()
-                        .map(|a| self.with_p2p(a).to_string())
-                        .collect(),
-                    peers: self.connections.len(),
-                    peers_relayed: self.connections.relayed_count(),
-                    serving: self.served.keys().map(ToString::to_string).collect(),
-                    known_datasets: self.catalog.len(),
-                    routing_table,
-                };
-                let _ = reply.send(status);
+                let _ = reply.send(self.status());
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    /// Serves a listed dataset: its blobs to peers, its provider record on the DHT and its
+    /// announcement on gossip.
+    fn serve(&mut self, served: &Served) {
+        let id = served.root.id();
+        self.serving.extend(served.blobs.iter().copied());
+        self.served.insert(id, served.root.clone());
+        self.providers.publisher.request(id);
+        self.publish_due();
+        self.announce(&served.root);
+    }
+
+    /// A strike against `peer`; past [`MAX_STRIKES`] it is banned. The table of struck peers is
+    /// bounded: when full, a new peer clears it.
+    fn penalise(&mut self, peer: PeerId) {
+        if self.strikes.len() >= MAX_STRUCK_PEERS && !self.strikes.contains_key(&peer) {
+            self.strikes.clear();
+        }
+        let strikes = self.strikes.entry(peer).or_default();
+        *strikes += 1;
+        if *strikes >= MAX_STRIKES {
+            self.strikes.remove(&peer);
+            tracing::info!(%peer, "banned a peer that sent invalid records again and again");
+            self.ban(peer);
+        }
+    }
+
+    /// A summary of the node.
+    fn status(&mut self) -> Status {
+        let routing_table = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        Status {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen_addrs: self
+                .listen_addrs
+                .iter()
+                .map(|a| self.with_p2p(a).to_string())
+                .collect(),
+            peers: self.connections.len(),
+            peers_relayed: self.connections.relayed_count(),
+            serving: self.served.keys().map(ToString::to_string).collect(),
+            known_datasets: self.catalog.len(),
+            routing_table,
         }
     }
 

@@ -167,18 +167,9 @@ pub async fn fetch(
     let mut sched = Scheduler::new(node.max_in_flight_per_provider());
     let mut reach = Reach::new(node);
 
-    let listed = match catalog.get(&dataset) {
-        // A damaged listing is kept aside and fetched again, like one never listed.
-        Err(CatalogError::BadRoot { .. }) => {
-            let aside = catalog.set_aside(&dataset)?;
-            tracing::warn!(%dataset, aside = %aside.display(), "the listing was damaged; fetching it again");
-            Err(CatalogError::NotFound(dataset.to_string()))
-        }
-        other => other,
-    };
-    let root = match listed {
-        Ok(listed) => listed.root,
-        Err(CatalogError::NotFound(_)) => {
+    let root = match listed_root(&catalog, dataset)? {
+        Some(root) => root,
+        None => {
             let providers = look_for_providers(node, dataset, options.provider_rounds).await?;
             if providers.is_empty() {
                 return Err(FetchError::NoProviders(dataset));
@@ -189,7 +180,6 @@ pub async fn fetch(
             delivered.insert(from);
             root
         }
-        Err(e) => return Err(e.into()),
     };
     if delivered.is_empty() {
         reach.add(node.find_providers(dataset).await?);
@@ -238,25 +228,56 @@ pub async fn fetch(
     )
     .await?;
 
-    let sync_store = store.clone();
-    let list = catalog.clone();
-    let listed_root = root.clone();
+    list(store, catalog, root).await?;
+    report.set_providers(&delivered);
+    Ok(report)
+}
+
+/// The root of `dataset` if this home lists it; a damaged listing is set aside and fetched again,
+/// like one never listed.
+fn listed_root(
+    catalog: &swarmlabel_store::Catalog,
+    dataset: DatasetId,
+) -> Result<Option<SignedRoot>, FetchError> {
+    match catalog.get(&dataset) {
+        Ok(listed) => Ok(Some(listed.root)),
+        Err(CatalogError::NotFound(_)) => Ok(None),
+        Err(CatalogError::BadRoot { .. }) => {
+            let aside = catalog.set_aside(&dataset)?;
+            tracing::warn!(%dataset, aside = %aside.display(), "the listing was damaged; fetching it again");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes every fetched blob durable, then lists the dataset (a listed dataset is whole).
+async fn list(
+    store: BlobStore,
+    catalog: swarmlabel_store::Catalog,
+    root: SignedRoot,
+) -> Result<(), FetchError> {
     tokio::task::spawn_blocking(move || -> Result<(), FetchError> {
-        sync_store.sync()?;
-        list.add(&listed_root)?;
+        store.sync()?;
+        catalog.add(&root)?;
         Ok(())
     })
     .await
-    .map_err(|e| NetError::Build(e.to_string()))??;
-    let mut providers: Vec<String> = delivered.iter().map(ToString::to_string).collect();
-    providers.sort();
-    report.relayed = providers
-        .iter()
-        .filter(|p| report.unreachable.iter().any(|u| u.contains(p.as_str())))
-        .cloned()
-        .collect();
-    report.providers = providers;
-    Ok(report)
+    .map_err(|e| NetError::Build(e.to_string()))?
+}
+
+impl Report {
+    /// Records the providers that delivered, sorted, and which of them came through a relay.
+    fn set_providers(&mut self, delivered: &HashSet<PeerId>) {
+        let mut providers: Vec<String> = delivered.iter().map(ToString::to_string).collect();
+        providers.sort();
+        self.relayed = providers
+            .iter()
+            .filter(|p| self.unreachable.iter().any(|u| u.contains(p.as_str())))
+            .cloned()
+            .collect();
+        self.providers = providers;
+    }
 }
 
 /// Gets the signed root from the providers as they are reached directly; each one reached joins

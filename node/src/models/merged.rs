@@ -114,128 +114,38 @@ pub fn compute(
             .cloned()
             .ok_or(MergedError::NoUpdates)?,
     };
-    let exclude = |u: &ModelUpdate, reason: String| Exclusion {
-        peer: u.peer,
-        version: u.version,
-        reason,
-    };
     let mut excluded: Vec<Exclusion> = not_admitted
         .into_iter()
-        .map(|u| {
-            exclude(
-                u,
-                "the dataset's owner does not admit this peer's key".into(),
-            )
-        })
+        .map(|u| exclude(u, "the dataset's owner does not admit this peer's key"))
         .collect();
-
-    // Decode what is held; agree on the form among the updates of the architecture.
-    let mut decoded: HashMap<WeightsHash, Decoded> = HashMap::new();
-    let mut candidates = Vec::new();
-    for u in &updates {
-        match held.get(&u.weights_hash).map(|b| weights::decode(b)) {
-            Some(Err(e)) => excluded.push(exclude(u, e.to_string())),
-            Some(Ok(d)) => {
-                decoded.insert(u.weights_hash, d);
-                candidates.push(*u);
-            }
-            // Missing weights and other architectures: the crdt merge says so.
-            None => candidates.push(*u),
-        }
-    }
-    let form: Option<Form> = merge::most_common(
-        candidates
-            .iter()
-            .filter(|u| u.architecture == architecture)
-            .filter_map(|u| decoded.get(&u.weights_hash))
-            .map(|d| &d.form),
-    )
-    .cloned();
-    candidates.retain(|u| {
-        let odd = u.architecture == architecture
-            && decoded
-                .get(&u.weights_hash)
-                .is_some_and(|d| Some(&d.form) != form.as_ref());
-        if odd {
-            excluded.push(exclude(
-                u,
-                "its tensor shapes or header metadata differ from those of the other models of \
-                 its architecture"
-                    .to_owned(),
-            ));
-        }
-        !odd
-    });
-
+    let mut candidates = Candidates::decode(&updates, held, &architecture, &mut excluded);
     if let Some(screen) = screen {
-        let scores: Vec<(AnnotatorKey, u32)> = candidates
-            .iter()
-            .filter(|u| u.architecture == architecture && decoded.contains_key(&u.weights_hash))
-            .filter_map(|u| {
-                let bytes = held.get(&u.weights_hash)?;
-                let (correct, count) = (screen.score)(bytes)?;
-                Some((u.peer, Validation::from_counts(correct, count).accuracy_ppm))
-            })
-            .collect();
-        let outcome = screen::screen(scores, &screen.config);
-        let reasons: BTreeMap<AnnotatorKey, screen::Reason> =
-            outcome.excluded.into_iter().collect();
-        candidates.retain(|u| match reasons.get(&u.peer) {
-            Some(reason) => {
-                excluded.push(exclude(u, reason.to_string()));
-                false
-            }
-            None => true,
-        });
+        candidates.screen(held, &architecture, screen, &mut excluded);
     }
-
     let config = merge::Config {
         method,
-        architecture: Some(architecture.clone()),
+        architecture: Some(architecture),
     };
     let result = merge::merge(
-        candidates.iter().copied(),
-        |hash| decoded.get(hash).map(|d| d.tensors.as_slice()),
+        candidates.updates.iter().copied(),
+        |hash| candidates.decoded.get(hash).map(|d| d.tensors.as_slice()),
         &config,
     );
     let merged = match result {
         Ok(m) => m,
-        Err(merge::MergeError::NothingCompatible(more)) => {
-            excluded.extend(more.into_iter().map(|e| Exclusion {
-                peer: e.peer,
-                version: e.version,
-                reason: e.reason.to_string(),
-            }));
-            excluded.sort_by_key(|e| e.peer);
-            return Err(MergedError::NothingMergeable(excluded));
-        }
-        Err(merge::MergeError::NoUpdates) => {
-            excluded.sort_by_key(|e| e.peer);
-            return Err(if excluded.is_empty() {
-                MergedError::NoUpdates
-            } else {
-                MergedError::NothingMergeable(excluded)
-            });
-        }
-        Err(e) => {
-            // Invalid trim or duplicate peers: settings or a registry bug; say so as a reason.
-            return Err(MergedError::NothingMergeable(vec![Exclusion {
-                peer: updates[0].peer,
-                version: updates[0].version,
-                reason: e.to_string(),
-            }]));
-        }
+        Err(e) => return Err(nothing_merged(e, &updates, excluded)),
     };
-    excluded.extend(merged.excluded.into_iter().map(|e| Exclusion {
+    excluded.extend(merged.excluded.iter().map(|e| Exclusion {
         peer: e.peer,
         version: e.version,
         reason: e.reason.to_string(),
     }));
     excluded.sort_by_key(|e| e.peer);
     // Every included update had decoded weights of the winning form.
-    let form = form.unwrap_or_default();
+    let form = candidates.form.unwrap_or_default();
     let bytes = weights::encode(&merged.tensors, &form)?;
     let labels_trained = candidates
+        .updates
         .iter()
         .filter(|u| merged.included.contains(&u.peer))
         .map(|u| u.labels_trained)
@@ -250,6 +160,139 @@ pub fn compute(
         labels_trained,
         excluded,
     })
+}
+
+/// An update left out, and why.
+fn exclude(u: &ModelUpdate, reason: impl Into<String>) -> Exclusion {
+    Exclusion {
+        peer: u.peer,
+        version: u.version,
+        reason: reason.into(),
+    }
+}
+
+/// The updates that go to the merge, with the weights decoded and the form they agree on.
+struct Candidates<'a> {
+    updates: Vec<&'a ModelUpdate>,
+    decoded: HashMap<WeightsHash, Decoded>,
+    form: Option<Form>,
+}
+
+impl<'a> Candidates<'a> {
+    /// Decodes what is held; the updates of `architecture` agree on one form (tensor shapes
+    /// and header metadata), and those of another form are left out.
+    fn decode(
+        updates: &[&'a ModelUpdate],
+        held: &HashMap<WeightsHash, Arc<Vec<u8>>>,
+        architecture: &Architecture,
+        excluded: &mut Vec<Exclusion>,
+    ) -> Self {
+        let mut decoded: HashMap<WeightsHash, Decoded> = HashMap::new();
+        let mut candidates = Vec::new();
+        for u in updates {
+            match held.get(&u.weights_hash).map(|b| weights::decode(b)) {
+                Some(Err(e)) => excluded.push(exclude(u, e.to_string())),
+                Some(Ok(d)) => {
+                    decoded.insert(u.weights_hash, d);
+                    candidates.push(*u);
+                }
+                // Missing weights and other architectures: the crdt merge says so.
+                None => candidates.push(*u),
+            }
+        }
+        let form: Option<Form> = merge::most_common(
+            candidates
+                .iter()
+                .filter(|u| &u.architecture == architecture)
+                .filter_map(|u| decoded.get(&u.weights_hash))
+                .map(|d| &d.form),
+        )
+        .cloned();
+        candidates.retain(|u| {
+            let odd = &u.architecture == architecture
+                && decoded
+                    .get(&u.weights_hash)
+                    .is_some_and(|d| Some(&d.form) != form.as_ref());
+            if odd {
+                excluded.push(exclude(
+                    u,
+                    "its tensor shapes or header metadata differ from those of the other models \
+                     of its architecture",
+                ));
+            }
+            !odd
+        });
+        Candidates {
+            updates: candidates,
+            decoded,
+            form,
+        }
+    }
+
+    /// Leaves out the updates that score badly on this node's held-out labels.
+    fn screen(
+        &mut self,
+        held: &HashMap<WeightsHash, Arc<Vec<u8>>>,
+        architecture: &Architecture,
+        screen: &Screen,
+        excluded: &mut Vec<Exclusion>,
+    ) {
+        let scores: Vec<(AnnotatorKey, u32)> = self
+            .updates
+            .iter()
+            .filter(|u| {
+                &u.architecture == architecture && self.decoded.contains_key(&u.weights_hash)
+            })
+            .filter_map(|u| {
+                let bytes = held.get(&u.weights_hash)?;
+                let (correct, count) = (screen.score)(bytes)?;
+                Some((u.peer, Validation::from_counts(correct, count).accuracy_ppm))
+            })
+            .collect();
+        let outcome = screen::screen(scores, &screen.config);
+        let reasons: BTreeMap<AnnotatorKey, screen::Reason> =
+            outcome.excluded.into_iter().collect();
+        self.updates.retain(|u| match reasons.get(&u.peer) {
+            Some(reason) => {
+                excluded.push(exclude(u, reason.to_string()));
+                false
+            }
+            None => true,
+        });
+    }
+}
+
+/// The error when the merge made nothing, with every update left out and why.
+fn nothing_merged(
+    error: merge::MergeError,
+    updates: &[&ModelUpdate],
+    mut excluded: Vec<Exclusion>,
+) -> MergedError {
+    match error {
+        merge::MergeError::NothingCompatible(more) => {
+            excluded.extend(more.into_iter().map(|e| Exclusion {
+                peer: e.peer,
+                version: e.version,
+                reason: e.reason.to_string(),
+            }));
+            excluded.sort_by_key(|e| e.peer);
+            MergedError::NothingMergeable(excluded)
+        }
+        merge::MergeError::NoUpdates => {
+            excluded.sort_by_key(|e| e.peer);
+            if excluded.is_empty() {
+                MergedError::NoUpdates
+            } else {
+                MergedError::NothingMergeable(excluded)
+            }
+        }
+        // Invalid trim or duplicate peers: settings or a registry bug; say so as a reason.
+        e => MergedError::NothingMergeable(vec![Exclusion {
+            peer: updates[0].peer,
+            version: updates[0].version,
+            reason: e.to_string(),
+        }]),
+    }
 }
 
 #[cfg(test)]
