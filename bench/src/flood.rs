@@ -166,7 +166,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let disk_growth_bytes = du(home.root()).saturating_sub(disk_before);
     runtime.block_on(daemon.shutdown());
 
-    let honest = AnnotatorKey(identity.public_key().0);
+    let honest = identity.public_key();
     let stored = attacker_records(&home, id, honest)?;
     let (p50, p99) = (
         crate::quantile::quantile(&quiet, 0.5),

@@ -418,10 +418,7 @@ fn summary(l: &Listed) -> serde_json::Value {
 }
 
 fn peer_text(l: &Listed) -> String {
-    l.root
-        .root()
-        .owner
-        .peer_id()
+    swarmlabel_store::identity::peer_id_of(&l.root.root().owner)
         .map_or_else(|| "invalid key".into(), |p| p.to_string())
 }
 

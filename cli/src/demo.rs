@@ -353,7 +353,7 @@ fn spawn_labeler(
             let Some(answer) = sample
                 .parse::<swarmlabel_store::store::BlobId>()
                 .ok()
-                .and_then(|b| answers.get(&SampleId(b.0)))
+                .and_then(|b| answers.get(&b))
             else {
                 eprintln!("a simulated labeler got a sample it has no answer for: {sample}");
                 return;

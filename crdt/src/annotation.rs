@@ -22,47 +22,10 @@ pub const DOMAIN: &str = "swarmlabel/annotation/v2";
 /// The signature domain of version-1 annotations (`seq` 0).
 pub const DOMAIN_V1: &str = "swarmlabel/annotation/v1";
 
-macro_rules! id32 {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub [u8; 32]);
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}(", stringify!($name))?;
-                for b in &self.0[..8] {
-                    write!(f, "{b:02x}")?;
-                }
-                f.write_str("…)")
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for b in &self.0 {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
-            }
-        }
-    };
-}
-// The registry's hashes are the same kind of 32-byte id.
-pub(crate) use id32;
-
-/// A dataset id: the BLAKE3 hash of the dataset's signed manifest root (one type for every
-/// crate).
-pub use swarmlabel_ids::DatasetId;
-
-id32!(
-    /// A sample id: the BLAKE3 hash of the sample's bytes. Shards are chosen by its first byte.
-    SampleId
-);
-id32!(
-    /// An annotator: the ed25519 public key that signs the annotation.
-    AnnotatorKey
-);
+/// A dataset id: the BLAKE3 hash of the dataset's signed manifest root; a sample id: the BLAKE3
+/// hash of the sample's bytes (shards are chosen by its first byte); an annotator: the ed25519
+/// public key that signs the annotation. One type each for every crate (`swarmlabel-ids`).
+pub use swarmlabel_ids::{AnnotatorKey, DatasetId, SampleId};
 
 /// What the annotator said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

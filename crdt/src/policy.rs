@@ -234,11 +234,11 @@ impl SignedPolicy {
 
     /// Accepts the policy for `dataset` only if it names that dataset and carries a strict
     /// ed25519 signature by `owner` (the key that signed the dataset's manifest).
-    pub fn verify(&self, dataset: DatasetId, owner: &[u8; 32]) -> Result<(), PolicyError> {
+    pub fn verify(&self, dataset: DatasetId, owner: &AnnotatorKey) -> Result<(), PolicyError> {
         if self.policy.dataset != dataset {
             return Err(PolicyError::WrongDataset);
         }
-        let key = VerifyingKey::from_bytes(owner).map_err(|_| PolicyError::BadSignature)?;
+        let key = VerifyingKey::from_bytes(&owner.0).map_err(|_| PolicyError::BadSignature)?;
         key.verify_strict(
             &domain_message(DOMAIN, &self.encoded),
             &Signature::from_bytes(&self.signature),
@@ -316,14 +316,17 @@ mod tests {
         let bytes = signed.to_bytes();
         let back = SignedPolicy::from_bytes(&bytes).unwrap();
         assert_eq!(back.policy(), signed.policy());
-        let owner_key = owner.verifying_key().to_bytes();
+        let owner_key = AnnotatorKey(owner.verifying_key().to_bytes());
         back.verify(DatasetId([7; 32]), &owner_key).unwrap();
         assert_eq!(
             back.verify(DatasetId([8; 32]), &owner_key),
             Err(PolicyError::WrongDataset)
         );
         assert_eq!(
-            back.verify(DatasetId([7; 32]), &key(1).verifying_key().to_bytes()),
+            back.verify(
+                DatasetId([7; 32]),
+                &AnnotatorKey(key(1).verifying_key().to_bytes())
+            ),
             Err(PolicyError::BadSignature)
         );
         for i in 0..bytes.len() {

@@ -172,7 +172,7 @@ pub(crate) fn policy(data: &[u8]) {
             data,
             "a signed policy re-encodes differently"
         );
-        let _ = signed.verify(DatasetId([0x5a; 32]), &key(7).public_key());
+        let _ = signed.verify(DatasetId([0x5a; 32]), &AnnotatorKey(key(7).public_key()));
     }
     let _ = policy_wire::Request::decode(data);
     let _ = policy_wire::Response::decode(data);

@@ -276,7 +276,7 @@ impl Daemon {
                 services.models.clone(),
                 services.labels.clone(),
                 swarmlabel_store::Catalog::of(&home),
-                swarmlabel_crdt::AnnotatorKey(identity.public_key().0),
+                identity.public_key(),
                 config,
             )
         });
@@ -473,7 +473,7 @@ impl AppState {
 
     /// The human's key: the node's identity signs their labels.
     fn me(&self) -> swarmlabel_crdt::AnnotatorKey {
-        swarmlabel_crdt::AnnotatorKey(self.identity.public_key().0)
+        self.identity.public_key()
     }
 }
 

@@ -445,11 +445,7 @@ pub fn samples_of(catalog: &Catalog, listed: &Listed) -> Result<Samples, Catalog
     let mut ids = Vec::with_capacity(usize::try_from(listed.root.root().sample_count).unwrap_or(0));
     for index in 0..listed.root.root().pages.len() {
         let page = catalog.page(listed, index)?;
-        ids.extend(
-            page.samples
-                .iter()
-                .map(|e| swarmlabel_crdt::SampleId(e.id.0)),
-        );
+        ids.extend(page.samples.iter().map(|e| e.id));
     }
     Ok(ids.into_iter().collect())
 }

@@ -13,6 +13,7 @@ pub mod store;
 pub mod wire;
 
 use std::collections::BTreeSet;
+use swarmlabel_ids::PublicKey;
 
 use swarmlabel_crdt::policy::{Admission, Policy, SignedPolicy};
 use swarmlabel_crdt::{AnnotatorKey, DatasetId};
@@ -96,7 +97,7 @@ pub fn edit(
     };
     match change {
         Change::Ban(keys, reason) => {
-            if keys.contains(&swarmlabel_crdt::AnnotatorKey(owner.public_key().0)) {
+            if keys.contains(&owner.public_key()) {
                 return Err(PolicyError::SelfBan);
             }
             for key in keys {
@@ -154,7 +155,7 @@ impl Policies {
     pub async fn open(
         &self,
         dataset: DatasetId,
-        owner: [u8; 32],
+        owner: PublicKey,
     ) -> Result<watch::Receiver<InForce>, PolicyError> {
         let rx = self
             .handle

@@ -9,11 +9,10 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey};
 use swarmlabel_ids::domain_message;
 
-/// Length of an ed25519 signature in bytes.
-pub const SIGNATURE_LEN: usize = 64;
+pub use swarmlabel_ids::{PublicKey, SIGNATURE_LEN};
 
 /// Errors of loading, creating or saving an identity.
 #[derive(Debug, thiserror::Error)]
@@ -136,47 +135,11 @@ impl Identity {
     }
 }
 
-/// An ed25519 public key: a node, a data owner or an annotator.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PublicKey(pub [u8; 32]);
-
-impl PublicKey {
-    /// Whether `signature` is a valid signature of `message` under `domain` by this key. Uses
-    /// strict verification (rejects small-order keys and non-canonical signatures).
-    pub fn verify(&self, domain: &str, message: &[u8], signature: &[u8; SIGNATURE_LEN]) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
-            return false;
-        };
-        key.verify_strict(
-            &domain_message(domain, message),
-            &Signature::from_bytes(signature),
-        )
-        .is_ok()
-    }
-
-    /// The libp2p peer id of this key, or `None` when the bytes are not a valid ed25519 point
-    /// (no peer can own such a key).
-    pub fn peer_id(&self) -> Option<libp2p_identity::PeerId> {
-        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0).ok()?;
-        Some(libp2p_identity::PublicKey::from(key).to_peer_id())
-    }
-
-    /// The key as lowercase hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({})", self.to_hex())
-    }
+/// The libp2p peer id of `key`, or `None` when the bytes are not a valid ed25519 point (no
+/// peer can own such a key).
+pub fn peer_id_of(key: &PublicKey) -> Option<libp2p_identity::PeerId> {
+    let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
+    Some(libp2p_identity::PublicKey::from(key).to_peer_id())
 }
 
 #[cfg(test)]
@@ -197,7 +160,7 @@ mod tests {
     #[test]
     fn libp2p_identity_is_the_same_key() {
         let id = Identity::from_secret_bytes([9; 32]);
-        assert_eq!(id.public_key().peer_id(), Some(id.peer_id()));
+        assert_eq!(peer_id_of(&id.public_key()), Some(id.peer_id()));
     }
 
     #[test]

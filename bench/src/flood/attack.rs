@@ -18,7 +18,7 @@ use libp2p::Multiaddr;
 use rand::seq::IndexedRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use swarmlabel_crdt::registry::{Architecture, ModelUpdate, SignedUpdate, Validation, WeightsHash};
-use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, SignedAnnotation, Value};
+use swarmlabel_crdt::{Annotation, DatasetId, SampleId, SignedAnnotation, Value};
 use swarmlabel_net::swarm::announce::{self, Announcement};
 use swarmlabel_node::labels::{gossip, wire as labels_wire};
 use swarmlabel_node::models::wire as models_wire;
@@ -218,7 +218,7 @@ impl Flood {
         let annotation = Annotation {
             dataset: self.dataset,
             sample,
-            annotator: AnnotatorKey(key.public_key().0),
+            annotator: key.public_key(),
             seq: *seq,
             time_ms: self.time_ms,
             value: Value::Label(self.rng.random_range(0..10)),
@@ -246,7 +246,7 @@ impl Flood {
         };
         let update = ModelUpdate {
             dataset: self.dataset,
-            peer: AnnotatorKey(key.public_key().0),
+            peer: key.public_key(),
             version: round,
             labels_trained: 1_000,
             architecture: architecture.clone(),

@@ -160,7 +160,7 @@ pub(super) async fn run(
         };
         let labels = Labels::start(home.clone(), Some(node.clone()), labels_config).await?;
         labels.open(crdt).await?;
-        let me = AnnotatorKey(identity.public_key().0);
+        let me = identity.public_key();
         let (exchange, models): (Arc<dyn ModelExchange>, _) = if setup.network_models {
             let config = models::Config {
                 anti_entropy: anti_entropy(),

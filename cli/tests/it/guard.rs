@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use serde_json::Value as Json;
 use swarmlabel_crdt::AnnotatorKey;
-use swarmlabel_crdt::registry::{ModelUpdate, Registry, SignedUpdate, Validation, WeightsHash};
+use swarmlabel_crdt::registry::{ModelUpdate, Registry, SignedUpdate, Validation};
 use swarmlabel_node::learn::exchange::architecture;
 use swarmlabel_node::learn::{features, seed_of, train};
 use swarmlabel_node::models::store;
@@ -54,7 +54,7 @@ fn poison(home: &Home, id: DatasetId) {
             version: 1,
             labels_trained: 100_000,
             architecture: architecture(&spec),
-            weights_hash: WeightsHash(blob.0),
+            weights_hash: blob,
             weights_bytes: weights.len() as u64,
             validation: Validation::from_counts(0, 0),
         };

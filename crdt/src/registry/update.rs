@@ -13,7 +13,7 @@ use std::fmt;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use crate::annotation::{AnnotatorKey, DatasetId, Signer, id32};
+use crate::annotation::{AnnotatorKey, DatasetId, Signer};
 use swarmlabel_ids::domain_message;
 
 /// The signature domain of model updates: a signature made for anything else (an annotation, a
@@ -30,10 +30,8 @@ pub const MAX_WEIGHTS_BYTES: u64 = 1 << 30;
 /// Validation accuracy is in parts per million: `1_000_000` is 100 %.
 pub const PPM: u32 = 1_000_000;
 
-id32!(
-    /// The BLAKE3 hash of a model's safetensors weights file: the blob peers fetch and verify.
-    WeightsHash
-);
+/// The BLAKE3 hash of a model's safetensors weights file: the blob peers fetch and verify.
+pub use swarmlabel_ids::WeightsHash;
 
 /// What model the weights belong to: the BLAKE3 hash of the model spec (canonical JSON, computed
 /// by the caller) and a short human-readable name. Two updates can be merged only if their

@@ -66,7 +66,7 @@ pub(super) async fn open_labels(
         .await
         .map_err(|e| e.to_string())?;
     let mut policy = policies
-        .open(id, root.owner.0)
+        .open(id, root.owner)
         .await
         .map_err(|e| e.to_string())?;
     // The models of the dataset open as its labels do (the models service opens them when the

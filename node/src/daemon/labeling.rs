@@ -74,7 +74,7 @@ pub(crate) async fn datasets(
             samples: book.order.len() as u64,
             samples_labelled: counts.samples_labelled,
             mine: counts.mine,
-            owned: l.root.root().owner.0 == me.0,
+            owned: l.root.root().owner == me,
             redundancy: l.root.root().redundancy,
         });
     }
@@ -225,9 +225,7 @@ pub(crate) async fn queue(
                         })
                     })
                     .collect(),
-                mine: mine
-                    .get(&SampleId(p.sample.0))
-                    .map(|v| value_text(*v, &book.labels)),
+                mine: mine.get(&p.sample).map(|v| value_text(*v, &book.labels)),
             })
         })
         .collect();

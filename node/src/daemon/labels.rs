@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use swarmlabel_crdt::{AnnotatorKey, RecordError, SampleId, SignedAnnotation, Suggestion, Value};
+use swarmlabel_crdt::{RecordError, SampleId, SignedAnnotation, Suggestion, Value};
 
 use super::body::parse_json;
 use super::{ApiError, AppState};
@@ -115,9 +115,8 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiErro
         .gold(&listed)
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .into_iter()
-        .map(|(sample, g)| (SampleId(sample.0), g))
         .collect();
-    let samples = Arc::new(order.iter().map(|b| SampleId(b.0)).collect());
+    let samples = Arc::new(order.iter().copied().collect());
     let book = Arc::new(Book {
         name: root.name.clone(),
         description: root.description.clone(),
@@ -270,7 +269,7 @@ async fn store(
 ) -> Result<LabelView, ApiError> {
     let identity = &s.identity;
     let answer = crate::labels::Own {
-        sample: SampleId(sample.0),
+        sample,
         value,
         suggestion,
         time_ms: now_ms(),
@@ -318,7 +317,7 @@ pub(crate) async fn undo(
         let id = parse_id(&id)?;
         let book = book(&s, id).await?;
         let read = s.labels.read(id).await.map_err(labels_error)?;
-        let me = AnnotatorKey(s.identity.public_key().0);
+        let me = s.identity.public_key();
         let last = read
             .annotations
             .iter()
@@ -331,7 +330,7 @@ pub(crate) async fn undo(
                     format!("you have no label in dataset {id} to undo; label a sample first"),
                 )
             })?;
-        let sample = BlobId(last.sample.0);
+        let sample = last.sample;
         let undone = value_text(last.value, &book.labels);
         let now = store(&s, id, &book, sample, Value::Skip, None).await?;
         Ok(Json(UndoView {

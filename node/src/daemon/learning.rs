@@ -151,7 +151,7 @@ fn pick(s: Suggestion, labels: &[String]) -> Pick {
         })
         .collect();
     Pick {
-        sample: BlobId(s.sample.0),
+        sample: s.sample,
         why: why(&s, labels),
         strategy: s.strategy.name().to_owned(),
         score: Some(f64::from(s.score)),
@@ -173,7 +173,7 @@ impl Source for Learners {
             // The human's answers as the node holds them now (the loop's own view may lag by a
             // poll): answered samples never come back; skipped ones come after all others.
             let mut skipped = Vec::new();
-            let mut leave_out: HashSet<SampleId> = exclude.iter().map(|b| SampleId(b.0)).collect();
+            let mut leave_out: HashSet<SampleId> = exclude.iter().copied().collect();
             for signed in &view.annotations.annotations {
                 let a = signed.annotation();
                 if a.annotator != view.me {
@@ -194,7 +194,6 @@ impl Source for Learners {
                 .collect();
             let later = skipped
                 .into_iter()
-                .map(|s| BlobId(s.0))
                 .filter(|b| !exclude.contains(b) && !picks.iter().any(|p| p.sample == *b))
                 .collect::<Vec<_>>();
             for sample in later {

@@ -292,7 +292,7 @@ impl RecordLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, Value};
+    use swarmlabel_crdt::{Annotation, DatasetId, SampleId, Value};
     use swarmlabel_store::identity::Identity;
 
     fn records(n: u8) -> Vec<SignedAnnotation> {
@@ -302,7 +302,7 @@ mod tests {
                 let annotation = Annotation {
                     dataset: DatasetId([1; 32]),
                     sample: SampleId([i; 32]),
-                    annotator: AnnotatorKey(id.public_key().0),
+                    annotator: id.public_key(),
                     seq: u32::from(i) + 1,
                     time_ms: 100 + u64::from(i),
                     value: Value::Label(1),

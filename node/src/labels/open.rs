@@ -8,7 +8,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use swarmlabel_crdt::{AnnotatorKey, LoadError, Replica, Samples, ShardId};
+use swarmlabel_crdt::{LoadError, Replica, Samples, ShardId};
 use swarmlabel_store::home::Home;
 
 use super::log::{self, RecordLog};
@@ -71,7 +71,7 @@ impl LabelStore {
                 })?;
         }
         if !legacy_records.is_empty() {
-            let me = AnnotatorKey(home.identity()?.public_key().0);
+            let me = home.identity()?.public_key();
             recovery.migrated = store.carry_legacy(home, &me, &legacy_records)?;
             store.legacy = legacy_records
                 .into_iter()

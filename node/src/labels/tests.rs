@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use swarmlabel_crdt::{Annotation, AnnotatorKey, SampleId, Value};
+use swarmlabel_crdt::{Annotation, SampleId, Value};
 use swarmlabel_store::identity::Identity;
 
 fn label(
@@ -15,7 +15,7 @@ fn label(
     let annotation = Annotation {
         dataset: dataset.id,
         sample: SampleId([sample; 32]),
-        annotator: AnnotatorKey(id.public_key().0),
+        annotator: id.public_key(),
         seq,
         time_ms: 1_000 + u64::from(sample),
         value: Value::Label(value),
@@ -34,7 +34,7 @@ fn record(
     let dataset = *store.replica_mut().dataset();
     let seq = store
         .replica_mut()
-        .next_seq(&AnnotatorKey(id.public_key().0), &SampleId([sample; 32]));
+        .next_seq(&id.public_key(), &SampleId([sample; 32]));
     store.record(&label(id, &dataset, sample, value, seq))
 }
 
@@ -353,7 +353,7 @@ fn a_home_from_before_chains_keeps_every_label() {
         let a = Annotation {
             dataset: dataset.id,
             sample: SampleId([sample; 32]),
-            annotator: AnnotatorKey(id.public_key().0),
+            annotator: id.public_key(),
             seq: 0,
             time_ms,
             value: Value::Label(value),
@@ -452,9 +452,7 @@ fn a_banned_keys_records_leave_the_disk_and_nobody_elses_do() {
     let mine = store.read().annotations.len();
     assert_eq!(mine, 55);
     let mut policy = swarmlabel_crdt::policy::Policy::open(dataset.id);
-    policy
-        .banned
-        .insert(AnnotatorKey(spammer.public_key().0), "spam".into());
+    policy.banned.insert(spammer.public_key(), "spam".into());
     store.replica_mut().set_policy(Some(Arc::new(policy)));
     assert_eq!(store.drop_not_admitted().unwrap(), 50);
     assert_eq!(fs::metadata(&log).unwrap().len(), 5 * LOG_ENTRY_BYTES);
@@ -468,6 +466,6 @@ fn a_banned_keys_records_leave_the_disk_and_nobody_elses_do() {
     assert!(
         read.annotations
             .iter()
-            .all(|a| a.annotation().annotator == AnnotatorKey(me.public_key().0))
+            .all(|a| a.annotation().annotator == me.public_key())
     );
 }

@@ -65,7 +65,7 @@ impl Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmlabel_crdt::{Annotation, AnnotatorKey, DatasetId, SampleId, Value};
+    use swarmlabel_crdt::{Annotation, DatasetId, SampleId, Value};
     use swarmlabel_store::identity::Identity;
 
     fn records(n: u8) -> Vec<SignedAnnotation> {
@@ -75,7 +75,7 @@ mod tests {
                 let annotation = Annotation {
                     dataset: DatasetId([1; 32]),
                     sample: SampleId([i; 32]),
-                    annotator: AnnotatorKey(id.public_key().0),
+                    annotator: id.public_key(),
                     seq: 2,
                     time_ms: 1_000,
                     value: Value::Label(0),

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use swarmlabel_active_learning::{Model, ModelError, ModelSpec};
-use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::registry::{
     Architecture, ModelUpdate, Registry, SignedUpdate, Validation, WeightsHash, merge,
 };
@@ -143,7 +142,7 @@ impl ModelExchange for LocalPeer {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let update = ModelUpdate {
                 dataset,
-                peer: AnnotatorKey(self.identity.public_key().0),
+                peer: self.identity.public_key(),
                 version,
                 labels_trained,
                 architecture,

@@ -113,7 +113,7 @@ fn read_samples(
     for index in 0..listed.root.root().pages.len() {
         let page = catalog.page(listed, index).map_err(Box::new)?;
         for entry in page.samples {
-            let sample = SampleId(entry.id.0);
+            let sample = entry.id;
             if !seen.insert(sample) {
                 continue;
             }
@@ -132,7 +132,6 @@ fn read_samples(
         .gold(listed)
         .map_err(Box::new)?
         .into_iter()
-        .map(|(sample, g)| (SampleId(sample.0), g))
         .collect();
     Ok((out, gold))
 }

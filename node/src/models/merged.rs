@@ -326,7 +326,7 @@ mod tests {
     ) {
         let update = ModelUpdate {
             dataset: DATASET,
-            peer: AnnotatorKey(id.public_key().0),
+            peer: id.public_key(),
             version: 1,
             labels_trained: labels,
             architecture,

@@ -185,7 +185,7 @@ impl Registries {
         stats: Arc<Stats>,
     ) -> Self {
         Self {
-            me_key: AnnotatorKey(identity.public_key().0),
+            me_key: identity.public_key(),
             home,
             identity,
             node,
@@ -215,7 +215,7 @@ impl Registries {
             .latest()
             .map(|u| u.weights_hash)
             // Re-hashed: a crash may have left a file cut short (weights are at most 64 MiB).
-            .filter(|h| blobs.check(&BlobId(h.0)).is_ok())
+            .filter(|h| blobs.check(h).is_ok())
             .collect();
         self.have.extend(held.iter().copied());
         self.serve(held, cx);
@@ -265,7 +265,7 @@ impl Registries {
             version,
             labels_trained,
             architecture,
-            weights_hash: WeightsHash(hash.0),
+            weights_hash: hash,
             weights_bytes: size,
             validation,
         };
@@ -282,8 +282,8 @@ impl Registries {
         }
         self.collect_weights(superseded.into_iter().collect(), cx);
         self.stats.published.inc();
-        self.have.insert(WeightsHash(hash.0));
-        self.serve(vec![WeightsHash(hash.0)], cx);
+        self.have.insert(hash);
+        self.serve(vec![hash], cx);
         cx.publish(dataset, signed.to_bytes());
         self.mark_dirty(dataset, cx);
         Ok(signed)
@@ -292,7 +292,7 @@ impl Registries {
     /// Serves weights to peers over the blob protocol.
     fn serve(&self, hashes: Vec<WeightsHash>, cx: &mut Context<Self>) {
         if let (Some(node), false) = (self.node.clone(), hashes.is_empty()) {
-            let ids = hashes.into_iter().map(|h| BlobId(h.0)).collect();
+            let ids = hashes.into_iter().collect();
             cx.spawn(
                 async move {
                     let _ = node.serve_blobs(ids, true).await;

@@ -200,13 +200,13 @@ pub fn referenced_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmlabel_crdt::AnnotatorKey;
+
     use swarmlabel_crdt::registry::{Architecture, ModelUpdate, Validation, WeightsHash};
 
     fn signed(id: &swarmlabel_store::identity::Identity, version: u64, hash: u8) -> SignedUpdate {
         let update = ModelUpdate {
             dataset: swarmlabel_crdt::DatasetId([4; 32]),
-            peer: AnnotatorKey(id.public_key().0),
+            peer: id.public_key(),
             version,
             labels_trained: 5,
             architecture: Architecture::new([2; 32], "linear").unwrap(),

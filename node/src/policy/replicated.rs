@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use swarmlabel_ids::PublicKey;
 
 use libp2p::PeerId;
 use swarmlabel_crdt::DatasetId;
@@ -24,7 +25,7 @@ pub type InForce = Option<Arc<Policy>>;
 pub(crate) enum Command {
     Open {
         dataset: DatasetId,
-        owner: [u8; 32],
+        owner: PublicKey,
         reply: oneshot::Sender<Result<watch::Receiver<InForce>, PolicyError>>,
     },
     Set {
@@ -38,7 +39,7 @@ pub(crate) enum Command {
 }
 
 struct Held {
-    owner: [u8; 32],
+    owner: PublicKey,
     current: Option<SignedPolicy>,
     tx: watch::Sender<InForce>,
 }

@@ -10,6 +10,7 @@
 use std::fs;
 use std::io;
 use std::path::PathBuf;
+use swarmlabel_ids::PublicKey;
 
 use swarmlabel_crdt::DatasetId;
 use swarmlabel_crdt::policy::SignedPolicy;
@@ -25,7 +26,7 @@ pub fn path(home: &Home, dataset: &DatasetId) -> PathBuf {
 pub fn load(
     home: &Home,
     dataset: DatasetId,
-    owner: &[u8; 32],
+    owner: &PublicKey,
 ) -> io::Result<Result<Option<SignedPolicy>, String>> {
     let path = path(home, &dataset);
     let bytes = match fs::read(&path) {

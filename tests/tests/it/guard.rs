@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_crdt::registry::Validation;
 use swarmlabel_crdt::registry::merge::Method;
 use swarmlabel_formats::import::{Options, import};
@@ -50,7 +49,7 @@ async fn setup(guard: learn::guard::GuardConfig) -> Setup {
         .await
         .unwrap();
     labels.open(crdt).await.unwrap();
-    let me = AnnotatorKey(home.identity.public_key().0);
+    let me = home.identity.public_key();
     let exchange = LocalExchange::new(Method::Median);
     let config = learn::Config {
         guard,

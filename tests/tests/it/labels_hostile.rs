@@ -34,7 +34,7 @@ fn annotation_at(annotator: AnnotatorKey, sample: u8, seq: u32, time_ms: u64) ->
 }
 
 fn key_of(id: &Identity) -> AnnotatorKey {
-    AnnotatorKey(id.public_key().0)
+    id.public_key()
 }
 
 /// Forgeries, each at a place its chain takes next (so that it is checked, not skipped as held):

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use swarmlabel_active_learning::Model;
-use swarmlabel_crdt::{AnnotatorKey, SampleId, Value};
+use swarmlabel_crdt::{SampleId, Value};
 use swarmlabel_formats::import::{Options, import};
 use swarmlabel_net::swarm::fetch;
 use swarmlabel_node::labels::{self, LabelStore, Labels};
@@ -117,7 +117,7 @@ async fn volunteers_labelling_their_picks_converge_on_labels_and_a_model_better_
             .await
             .unwrap();
         labels.open(crdt).await.unwrap();
-        let me = AnnotatorKey(node.home.identity.public_key().0);
+        let me = node.home.identity.public_key();
         let config = models::Config {
             anti_entropy: swarmlabel_node::replicate::core::Config {
                 interval: Some(std::time::Duration::from_millis(500)),

@@ -282,7 +282,7 @@ async fn a_poisoning_peer_moves_the_robust_merged_accuracy_by_at_most_two_points
             let id = swarmlabel_store::Identity::generate().unwrap();
             let update = swarmlabel_crdt::registry::ModelUpdate {
                 dataset: registry.dataset(),
-                peer: swarmlabel_crdt::AnnotatorKey(id.public_key().0),
+                peer: id.public_key(),
                 version: 1 + i as u64,
                 labels_trained: *labels,
                 architecture: architecture(&linear(), "linear-64x10"),

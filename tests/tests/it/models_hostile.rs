@@ -53,12 +53,9 @@ async fn a_forged_announcement_is_rejected_by_every_node_and_stored_by_none() {
     hostile.subscribe(&topic, 3).await;
 
     // Forged: an update in the victim's name, signed by the hostile key.
-    let victim = AnnotatorKey(net.nodes[0].node.home.identity.public_key().0);
-    let own = SignedUpdate::sign(
-        update(AnnotatorKey(hostile_id.public_key().0), 1),
-        hostile_id.signing_key(),
-    )
-    .unwrap();
+    let victim = net.nodes[0].node.home.identity.public_key();
+    let own =
+        SignedUpdate::sign(update(hostile_id.public_key(), 1), hostile_id.signing_key()).unwrap();
     let forged = SignedUpdate::from_parts(update(victim, 9), *own.signature());
     assert!(forged.verify(DATASET).is_err());
     // Then the hostile key's own valid update as a sentinel: messages from one peer arrive in

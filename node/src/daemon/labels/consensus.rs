@@ -63,7 +63,6 @@ fn gold_labels(
         .gold(&listed)
         .map_err(internal)?
         .into_iter()
-        .map(|(sample, g)| (SampleId(sample.0), g))
         .collect();
     Ok((root.labels.clone(), gold))
 }

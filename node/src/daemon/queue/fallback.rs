@@ -59,7 +59,7 @@ impl Fallback {
             if exclude.contains(&sample) {
                 continue;
             }
-            let id = SampleId(sample.0);
+            let id = sample;
             if votes.get(&id).copied().unwrap_or(0) >= self.enough {
                 continue;
             }
@@ -117,7 +117,7 @@ mod tests {
     ) -> SignedAnnotation {
         let a = Annotation {
             dataset,
-            sample: SampleId(sample.0),
+            sample,
             annotator: AnnotatorKey(key.verifying_key().to_bytes()),
             seq: 1,
             time_ms: 1,

@@ -118,8 +118,7 @@ impl Registries {
             .filter(|h| !in_force.contains(h) && !self.fetching.contains(h))
             .inspect(|h| {
                 self.have.remove(h);
-            })
-            .map(|h| BlobId(h.0));
+            });
         self.collect.waiting.extend(gone);
         self.start_collection(cx);
     }
@@ -138,8 +137,8 @@ impl Registries {
         let gone: Vec<BlobId> = std::mem::take(&mut self.collect.waiting)
             .into_iter()
             .filter(|b| {
-                let hash = WeightsHash(b.0);
-                !in_force.contains(&hash) && !self.fetching.contains(&hash)
+                let hash = b;
+                !in_force.contains(hash) && !self.fetching.contains(hash)
             })
             .collect();
         if gone.is_empty() {

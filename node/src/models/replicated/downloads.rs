@@ -58,7 +58,7 @@ async fn fetch(
     architecture: Architecture,
     peers: Vec<PeerId>,
 ) -> Fetched {
-    let id = BlobId(hash.0);
+    let id = hash;
     let mut rejected = 0;
     for peer in peers {
         let Ok(blob::Response::Found(bytes)) =

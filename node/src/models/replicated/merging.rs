@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use swarmlabel_crdt::registry::WeightsHash;
 use swarmlabel_ids::DatasetId;
-use swarmlabel_store::store::BlobId;
 
 use super::{Event, Registries};
 use crate::models::merged::{self, MergedError, MergedModel};
@@ -38,7 +37,7 @@ impl Registries {
             let result = tokio::task::spawn_blocking(move || {
                 let held = hashes
                     .into_iter()
-                    .filter_map(|h| Some((h, Arc::new(blobs.get(&BlobId(h.0)).ok()?))))
+                    .filter_map(|h| Some((h, Arc::new(blobs.get(&h).ok()?))))
                     .collect();
                 merged::compute(
                     &registry,

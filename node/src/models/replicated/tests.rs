@@ -32,7 +32,7 @@ fn update_of(seed: u32) -> SignedUpdate {
     let identity = Identity::from_secret_bytes(secret);
     let update = ModelUpdate {
         dataset: DATASET,
-        peer: AnnotatorKey(identity.public_key().0),
+        peer: identity.public_key(),
         version: 1,
         labels_trained: 10,
         architecture: Architecture::new([3; 32], "linear").unwrap(),
