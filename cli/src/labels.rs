@@ -4,6 +4,7 @@
 use crate::output::out;
 use std::collections::HashMap;
 use std::path::Path;
+use swarmlabel_crdt::SampleId;
 
 use anyhow::Context as _;
 
@@ -134,7 +135,7 @@ fn table(id: &str, stats: &Stats) -> String {
         out += &format!(
             "{:>4}  {:<16}  {:>11}  {:>6}  {:>6}  {:>6}  {:>9}  {:>13}\n",
             rank + 1,
-            a.annotator.get(..16).unwrap_or(&a.annotator),
+            &a.annotator.to_hex()[..16],
             reliability,
             a.votes,
             a.skips,
@@ -177,13 +178,12 @@ struct RawBody {
 }
 
 /// The original file names of dataset `id` (hex) known to the home, by sample id (hex).
-fn file_names(home_path: &Path, id: &str) -> anyhow::Result<HashMap<String, String>> {
+fn file_names(home_path: &Path, id: &str) -> anyhow::Result<HashMap<SampleId, String>> {
     let home = open(home_path)?;
     let id: swarmlabel_store::DatasetId = id.parse()?;
     Ok(swarmlabel_store::Catalog::of(&home)
         .names(&id)?
         .into_iter()
-        .map(|(sample, file)| (sample.to_string(), file))
         .collect())
 }
 
@@ -216,7 +216,7 @@ fn export_imagefolder(
                     "dataset {id} is not an image dataset; export it with --format csv or jsonl"
                 ),
             };
-            kinds.insert(entry.id.to_string(), kind);
+            kinds.insert(entry.id, kind);
         }
     }
     let body: ConsensusBody = client.get(&format!(
@@ -229,11 +229,8 @@ fn export_imagefolder(
     let names = file_names(home_path, id)?;
     let blobs = home.blobs();
     let written = imagefolder::write(out, &body.samples, &kinds, &names, |sample| {
-        let blob: swarmlabel_store::BlobId = sample
-            .parse()
-            .map_err(|_| std::io::Error::other(format!("{sample} is not a sample id")))?;
         blobs
-            .get(&blob)
+            .get(sample)
             .map_err(|e| std::io::Error::other(e.to_string()))
     })
     .with_context(|| format!("cannot export into {}", out.display()))?;

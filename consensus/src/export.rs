@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
-use swarmlabel_crdt::{SignedAnnotation, Value};
+use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation, Value};
 
 use crate::summary::SampleConsensus;
 
@@ -33,10 +33,10 @@ pub enum Format {
 /// One signed annotation, as exported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawAnnotation {
-    /// The sample id, hex.
-    pub sample_id: String,
-    /// The annotator's public key, hex.
-    pub annotator: String,
+    /// The sample id (hex in JSON).
+    pub sample_id: SampleId,
+    /// The annotator's public key (hex in JSON).
+    pub annotator: AnnotatorKey,
     /// When the annotator answered, milliseconds since the Unix epoch.
     pub time_ms: u64,
     /// `label`, `skip` or `unsure`.
@@ -70,8 +70,8 @@ impl RawAnnotation {
             Value::Unsure => ("unsure", None),
         };
         RawAnnotation {
-            sample_id: hex::encode(a.sample.0),
-            annotator: hex::encode(a.annotator.0),
+            sample_id: a.sample,
+            annotator: a.annotator,
             time_ms: a.time_ms,
             kind: kind.into(),
             label,
@@ -94,7 +94,7 @@ fn text(x: Option<f64>) -> String {
 
 #[derive(Serialize)]
 struct ConsensusLine<'a> {
-    sample_id: &'a str,
+    sample_id: SampleId,
     #[serde(skip_serializing_if = "Option::is_none")]
     file_name: Option<&'a str>,
     label: Option<&'a str>,
@@ -106,11 +106,11 @@ struct ConsensusLine<'a> {
 
 /// Writes consensus rows. Returns the number of rows.
 ///
-/// `names` maps sample ids (hex) to original file names; when it is not empty the rows carry a
+/// `names` maps sample ids to original file names; when it is not empty the rows carry a
 /// `file_name` (empty where a sample has none).
 pub fn write_consensus(
     rows: &[SampleConsensus],
-    names: &HashMap<String, String>,
+    names: &HashMap<SampleId, String>,
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<usize> {
@@ -126,7 +126,7 @@ pub fn write_consensus(
             header.extend(["label", "confidence", "votes", "skips", "unsure"]);
             w.write_record(&header)?;
             for r in rows {
-                let mut record = vec![r.sample.clone()];
+                let mut record = vec![r.sample.to_hex()];
                 if with_names {
                     record.push(name_of(r).unwrap_or_default().to_owned());
                 }
@@ -144,7 +144,7 @@ pub fn write_consensus(
         Format::Jsonl => {
             for r in rows {
                 let line = ConsensusLine {
-                    sample_id: &r.sample,
+                    sample_id: r.sample,
                     file_name: if with_names {
                         Some(name_of(r).unwrap_or_default())
                     } else {
@@ -182,8 +182,8 @@ pub fn write_raw(rows: &[RawAnnotation], format: Format, out: &mut dyn Write) ->
             ])?;
             for r in rows {
                 w.write_record([
-                    r.sample_id.clone(),
-                    r.annotator.clone(),
+                    r.sample_id.to_hex(),
+                    r.annotator.to_hex(),
                     r.time_ms.to_string(),
                     r.kind.clone(),
                     r.label.clone().unwrap_or_default(),
@@ -211,9 +211,9 @@ mod tests {
 
     use super::*;
 
-    fn row(sample: &str, label: Option<&str>, confidence: Option<f64>) -> SampleConsensus {
+    fn row(sample: u8, label: Option<&str>, confidence: Option<f64>) -> SampleConsensus {
         SampleConsensus {
-            sample: sample.into(),
+            sample: SampleId([sample; 32]),
             label: label.map(Into::into),
             confidence,
             votes: 3,
@@ -226,23 +226,28 @@ mod tests {
     #[test]
     fn consensus_csv_and_jsonl_quote_names_and_leave_missing_labels_empty() {
         let rows = [
-            row("aa", Some("cat, big"), Some(0.987_654)),
-            row("bb", None, None),
+            row(0xaa, Some("cat, big"), Some(0.987_654)),
+            row(0xbb, None, None),
         ];
         let mut csv = Vec::new();
         write_consensus(&rows, &HashMap::new(), Format::Csv, &mut csv).unwrap();
+        let (aa, bb) = ("aa".repeat(32), "bb".repeat(32));
         assert_eq!(
             String::from_utf8(csv).unwrap(),
-            "sample_id,label,confidence,votes,skips,unsure\n\
-             aa,\"cat, big\",0.9877,3,1,0\n\
-             bb,,,3,1,0\n"
+            format!(
+                "sample_id,label,confidence,votes,skips,unsure\n\
+                 {aa},\"cat, big\",0.9877,3,1,0\n\
+                 {bb},,,3,1,0\n"
+            )
         );
         let mut jsonl = Vec::new();
         write_consensus(&rows, &HashMap::new(), Format::Jsonl, &mut jsonl).unwrap();
         assert_eq!(
             String::from_utf8(jsonl).unwrap(),
-            "{\"sample_id\":\"aa\",\"label\":\"cat, big\",\"confidence\":0.9877,\"votes\":3,\"skips\":1,\"unsure\":0}\n\
-             {\"sample_id\":\"bb\",\"label\":null,\"confidence\":null,\"votes\":3,\"skips\":1,\"unsure\":0}\n"
+            format!(
+                "{{\"sample_id\":\"{aa}\",\"label\":\"cat, big\",\"confidence\":0.9877,\"votes\":3,\"skips\":1,\"unsure\":0}}\n\
+                 {{\"sample_id\":\"{bb}\",\"label\":null,\"confidence\":null,\"votes\":3,\"skips\":1,\"unsure\":0}}\n"
+            )
         );
     }
 }

@@ -15,6 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
+use swarmlabel_crdt::SampleId;
+
 use crate::summary::SampleConsensus;
 
 /// One image of the export: its bytes come from `read`.
@@ -32,7 +34,7 @@ struct Metadata<'a> {
     label: &'a str,
     confidence: Option<f64>,
     votes: u32,
-    sample_id: &'a str,
+    sample_id: SampleId,
     #[serde(skip_serializing_if = "Option::is_none")]
     original_file: Option<&'a str>,
 }
@@ -111,9 +113,9 @@ fn unique_path(taken: &HashSet<String>, folder: &str, file: &str, sample: &str) 
 pub fn write(
     out: &Path,
     rows: &[SampleConsensus],
-    kinds: &HashMap<String, ImageKind>,
-    names: &HashMap<String, String>,
-    read: impl Fn(&str) -> io::Result<Vec<u8>>,
+    kinds: &HashMap<SampleId, ImageKind>,
+    names: &HashMap<SampleId, String>,
+    read: impl Fn(&SampleId) -> io::Result<Vec<u8>>,
 ) -> io::Result<usize> {
     if out.exists() {
         return Err(io::Error::new(
@@ -154,7 +156,7 @@ pub fn write(
             .map(safe_name)
             .unwrap_or_else(|| format!("{}.{ext}", row.sample));
         let folder = folders.of(label);
-        let relative = unique_path(&taken, &folder, &file, &row.sample);
+        let relative = unique_path(&taken, &folder, &file, &row.sample.to_hex());
         std::fs::create_dir_all(temp.path().join(&folder))?;
         std::fs::write(temp.path().join(&relative), read(&row.sample)?)?;
         let line = Metadata {
@@ -165,7 +167,7 @@ pub fn write(
             label,
             confidence: row.confidence.map(|c| (c * 10_000.0).round() / 10_000.0),
             votes: row.votes,
-            sample_id: &row.sample,
+            sample_id: row.sample,
             original_file: original,
         };
         serde_json::to_writer(&mut metadata, &line)?;
@@ -188,9 +190,9 @@ mod tests {
 
     use super::*;
 
-    fn row(sample: &str, label: Option<&str>) -> SampleConsensus {
+    fn row(sample: u8, label: Option<&str>) -> SampleConsensus {
         SampleConsensus {
-            sample: sample.into(),
+            sample: SampleId([sample; 32]),
             label: label.map(Into::into),
             confidence: Some(0.9),
             votes: 2,
@@ -200,40 +202,42 @@ mod tests {
         }
     }
 
+    /// The bytes of sample `s` in these tests: its id, hex.
+    fn bytes(s: u8) -> Vec<u8> {
+        SampleId([s; 32]).to_hex().into_bytes()
+    }
+
     #[test]
     fn images_go_under_their_label_with_unique_names_and_nothing_is_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("export");
         let rows = vec![
-            row("aaaaaaaaaa", Some("cat")),
-            row("bbbbbbbbbb", Some("cat")),
-            row("cccccccccc", None),
-            row("dddddddddd", Some("../etc")),
+            row(0xaa, Some("cat")),
+            row(0xbb, Some("cat")),
+            row(0xcc, None),
+            row(0xdd, Some("../etc")),
         ];
-        let kinds: HashMap<String, ImageKind> =
-            ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd"]
-                .into_iter()
-                .map(|s| (s.to_owned(), ImageKind::Png))
-                .collect();
+        let kinds: HashMap<SampleId, ImageKind> = [0xaa, 0xbb, 0xcc, 0xdd]
+            .into_iter()
+            .map(|s| (SampleId([s; 32]), ImageKind::Png))
+            .collect();
         // Two originals with the same file name in different folders.
-        let names: HashMap<String, String> = [
-            ("aaaaaaaaaa".to_owned(), "x/1.png".to_owned()),
-            ("bbbbbbbbbb".to_owned(), "y/1.png".to_owned()),
+        let names: HashMap<SampleId, String> = [
+            (SampleId([0xaa; 32]), "x/1.png".to_owned()),
+            (SampleId([0xbb; 32]), "y/1.png".to_owned()),
         ]
         .into_iter()
         .collect();
-        let n = write(&out, &rows, &kinds, &names, |s| Ok(s.as_bytes().to_vec())).unwrap();
+        let n = write(&out, &rows, &kinds, &names, |s| Ok(s.to_hex().into_bytes())).unwrap();
         assert_eq!(n, 3, "the sample without a consensus label is left out");
-        assert_eq!(std::fs::read(out.join("cat/1.png")).unwrap(), b"aaaaaaaaaa");
+        assert_eq!(std::fs::read(out.join("cat/1.png")).unwrap(), bytes(0xaa));
         assert_eq!(
             std::fs::read(out.join("cat/bbbbbbbb-1.png")).unwrap(),
-            b"bbbbbbbbbb"
+            bytes(0xbb)
         );
         // A label naming a parent folder stays inside the export.
-        assert_eq!(
-            std::fs::read(out.join(".._etc/dddddddddd.png")).unwrap(),
-            b"dddddddddd"
-        );
+        let dd = format!(".._etc/{}.png", SampleId([0xdd; 32]));
+        assert_eq!(std::fs::read(out.join(dd)).unwrap(), bytes(0xdd));
         let metadata = std::fs::read_to_string(out.join("metadata.jsonl")).unwrap();
         let first: serde_json::Value =
             serde_json::from_str(metadata.lines().next().unwrap()).unwrap();
@@ -266,33 +270,42 @@ mod tests {
     fn names_that_would_collide_get_their_own_paths() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("export");
+        // The first three ids share their first 8 hex characters, `abcdef01`.
+        let id = |head: [u8; 4], tail: u8| {
+            let mut bytes = [tail; 32];
+            bytes[..4].copy_from_slice(&head);
+            SampleId(bytes)
+        };
+        let shared = [0xab, 0xcd, 0xef, 0x01];
         let ids = [
-            "abcdefgh11",
-            "abcdefgh22",
-            "abcdefgh33",
-            "zzzzzzzz44",
-            "yyyyyyyy55",
+            id(shared, 0x11),
+            id(shared, 0x22),
+            id(shared, 0x33),
+            id([0xee; 4], 0x44),
+            id([0xdd; 4], 0x55),
         ];
+        let row = |s: SampleId, label: &str| SampleConsensus {
+            sample: s,
+            ..row(0, Some(label))
+        };
         let rows = vec![
-            row(ids[0], Some("Cat")),
-            row(ids[1], Some("Cat")),
-            row(ids[2], Some("Cat")),
-            row(ids[3], Some("cat")),
-            row(ids[4], Some("metadata.jsonl")),
+            row(ids[0], "Cat"),
+            row(ids[1], "Cat"),
+            row(ids[2], "Cat"),
+            row(ids[3], "cat"),
+            row(ids[4], "metadata.jsonl"),
         ];
-        let kinds: HashMap<String, ImageKind> = ids
-            .iter()
-            .map(|s| ((*s).to_owned(), ImageKind::Png))
-            .collect();
+        let kinds: HashMap<SampleId, ImageKind> =
+            ids.iter().map(|s| (*s, ImageKind::Png)).collect();
         // The third file is named as the second one's prefixed name would be.
-        let names: HashMap<String, String> = [
-            (ids[0].to_owned(), "1.PNG".to_owned()),
-            (ids[1].to_owned(), "1.png".to_owned()),
-            (ids[2].to_owned(), "abcdefgh-1.png".to_owned()),
+        let names: HashMap<SampleId, String> = [
+            (ids[0], "1.PNG".to_owned()),
+            (ids[1], "1.png".to_owned()),
+            (ids[2], "abcdef01-1.png".to_owned()),
         ]
         .into_iter()
         .collect();
-        let n = write(&out, &rows, &kinds, &names, |s| Ok(s.as_bytes().to_vec())).unwrap();
+        let n = write(&out, &rows, &kinds, &names, |s| Ok(s.to_hex().into_bytes())).unwrap();
         assert_eq!(n, 5);
         let mut files = Vec::new();
         for entry in walk(&out) {

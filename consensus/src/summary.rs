@@ -77,12 +77,63 @@ pub enum ConsensusError {
 }
 
 /// Everything [`summarise`] found: the statistics and the consensus of every annotated sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     /// Counts, agreement and annotators.
     pub stats: Stats,
     /// One row per annotated sample (with at least one annotation), by sample id.
-    pub samples: Vec<SampleConsensus>,
+    pub samples: Vec<SampleLabel>,
+}
+
+impl Summary {
+    /// The rows as the API and the exports show them: classes by their names.
+    pub fn named(&self) -> Vec<SampleConsensus> {
+        self.samples
+            .iter()
+            .map(|s| s.named(&self.stats.labels))
+            .collect()
+    }
+}
+
+/// The consensus of one annotated sample, classes as indices into the label set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleLabel {
+    /// The sample.
+    pub sample: SampleId,
+    /// The consensus class; `None` without votes or on a majority tie.
+    pub class: Option<u16>,
+    /// Dawid–Skene: the posterior probability of the class; majority: its share of the votes.
+    pub confidence: Option<f64>,
+    /// Label votes.
+    pub votes: u32,
+    /// Skips.
+    pub skips: u32,
+    /// Unsure answers.
+    pub unsure: u32,
+    /// The classes tied for the most votes (majority only; empty otherwise).
+    pub tied: Vec<u16>,
+}
+
+impl SampleLabel {
+    /// The row as the API and the exports show it, naming classes from `labels` (an index
+    /// outside it, which validation rules out, is written as `#INDEX`).
+    pub fn named(&self, labels: &[String]) -> SampleConsensus {
+        let name = |l: u16| {
+            labels
+                .get(usize::from(l))
+                .cloned()
+                .unwrap_or_else(|| format!("#{l}"))
+        };
+        SampleConsensus {
+            sample: self.sample,
+            label: self.class.map(name),
+            confidence: self.confidence,
+            votes: self.votes,
+            skips: self.skips,
+            unsure: self.unsure,
+            tied: self.tied.iter().copied().map(name).collect(),
+        }
+    }
 }
 
 /// Counts, agreement and annotators of a dataset's annotations.
@@ -184,8 +235,8 @@ impl From<Result<f64, AgreementError>> for Coefficient {
 /// One annotator's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnnotatorStats {
-    /// The annotator's public key, hex.
-    pub annotator: String,
+    /// The annotator's public key (hex in JSON).
+    pub annotator: AnnotatorKey,
     /// Label votes.
     pub votes: u64,
     /// Skips.
@@ -218,11 +269,12 @@ pub struct AnnotatorFlag {
     pub p_value: f64,
 }
 
-/// The consensus of one annotated sample.
+/// The consensus of one annotated sample as the API and the exports show it (classes by name;
+/// [`SampleLabel`] is the same row with class indices).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleConsensus {
-    /// The sample id, hex.
-    pub sample: String,
+    /// The sample id (hex in JSON).
+    pub sample: SampleId,
     /// The consensus label's name; `None` without votes or on a majority tie.
     pub label: Option<String>,
     /// Dawid–Skene: the posterior probability of the label; majority: its share of the votes.
@@ -296,7 +348,7 @@ pub fn summarise(
         mut counts,
     } = tally(read, &item_of, &consensus, gold);
 
-    let samples = sample_consensus(&per_sample, &item_of, &consensus, labels);
+    let samples = sample_labels(&per_sample, &item_of, &consensus);
 
     let flags = screen(read, labels, gold, classes);
     let rater_of: HashMap<AnnotatorKey, u32> = votes
@@ -315,7 +367,7 @@ pub fn summarise(
     counts.rejected = Rejected::of(&read.rejected);
     counts.samples_annotated = samples.len() as u64;
     counts.samples_labelled = u64::from(votes.items());
-    counts.samples_with_consensus = samples.iter().filter(|s| s.label.is_some()).count() as u64;
+    counts.samples_with_consensus = samples.iter().filter(|s| s.class.is_some()).count() as u64;
     counts.gold_samples_labelled = gold_items.len() as u64;
     counts.annotations = read.annotations.len() as u64;
     counts.annotators = annotators.len() as u64;
@@ -338,29 +390,27 @@ pub fn summarise(
     })
 }
 
-/// The consensus of each annotated sample, in sample order, with label names.
-fn sample_consensus(
+/// The consensus of each annotated sample, in sample order.
+fn sample_labels(
     per_sample: &BTreeMap<SampleId, Tally>,
     item_of: &HashMap<SampleId, u32>,
     consensus: &[ItemConsensus],
-    labels: &[String],
-) -> Vec<SampleConsensus> {
-    let label_name = |l: u16| labels[usize::from(l)].clone();
+) -> Vec<SampleLabel> {
     per_sample
         .iter()
         .map(|(sample, tally)| {
-            let (label, confidence, tied) = item_of
+            let (class, confidence, tied) = item_of
                 .get(sample)
                 .map(|&i| consensus[i as usize].clone())
                 .unwrap_or_default();
-            SampleConsensus {
-                sample: hex::encode(sample.0),
-                label: label.map(label_name),
+            SampleLabel {
+                sample: *sample,
+                class,
                 confidence,
                 votes: tally.votes,
                 skips: tally.skips,
                 unsure: tally.unsure,
-                tied: tied.into_iter().map(label_name).collect(),
+                tied,
             }
         })
         .collect()
@@ -482,7 +532,7 @@ fn annotator_stats(
     let mut annotators: Vec<AnnotatorStats> = per_annotator
         .iter()
         .map(|(key, t)| AnnotatorStats {
-            annotator: hex::encode(key.0),
+            annotator: *key,
             votes: u64::from(t.answers.votes),
             skips: u64::from(t.answers.skips),
             unsure: u64::from(t.answers.unsure),

@@ -15,8 +15,8 @@ fn key(n: u8) -> SigningKey {
     SigningKey::from_bytes(&[n; 32])
 }
 
-fn key_hex(n: u8) -> String {
-    hex::encode(key(n).verifying_key().to_bytes())
+fn key_of(n: u8) -> AnnotatorKey {
+    AnnotatorKey(key(n).verifying_key().to_bytes())
 }
 
 /// Sample ids sort like their numbers.
@@ -26,8 +26,8 @@ fn sample(n: u32) -> SampleId {
     SampleId(bytes)
 }
 
-fn sample_hex(n: u32) -> String {
-    hex::encode(sample(n).0)
+fn sample_of(n: u32) -> SampleId {
+    sample(n)
 }
 
 fn annotation(annotator: u8, s: u32, value: Value) -> SignedAnnotation {
@@ -85,7 +85,7 @@ fn row(
     tied: &[&str],
 ) -> SampleConsensus {
     SampleConsensus {
-        sample: sample_hex(s),
+        sample: sample_of(s),
         label: label.map(Into::into),
         confidence,
         votes,
@@ -105,7 +105,7 @@ fn majority_counts_ties_skips_and_agreement_match_a_hand_computation() {
     )
     .unwrap();
     assert_eq!(
-        summary.samples,
+        summary.named(),
         [
             row(1, Some("cat"), Some(2.0 / 3.0), (3, 0, 0), &[]),
             row(2, Some("dog"), Some(1.0), (3, 0, 0), &[]),
@@ -145,16 +145,9 @@ fn majority_counts_ties_skips_and_agreement_match_a_hand_computation() {
             .contains("same number of votes on every sample"),
         "{kappa:?}"
     );
-    let by_key: HashMap<&str, &AnnotatorStats> = stats
-        .annotators
-        .iter()
-        .map(|a| (a.annotator.as_str(), a))
-        .collect();
-    let (a, b, c) = (
-        by_key[key_hex(1).as_str()],
-        by_key[key_hex(2).as_str()],
-        by_key[key_hex(3).as_str()],
-    );
+    let by_key: HashMap<AnnotatorKey, &AnnotatorStats> =
+        stats.annotators.iter().map(|a| (a.annotator, a)).collect();
+    let (a, b, c) = (by_key[&key_of(1)], by_key[&key_of(2)], by_key[&key_of(3)]);
     assert_eq!((a.votes, a.skips, a.unsure), (4, 1, 0));
     assert_eq!((b.votes, b.skips, b.unsure), (3, 0, 1));
     assert_eq!((c.votes, c.skips, c.unsure), (2, 1, 0));
@@ -164,7 +157,7 @@ fn majority_counts_ties_skips_and_agreement_match_a_hand_computation() {
     assert_eq!(c.agrees_with_consensus, Some(0.5));
     assert_eq!(a.gold_accuracy, None);
     // The one annotator who went against the others is the least reliable, and is listed last.
-    assert_eq!(stats.annotators[2].annotator, key_hex(3));
+    assert_eq!(stats.annotators[2].annotator, key_of(3));
     for x in &stats.annotators {
         let r = x.reliability.unwrap();
         assert!(r > 0.0 && r < 1.0, "{x:?}");
@@ -227,23 +220,23 @@ fn gold_labels_let_dawid_skene_overrule_a_majority_that_is_always_wrong() {
     let read = read(annotations);
 
     let majority = summarise(&read, &no_yes, &gold, Method::Majority).unwrap();
-    assert_eq!(majority.samples[6].label.as_deref(), Some("no"));
-    assert_eq!(majority.samples[7].label.as_deref(), Some("yes"));
+    assert_eq!(majority.named()[6].label.as_deref(), Some("no"));
+    assert_eq!(majority.named()[7].label.as_deref(), Some("yes"));
 
     let ds = summarise(&read, &no_yes, &gold, Method::DawidSkene).unwrap();
-    assert_eq!(ds.samples[6].label.as_deref(), Some("yes"));
-    assert_eq!(ds.samples[7].label.as_deref(), Some("no"));
+    assert_eq!(ds.named()[6].label.as_deref(), Some("yes"));
+    assert_eq!(ds.named()[7].label.as_deref(), Some("no"));
     assert!(
         ds.samples[6].confidence.unwrap() > 0.9,
         "{:?}",
         ds.samples[6]
     );
     // A gold sample's consensus is its gold label, at certainty.
-    assert_eq!(ds.samples[0].label.as_deref(), Some("yes"));
+    assert_eq!(ds.named()[0].label.as_deref(), Some("yes"));
     assert_eq!(ds.samples[0].confidence, Some(1.0));
     let stats = &ds.stats;
     assert_eq!(stats.counts.gold_samples_labelled, 6);
-    assert_eq!(stats.annotators[0].annotator, key_hex(1));
+    assert_eq!(stats.annotators[0].annotator, key_of(1));
     assert_eq!(stats.annotators[0].gold_votes, 6);
     assert_eq!(stats.annotators[0].gold_accuracy, Some(1.0));
     assert_eq!(stats.annotators[1].gold_accuracy, Some(0.0));
@@ -307,7 +300,7 @@ fn method_names_parse_and_unknown_ones_are_refused_with_the_choices() {
 
 /// Accuracy of `rows` against `truth`; a majority tie counts as the share of a random pick that
 /// would be right (what breaking it by a coin would score on average).
-fn accuracy(rows: &[SampleConsensus], truth: &HashMap<String, String>) -> f64 {
+fn accuracy(rows: &[SampleConsensus], truth: &HashMap<SampleId, String>) -> f64 {
     let right: f64 = rows
         .iter()
         .map(|r| {
@@ -335,7 +328,7 @@ fn simulated_annotators_dawid_skene_beats_majority_and_ranks_them_by_true_accura
     let mut raters: Vec<u8> = (0..5).collect();
     for s in 0..SAMPLES {
         let t: u16 = rng.random_range(0..4);
-        truth.insert(sample_hex(s), names[usize::from(t)].clone());
+        truth.insert(sample_of(s), names[usize::from(t)].clone());
         raters.shuffle(&mut rng);
         for &r in &raters[..3] {
             let label = if rng.random::<f64>() < ACCURACY[usize::from(r)] {
@@ -350,20 +343,15 @@ fn simulated_annotators_dawid_skene_beats_majority_and_ranks_them_by_true_accura
     let read = read(annotations);
     let ds = summarise(&read, &names, &HashMap::new(), Method::DawidSkene).unwrap();
     let mv = summarise(&read, &names, &HashMap::new(), Method::Majority).unwrap();
-    let (ds_acc, mv_acc) = (accuracy(&ds.samples, &truth), accuracy(&mv.samples, &truth));
+    let (ds_acc, mv_acc) = (accuracy(&ds.named(), &truth), accuracy(&mv.named(), &truth));
     eprintln!("accuracy: Dawid–Skene {ds_acc:.3}, majority {mv_acc:.3}");
     assert!(
         ds_acc > mv_acc + 0.03,
         "Dawid–Skene {ds_acc:.3} vs majority {mv_acc:.3}"
     );
     // Ranked most reliable first: exactly the order of true accuracy, with estimates close to it.
-    let ranked: Vec<String> = ds
-        .stats
-        .annotators
-        .iter()
-        .map(|a| a.annotator.clone())
-        .collect();
-    assert_eq!(ranked, (1..=5).map(key_hex).collect::<Vec<_>>());
+    let ranked: Vec<AnnotatorKey> = ds.stats.annotators.iter().map(|a| a.annotator).collect();
+    assert_eq!(ranked, (1..=5).map(key_of).collect::<Vec<_>>());
     for (a, want) in ds.stats.annotators.iter().zip(ACCURACY) {
         let got = a.reliability.unwrap();
         eprintln!("reliability: estimated {got:.3}, true {want}");
@@ -386,7 +374,7 @@ fn a_lone_annotator_without_gold_gets_majority_and_no_reliability_with_the_reaso
     assert_eq!(summary.stats.note.as_deref(), Some(UNANCHORED));
     assert_eq!(summary.stats.annotators[0].reliability, None);
     assert_eq!(
-        summary.samples,
+        summary.named(),
         [
             row(1, Some("a"), Some(1.0), (1, 0, 0), &[]),
             row(2, Some("b"), Some(1.0), (1, 0, 0), &[]),
@@ -449,7 +437,7 @@ fn a_spammer_in_the_statistics_carries_a_flag_with_its_reason() {
     }
     let summary = summarise(&read(all), &names, &HashMap::new(), Method::DawidSkene).unwrap();
     for a in &summary.stats.annotators {
-        if a.annotator == key_hex(9) {
+        if a.annotator == key_of(9) {
             let flag = a.flag.as_ref().expect("the spammer is flagged");
             assert_eq!(flag.kind, "fixed");
             assert!(

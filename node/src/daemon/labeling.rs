@@ -429,7 +429,6 @@ fn agreement(
     match summary {
         Ok(summary) => {
             let alpha = summary.stats.agreement.krippendorff_alpha.clone();
-            let me = hex::encode(me.0);
             Agreement {
                 samples,
                 alpha: alpha.value,

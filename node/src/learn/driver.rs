@@ -43,7 +43,8 @@ pub(super) struct Driver {
     crdt: swarmlabel_crdt::DatasetId,
     me: AnnotatorKey,
     pool: Arc<PoolFeatures>,
-    hex_rows: HashMap<String, usize>,
+    /// The pool row of each sample.
+    rows: HashMap<SampleId, usize>,
     labels: Labels,
     exchange: Arc<dyn ModelExchange>,
     config: Config,
@@ -82,17 +83,12 @@ impl Driver {
         stopped: mpsc::Receiver<()>,
     ) -> Self {
         config.vitals.start(&dataset);
-        let hex_rows = pool
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.to_string(), i))
-            .collect();
+        let rows = pool.ids.iter().enumerate().map(|(i, s)| (*s, i)).collect();
         Self {
             crdt: dataset,
             me,
             pool,
-            hex_rows,
+            rows,
             labels,
             exchange,
             plan: Plan::new(config.plan),
@@ -275,11 +271,8 @@ impl Driver {
                     .vitals
                     .flagged(&self.crdt, flagged.count() as i64);
                 for s in summary.samples {
-                    let (Some(label), Some(&row)) = (s.label, self.hex_rows.get(&s.sample)) else {
-                        continue;
-                    };
-                    if let Some(class) = self.pool.labels.iter().position(|l| *l == label) {
-                        by_row.insert(row, class);
+                    if let (Some(class), Some(&row)) = (s.class, self.rows.get(&s.sample)) {
+                        by_row.insert(row, usize::from(class));
                     }
                 }
             }

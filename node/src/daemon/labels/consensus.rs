@@ -151,7 +151,7 @@ async fn consensus(
             dataset: id.to_string(),
             method: summary.stats.method,
             note: summary.stats.note.clone(),
-            samples: summary.samples.clone(),
+            samples: summary.named(),
         })
     })
     .await
