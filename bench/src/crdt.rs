@@ -205,63 +205,23 @@ fn pull_shard(
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
-    ensure!(
-        args.samples > 0 && args.annotators > 0 && args.peers > 0 && args.commit_batch > 0,
-        "samples, annotators, peers and commit-batch must be at least 1"
-    );
-    ensure!(args.labels >= 2, "the label set needs at least 2 labels");
-    ensure!(
-        (0.0..1.0).contains(&args.delta_fraction),
-        "delta-fraction must be in [0, 1)"
-    );
-    let layout = ShardLayout::for_sample_count(u64::from(args.samples));
-    let dataset = Dataset {
-        id: DatasetId(*blake3::hash(b"swarmlabel-bench crdt dataset").as_bytes()),
-        label_count: args.labels,
-        layout,
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let keys = (0..args.annotators)
-        .map(|_| {
-            let mut secret = [0u8; 32];
-            rng.fill_bytes(&mut secret);
-            SigningKey::from_bytes(&secret)
-        })
-        .collect();
-    let sim = Sim {
-        args: &args,
-        dataset,
-        keys,
-    };
-    let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); usize::from(layout.shard_count())];
-    for i in 0..args.samples {
-        by_shard[usize::from(layout.shard_of(&sample_id(i)).0)].push(i);
-    }
-
+    check_flags(&args)?;
+    let sim = Sim::new(&args);
+    let layout = sim.dataset.layout;
+    let by_shard = samples_by_shard(layout, args.samples);
     let work = match &args.dir {
         Some(d) => tempfile::tempdir_in(d),
         None => tempfile::tempdir(),
     }
     .context("cannot create a working directory")?;
-    let (path, built) = match (&args.load_from, &args.save_to) {
-        (Some(from), _) => {
-            eprintln!("crdt: loading {} only", from.display());
-            (from.clone(), None)
-        }
-        (None, to) => {
-            let path = to
-                .clone()
-                .unwrap_or_else(|| work.path().join("replica.bin"));
-            (path.clone(), Some(build_and_save(&sim, &by_shard, &path)?))
-        }
-    };
+    let (path, built) = replica_file(&sim, &by_shard, work.path())?;
     let disk_bytes = std::fs::metadata(&path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
 
     eprintln!("loading (rss peak {:.0} MB)", crate::rss::peak_rss_mb());
     let start = Instant::now();
-    let mut loaded = load(dataset, &path)?;
+    let mut loaded = load(sim.dataset, &path)?;
     let load_s = start.elapsed().as_secs_f64();
     let rss_after_load_mb = current_rss_mb();
     if let Some(b) = &built {
@@ -277,32 +237,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         crate::rss::peak_rss_mb()
     );
     let start = Instant::now();
-    let mut votes = Votes::new(args.labels)?;
-    let mut validated = 0u64;
-    let mut rejected = 0u64;
-    let sample_index: HashMap<SampleId, u32> =
-        (0..args.samples).map(|i| (sample_id(i), i)).collect();
-    let key_index: HashMap<AnnotatorKey, u32> = (0..args.annotators)
-        .map(|a| (AnnotatorKey(sim.keys[a as usize].public_key()), a))
-        .collect();
-    for shard in layout.shards() {
-        let read = loaded.read_shard(shard);
-        validated += read.annotations.len() as u64;
-        rejected += read.rejected.total();
-        for s in &read.annotations {
-            let a = s.annotation();
-            let (Some(&item), Some(&rater)) =
-                (sample_index.get(&a.sample), key_index.get(&a.annotator))
-            else {
-                bail!(
-                    "an annotation by an unknown annotator or of an unknown sample: were the flags the same as when the file was saved?"
-                );
-            };
-            if let Some(label) = a.value.label() {
-                votes.push(item, rater, label)?;
-            }
-        }
-    }
+    let (votes, validated, rejected) = sim.read_votes(&mut loaded)?;
     let validate_s = start.elapsed().as_secs_f64();
     let expected = u64::from(args.samples) * u64::from(args.annotators);
     ensure!(
@@ -311,18 +246,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     );
     drop(loaded);
 
-    eprintln!("aggregating (rss peak {:.0} MB)", crate::rss::peak_rss_mb());
-    let start = Instant::now();
-    let fit = aggregate::dawid_skene(&votes, &[], aggregate::Config::default());
-    let ds_s = start.elapsed().as_secs_f64();
-    let majority = aggregate::majority(&votes);
-    let (mut ds_right, mut mv_right) = (0u64, 0u64);
-    for i in 0..args.samples {
-        let t = truth(i, args.labels);
-        ds_right += u64::from(fit.consensus(i).map(|c| c.0) == Some(t));
-        mv_right += u64::from(majority[i as usize].label(TieBreak::LowestIndex) == Some(t));
-    }
-
+    let aggregated = Aggregated::of(&votes, &args);
     let mut out = json!({
         "bench": "crdt",
         "annotations": validated,
@@ -334,36 +258,178 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "shards": layout.shard_count(),
         "rss_after_load_mb": rss_after_load_mb,
         "validate_s": validate_s,
-        "dawid_skene_s": ds_s,
-        "dawid_skene_iterations": fit.iterations,
-        "dawid_skene_accuracy": ds_right as f64 / f64::from(args.samples),
-        "majority_accuracy": mv_right as f64 / f64::from(args.samples),
+        "dawid_skene_s": aggregated.ds_s,
+        "dawid_skene_iterations": aggregated.iterations,
+        "dawid_skene_accuracy": aggregated.ds_right as f64 / f64::from(args.samples),
+        "majority_accuracy": aggregated.mv_right as f64 / f64::from(args.samples),
     });
-    if let (Some(b), Some(map)) = (built, out.as_object_mut()) {
-        let delta_raw_bytes = b.delta_annotations * SIGNED_LEN as u64;
-        for (k, v) in [
-            ("merge_s", json!(b.merge_s)),
-            ("delta_sync_bytes", json!(b.delta_sync_bytes)),
-            ("delta_raw_bytes", json!(delta_raw_bytes)),
-            (
-                "sync_overhead",
-                json!(b.delta_sync_bytes as f64 / delta_raw_bytes.max(1) as f64),
-            ),
-            ("peers", json!(args.peers)),
-            ("commit_batch", json!(args.commit_batch)),
-            ("delta_fraction", json!(args.delta_fraction)),
-            ("delta_annotations", json!(b.delta_annotations)),
-            ("delta_sync_messages", json!(b.delta_messages)),
-            ("largest_sync_message_bytes", json!(b.largest_message)),
-            ("largest_shard_bytes", json!(b.largest_shard)),
-            ("record_s", json!(b.record_s)),
-            ("save_s", json!(b.save_s)),
-            ("rss_peak_after_merge_mb", json!(b.rss_peak_mb)),
-        ] {
-            map.insert(k.into(), v);
-        }
+    if let Some(b) = built {
+        add_built(&mut out, &b, &args);
     }
     Ok(out)
+}
+
+/// Checks the flags' ranges.
+fn check_flags(args: &Args) -> anyhow::Result<()> {
+    ensure!(
+        args.samples > 0 && args.annotators > 0 && args.peers > 0 && args.commit_batch > 0,
+        "samples, annotators, peers and commit-batch must be at least 1"
+    );
+    ensure!(args.labels >= 2, "the label set needs at least 2 labels");
+    ensure!(
+        (0.0..1.0).contains(&args.delta_fraction),
+        "delta-fraction must be in [0, 1)"
+    );
+    Ok(())
+}
+
+impl<'a> Sim<'a> {
+    /// The simulation `args` describe: its dataset and its annotators' keys (seeded, so every
+    /// run signs with the same keys).
+    fn new(args: &'a Args) -> Sim<'a> {
+        let layout = ShardLayout::for_sample_count(u64::from(args.samples));
+        let dataset = Dataset {
+            id: DatasetId(*blake3::hash(b"swarmlabel-bench crdt dataset").as_bytes()),
+            label_count: args.labels,
+            layout,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let keys = (0..args.annotators)
+            .map(|_| {
+                let mut secret = [0u8; 32];
+                rng.fill_bytes(&mut secret);
+                SigningKey::from_bytes(&secret)
+            })
+            .collect();
+        Sim {
+            args,
+            dataset,
+            keys,
+        }
+    }
+
+    /// Reads and verifies every annotation of `loaded` into votes; returns them with the counts
+    /// of valid and rejected annotations.
+    fn read_votes(&self, loaded: &mut Replica) -> anyhow::Result<(Votes, u64, u64)> {
+        let args = self.args;
+        let mut votes = Votes::new(args.labels)?;
+        let mut validated = 0u64;
+        let mut rejected = 0u64;
+        let sample_index: HashMap<SampleId, u32> =
+            (0..args.samples).map(|i| (sample_id(i), i)).collect();
+        let key_index: HashMap<AnnotatorKey, u32> = (0..args.annotators)
+            .map(|a| (AnnotatorKey(self.keys[a as usize].public_key()), a))
+            .collect();
+        for shard in self.dataset.layout.shards() {
+            let read = loaded.read_shard(shard);
+            validated += read.annotations.len() as u64;
+            rejected += read.rejected.total();
+            for s in &read.annotations {
+                let a = s.annotation();
+                let (Some(&item), Some(&rater)) =
+                    (sample_index.get(&a.sample), key_index.get(&a.annotator))
+                else {
+                    bail!(
+                        "an annotation by an unknown annotator or of an unknown sample: were the flags the same as when the file was saved?"
+                    );
+                };
+                if let Some(label) = a.value.label() {
+                    votes.push(item, rater, label)?;
+                }
+            }
+        }
+        Ok((votes, validated, rejected))
+    }
+}
+
+/// The samples `0..samples` grouped by the shard each falls in.
+fn samples_by_shard(layout: ShardLayout, samples: u32) -> Vec<Vec<u32>> {
+    let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); usize::from(layout.shard_count())];
+    for i in 0..samples {
+        by_shard[usize::from(layout.shard_of(&sample_id(i)).0)].push(i);
+    }
+    by_shard
+}
+
+/// The replica's file: the one `--load-from` names, or one built and saved (to `--save-to`, or
+/// into `work`), with what building it measured.
+fn replica_file(
+    sim: &Sim<'_>,
+    by_shard: &[Vec<u32>],
+    work: &Path,
+) -> anyhow::Result<(PathBuf, Option<Built>)> {
+    match (&sim.args.load_from, &sim.args.save_to) {
+        (Some(from), _) => {
+            eprintln!("crdt: loading {} only", from.display());
+            Ok((from.clone(), None))
+        }
+        (None, to) => {
+            let path = to.clone().unwrap_or_else(|| work.join("replica.bin"));
+            Ok((path.clone(), Some(build_and_save(sim, by_shard, &path)?)))
+        }
+    }
+}
+
+/// Dawid–Skene and the majority vote on every vote, each consensus checked against the truth.
+struct Aggregated {
+    ds_s: f64,
+    iterations: usize,
+    /// Samples whose Dawid–Skene consensus is the true label.
+    ds_right: u64,
+    /// Samples whose majority vote is the true label.
+    mv_right: u64,
+}
+
+impl Aggregated {
+    /// Aggregates `votes` (Dawid–Skene timed) and counts the right consensus labels.
+    fn of(votes: &Votes, args: &Args) -> Aggregated {
+        eprintln!("aggregating (rss peak {:.0} MB)", crate::rss::peak_rss_mb());
+        let start = Instant::now();
+        let fit = aggregate::dawid_skene(votes, &[], aggregate::Config::default());
+        let ds_s = start.elapsed().as_secs_f64();
+        let majority = aggregate::majority(votes);
+        let (mut ds_right, mut mv_right) = (0u64, 0u64);
+        for i in 0..args.samples {
+            let t = truth(i, args.labels);
+            ds_right += u64::from(fit.consensus(i).map(|c| c.0) == Some(t));
+            mv_right += u64::from(majority[i as usize].label(TieBreak::LowestIndex) == Some(t));
+        }
+        Aggregated {
+            ds_s,
+            iterations: fit.iterations,
+            ds_right,
+            mv_right,
+        }
+    }
+}
+
+/// Adds what building the replica measured to the report `out`.
+fn add_built(out: &mut serde_json::Value, b: &Built, args: &Args) {
+    let Some(map) = out.as_object_mut() else {
+        return;
+    };
+    let delta_raw_bytes = b.delta_annotations * SIGNED_LEN as u64;
+    for (k, v) in [
+        ("merge_s", json!(b.merge_s)),
+        ("delta_sync_bytes", json!(b.delta_sync_bytes)),
+        ("delta_raw_bytes", json!(delta_raw_bytes)),
+        (
+            "sync_overhead",
+            json!(b.delta_sync_bytes as f64 / delta_raw_bytes.max(1) as f64),
+        ),
+        ("peers", json!(args.peers)),
+        ("commit_batch", json!(args.commit_batch)),
+        ("delta_fraction", json!(args.delta_fraction)),
+        ("delta_annotations", json!(b.delta_annotations)),
+        ("delta_sync_messages", json!(b.delta_messages)),
+        ("largest_sync_message_bytes", json!(b.largest_message)),
+        ("largest_shard_bytes", json!(b.largest_shard)),
+        ("record_s", json!(b.record_s)),
+        ("save_s", json!(b.save_s)),
+        ("rss_peak_after_merge_mb", json!(b.rss_peak_mb)),
+    ] {
+        map.insert(k.into(), v);
+    }
 }
 
 /// What building, merging, syncing and saving measured.

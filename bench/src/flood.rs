@@ -21,10 +21,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use libp2p::Multiaddr;
 use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_formats::import::{self, Format, Options as ImportOptions};
 use swarmlabel_net::swarm;
 use swarmlabel_node::daemon::{Daemon, Options};
+use swarmlabel_store::dataset::DatasetId;
 use swarmlabel_store::home::Home;
 use swarmlabel_store::progress::NoProgress;
 
@@ -62,19 +64,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let labels: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let mut opts = ImportOptions::new("flood", labels);
     opts.format = Format::Csv;
-    let report = import::import(&home, &identity, &args.csv, &opts, &NoProgress)?;
-    let id = report.id;
-    let catalog = swarmlabel_store::Catalog::of(&home);
-    let listed = catalog.get(&id)?;
-    let samples: Vec<String> = (0..listed.root.root().pages.len())
-        .map(|i| catalog.page(&listed, i))
-        .collect::<Result<Vec<_>, _>>()?
-        .iter()
-        .flat_map(|p| p.samples.iter().map(|s| s.id.to_hex()))
-        .collect();
-    anyhow::ensure!(!samples.is_empty(), "the dataset has no samples");
+    let id = import::import(&home, &identity, &args.csv, &opts, &NoProgress)?.id;
     let samples_file = work.path().join("samples.txt");
-    std::fs::write(&samples_file, samples.join("\n"))?;
+    let samples = sample_ids(&home, id, &samples_file)?;
     // The honest labeler's samples, phase after phase; past the dataset's end it labels the
     // first ones again (a new record on its chain, as a labeler changing its mind makes).
     let needed = 3 * (args.rate as u64 * args.seconds) as usize;
@@ -84,6 +76,78 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let (daemon, addr) = start_node(&runtime, &home, id)?;
+    let labeler = Labeler::of(&daemon, id);
+    let per_phase = (args.rate as u64 * args.seconds) as usize;
+    let pace = Duration::from_secs_f64(1.0 / f64::from(args.rate));
+
+    eprintln!("phase 1: {per_phase} honest labels, no flood");
+    let quiet = labeler.run(&samples[..per_phase], 0, pace)?;
+    let busy = busy_phase(
+        &labeler,
+        &samples[per_phase..2 * per_phase],
+        per_phase,
+        pace,
+        &args,
+    )?;
+
+    let disk_before = du(home.root());
+    reset_peak_rss();
+    let target = Target {
+        addr: &addr,
+        id,
+        samples_file: &samples_file,
+    };
+    let attack = flood_phase(
+        &args,
+        &target,
+        &labeler,
+        &samples[2 * per_phase..3 * per_phase],
+        2 * per_phase,
+        pace,
+    )?;
+    let peak_rss_mb = crate::rss::peak_rss_mb();
+    let disk_growth_bytes = du(home.root()).saturating_sub(disk_before);
+    runtime.block_on(daemon.shutdown());
+
+    let honest = identity.public_key();
+    let stored = attacker_records(&home, id, honest)?;
+    Ok(report(
+        &args,
+        &Measured {
+            quiet,
+            busy,
+            attack,
+            peak_rss_mb,
+            disk_growth_bytes,
+            stored,
+        },
+    ))
+}
+
+/// The dataset's sample ids (hex), page after page, also written one a line to `file` for the
+/// attacker.
+fn sample_ids(home: &Home, id: DatasetId, file: &Path) -> anyhow::Result<Vec<String>> {
+    let catalog = swarmlabel_store::Catalog::of(home);
+    let listed = catalog.get(&id)?;
+    let samples: Vec<String> = (0..listed.root.root().pages.len())
+        .map(|i| catalog.page(&listed, i))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .flat_map(|p| p.samples.iter().map(|s| s.id.to_hex()))
+        .collect();
+    anyhow::ensure!(!samples.is_empty(), "the dataset has no samples");
+    std::fs::write(file, samples.join("\n"))?;
+    Ok(samples)
+}
+
+/// Starts the honest node serving dataset `id`, learning off; returns it with the address the
+/// attacker dials.
+fn start_node(
+    runtime: &tokio::runtime::Runtime,
+    home: &Home,
+    id: DatasetId,
+) -> anyhow::Result<(Daemon, Multiaddr)> {
     let mut options = Options::new(swarm::Config::loopback());
     options.serve = vec![id];
     options.learn = None;
@@ -91,56 +155,85 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     // The node holds the dataset's model registry as a learning node would (learning itself is
     // off: it would use the CPU the paths under attack need).
     runtime.block_on(daemon.models().open(id))?;
-    let info = daemon.api_info().clone();
     let addr = runtime
         .block_on(daemon.node().listen_addrs())?
         .into_iter()
         .next()
         .context("the node listens nowhere")?
         .with(libp2p::multiaddr::Protocol::P2p(daemon.node().peer_id()));
-    let labeler = Labeler {
-        url: format!("{}/api/v1/datasets/{id}/labels", info.url),
-        token: info.token.clone(),
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into(),
-    };
-    let per_phase = (args.rate as u64 * args.seconds) as usize;
-    let pace = Duration::from_secs_f64(1.0 / f64::from(args.rate));
+    Ok((daemon, addr))
+}
 
-    eprintln!("phase 1: {per_phase} honest labels, no flood");
-    let quiet = labeler.run(&samples[..per_phase], 0, pace)?;
-
+/// Phase 2: the honest labels of `samples` (request ids from `first`) while a child process
+/// keeps one core busy.
+fn busy_phase(
+    labeler: &Labeler,
+    samples: &[String],
+    first: usize,
+    pace: Duration,
+    args: &Args,
+) -> anyhow::Result<Vec<f64>> {
     // The attacker is a process on this machine and keeps one of its cores busy, which a remote
     // attacker would not: the same labels while a process only spins on one core measure what
     // that alone costs, so that the flood's own cost can be told apart.
-    eprintln!("phase 2: {per_phase} honest labels while one core is kept busy");
+    eprintln!(
+        "phase 2: {} honest labels while one core is kept busy",
+        samples.len()
+    );
     let mut burner = Command::new(std::env::current_exe()?)
         .args(["flood-burn", &(args.seconds + 5).to_string()])
         .spawn()?;
-    let busy = labeler.run(&samples[per_phase..2 * per_phase], per_phase, pace);
+    let busy = labeler.run(samples, first, pace);
     let _ = burner.kill();
     let _ = burner.wait();
-    let busy = busy?;
+    busy
+}
 
-    let disk_before = du(home.root());
-    reset_peak_rss();
+/// What the attacker is told to flood.
+struct Target<'a> {
+    /// The honest node's address, ending in its peer id.
+    addr: &'a Multiaddr,
+    id: DatasetId,
+    /// The dataset's sample ids, one a line.
+    samples_file: &'a Path,
+}
 
+/// Phase 3's measures.
+struct Attack {
+    /// The honest labels' acknowledgement times (ms) during the flood.
+    flooded: Vec<f64>,
+    /// What the attacker says it sent.
+    sent: serde_json::Value,
+    /// From the attacker's first message until it exited.
+    flood_s: f64,
+}
+
+/// Phase 3: the honest labels of `samples` (request ids from `first`) while the attacker floods
+/// `target`.
+fn flood_phase(
+    args: &Args,
+    target: &Target<'_>,
+    labeler: &Labeler,
+    samples: &[String],
+    first: usize,
+    pace: Duration,
+) -> anyhow::Result<Attack> {
     eprintln!(
-        "phase 3: {per_phase} honest labels while {} peers flood with {} keys",
-        args.peers, args.keys
+        "phase 3: {} honest labels while {} peers flood with {} keys",
+        samples.len(),
+        args.peers,
+        args.keys
     );
     let mut attacker = Command::new(std::env::current_exe()?)
         .args([
             "flood-attack",
             "--addr",
-            &addr.to_string(),
+            &target.addr.to_string(),
             "--dataset",
-            &id.to_string(),
+            &target.id.to_string(),
         ])
         .arg("--samples")
-        .arg(&samples_file)
+        .arg(target.samples_file)
         .args(["--keys", &args.keys.to_string()])
         .args(["--seconds", &(args.seconds + 5).to_string()])
         .args(["--peers", &args.peers.to_string()])
@@ -155,35 +248,50 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .context("the attacker stopped before it started")??;
     anyhow::ensure!(ready == "attacking", "the attacker said {ready:?}");
     let flood_started = Instant::now();
-    let flooded = labeler.run(&samples[2 * per_phase..3 * per_phase], 2 * per_phase, pace)?;
+    let flooded = labeler.run(samples, first, pace)?;
     let sent: serde_json::Value = match lines.next() {
         Some(line) => serde_json::from_str(&line?)?,
         None => serde_json::Value::Null,
     };
     let _ = attacker.wait();
     let flood_s = flood_started.elapsed().as_secs_f64();
-    let peak_rss_mb = crate::rss::peak_rss_mb();
-    let disk_growth_bytes = du(home.root()).saturating_sub(disk_before);
-    runtime.block_on(daemon.shutdown());
+    Ok(Attack {
+        flooded,
+        sent,
+        flood_s,
+    })
+}
 
-    let honest = identity.public_key();
-    let stored = attacker_records(&home, id, honest)?;
+/// What the three phases measured.
+struct Measured {
+    /// Acknowledgement times (ms) without a flood.
+    quiet: Vec<f64>,
+    /// Acknowledgement times (ms) while one core was kept busy.
+    busy: Vec<f64>,
+    attack: Attack,
+    peak_rss_mb: f64,
+    disk_growth_bytes: u64,
+    stored: Stored,
+}
+
+/// The JSON report of the run.
+fn report(args: &Args, m: &Measured) -> serde_json::Value {
     let (p50, p99) = (
-        crate::quantile::quantile(&quiet, 0.5),
-        crate::quantile::quantile(&quiet, 0.99),
+        crate::quantile::quantile(&m.quiet, 0.5),
+        crate::quantile::quantile(&m.quiet, 0.99),
     );
     let (bp50, bp99) = (
-        crate::quantile::quantile(&busy, 0.5),
-        crate::quantile::quantile(&busy, 0.99),
+        crate::quantile::quantile(&m.busy, 0.5),
+        crate::quantile::quantile(&m.busy, 0.99),
     );
     let (fp50, fp99) = (
-        crate::quantile::quantile(&flooded, 0.5),
-        crate::quantile::quantile(&flooded, 0.99),
+        crate::quantile::quantile(&m.attack.flooded, 0.5),
+        crate::quantile::quantile(&m.attack.flooded, 0.99),
     );
     // What the node may take from all peers together in the flood's time, whatever their number.
     let limits = swarmlabel_node::labels::intake::Limits::default();
-    let bound_records = limits.all.1 + limits.all.0 * flood_s;
-    Ok(serde_json::json!({
+    let bound_records = limits.all.1 + limits.all.0 * m.attack.flood_s;
+    serde_json::json!({
         "bench": "flood",
         "mode": args.mode,
         "keys": args.keys,
@@ -198,15 +306,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "busy_ack_ms_p50": bp50,
         "busy_ack_ms_p99": bp99,
         "ratio_p99_busy": fp99 / bp99,
-        "peak_rss_mb": peak_rss_mb,
-        "disk_growth_bytes": disk_growth_bytes,
-        "attacker_records_stored": stored.labels,
-        "flood_s": flood_s,
+        "peak_rss_mb": m.peak_rss_mb,
+        "disk_growth_bytes": m.disk_growth_bytes,
+        "attacker_records_stored": m.stored.labels,
+        "flood_s": m.attack.flood_s,
         "bound_records": bound_records,
-        "within_bound": (stored.labels as f64) <= bound_records,
-        "attacker_model_updates_stored": stored.updates,
-        "attacker_sent": sent,
-    }))
+        "within_bound": (m.stored.labels as f64) <= bound_records,
+        "attacker_model_updates_stored": m.stored.updates,
+        "attacker_sent": m.attack.sent,
+    })
 }
 
 /// The honest labeler: one label a `pace`, each on a new sample, acknowledgement times in ms.
@@ -217,6 +325,19 @@ struct Labeler {
 }
 
 impl Labeler {
+    /// The labeler of dataset `id` through `daemon`'s HTTP API.
+    fn of(daemon: &Daemon, id: DatasetId) -> Labeler {
+        let info = daemon.api_info();
+        Labeler {
+            url: format!("{}/api/v1/datasets/{id}/labels", info.url),
+            token: info.token.clone(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        }
+    }
+
     /// Labels `samples`; request ids are numbered from `first` (each is accepted once a run).
     fn run(&self, samples: &[String], first: usize, pace: Duration) -> anyhow::Result<Vec<f64>> {
         let start = Instant::now();
@@ -276,11 +397,7 @@ struct Stored {
 
 /// What of the attacker's the node kept: labels by any other key than the honest one (read as
 /// the node reads them: valid, of samples of the manifest), and model updates of other peers.
-fn attacker_records(
-    home: &Home,
-    id: swarmlabel_store::dataset::DatasetId,
-    honest: AnnotatorKey,
-) -> anyhow::Result<Stored> {
+fn attacker_records(home: &Home, id: DatasetId, honest: AnnotatorKey) -> anyhow::Result<Stored> {
     let catalog = swarmlabel_store::Catalog::of(home);
     let listed = catalog.get(&id)?;
     let root = listed.root.root();

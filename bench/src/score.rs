@@ -54,21 +54,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         args.samples > 0 && args.dims > 0 && args.batch > 0,
         "sizes must be at least 1"
     );
-    let spec = match args.model.as_str() {
-        "linear" => ModelSpec::linear(args.dims, args.classes),
-        "mlp" => ModelSpec::mlp(args.dims, args.hidden.clone(), 0.25, args.classes),
-        other => bail!("unknown model {other:?} for score; use linear or mlp"),
-    };
+    let spec = model_spec(&args)?;
     let model = Model::new(spec.clone(), 0)?;
     eprintln!(
         "score: {} samples x {} features, {:?}",
         args.samples, args.dims, spec.architecture
     );
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let data: Vec<f32> = (0..args.samples * args.dims)
-        .map(|_| rng.random_range(0.0..1.0))
-        .collect();
-    let pool = Matrix::new(args.samples, args.dims, data)?;
+    let pool = random_pool(args.samples, args.dims)?;
     let config = ScoreConfig {
         batch: args.batch,
         ..ScoreConfig::default()
@@ -84,54 +76,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         score_s = score_s.min(start.elapsed().as_secs_f64());
         checksum = scores.iter().map(|&s| f64::from(s)).sum();
     }
-
-    // The bound: the same products on the same batches, inputs already in tensors.
-    let weights: Vec<Tensor> = model
-        .tensors()?
-        .into_iter()
-        .filter_map(|(name, t)| name.ends_with(".weight").then_some(t))
-        .collect();
-    let batches: Vec<Tensor> = (0..args.samples)
-        .step_by(args.batch)
-        .map(|start| {
-            let n = args.batch.min(args.samples - start);
-            Tensor::from_slice(
-                &pool.as_slice()[start * args.dims..(start + n) * args.dims],
-                (n, args.dims),
-                &Device::Cpu,
-            )
-        })
-        .collect::<Result<_, _>>()?;
-    // Inputs of the later layers: the shapes of the hidden activations, values do not matter.
-    let hidden_inputs: Vec<Vec<Tensor>> = weights[1..]
-        .iter()
-        .map(|w| {
-            batches
-                .iter()
-                .map(|b| {
-                    Tensor::ones(
-                        (b.dim(0)?, w.dim(1)?),
-                        candle_core::DType::F32,
-                        &Device::Cpu,
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Result<_, _>>()?;
-    let mut matmul_s = f64::INFINITY;
-    for _ in 0..repeats {
-        let start = Instant::now();
-        for (i, b) in batches.iter().enumerate() {
-            std::hint::black_box(b.matmul(&weights[0].t()?)?);
-            for (layer, w) in weights[1..].iter().enumerate() {
-                std::hint::black_box(hidden_inputs[layer][i].matmul(&w.t()?)?);
-            }
-        }
-        matmul_s = matmul_s.min(start.elapsed().as_secs_f64());
-    }
+    let (matmul_s, flops) = matmul_bound(&model, &pool, args.batch, repeats)?;
     let samples_per_s = args.samples as f64 / score_s;
     let bound = args.samples as f64 / matmul_s;
-    let flops: usize = weights.iter().map(|w| 2 * w.elem_count()).sum::<usize>() * args.samples;
     Ok(json!({
         "bench": "score",
         "samples": args.samples,
@@ -151,4 +98,84 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "matmul_threads": candle_core::utils::get_num_threads(),
         "score_checksum": checksum,
     }))
+}
+
+/// The model `--model` names, sized by the flags.
+fn model_spec(args: &Args) -> anyhow::Result<ModelSpec> {
+    Ok(match args.model.as_str() {
+        "linear" => ModelSpec::linear(args.dims, args.classes),
+        "mlp" => ModelSpec::mlp(args.dims, args.hidden.clone(), 0.25, args.classes),
+        other => bail!("unknown model {other:?} for score; use linear or mlp"),
+    })
+}
+
+/// A pool of `samples` rows of `dims` features drawn uniformly in [0, 1) (seeded).
+fn random_pool(samples: usize, dims: usize) -> anyhow::Result<Matrix> {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let data: Vec<f32> = (0..samples * dims)
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    Ok(Matrix::new(samples, dims, data)?)
+}
+
+/// The bound: the same products on the same batches of `pool`, inputs already in tensors, timed
+/// `repeats` times; returns the fastest time in seconds and the floating-point operations of one
+/// pass over the pool.
+fn matmul_bound(
+    model: &Model,
+    pool: &Matrix,
+    batch: usize,
+    repeats: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let (samples, dims) = (pool.rows(), pool.cols());
+    let weights: Vec<Tensor> = model
+        .tensors()?
+        .into_iter()
+        .filter_map(|(name, t)| name.ends_with(".weight").then_some(t))
+        .collect();
+    let batches: Vec<Tensor> = (0..samples)
+        .step_by(batch)
+        .map(|start| {
+            let n = batch.min(samples - start);
+            Tensor::from_slice(
+                &pool.as_slice()[start * dims..(start + n) * dims],
+                (n, dims),
+                &Device::Cpu,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let hidden_inputs = hidden_inputs(&weights, &batches)?;
+    let mut matmul_s = f64::INFINITY;
+    for _ in 0..repeats {
+        let start = Instant::now();
+        for (i, b) in batches.iter().enumerate() {
+            std::hint::black_box(b.matmul(&weights[0].t()?)?);
+            for (layer, w) in weights[1..].iter().enumerate() {
+                std::hint::black_box(hidden_inputs[layer][i].matmul(&w.t()?)?);
+            }
+        }
+        matmul_s = matmul_s.min(start.elapsed().as_secs_f64());
+    }
+    let flops: usize = weights.iter().map(|w| 2 * w.elem_count()).sum::<usize>() * samples;
+    Ok((matmul_s, flops))
+}
+
+/// Inputs of the later layers, per layer and batch: the shapes of the hidden activations, values
+/// do not matter.
+fn hidden_inputs(weights: &[Tensor], batches: &[Tensor]) -> anyhow::Result<Vec<Vec<Tensor>>> {
+    Ok(weights[1..]
+        .iter()
+        .map(|w| {
+            batches
+                .iter()
+                .map(|b| {
+                    Tensor::ones(
+                        (b.dim(0)?, w.dim(1)?),
+                        candle_core::DType::F32,
+                        &Device::Cpu,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<_, _>>()?)
 }

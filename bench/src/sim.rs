@@ -20,7 +20,7 @@ mod network;
 mod spam;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
@@ -33,7 +33,7 @@ use swarmlabel_crdt::SampleId;
 use swarmlabel_node::learn::seed_of;
 use swarmlabel_store::dataset::manifest::encode_row;
 
-use crate::al::{read_csv, stratified_split};
+use crate::al::{Dataset, read_csv, stratified_split};
 
 /// Flags of `swarmlabel-bench sim`.
 #[derive(Debug, ClapArgs)]
@@ -92,6 +92,78 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let query = Query::parse(&args.strategy)?;
+    let budgets = checked_budgets(&args)?;
+    let data = read_csv(&args.csv, &args.label_column)?;
+    let classes: Vec<String> = data.classes.names().to_vec();
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let (pool_idx, test_idx) = stratified_split(&data.labels, args.test_fraction, &mut rng);
+    let truth = truth_of(&data, &pool_idx)?;
+    let work = tempfile::tempdir()?;
+    let pool_csv = work.path().join("pool.csv");
+    write_pool(&data, &pool_idx, &pool_csv)?;
+    eprintln!(
+        "sim: {} pool rows ({} distinct samples), {} test rows, {} nodes, noise {}, redundancy {}",
+        pool_idx.len(),
+        truth.len(),
+        test_idx.len(),
+        args.nodes,
+        args.noise,
+        args.redundancy
+    );
+
+    let start = Instant::now();
+    let setup = network::Setup {
+        work: work.path().to_owned(),
+        pool_csv,
+        classes: classes.clone(),
+        nodes: args.nodes,
+        degree: args.degree,
+        redundancy: args.redundancy,
+        query,
+        initial: args.initial as u64,
+        noise: args.noise,
+        seed: args.seed,
+        network_models: args.exchange == "network",
+        kinds: spam::Kind::assign(args.nodes, args.spammers, args.fixed, classes.len()),
+    };
+    let test_y: Vec<usize> = test_idx.iter().map(|&i| data.labels[i]).collect();
+    let outcome = run_network(&setup, &truth, &budgets, &data, &test_idx, &test_y)?;
+    let network_s = start.elapsed().as_secs_f64();
+
+    let centralized = centralised(
+        &args,
+        query,
+        &outcome,
+        &truth,
+        classes.len(),
+        &test_y,
+        &budgets,
+    )?;
+    let accuracy_mean: Vec<f64> = outcome
+        .checkpoints
+        .iter()
+        .map(|c| c.accuracy.iter().sum::<f64>() / c.accuracy.len() as f64)
+        .collect();
+    eprintln!("sim: network {accuracy_mean:.3?}, centralised {centralized:.3?}");
+    let screening = screening_report(&budgets, &setup.kinds, &outcome, &test_y)?;
+    report(
+        &args,
+        &Measured {
+            budgets: &budgets,
+            query,
+            outcome: &outcome,
+            accuracy_mean: &accuracy_mean,
+            centralized: &centralized,
+            screening,
+            test_samples: test_idx.len(),
+            network_s,
+            start,
+        },
+    )
+}
+
+/// The budgets sorted without repeats, once every flag is checked.
+fn checked_budgets(args: &Args) -> anyhow::Result<Vec<usize>> {
     let mut budgets = args.budgets.clone();
     budgets.sort_unstable();
     budgets.dedup();
@@ -114,115 +186,132 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         args.exchange == "network" || args.exchange == "local",
         "--exchange is network or local"
     );
-    let data = read_csv(&args.csv, &args.label_column)?;
-    let classes: Vec<String> = data.classes.names().to_vec();
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let (pool_idx, test_idx) = stratified_split(&data.labels, args.test_fraction, &mut rng);
+    Ok(budgets)
+}
 
-    // The rows as the owner's CSV writes them, and the sample id each becomes.
-    let text = |i: usize| -> Vec<String> { data.rows[i].iter().map(|v| v.to_string()).collect() };
-    let values = |i: usize| -> anyhow::Result<Vec<f64>> {
-        text(i)
-            .iter()
-            .map(|t| t.parse::<f64>().context("a written value reads back"))
-            .collect()
-    };
+/// Row `i` as the owner's CSV writes it.
+fn text(data: &Dataset, i: usize) -> Vec<String> {
+    data.rows[i].iter().map(|v| v.to_string()).collect()
+}
+
+/// Row `i` as the owner's import reads it back from the CSV.
+fn values(data: &Dataset, i: usize) -> anyhow::Result<Vec<f64>> {
+    text(data, i)
+        .iter()
+        .map(|t| t.parse::<f64>().context("a written value reads back"))
+        .collect()
+}
+
+/// The true class of each pool row, by the sample id the row becomes.
+fn truth_of(data: &Dataset, pool_idx: &[usize]) -> anyhow::Result<HashMap<SampleId, usize>> {
     let mut truth: HashMap<SampleId, usize> = HashMap::new();
-    for &i in &pool_idx {
-        let id = SampleId(*blake3::hash(&encode_row(&values(i)?)).as_bytes());
+    for &i in pool_idx {
+        let id = SampleId(*blake3::hash(&encode_row(&values(data, i)?)).as_bytes());
         truth.entry(id).or_insert(data.labels[i]);
     }
-    let work = tempfile::tempdir()?;
-    let pool_csv = work.path().join("pool.csv");
-    {
-        let width = data.rows[0].len();
-        let mut w = csv::Writer::from_path(&pool_csv)?;
-        w.write_record((0..width).map(|c| format!("f{c}")))?;
-        for &i in &pool_idx {
-            w.write_record(text(i))?;
-        }
-        w.flush()?;
-    }
-    eprintln!(
-        "sim: {} pool rows ({} distinct samples), {} test rows, {} nodes, noise {}, redundancy {}",
-        pool_idx.len(),
-        truth.len(),
-        test_idx.len(),
-        args.nodes,
-        args.noise,
-        args.redundancy
-    );
+    Ok(truth)
+}
 
-    let start = Instant::now();
+/// Writes the pool rows to `path` without their label column.
+fn write_pool(data: &Dataset, pool_idx: &[usize], path: &Path) -> anyhow::Result<()> {
+    let width = data.rows[0].len();
+    let mut w = csv::Writer::from_path(path)?;
+    w.write_record((0..width).map(|c| format!("f{c}")))?;
+    for &i in pool_idx {
+        w.write_record(text(data, i))?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Runs the simulated network on a runtime of its own, its merged models scored on the test rows
+/// standardised as its pool is.
+fn run_network(
+    setup: &network::Setup,
+    truth: &HashMap<SampleId, usize>,
+    budgets: &[usize],
+    data: &Dataset,
+    test_idx: &[usize],
+    test_y: &[usize],
+) -> anyhow::Result<network::Outcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let setup = network::Setup {
-        work: work.path().to_owned(),
-        pool_csv,
-        classes: classes.clone(),
-        nodes: args.nodes,
-        degree: args.degree,
-        redundancy: args.redundancy,
-        query,
-        initial: args.initial as u64,
-        noise: args.noise,
-        seed: args.seed,
-        network_models: args.exchange == "network",
-        kinds: spam::Kind::assign(args.nodes, args.spammers, args.fixed, classes.len()),
-    };
-    let outcome = runtime.block_on(network::run(
-        &setup,
-        &truth,
-        &budgets,
+    runtime.block_on(network::run(
+        setup,
+        truth,
+        budgets,
         |pool| {
             let scaler = pool
                 .scaler
                 .as_ref()
                 .context("a CSV pool has a standardisation")?;
             let mut rows = Vec::with_capacity(test_idx.len());
-            for &i in &test_idx {
-                rows.push(scaler.standardise(&format!("test row {i}"), &values(i)?)?);
+            for &i in test_idx {
+                rows.push(scaler.standardise(&format!("test row {i}"), &values(data, i)?)?);
             }
             Ok(Matrix::from_rows(scaler.width(), &rows)?)
         },
-        &test_idx.iter().map(|&i| data.labels[i]).collect::<Vec<_>>(),
-    ))?;
-    let network_s = start.elapsed().as_secs_f64();
+        test_y,
+    ))
+}
 
-    // The centralised learner on the same pool rows, model and initial weights.
+/// The centralised learner's test accuracy at each budget, on the same pool rows, model and
+/// initial weights as the network, its oracle as noisy as the labelers.
+fn centralised(
+    args: &Args,
+    query: Query,
+    outcome: &network::Outcome,
+    truth: &HashMap<SampleId, usize>,
+    classes: usize,
+    test_y: &[usize],
+    budgets: &[usize],
+) -> anyhow::Result<Vec<f64>> {
     let pool = &outcome.pool;
     let mut oracle = ChaCha8Rng::seed_from_u64(args.seed ^ 0xce47);
     let answers: Vec<usize> = pool
         .ids
         .iter()
-        .map(|id| network::answer(truth[id], classes.len(), args.noise, &mut oracle))
+        .map(|id| network::answer(truth[id], classes, args.noise, &mut oracle))
         .collect();
-    let test_y: Vec<usize> = test_idx.iter().map(|&i| data.labels[i]).collect();
     let central = central::Central {
         pool: &pool.features,
         answers: &answers,
         test_x: &outcome.test_x,
-        test_y: &test_y,
+        test_y,
         spec: &pool.spec,
         seed: seed_of(&outcome.dataset),
         query,
         initial: args.initial,
         batch: args.batch,
     };
-    let centralized = central.curve(&budgets, &mut ChaCha8Rng::seed_from_u64(args.seed))?;
-    let accuracy_mean: Vec<f64> = outcome
-        .checkpoints
-        .iter()
-        .map(|c| c.accuracy.iter().sum::<f64>() / c.accuracy.len() as f64)
-        .collect();
-    eprintln!("sim: network {accuracy_mean:.3?}, centralised {centralized:.3?}");
+    central.curve(budgets, &mut ChaCha8Rng::seed_from_u64(args.seed))
+}
+
+/// What the run measured, as the report needs it.
+struct Measured<'a> {
+    budgets: &'a [usize],
+    query: Query,
+    outcome: &'a network::Outcome,
+    /// Mean test accuracy of the volunteers' merged models at each budget.
+    accuracy_mean: &'a [f64],
+    centralized: &'a [f64],
+    screening: serde_json::Value,
+    test_samples: usize,
+    network_s: f64,
+    /// When the network started.
+    start: Instant,
+}
+
+/// The JSON report of the run.
+fn report(args: &Args, m: &Measured<'_>) -> anyhow::Result<serde_json::Value> {
+    let outcome = m.outcome;
     let last = outcome.checkpoints.last().context("no checkpoint")?;
-    let screening = screening_report(&budgets, &setup.kinds, &outcome, &test_y)?;
-    let gap: Vec<f64> = accuracy_mean
+    let gap: Vec<f64> = m
+        .accuracy_mean
         .iter()
-        .zip(&centralized)
+        .zip(m.centralized)
         .map(|(n, c)| round(n - c))
         .collect();
     Ok(json!({
@@ -230,9 +319,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "data": args.csv.file_name().map(|n| n.to_string_lossy().into_owned()),
         "nodes": args.nodes,
         "degree": args.degree.min(args.nodes.saturating_sub(1)),
-        "budgets": budgets,
-        "accuracy_mean": accuracy_mean.iter().map(|&a| round(a)).collect::<Vec<_>>(),
-        "centralized_accuracy": centralized.iter().map(|&a| round(a)).collect::<Vec<_>>(),
+        "budgets": m.budgets,
+        "accuracy_mean": m.accuracy_mean.iter().map(|&a| round(a)).collect::<Vec<_>>(),
+        "centralized_accuracy": m.centralized.iter().map(|&a| round(a)).collect::<Vec<_>>(),
         "network_minus_centralized": gap,
         "accuracy_min": outcome.checkpoints.iter()
             .map(|c| round(c.accuracy.iter().copied().fold(f64::INFINITY, f64::min)))
@@ -258,14 +347,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         "settle_s": outcome.checkpoints.iter().map(|c| round(c.settle_s)).collect::<Vec<_>>(),
         "noise": args.noise,
         "redundancy": args.redundancy,
-        "strategy": query.name(),
+        "strategy": m.query.name(),
         "model": "linear",
         "seed": args.seed,
-        "test_samples": test_idx.len(),
-        "pool_samples": pool.ids.len(),
-        "network_s": round(network_s),
-        "wall_s": round(start.elapsed().as_secs_f64()),
-        "screening": screening,
+        "test_samples": m.test_samples,
+        "pool_samples": outcome.pool.ids.len(),
+        "network_s": round(m.network_s),
+        "wall_s": round(m.start.elapsed().as_secs_f64()),
+        "screening": m.screening,
     }))
 }
 

@@ -74,25 +74,145 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 type Answers = Arc<HashMap<SampleId, &'static str>>;
 
 async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
-    let quiet = args.headless;
     out!("demo folder: {}", dir.display());
     let images = dir.join("shapes");
     let answers = Arc::new(draw_dataset(&images, args.samples, args.seed)?);
-
     let owner_home = init_home(&dir.join("owner"))?;
-    let identity = owner_home.identity()?;
     let labels: Vec<String> = shapes::CLASSES.iter().map(|c| (*c).to_owned()).collect();
-    let mut options = import::Options::new("shapes (demo)", labels.clone());
-    options.format = Format::Images;
-    let report = import::import(&owner_home, &identity, &images, &options, &Bar::new(true))
-        .context("cannot import the demo's images")?;
-    let id = report.id;
+    let id = import_shapes(&owner_home, &images, &labels)?;
     out!(
         "dataset {id}: {} shapes to label as {}",
         args.samples,
         labels.join(", ")
     );
+    let network = Network::start(&args, &dir, owner_home, id).await?;
 
+    let test = test_set(id, &labels, args.seed)?;
+    // Listen for Ctrl-C and SIGTERM before the address is out: a stop that comes at any moment
+    // after it (even while the demo evaluates a model) must clean up, not be missed or kill.
+    let mut signals = StopSignals::install();
+    let labelers = Labelers::spawn(&args, &network, id, &answers);
+    if !args.headless {
+        out!();
+        out!("label here: {}", network.user.api_info().page);
+        out!("(keys 1-4 label, Backspace undoes; Ctrl-C stops the demo)");
+        out!();
+    }
+
+    let started = Instant::now();
+    let mut nodes = vec![&network.user];
+    nodes.extend(network.volunteers.iter());
+    let outcome = if args.headless {
+        let (labelled, budget) = (&labelers.labelled, &labelers.budget);
+        checkpoints(&args, &nodes, id, &test, labelled, budget, &mut signals).await
+    } else {
+        report_progress(&network.user, id, &test, &labelers.labelled, &mut signals).await
+    };
+    let labelled = labelers.stop().await;
+    match outcome {
+        Ok(Some((accuracy, peers))) => out!(
+            "final: {} labels in {:.0} s; test accuracy of the merged model ({} peers): {} on {TEST_IMAGES} held-out images (chance {:.2})",
+            labelled,
+            started.elapsed().as_secs_f64(),
+            peers,
+            accuracy.map_or("none".to_owned(), |a| format!("{a:.3}")),
+            1.0 / labels.len() as f64,
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            network.shutdown().await;
+            return Err(e);
+        }
+    }
+    network.shutdown().await;
+    out!("demo stopped");
+    Ok(())
+}
+
+/// Imports the images drawn into `images` as the owner's dataset, to be labelled as `labels`.
+fn import_shapes(owner_home: &Home, images: &Path, labels: &[String]) -> anyhow::Result<DatasetId> {
+    let identity = owner_home.identity()?;
+    let mut options = import::Options::new("shapes (demo)", labels.to_vec());
+    options.format = Format::Images;
+    let report = import::import(owner_home, &identity, images, &options, &Bar::new(true))
+        .context("cannot import the demo's images")?;
+    Ok(report.id)
+}
+
+/// The demo's nodes: the bootstrap peer, the data owner's, the volunteers' and the user's.
+struct Network {
+    bootstrap: swarmlabel_bootstrap::Bootstrap,
+    owner: Daemon,
+    volunteers: Vec<Daemon>,
+    user: Daemon,
+    user_home: Home,
+}
+
+impl Network {
+    /// Starts the bootstrap peer, the owner's node serving dataset `id`, the volunteers' nodes
+    /// and the user's (with `--api`), the last two joining `id` and learning, homes under `dir`.
+    async fn start(
+        args: &DemoArgs,
+        dir: &Path,
+        owner_home: Home,
+        id: DatasetId,
+    ) -> anyhow::Result<Network> {
+        let quiet = args.headless;
+        let (bootstrap, net_config) = start_bootstrap(quiet).await?;
+        let mut owner_options = Options::new(net_config.clone());
+        owner_options.serve = vec![id];
+        owner_options.learn = None;
+        let owner = Daemon::start(owner_home, owner_options).await?;
+        say(
+            quiet,
+            &format!("data owner's node: {}", owner.node().peer_id()),
+        );
+
+        let mut volunteers = Vec::new();
+        for k in 0..args.volunteers {
+            let home = init_home(&dir.join(format!("volunteer-{}", k + 1)))?;
+            let mut options = Options::new(net_config.clone());
+            options.join = vec![id];
+            options.learn = Some(learn_config());
+            volunteers.push(Daemon::start(home, options).await?);
+        }
+        let user_home = init_home(&dir.join("you"))?;
+        let mut options = Options::new(net_config.clone());
+        options.join = vec![id];
+        options.api = args.api;
+        options.learn = Some(learn_config());
+        let user = Daemon::start(user_home.clone(), options).await?;
+        say(
+            quiet,
+            &format!(
+                "{} simulated volunteers label at one sample every {} ms",
+                args.volunteers, args.pace_ms
+            ),
+        );
+        Ok(Network {
+            bootstrap,
+            owner,
+            volunteers,
+            user,
+            user_home,
+        })
+    }
+
+    /// Shuts the user's node down, then the volunteers', the owner's and the bootstrap peer.
+    async fn shutdown(self) {
+        self.user.shutdown().await;
+        for v in self.volunteers {
+            v.shutdown().await;
+        }
+        self.owner.shutdown().await;
+        self.bootstrap.shutdown().await;
+    }
+}
+
+/// Starts the bootstrap peer on loopback; returns it with the nodes' network configuration.
+async fn start_bootstrap(
+    quiet: bool,
+) -> anyhow::Result<(swarmlabel_bootstrap::Bootstrap, net::Config)> {
     let bootstrap = swarmlabel_bootstrap::Bootstrap::start(
         libp2p::identity::Keypair::generate_ed25519(),
         swarmlabel_bootstrap::Config {
@@ -115,106 +235,64 @@ async fn demo(args: DemoArgs, dir: PathBuf) -> anyhow::Result<()> {
         bootstrap: vec![bootstrap_addr],
         ..net::Config::loopback()
     };
+    Ok((bootstrap, net_config))
+}
 
-    let mut owner_options = Options::new(net_config.clone());
-    owner_options.serve = vec![id];
-    owner_options.learn = None;
-    let owner = Daemon::start(owner_home, owner_options).await?;
-    say(
-        quiet,
-        &format!("data owner's node: {}", owner.node().peer_id()),
-    );
+/// The simulated humans and what they share: the stop flag, the labels given so far and the
+/// budget they stop at.
+struct Labelers {
+    stop: Arc<AtomicBool>,
+    labelled: Arc<AtomicU64>,
+    budget: Arc<AtomicU64>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
 
-    let mut volunteers = Vec::new();
-    for k in 0..args.volunteers {
-        let home = init_home(&dir.join(format!("volunteer-{}", k + 1)))?;
-        let mut options = Options::new(net_config.clone());
-        options.join = vec![id];
-        options.learn = Some(learn_config());
-        volunteers.push(Daemon::start(home, options).await?);
-    }
-    let user_home = init_home(&dir.join("you"))?;
-    let mut options = Options::new(net_config.clone());
-    options.join = vec![id];
-    options.api = args.api;
-    options.learn = Some(learn_config());
-    let user = Daemon::start(user_home.clone(), options).await?;
-    say(
-        quiet,
-        &format!(
-            "{} simulated volunteers label at one sample every {} ms",
-            args.volunteers, args.pace_ms
-        ),
-    );
-
-    let test = test_set(id, &labels, args.seed)?;
-    // Listen for Ctrl-C and SIGTERM before the address is out: a stop that comes at any moment
-    // after it (even while the demo evaluates a model) must clean up, not be missed or kill.
-    let mut signals = StopSignals::install();
-    let stop = Arc::new(AtomicBool::new(false));
-    let labelled = Arc::new(AtomicU64::new(0));
-    // Labelers stop at the budget; headless runs raise it checkpoint by checkpoint.
-    let budget = Arc::new(AtomicU64::new(if args.headless { 0 } else { u64::MAX }));
-    let mut labelers = Vec::new();
-    let pace = Duration::from_millis(args.pace_ms);
-    for v in &volunteers {
-        labelers.push(spawn_labeler(
-            v.node().home().clone(),
-            id,
-            answers.clone(),
-            pace,
-            stop.clone(),
-            labelled.clone(),
-            budget.clone(),
-        ));
-    }
-    if args.headless {
-        labelers.push(spawn_labeler(
-            user_home.clone(),
-            id,
-            answers.clone(),
-            Duration::from_millis(args.pace_ms.min(50)),
-            stop.clone(),
-            labelled.clone(),
-            budget.clone(),
-        ));
-    } else {
-        out!();
-        out!("label here: {}", user.api_info().page);
-        out!("(keys 1-4 label, Backspace undoes; Ctrl-C stops the demo)");
-        out!();
-    }
-
-    let started = Instant::now();
-    let mut nodes = vec![&user];
-    nodes.extend(volunteers.iter());
-    let outcome = if args.headless {
-        checkpoints(&args, &nodes, id, &test, &labelled, &budget, &mut signals).await
-    } else {
-        report_progress(&user, id, &test, &labelled, &mut signals).await
-    };
-    stop.store(true, Ordering::SeqCst);
-    for l in labelers {
-        let _ = l.await;
-    }
-    match outcome {
-        Ok(Some((accuracy, peers))) => out!(
-            "final: {} labels in {:.0} s; test accuracy of the merged model ({} peers): {} on {TEST_IMAGES} held-out images (chance {:.2})",
-            labelled.load(Ordering::SeqCst),
-            started.elapsed().as_secs_f64(),
-            peers,
-            accuracy.map_or("none".to_owned(), |a| format!("{a:.3}")),
-            1.0 / labels.len() as f64,
-        ),
-        Ok(None) => {}
-        Err(e) => {
-            shutdown(user, volunteers, owner, bootstrap).await;
-            return Err(e);
+impl Labelers {
+    /// One simulated human per volunteer at `--pace-ms`, and with `--headless` one on the user's
+    /// node too (at most 50 ms a label).
+    fn spawn(args: &DemoArgs, network: &Network, id: DatasetId, answers: &Answers) -> Labelers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let labelled = Arc::new(AtomicU64::new(0));
+        // Labelers stop at the budget; headless runs raise it checkpoint by checkpoint.
+        let budget = Arc::new(AtomicU64::new(if args.headless { 0 } else { u64::MAX }));
+        let mut handles = Vec::new();
+        let pace = Duration::from_millis(args.pace_ms);
+        let mut homes: Vec<(Home, Duration)> = network
+            .volunteers
+            .iter()
+            .map(|v| (v.node().home().clone(), pace))
+            .collect();
+        if args.headless {
+            let pace = Duration::from_millis(args.pace_ms.min(50));
+            homes.push((network.user_home.clone(), pace));
+        }
+        for (home, pace) in homes {
+            handles.push(spawn_labeler(
+                home,
+                id,
+                answers.clone(),
+                pace,
+                stop.clone(),
+                labelled.clone(),
+                budget.clone(),
+            ));
+        }
+        Labelers {
+            stop,
+            labelled,
+            budget,
+            handles,
         }
     }
-    shutdown(user, volunteers, owner, bootstrap).await;
-    out!("demo stopped");
-    Ok(())
+
+    /// Stops the labelers and waits for them; returns the labels they gave.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        for l in self.handles {
+            let _ = l.await;
+        }
+        self.labelled.load(Ordering::SeqCst)
+    }
 }
 
 /// The learning loop of the demo's nodes: the shapes are the same shape flipped or turned, so
@@ -513,18 +591,4 @@ async fn evaluate(user: &Daemon, id: DatasetId, test: &TestSet) -> (Option<f64>,
     .ok()
     .flatten();
     (accuracy, peers)
-}
-
-async fn shutdown(
-    user: Daemon,
-    volunteers: Vec<Daemon>,
-    owner: Daemon,
-    bootstrap: swarmlabel_bootstrap::Bootstrap,
-) {
-    user.shutdown().await;
-    for v in volunteers {
-        v.shutdown().await;
-    }
-    owner.shutdown().await;
-    bootstrap.shutdown().await;
 }

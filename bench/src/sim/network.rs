@@ -1,19 +1,17 @@
 //! The simulated network: the owner, the volunteers with their labels services and learning
 //! loops, the simulated labelers, and the checkpoint at each budget.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use futures::future::join_all;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use swarmlabel_active_learning::{Matrix, Query};
 use swarmlabel_crdt::registry::merge;
-use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation, Value};
+use swarmlabel_crdt::{AnnotatorKey, SampleId, SignedAnnotation};
 use swarmlabel_formats::import::{Options, import};
 use swarmlabel_net::swarm::{Config, Node, fetch};
 use swarmlabel_node::labels::{self, LabelStore, Labels};
@@ -22,17 +20,19 @@ use swarmlabel_node::learn::features::PoolFeatures;
 use swarmlabel_node::learn::{self, Learner};
 use swarmlabel_node::models::{self, Models};
 use swarmlabel_store::progress::NoProgress;
-use swarmlabel_store::{DatasetId, Home};
-use tokio::sync::watch;
+use swarmlabel_store::{DatasetId, Home, Identity};
 
 use super::spam::Kind;
 
 mod ban;
+mod checkpoint;
+mod labeler;
+
+use checkpoint::Observer;
+use labeler::Labelers;
 
 /// Longest wait for any one step before the run is called hung.
 const HANG: Duration = Duration::from_secs(600);
-/// Budget target that tells labelers to stop.
-const STOP: usize = usize::MAX;
 
 pub(super) struct Setup {
     pub(super) work: PathBuf,
@@ -120,59 +120,131 @@ pub(super) async fn run(
     test_features: impl Fn(&PoolFeatures) -> anyhow::Result<Matrix>,
     test_y: &[usize],
 ) -> anyhow::Result<Outcome> {
-    // The owner: imports the pool without labels and serves it.
-    let (owner_home, owner_key) = Home::init(&setup.work.join("owner"), false)?;
-    let mut opts = Options::new("sim-pool", setup.classes.clone());
-    opts.redundancy = setup.redundancy;
-    let report = import(&owner_home, &owner_key, &setup.pool_csv, &opts, &NoProgress)?;
-    let dataset = report.id;
-    let root = report.root.root().clone();
-    if root.gold_count != 0 {
-        bail!("the owner's pool has gold labels; the simulation must not leak them");
-    }
-    let owner = Node::start(owner_home, Config::loopback()).await?;
-    owner.serve(dataset).await?;
-    let owner_addr = owner.listen_addrs().await?[0].clone();
-    let config = Config {
-        bootstrap: vec![owner_addr],
-        ..Config::loopback()
-    };
+    let owner = Owner::start(setup).await?;
+    let volunteers = start_volunteers(setup, &owner).await?;
+    connect(&volunteers, owner.crdt.id, setup.degree, setup.seed).await?;
+    let bytes_before: Vec<u64> = volunteers.iter().map(|v| wire_bytes(&v.node)).collect();
+    let pool = volunteers[0].learner.pool().clone();
+    let test_x = test_features(&pool)?;
 
-    // The volunteers: fetch, open the labels, start the learning loop.
+    let volunteers = Arc::new(volunteers);
+    let labelers = Labelers::spawn(setup, &volunteers, truth, owner.crdt.id);
+    let members: Vec<AnnotatorKey> = volunteers.iter().map(|v| v.me).collect();
+    let observer = Observer {
+        setup,
+        volunteers: &volunteers,
+        members: &members,
+        crdt: owner.crdt.id,
+        test_x: &test_x,
+        test_y,
+    };
+    let mut annotations = Vec::new();
+    let mut checkpoints = Vec::new();
+    for &budget in budgets {
+        labelers.raise(budget);
+        let (checkpoint, read) = observer.checkpoint(budget, &labelers.total).await?;
+        checkpoints.push(checkpoint);
+        annotations = read;
+    }
+    let fallback_picks = labelers.stop().await?;
+    let banned_accuracy = observer.after_ban(&checkpoints, &owner).await?;
+    let refused_merges = volunteers
+        .iter()
+        .map(|v| v.learner.progress().refused_merges)
+        .sum();
+    let bytes_per_node = bytes_per_node(&volunteers, &bytes_before);
+    let dataset = owner.dataset;
+    shutdown(&volunteers, owner).await;
+    Ok(Outcome {
+        dataset,
+        pool,
+        test_x,
+        checkpoints,
+        bytes_per_node,
+        fallback_picks,
+        annotations,
+        members,
+        banned_accuracy,
+        refused_merges,
+    })
+}
+
+/// The owner: its node serving the pool, its key, and the pool as the volunteers hold it.
+struct Owner {
+    node: Node,
+    key: Identity,
+    dataset: DatasetId,
+    /// The labels' view of the pool.
+    crdt: swarmlabel_crdt::Dataset,
+    /// The volunteers' network configuration: the owner is their bootstrap peer.
+    config: Config,
+}
+
+impl Owner {
+    /// Imports the pool without labels and serves it.
+    async fn start(setup: &Setup) -> anyhow::Result<Owner> {
+        let (owner_home, owner_key) = Home::init(&setup.work.join("owner"), false)?;
+        let mut opts = Options::new("sim-pool", setup.classes.clone());
+        opts.redundancy = setup.redundancy;
+        let report = import(&owner_home, &owner_key, &setup.pool_csv, &opts, &NoProgress)?;
+        let dataset = report.id;
+        let root = report.root.root().clone();
+        if root.gold_count != 0 {
+            bail!("the owner's pool has gold labels; the simulation must not leak them");
+        }
+        let node = Node::start(owner_home, Config::loopback()).await?;
+        node.serve(dataset).await?;
+        let owner_addr = node.listen_addrs().await?[0].clone();
+        let config = Config {
+            bootstrap: vec![owner_addr],
+            ..Config::loopback()
+        };
+        let crdt = LabelStore::crdt_dataset(&dataset, root.labels.len(), root.sample_count);
+        Ok(Owner {
+            node,
+            key: owner_key,
+            dataset,
+            crdt,
+            config,
+        })
+    }
+}
+
+/// The volunteers, one after the other: each fetches the pool, opens its labels and starts its
+/// learning loop.
+async fn start_volunteers(setup: &Setup, owner: &Owner) -> anyhow::Result<Vec<Volunteer>> {
     let exchange = LocalExchange::new(merge::Method::Median);
-    let crdt = LabelStore::crdt_dataset(&dataset, root.labels.len(), root.sample_count);
     let mut volunteers = Vec::with_capacity(setup.nodes);
     for i in 0..setup.nodes {
+        volunteers.push(Volunteer::join(setup, owner, i, &exchange).await?);
+        eprintln!("sim: volunteer {i} joined");
+    }
+    Ok(volunteers)
+}
+
+impl Volunteer {
+    /// Volunteer `i`: fetches the pool from the owner, opens its labels, picks its model exchange
+    /// (`local` unless models travel over libp2p) and starts its learning loop.
+    async fn join(
+        setup: &Setup,
+        owner: &Owner,
+        i: usize,
+        local: &LocalExchange,
+    ) -> anyhow::Result<Volunteer> {
+        let dataset = owner.dataset;
         let (home, identity) = Home::init(&setup.work.join(format!("v{i}")), false)?;
-        let node = Node::start(home.clone(), config.clone()).await?;
-        within("a volunteer's fetch", async {
-            while node.find_providers(dataset).await?.is_empty() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            node.fetch(dataset, fetch::Options::default()).await?;
-            anyhow::Ok(())
-        })
-        .await??;
+        let node = Node::start(home.clone(), owner.config.clone()).await?;
+        fetch_pool(&node, dataset).await?;
         let labels_config = labels::Config {
             anti_entropy: anti_entropy(),
             seed: Some(setup.seed.wrapping_add(i as u64)),
             ..labels::Config::default()
         };
         let labels = Labels::start(home.clone(), Some(node.clone()), labels_config).await?;
-        labels.open(crdt).await?;
+        labels.open(owner.crdt).await?;
         let me = identity.public_key();
-        let (exchange, models): (Arc<dyn ModelExchange>, _) = if setup.network_models {
-            let config = models::Config {
-                anti_entropy: anti_entropy(),
-                seed: Some(setup.seed.wrapping_add(i as u64)),
-                ..models::Config::default()
-            };
-            let models = Models::start(home.clone(), Some(node.clone()), config).await?;
-            let service = ServiceExchange::open(models.clone(), dataset).await?;
-            (Arc::new(service), Some(models))
-        } else {
-            (Arc::new(exchange.peer(identity.clone())), None)
-        };
+        let (exchange, models) =
+            model_exchange(setup, i, &home, &node, &identity, dataset, local).await?;
         let learn_config = learn::Config {
             query: setup.query,
             redundancy: None,
@@ -188,145 +260,67 @@ pub(super) async fn run(
             learn_config,
         )
         .await?;
-        volunteers.push(Volunteer {
+        Ok(Volunteer {
             me,
             node,
             labels,
             learner,
             exchange,
             models,
-        });
-        eprintln!("sim: volunteer {i} joined");
-    }
-    connect(&volunteers, crdt.id, setup.degree, setup.seed).await?;
-    let bytes_before: Vec<u64> = volunteers.iter().map(|v| wire_bytes(&v.node)).collect();
-    let pool = volunteers[0].learner.pool().clone();
-    let test_x = test_features(&pool)?;
-
-    // The labelers.
-    let volunteers = Arc::new(volunteers);
-    let truth = Arc::new(truth.clone());
-    let total = Arc::new(AtomicUsize::new(0));
-    let fallbacks = Arc::new(AtomicUsize::new(0));
-    let (target_tx, target_rx) = watch::channel(0usize);
-    let mut labelers = Vec::new();
-    for i in 0..volunteers.len() {
-        labelers.push(tokio::spawn(labeler(
-            volunteers.clone(),
-            i,
-            truth.clone(),
-            setup.classes.len(),
-            setup.kinds.get(i).copied().unwrap_or(Kind::Honest),
-            setup.noise,
-            setup.seed.wrapping_mul(1_000).wrapping_add(i as u64),
-            total.clone(),
-            fallbacks.clone(),
-            target_rx.clone(),
-            crdt.id,
-        )));
-    }
-
-    let members: Vec<AnnotatorKey> = volunteers.iter().map(|v| v.me).collect();
-    let mut annotations = Vec::new();
-    let mut checkpoints = Vec::new();
-    for &budget in budgets {
-        target_tx.send_replace(budget);
-        within(&format!("{budget} labels"), async {
-            while total.load(Ordering::SeqCst) < budget {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
         })
-        .await?;
-        let reached = Instant::now();
-        within(
-            &format!("every node training on the {budget} labels"),
-            async {
-                while !trained(&volunteers, budget as u64) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-        )
-        .await?;
-        let last_update = Instant::now();
-        within(
-            &format!("every node holding one merged model at {budget} labels"),
-            async {
-                while !settled(&volunteers, budget as u64, crdt.id) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-        )
-        .await?;
-        let converge_s = last_update.elapsed().as_secs_f64();
-        let settle_s = reached.elapsed().as_secs_f64();
-        let mut accuracy = Vec::new();
-        let mut models = HashSet::new();
-        for v in volunteers.iter() {
-            let merged = v
-                .exchange
-                .merged(crdt.id)
-                .context("a merged model exists")?;
-            models.insert(merged.hash);
-            accuracy.push(super::accuracy(&merged.weights, &test_x, test_y)?);
-        }
-        let read = volunteers[0].labels.read(crdt.id).await?;
-        let mut votes: HashMap<SampleId, u32> = HashMap::new();
-        for a in &read.annotations {
-            *votes.entry(a.annotation().sample).or_default() += 1;
-        }
-        let duplicate_rate = super::duplicate_rate(&votes, setup.redundancy);
-        let flagged = super::spam::flagged(&read.annotations, setup.classes.len(), &members);
-        eprintln!(
-            "sim: {budget} labels: accuracy {:.3} (min {:.3}), duplicates {duplicate_rate:.3}, settled in {settle_s:.2} s, converged in {converge_s:.2} s",
-            accuracy.iter().sum::<f64>() / accuracy.len() as f64,
-            accuracy.iter().copied().fold(f64::INFINITY, f64::min),
-        );
-        checkpoints.push(Checkpoint {
-            accuracy,
-            duplicate_rate,
-            samples_labelled: votes.len(),
-            distinct_models: models.len(),
-            settle_s,
-            converge_s,
-            flagged,
-        });
-        annotations = read.annotations;
     }
-    target_tx.send_replace(STOP);
-    for l in join_all(labelers).await {
-        l??;
-    }
-    let flagged = checkpoints
-        .last()
-        .map(|c| c.flagged.clone())
-        .unwrap_or_default();
-    let banned_accuracy = if setup.network_models && !flagged.is_empty() {
-        eprintln!("sim: the owner bans volunteers {flagged:?}");
-        Some(
-            ban::ban_and_settle(
-                &volunteers,
-                &flagged,
-                &owner_key,
-                dataset,
-                crdt.id,
-                &test_x,
-                test_y,
-            )
-            .await?,
-        )
+}
+
+/// Waits until `node` finds a provider of `dataset`, then fetches it.
+async fn fetch_pool(node: &Node, dataset: DatasetId) -> anyhow::Result<()> {
+    within("a volunteer's fetch", async {
+        while node.find_providers(dataset).await?.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node.fetch(dataset, fetch::Options::default()).await?;
+        anyhow::Ok(())
+    })
+    .await?
+}
+
+/// How volunteer `i` exchanges models: through its node's models service over libp2p (the
+/// service returned too), or as a peer of the in-process exchange `local`.
+async fn model_exchange(
+    setup: &Setup,
+    i: usize,
+    home: &Home,
+    node: &Node,
+    identity: &Identity,
+    dataset: DatasetId,
+    local: &LocalExchange,
+) -> anyhow::Result<(Arc<dyn ModelExchange>, Option<Models>)> {
+    if setup.network_models {
+        let config = models::Config {
+            anti_entropy: anti_entropy(),
+            seed: Some(setup.seed.wrapping_add(i as u64)),
+            ..models::Config::default()
+        };
+        let models = Models::start(home.clone(), Some(node.clone()), config).await?;
+        let service = ServiceExchange::open(models.clone(), dataset).await?;
+        Ok((Arc::new(service), Some(models)))
     } else {
-        None
-    };
-    let refused_merges = volunteers
-        .iter()
-        .map(|v| v.learner.progress().refused_merges)
-        .sum();
+        Ok((Arc::new(local.peer(identity.clone())), None))
+    }
+}
+
+/// Bytes each volunteer's node moved on the wire since `before` (its counts then), on average.
+fn bytes_per_node(volunteers: &[Volunteer], before: &[u64]) -> u64 {
     let bytes: u64 = volunteers
         .iter()
-        .zip(&bytes_before)
+        .zip(before)
         .map(|(v, b)| wire_bytes(&v.node).saturating_sub(*b))
         .sum();
-    for v in volunteers.iter() {
+    bytes / volunteers.len() as u64
+}
+
+/// Shuts every volunteer's services and node down, then the owner's node.
+async fn shutdown(volunteers: &[Volunteer], owner: Owner) {
+    for v in volunteers {
         if let Some(m) = &v.models {
             m.shutdown().await;
         }
@@ -334,44 +328,7 @@ pub(super) async fn run(
         v.labels.shutdown().await;
         v.node.shutdown().await;
     }
-    owner.shutdown().await;
-    Ok(Outcome {
-        dataset,
-        pool,
-        test_x,
-        checkpoints,
-        bytes_per_node: bytes / volunteers.len() as u64,
-        fallback_picks: fallbacks.load(Ordering::SeqCst),
-        annotations,
-        members,
-        banned_accuracy,
-        refused_merges,
-    })
-}
-
-/// Every volunteer holds `budget` annotations and has trained on them (published its update).
-fn trained(volunteers: &[Volunteer], budget: u64) -> bool {
-    volunteers.iter().all(|v| {
-        let p = v.learner.progress();
-        p.annotations == budget && p.trained_annotations == budget && !p.training
-    })
-}
-
-/// Every volunteer has trained on the `budget` labels, all hold the same merged model, and each
-/// rescored the pool with it in force.
-fn settled(volunteers: &[Volunteer], budget: u64, crdt: swarmlabel_crdt::DatasetId) -> bool {
-    let mut hashes = HashSet::new();
-    let all = volunteers.iter().all(|v| {
-        let p = v.learner.progress();
-        let merged = v.exchange.merged(crdt).map(|m| hex::encode(m.hash.0));
-        hashes.insert(merged.clone());
-        p.annotations == budget
-            && p.trained_annotations == budget
-            && !p.training
-            && merged.is_some()
-            && p.merged == merged
-    });
-    all && hashes.len() == 1
+    owner.node.shutdown().await;
 }
 
 /// Anti-entropy of the simulated nodes: a round every 2 s.
@@ -461,75 +418,4 @@ fn wire_bytes(node: &Node) -> u64 {
         .filter(|l| l.starts_with("libp2p_bandwidth_bytes_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-/// One simulated labeler: takes its loop's next pick, answers it as its kind does, waits for a
-/// ranking that can reflect the answer, until the network reaches the budget.
-#[allow(clippy::too_many_arguments)]
-async fn labeler(
-    volunteers: Arc<Vec<Volunteer>>,
-    index: usize,
-    truth: Arc<HashMap<SampleId, usize>>,
-    classes: usize,
-    kind: Kind,
-    noise: f64,
-    seed: u64,
-    total: Arc<AtomicUsize>,
-    fallbacks: Arc<AtomicUsize>,
-    mut target: watch::Receiver<usize>,
-    crdt: swarmlabel_crdt::DatasetId,
-) -> anyhow::Result<()> {
-    let v = &volunteers[index];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut answered: HashSet<SampleId> = HashSet::new();
-    loop {
-        let goal = *target.borrow_and_update();
-        if goal == STOP {
-            return Ok(());
-        }
-        if total.load(Ordering::SeqCst) >= goal {
-            target.changed().await?;
-            continue;
-        }
-        let rescores = v.learner.progress().rescores;
-        let Some(pick) = v.learner.next(1, &answered).into_iter().next() else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        if total
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
-                (t < goal).then_some(t + 1)
-            })
-            .is_err()
-        {
-            continue;
-        }
-        let sample = pick.sample;
-        let true_class = *truth
-            .get(&sample)
-            .context("a picked sample is in the pool")?;
-        let label = kind.answer(true_class, classes, noise, &mut rng);
-        if !pick.own_share {
-            fallbacks.fetch_add(1, Ordering::Relaxed);
-        }
-        let answer = swarmlabel_node::labels::Own {
-            sample,
-            value: Value::Label(label as u16),
-            suggestion: None,
-            time_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        };
-        v.labels.record_own(crdt, answer).await?;
-        answered.insert(sample);
-        // A human looks at the next sample once the model has moved; give up waiting after a
-        // while so that a quiet network cannot stall the run.
-        let waited = Instant::now();
-        while v.learner.progress().rescores <= rescores
-            && total.load(Ordering::SeqCst) < goal
-            && waited.elapsed() < Duration::from_secs(10)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
 }
