@@ -6,15 +6,16 @@
 //! with one file-system sync before the dataset is listed. Errors are reported for the first bad
 //! input in source order, so the same input always gives the same message.
 
+mod collect;
 mod csv;
 mod images;
 mod jsonl;
 mod validate;
 
+use collect::{Collected, collect};
 pub use validate::validate_labels;
 use validate::{label_index, validate_metadata};
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
@@ -26,9 +27,7 @@ use swarmlabel_store::identity::Identity;
 use swarmlabel_store::progress::Progress;
 use swarmlabel_store::store::{BlobId, BlobStore, Put, StoreError};
 
-use swarmlabel_store::dataset::manifest::{
-    MAX_PAGE_SAMPLES, MediaType, Page, PageRef, Root, SampleEntry, SignedRoot, Task,
-};
+use swarmlabel_store::dataset::manifest::{MediaType, Root, SignedRoot, Task};
 use swarmlabel_store::dataset::{CatalogError, DatasetId};
 
 pub use swarmlabel_store::dataset::manifest::MAX_SAMPLE_BYTES;
@@ -443,134 +442,6 @@ fn sign_root(
         pages: std::mem::take(&mut collected.pages),
     };
     SignedRoot::sign(root, owner)
-}
-
-/// Results in source order, cut into pages.
-#[derive(Default)]
-struct Collected {
-    seen: HashMap<BlobId, Option<u16>>,
-    page: Vec<SampleEntry>,
-    pages: Vec<PageRef>,
-    sample_count: u64,
-    gold_count: u64,
-    total_bytes: u64,
-    existing_blobs: u64,
-    duplicates: u64,
-    duplicate_examples: Vec<String>,
-    warnings: Vec<String>,
-    /// With private gold: the gold labels kept out of the pages.
-    private: Option<Vec<(BlobId, u16)>>,
-    /// Images: the imported folder, and each sample's file relative to it (see [`swarmlabel_store::dataset::names`]).
-    folder: Option<PathBuf>,
-    names: Vec<(BlobId, String)>,
-}
-
-impl Collected {
-    fn push(&mut self, done: Done, store: &BlobStore) -> Result<(), ImportError> {
-        if let Some(first_gold) = self.seen.get(&done.id) {
-            self.duplicates += 1;
-            if self.duplicate_examples.len() < MAX_EXAMPLES {
-                self.duplicate_examples
-                    .push(format!("{} (same as sample {})", done.origin, done.id));
-            }
-            if *first_gold != done.gold && self.warnings.len() < MAX_EXAMPLES {
-                self.warnings.push(format!(
-                    "{} has the same bytes as an earlier sample with a different gold label; the \
-                     first label is kept",
-                    done.origin
-                ));
-            }
-            return Ok(());
-        }
-        self.seen.insert(done.id, done.gold);
-        if let Some(folder) = &self.folder {
-            let path = Path::new(&done.origin);
-            let relative = path.strip_prefix(folder).unwrap_or(path);
-            let parts: Vec<String> = relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            self.names.push((done.id, parts.join("/")));
-        }
-        if done.put == Put::Existing {
-            self.existing_blobs += 1;
-        }
-        self.sample_count += 1;
-        self.total_bytes += done.size;
-        let gold = match (&mut self.private, done.gold) {
-            (Some(private), Some(g)) => {
-                private.push((done.id, g));
-                None
-            }
-            (_, gold) => gold,
-        };
-        self.gold_count += u64::from(gold.is_some());
-        self.page.push(SampleEntry {
-            id: done.id,
-            size: done.size,
-            media_type: done.media_type,
-            gold,
-        });
-        if self.page.len() == MAX_PAGE_SAMPLES {
-            self.flush_page(store)?;
-        }
-        Ok(())
-    }
-
-    fn flush_page(&mut self, store: &BlobStore) -> Result<(), ImportError> {
-        if self.page.is_empty() {
-            return Ok(());
-        }
-        let page = Page {
-            index: self.pages.len() as u32,
-            samples: std::mem::take(&mut self.page),
-        };
-        let (id, _) = store.put(&page.encode())?;
-        self.pages.push(PageRef {
-            id,
-            samples: page.samples.len() as u32,
-        });
-        Ok(())
-    }
-}
-
-/// Receives worker results, puts them back in order and collects them. On the first error (in
-/// source order) it tells everyone to stop and drains the queue so no thread stays blocked.
-fn collect(
-    rx: &mpsc::Receiver<(u64, Result<Done, ImportError>)>,
-    store: &BlobStore,
-    stop: &AtomicBool,
-    private_gold: bool,
-    folder: Option<PathBuf>,
-    progress: &dyn Progress,
-) -> Result<Collected, ImportError> {
-    let mut collected = Collected {
-        private: private_gold.then(Vec::new),
-        folder,
-        ..Collected::default()
-    };
-    let mut pending = BTreeMap::new();
-    let mut next = 0u64;
-    let mut error = None;
-    for (seq, result) in rx {
-        if error.is_some() {
-            continue;
-        }
-        pending.insert(seq, result);
-        while let Some(result) = pending.remove(&next) {
-            next += 1;
-            progress.advance(1);
-            if let Err(e) = result.and_then(|done| collected.push(done, store)) {
-                stop.store(true, Ordering::Relaxed);
-                error = Some(e);
-                break;
-            }
-        }
-    }
-    match error {
-        Some(e) => Err(e),
-        None => Ok(collected),
-    }
 }
 
 fn process(job: Job, store: &BlobStore) -> Result<Done, ImportError> {

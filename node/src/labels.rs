@@ -32,6 +32,7 @@ mod open;
 pub mod plan;
 mod replicated;
 pub mod service;
+mod stats;
 mod waiting;
 pub mod wire;
 

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use libp2p::PeerId;
-use prometheus_client::metrics::counter::Counter;
 use swarmlabel_crdt::{
-    Annotations, DatasetId, RecordError, Rejection, SampleId, ShardId, SignedAnnotation,
-    Suggestion, Tip, Value,
+    Annotations, DatasetId, RecordError, Rejection, ShardId, SignedAnnotation, Tip,
 };
 use swarmlabel_net::swarm::replication::{Kind, Verdict};
 use swarmlabel_store::Identity;
@@ -18,6 +16,8 @@ use swarmlabel_store::home::Home;
 use tokio::sync::{oneshot, watch};
 
 use super::intake::{Intake, Limits};
+use super::service::Own;
+pub(crate) use super::stats::Stats;
 use super::waiting::Waiting;
 use super::wire::{self, Digest, MAX_TIPS, PAGE_RECORDS, Range, Request, Response};
 use super::{LabelStore, gossip, plan};
@@ -53,54 +53,6 @@ pub(crate) enum Command {
         policy: crate::policy::InForce,
         reply: oneshot::Sender<Result<(), super::LabelsError>>,
     },
-}
-
-/// A human's answer for this node to sign (see [`super::Labels::record_own`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Own {
-    /// The sample.
-    pub sample: SampleId,
-    /// The answer.
-    pub value: Value,
-    /// The model's suggestion shown, if any.
-    pub suggestion: Option<Suggestion>,
-    /// When the human answered (ms since 1970).
-    pub time_ms: u64,
-}
-
-/// Counts particular to labels (`swarmlabel_labels_recorded`, `_sync_applied`, ...).
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) recorded: Counter,
-    pub(crate) sync_applied: Counter,
-    pub(crate) over_quota: Counter,
-    pub(crate) dropped_not_admitted: Counter,
-}
-
-impl Stats {
-    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        let r = registry.sub_registry_with_prefix("swarmlabel_labels");
-        r.register(
-            "recorded",
-            "Labels recorded on this node (durable)",
-            self.recorded.clone(),
-        );
-        r.register(
-            "sync_applied",
-            "Pages of records pulled from peers that held new records",
-            self.sync_applied.clone(),
-        );
-        r.register(
-            "over_quota",
-            "Records from peers left for later because a quota (per peer, per annotator, all) was spent",
-            self.over_quota.clone(),
-        );
-        r.register(
-            "dropped_not_admitted",
-            "Records removed from disk because the owner's policy no longer admits their annotator",
-            self.dropped_not_admitted.clone(),
-        );
-    }
 }
 
 /// One session this node runs: the summary, then the shards that differ, pulled range by

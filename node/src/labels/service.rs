@@ -9,14 +9,26 @@
 
 use std::sync::Arc;
 
-use swarmlabel_crdt::{Annotations, SignedAnnotation};
+use swarmlabel_crdt::{Annotations, SampleId, SignedAnnotation, Suggestion, Value};
 use swarmlabel_net::swarm::{NetError, Node};
 use swarmlabel_store::home::Home;
 
-pub use super::replicated::Own;
 use super::replicated::{self, Command, Stores};
 use super::{LabelStore, LabelStoreError};
 use crate::replicate::{self, Handle, core};
+
+/// A human's answer for this node to sign (see [`Labels::record_own`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Own {
+    /// The sample.
+    pub sample: SampleId,
+    /// The answer.
+    pub value: Value,
+    /// The model's suggestion shown, if any.
+    pub suggestion: Option<Suggestion>,
+    /// When the human answered (ms since 1970).
+    pub time_ms: u64,
+}
 
 /// Settings of the labels service.
 #[derive(Debug, Clone)]

@@ -152,29 +152,6 @@ pub(crate) struct Registries {
     hints: HashMap<WeightsHash, PeerId>,
 }
 
-/// Parses and verifies records from a peer into a registry of `dataset`; the first bad record
-/// refuses them all (an honest peer never sends one).
-pub(crate) fn registry_of(dataset: DatasetId, records: &[Vec<u8>]) -> Result<Registry, String> {
-    let mut registry = Registry::new(dataset);
-    for (i, bytes) in records.iter().enumerate() {
-        let update = SignedUpdate::from_bytes(bytes).map_err(|e| format!("record {i}: {e}"))?;
-        registry
-            .insert(update)
-            .map_err(|e| format!("record {i}: {e}"))?;
-    }
-    Ok(registry)
-}
-
-/// Our records as the protocol carries them (at most [`wire::MAX_RECORDS`]).
-pub(crate) fn wire_records(registry: &Registry) -> Vec<Vec<u8>> {
-    registry
-        .records()
-        .iter()
-        .take(wire::MAX_RECORDS)
-        .map(SignedUpdate::to_bytes)
-        .collect()
-}
-
 impl Registries {
     pub(crate) fn new(
         home: Home,
@@ -509,7 +486,7 @@ impl Replicated for Registries {
             (Reply::Ok(Response::Same), _) => Step::Done,
             (Reply::Ok(Response::Records(records)), Session::Pulled { dataset }) => {
                 let dataset = *dataset;
-                let theirs = match registry_of(dataset, &records) {
+                let theirs = match wire::registry_of(dataset, &records) {
                     Ok(theirs) => theirs,
                     Err(e) => return Step::Refused(format!("a model record does not verify: {e}")),
                 };
@@ -521,7 +498,7 @@ impl Replicated for Registries {
                 if held.registry.digest() == theirs.digest() {
                     return Step::Done;
                 }
-                let records = wire_records(&held.registry);
+                let records = wire::records_of(&held.registry);
                 *session = Session::Pushed;
                 Step::Next(Request::Push { dataset, records })
             }
@@ -546,13 +523,13 @@ impl Replicated for Registries {
             Request::Pull { dataset, digest } => match self.held.get(&dataset) {
                 None => Reply::Unknown,
                 Some(h) if h.registry.digest() == digest => Reply::Ok(Response::Same),
-                Some(h) => Reply::Ok(Response::Records(wire_records(&h.registry))),
+                Some(h) => Reply::Ok(Response::Records(wire::records_of(&h.registry))),
             },
             Request::Push { dataset, records } => {
                 if !self.held.contains_key(&dataset) {
                     return Reply::Unknown;
                 }
-                match registry_of(dataset, &records) {
+                match wire::registry_of(dataset, &records) {
                     Err(e) => {
                         tracing::debug!(%peer, %dataset, "refused pushed model records: {e}");
                         Reply::Refused

@@ -180,6 +180,33 @@ impl Wire for Response {
     }
 }
 
+/// Parses and verifies records from a peer into a registry of `dataset`; the first bad record
+/// refuses them all (an honest peer never sends one).
+pub(crate) fn registry_of(
+    dataset: swarmlabel_crdt::DatasetId,
+    records: &[Vec<u8>],
+) -> Result<swarmlabel_crdt::registry::Registry, String> {
+    let mut registry = swarmlabel_crdt::registry::Registry::new(dataset);
+    for (i, bytes) in records.iter().enumerate() {
+        let update = swarmlabel_crdt::registry::SignedUpdate::from_bytes(bytes)
+            .map_err(|e| format!("record {i}: {e}"))?;
+        registry
+            .insert(update)
+            .map_err(|e| format!("record {i}: {e}"))?;
+    }
+    Ok(registry)
+}
+
+/// Our records as the protocol carries them (at most [`MAX_RECORDS`]).
+pub(crate) fn records_of(registry: &swarmlabel_crdt::registry::Registry) -> Vec<Vec<u8>> {
+    registry
+        .records()
+        .iter()
+        .take(MAX_RECORDS)
+        .map(swarmlabel_crdt::registry::SignedUpdate::to_bytes)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
