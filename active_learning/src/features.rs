@@ -13,6 +13,7 @@ pub use self::tabular::Tabular;
 pub use self::text::TextFeatures;
 
 use crate::matrix::Matrix;
+use std::fmt;
 
 /// Why a sample's features could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,15 +63,17 @@ pub trait Extractor {
     /// Number of values in every row this extractor returns.
     fn width(&self) -> usize;
 
-    /// The features of the sample `id` whose content is `bytes`.
-    fn extract(&self, id: &str, bytes: &[u8]) -> Result<Vec<f32>, FeatureError>;
+    /// The features of the sample `id` (a sample id, a file: what errors name it by) whose
+    /// content is `bytes`.
+    fn extract(&self, id: impl fmt::Display, bytes: &[u8]) -> Result<Vec<f32>, FeatureError>;
 
     /// The features of many `(id, bytes)` samples, one row each, in order; the first bad sample
     /// is the error.
-    fn extract_all<'a, I>(&self, samples: I) -> Result<Matrix, FeatureError>
+    fn extract_all<'a, D, I>(&self, samples: I) -> Result<Matrix, FeatureError>
     where
         Self: Sized,
-        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+        D: fmt::Display,
+        I: IntoIterator<Item = (D, &'a [u8])>,
     {
         let mut data = Vec::new();
         let mut rows = 0;

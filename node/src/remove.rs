@@ -15,10 +15,10 @@ use swarmlabel_store::home::HomeLock;
 use swarmlabel_store::{DatasetId, Home};
 
 /// What a removal deleted.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Removed {
     /// The dataset.
-    pub dataset: String,
+    pub dataset: DatasetId,
     /// Whether it was listed (false: only leftovers of an earlier removal were found).
     pub listed: bool,
     /// Signed annotations in its record log (this node's and those it took from peers).
@@ -75,7 +75,7 @@ pub fn plan(home: &Home, dataset: &DatasetId) -> Removed {
         .collect();
     let log = crate::labels::dir_of(home, dataset).join("records.log");
     Removed {
-        dataset: dataset.to_string(),
+        dataset: *dataset,
         listed: paths
             .first()
             .is_some_and(|p| *p == home.datasets_dir().join(dataset.to_string())),

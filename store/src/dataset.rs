@@ -38,7 +38,7 @@ pub enum CatalogError {
     )]
     BadRoot {
         /// The dataset.
-        id: String,
+        id: DatasetId,
         /// Why it was refused.
         source: DecodeError,
     },
@@ -50,7 +50,7 @@ pub enum CatalogError {
     )]
     Superseded {
         /// The dataset.
-        id: String,
+        id: DatasetId,
         /// The manifest version of the listing.
         version: u8,
     },
@@ -225,15 +225,9 @@ impl Catalog {
             }
         };
         if let Some(version) = superseded_root_version(&bytes) {
-            return Err(CatalogError::Superseded {
-                id: id.to_string(),
-                version,
-            });
+            return Err(CatalogError::Superseded { id: *id, version });
         }
-        let bad = |source| CatalogError::BadRoot {
-            id: id.to_string(),
-            source,
-        };
+        let bad = |source| CatalogError::BadRoot { id: *id, source };
         let root = SignedRoot::decode(&bytes).map_err(bad)?;
         if root.id() != *id {
             return Err(bad(DecodeError::Mismatch(

@@ -158,7 +158,7 @@ pub async fn connect(nodes: &[&Node], addrs: &[Multiaddr], pairs: &[(usize, usiz
     wait_until("every dialled pair to be connected", || async {
         for &(a, b) in pairs {
             let peers = nodes[a].peers().await.expect("the node runs");
-            let b = nodes[b].peer_id().to_string();
+            let b = nodes[b].peer_id();
             if !peers.iter().any(|p| p.peer_id == b) {
                 return false;
             }
@@ -190,10 +190,8 @@ pub async fn partition(nodes: &[&Node], a: &[usize], b: &[usize]) {
     wait_until("the two sides to be disconnected", || async {
         for &i in a.iter().chain(b) {
             let other = if a.contains(&i) { b } else { a };
-            let others: std::collections::BTreeSet<String> = other
-                .iter()
-                .map(|&j| nodes[j].peer_id().to_string())
-                .collect();
+            let others: std::collections::BTreeSet<libp2p::PeerId> =
+                other.iter().map(|&j| nodes[j].peer_id()).collect();
             let peers = nodes[i].peers().await.expect("the node runs");
             if peers.iter().any(|p| others.contains(&p.peer_id)) {
                 return false;

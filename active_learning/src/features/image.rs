@@ -2,6 +2,7 @@
 //! `[0, 1]`.
 
 use image::imageops::FilterType;
+use std::fmt;
 
 /// The largest side of an image decoded for features, in pixels.
 const MAX_SIDE: u32 = 16_384;
@@ -75,9 +76,9 @@ impl Extractor for ImageFeatures {
         c * h * w
     }
 
-    fn extract(&self, id: &str, bytes: &[u8]) -> Result<Vec<f32>, FeatureError> {
+    fn extract(&self, id: impl fmt::Display, bytes: &[u8]) -> Result<Vec<f32>, FeatureError> {
         let undecodable = |e: &dyn std::fmt::Display| FeatureError::Undecodable {
-            id: id.to_owned(),
+            id: id.to_string(),
             reason: e.to_string(),
         };
         // A dataset's images come from its owner, who may be hostile: decoding is bounded (a

@@ -1,6 +1,7 @@
 //! Numeric rows (one CSV record per sample), standardised with statistics of the pool.
 
 use super::{Extractor, FeatureError};
+use std::fmt;
 
 /// Standardises numeric rows: `(x - mean) / std` per column, with the mean and (population)
 /// standard deviation of the pool the extractor was fitted on. A constant column keeps a scale
@@ -77,7 +78,11 @@ impl Tabular {
     }
 
     /// The standardised features of the sample `id` with raw `values`.
-    pub fn standardise(&self, id: &str, values: &[f64]) -> Result<Vec<f32>, FeatureError> {
+    pub fn standardise(
+        &self,
+        id: impl fmt::Display,
+        values: &[f64],
+    ) -> Result<Vec<f32>, FeatureError> {
         check(id, values, self.mean.len())?;
         Ok(values
             .iter()
@@ -88,9 +93,9 @@ impl Tabular {
 
     /// Parses one CSV record of numbers (`1,2.5,-3`); surrounding spaces and one trailing line
     /// break are ignored.
-    pub fn parse_record(id: &str, bytes: &[u8]) -> Result<Vec<f64>, FeatureError> {
+    pub fn parse_record(id: impl fmt::Display, bytes: &[u8]) -> Result<Vec<f64>, FeatureError> {
         let text = std::str::from_utf8(bytes).map_err(|e| FeatureError::Undecodable {
-            id: id.to_owned(),
+            id: id.to_string(),
             reason: format!("not UTF-8 text ({e})"),
         })?;
         let text = text.trim_end_matches(['\n', '\r']);
@@ -104,7 +109,7 @@ impl Tabular {
                 match field.parse::<f64>() {
                     Ok(x) if x.is_finite() => Ok(x),
                     _ => Err(FeatureError::NotANumber {
-                        id: id.to_owned(),
+                        id: id.to_string(),
                         column,
                         value: field.to_owned(),
                     }),
@@ -119,22 +124,22 @@ impl Extractor for Tabular {
         self.mean.len()
     }
 
-    fn extract(&self, id: &str, bytes: &[u8]) -> Result<Vec<f32>, FeatureError> {
-        self.standardise(id, &Self::parse_record(id, bytes)?)
+    fn extract(&self, id: impl fmt::Display, bytes: &[u8]) -> Result<Vec<f32>, FeatureError> {
+        self.standardise(&id, &Self::parse_record(&id, bytes)?)
     }
 }
 
-fn check(id: &str, row: &[f64], width: usize) -> Result<(), FeatureError> {
+fn check(id: impl fmt::Display, row: &[f64], width: usize) -> Result<(), FeatureError> {
     if row.len() != width {
         return Err(FeatureError::WrongWidth {
-            id: id.to_owned(),
+            id: id.to_string(),
             expected: width,
             got: row.len(),
         });
     }
     match row.iter().position(|x| !x.is_finite()) {
         Some(column) => Err(FeatureError::NotANumber {
-            id: id.to_owned(),
+            id: id.to_string(),
             column,
             value: row[column].to_string(),
         }),

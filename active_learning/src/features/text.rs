@@ -1,5 +1,6 @@
 //! Text: hashed word and character n-grams in a fixed number of columns.
 
+use std::fmt;
 use std::ops::RangeInclusive;
 
 use super::{Extractor, FeatureError};
@@ -98,9 +99,9 @@ impl Extractor for TextFeatures {
         self.width
     }
 
-    fn extract(&self, id: &str, bytes: &[u8]) -> Result<Vec<f32>, FeatureError> {
+    fn extract(&self, id: impl fmt::Display, bytes: &[u8]) -> Result<Vec<f32>, FeatureError> {
         let text = std::str::from_utf8(bytes).map_err(|e| FeatureError::Undecodable {
-            id: id.to_owned(),
+            id: id.to_string(),
             reason: format!("not UTF-8 text ({e})"),
         })?;
         Ok(self.text(text))

@@ -71,7 +71,7 @@ impl Served {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
     /// Our peer id.
-    pub peer_id: String,
+    pub peer_id: PeerId,
     /// Our listen addresses (with `/p2p/`).
     pub listen_addrs: Vec<String>,
     /// Connected peers.
@@ -79,7 +79,7 @@ pub struct Status {
     /// Of those, the ones reached only through a relay (`peers` says which and why).
     pub peers_relayed: usize,
     /// Datasets served.
-    pub serving: Vec<String>,
+    pub serving: Vec<DatasetId>,
     /// Datasets heard of on gossip.
     pub known_datasets: usize,
     /// Peers in the Kademlia routing table.
@@ -394,7 +394,7 @@ impl NodeActor {
             .map(|b| b.num_entries())
             .sum();
         Status {
-            peer_id: self.swarm.local_peer_id().to_string(),
+            peer_id: *self.swarm.local_peer_id(),
             listen_addrs: self
                 .listen_addrs
                 .iter()
@@ -402,7 +402,7 @@ impl NodeActor {
                 .collect(),
             peers: self.connections.len(),
             peers_relayed: self.connections.relayed_count(),
-            serving: self.served.keys().map(ToString::to_string).collect(),
+            serving: self.served.keys().copied().collect(),
             known_datasets: self.catalog.len(),
             routing_table,
         }

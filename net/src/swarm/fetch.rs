@@ -50,10 +50,10 @@ impl Default for Options {
 }
 
 /// What a fetch did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     /// The dataset.
-    pub dataset: String,
+    pub dataset: DatasetId,
     /// Samples wanted (all, or the subset).
     pub samples_wanted: u64,
     /// Blobs (pages and samples) downloaded and verified.
@@ -65,23 +65,42 @@ pub struct Report {
     /// Blobs received with a wrong hash (and fetched again from another provider).
     pub rejected: u64,
     /// Providers banned for sending corrupt data.
-    pub banned: Vec<String>,
+    pub banned: Vec<PeerId>,
     /// Providers that delivered at least one blob or the root.
-    pub providers: Vec<String>,
+    pub providers: Vec<PeerId>,
     /// Providers no direct connection could be made to (behind a NAT hole punching did not
     /// get through), with why; they were asked over their relay instead.
     pub unreachable: Vec<String>,
     /// Providers that delivered over a relay (no direct path to them).
-    pub relayed: Vec<String>,
+    pub relayed: Vec<PeerId>,
+    /// The peers of `unreachable`.
+    #[serde(skip)]
+    unreachable_peers: HashSet<PeerId>,
 }
 
 impl Report {
+    /// An empty report of fetching `dataset`.
+    fn new(dataset: DatasetId) -> Report {
+        Report {
+            dataset,
+            samples_wanted: 0,
+            fetched: 0,
+            already_stored: 0,
+            bytes: 0,
+            rejected: 0,
+            banned: Vec::new(),
+            providers: Vec::new(),
+            unreachable: Vec::new(),
+            relayed: Vec::new(),
+            unreachable_peers: HashSet::new(),
+        }
+    }
+
     /// Notes that no direct connection to `peer` could be made, once per peer.
     /// (The node logged it when it gave up.)
     fn add_unreachable(&mut self, peer: PeerId, why: String) {
-        let peer = peer.to_string();
-        if !self.unreachable.iter().any(|u| u.contains(&peer)) {
-            let why = if why.contains(&peer) {
+        if self.unreachable_peers.insert(peer) {
+            let why = if why.contains(&peer.to_string()) {
                 why
             } else {
                 format!("peer {peer}: {why}")
@@ -159,10 +178,7 @@ pub async fn fetch(
 ) -> Result<Report, FetchError> {
     let store = node.home().blobs();
     let catalog = swarmlabel_store::Catalog::of(node.home());
-    let mut report = Report {
-        dataset: dataset.to_string(),
-        ..Report::default()
-    };
+    let mut report = Report::new(dataset);
     let mut delivered: HashSet<PeerId> = HashSet::new();
     let mut sched = Scheduler::new(node.max_in_flight_per_provider());
     let mut reach = Reach::new(node);
@@ -269,12 +285,12 @@ async fn list(
 impl Report {
     /// Records the providers that delivered, sorted, and which of them came through a relay.
     fn set_providers(&mut self, delivered: &HashSet<PeerId>) {
-        let mut providers: Vec<String> = delivered.iter().map(ToString::to_string).collect();
-        providers.sort();
+        let mut providers: Vec<PeerId> = delivered.iter().copied().collect();
+        providers.sort_by_key(|p| p.to_string());
         self.relayed = providers
             .iter()
-            .filter(|p| self.unreachable.iter().any(|u| u.contains(p.as_str())))
-            .cloned()
+            .filter(|p| self.unreachable_peers.contains(p))
+            .copied()
             .collect();
         self.providers = providers;
     }
@@ -304,7 +320,7 @@ async fn fetch_root(
                     node.metrics().blobs_rejected.inc();
                     node.ban(peer).await?;
                     sched.on_gone(peer);
-                    report.banned.push(peer.to_string());
+                    report.banned.push(peer);
                 }
             }
         }
@@ -421,7 +437,7 @@ async fn run(
                     tracing::warn!(%peer, blob = %id, "a provider sent a blob that does not match its hash");
                     if sched.on_corrupt(peer, id) {
                         node.ban(peer).await?;
-                        report.banned.push(peer.to_string());
+                        report.banned.push(peer);
                     }
                 }
                 Outcome::NotFound => sched.on_not_found(peer, id),

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use swarmlabel_crdt::registry::WeightsHash;
 use swarmlabel_crdt::{Annotations, AnnotatorKey, SampleId, Value};
 
 use super::body::QueryParams;
@@ -27,7 +28,7 @@ pub(crate) const MAX_EXCLUDE: usize = 256;
 /// A dataset as the page lists it.
 #[derive(Debug, Serialize)]
 pub(crate) struct DatasetView {
-    id: String,
+    id: DatasetId,
     name: String,
     /// The owner's description (plain text).
     description: String,
@@ -65,7 +66,7 @@ pub(crate) async fn datasets(
         let read = read(&s, l.id).await?;
         let counts = Counts::of(&read, me);
         out.push(DatasetView {
-            id: l.id.to_string(),
+            id: l.id,
             name: book.name.clone(),
             description: book.description.clone(),
             instructions: book.instructions.clone(),
@@ -130,7 +131,7 @@ pub(crate) struct QueueQuery {
 /// A pick as the page shows it: label names, not indices.
 #[derive(Debug, Serialize)]
 pub(crate) struct PickView {
-    sample: String,
+    sample: SampleId,
     /// `image`, `text` or `row`.
     media: &'static str,
     strategy: String,
@@ -210,7 +211,7 @@ pub(crate) async fn queue(
         .filter_map(|p| {
             let media = *book.media.get(&p.sample)?;
             Some(PickView {
-                sample: p.sample.to_hex(),
+                sample: p.sample,
                 media: media_name(media),
                 strategy: p.strategy,
                 score: p.score,
@@ -296,8 +297,8 @@ pub(crate) async fn mine(
         .map(|a| a.annotation())
         .filter(|a| a.annotator == me)
         .map(|a| LabelView {
-            sample: hex::encode(a.sample.0),
-            annotator: hex::encode(a.annotator.0),
+            sample: a.sample,
+            annotator: a.annotator,
             value: value_text(a.value, &book.labels),
             time_ms: a.time_ms,
         })
@@ -316,7 +317,7 @@ pub(crate) struct ProgressQuery {
 /// The progress figures of a dataset.
 #[derive(Debug, Serialize)]
 pub(crate) struct ProgressView {
-    dataset: String,
+    dataset: DatasetId,
     samples: u64,
     /// Samples with at least one label vote, from anyone.
     samples_labelled: u64,
@@ -343,8 +344,8 @@ pub(crate) struct ProgressView {
 /// The merged model of a dataset, as the progress figures show it.
 #[derive(Debug, Serialize)]
 pub(crate) struct ModelView {
-    /// BLAKE3 of its weights (hex): equal on every node that merged the same updates.
-    hash: String,
+    /// BLAKE3 of its weights (hex in JSON): equal on every node that merged the same updates.
+    hash: WeightsHash,
     /// How many peers' updates went in.
     peers: usize,
     /// The most labels any of them was trained on.
@@ -354,7 +355,7 @@ pub(crate) struct ModelView {
 impl ModelView {
     pub(crate) fn of(merged: &crate::models::MergedModel) -> Self {
         Self {
-            hash: merged.hash.to_string(),
+            hash: merged.hash,
             peers: merged.included.len(),
             labels_trained: merged.labels_trained,
         }
@@ -388,7 +389,7 @@ pub(crate) async fn progress(
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(ProgressView {
-        dataset: id.to_string(),
+        dataset: id,
         samples: agreement.samples,
         samples_labelled: counts.samples_labelled,
         network_labels: counts.network_votes,

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use swarmlabel_crdt::{RecordError, SampleId, SignedAnnotation, Suggestion, Value};
+use swarmlabel_crdt::{AnnotatorKey, RecordError, SampleId, SignedAnnotation, Suggestion, Value};
 
 use super::body::parse_json;
 use super::{ApiError, AppState};
@@ -71,8 +71,8 @@ pub(crate) struct SuggestionBody {
 /// One annotation as the API shows it.
 #[derive(Debug, Serialize)]
 pub(crate) struct LabelView {
-    pub(crate) sample: String,
-    pub(crate) annotator: String,
+    pub(crate) sample: SampleId,
+    pub(crate) annotator: AnnotatorKey,
     pub(crate) value: String,
     pub(crate) time_ms: u64,
 }
@@ -281,8 +281,8 @@ async fn store(
         .map_err(labels_error)?;
     let time_ms = signed.annotation().time_ms;
     Ok(LabelView {
-        sample: sample.to_hex(),
-        annotator: identity.public_key().to_hex(),
+        sample,
+        annotator: identity.public_key(),
         value: value_text(value, &book.labels),
         time_ms,
     })
@@ -298,7 +298,7 @@ pub(crate) fn now_ms() -> u64 {
 #[derive(Debug, Serialize)]
 pub(crate) struct UndoView {
     /// The sample whose label was undone: the page shows it again.
-    sample: String,
+    sample: SampleId,
     /// The answer undone.
     undone: String,
     /// What the slot holds now (a signed skip: the CRDT keeps no deletions).
@@ -334,7 +334,7 @@ pub(crate) async fn undo(
         let undone = value_text(last.value, &book.labels);
         let now = store(&s, id, &book, sample, Value::Skip, None).await?;
         Ok(Json(UndoView {
-            sample: sample.to_hex(),
+            sample,
             undone,
             now,
         }))
@@ -368,8 +368,8 @@ pub(crate) async fn list(
         .map(|a| {
             let a = a.annotation();
             LabelView {
-                sample: hex::encode(a.sample.0),
-                annotator: hex::encode(a.annotator.0),
+                sample: a.sample,
+                annotator: a.annotator,
                 value: value_text(a.value, &book.labels),
                 time_ms: a.time_ms,
             }

@@ -32,8 +32,8 @@ pub struct PolicyView {
 /// One ban.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BanView {
-    /// The key (hex).
-    pub key: String,
+    /// The key (hex in JSON).
+    pub key: AnnotatorKey,
     /// The owner's reason.
     pub reason: String,
 }
@@ -62,7 +62,7 @@ impl PolicyView {
                 .banned
                 .iter()
                 .map(|(k, reason)| BanView {
-                    key: hex::encode(k.0),
+                    key: *k,
                     reason: reason.clone(),
                 })
                 .collect(),

@@ -9,9 +9,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use swarmlabel_net::swarm;
-use swarmlabel_store::dataset::DatasetId;
 
-use super::{ApiError, AppState, JoinState, body, labeling, net_error};
+use super::{ApiError, AppState, body, labeling, net_error};
 
 pub(super) async fn status(
     State(s): State<AppState>,
@@ -24,24 +23,19 @@ pub(super) async fn status(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let joins: BTreeMap<String, JoinState> =
-        joins.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut models = BTreeMap::new();
-    for dataset in &status.serving {
-        if let Ok(id) = dataset.parse::<DatasetId>()
-            && let Ok(Some(merged)) = s.joiner.models.merged(id).await
-        {
-            models.insert(dataset.clone(), labeling::ModelView::of(&merged));
+    for &dataset in &status.serving {
+        if let Ok(Some(merged)) = s.joiner.models.merged(dataset).await {
+            models.insert(dataset, labeling::ModelView::of(&merged));
         }
     }
     // What the rollout guard keeps out of each dataset's ranking, where it does.
     let mut guard = BTreeMap::new();
-    for dataset in &status.serving {
-        if let Ok(id) = dataset.parse::<DatasetId>()
-            && let Some(learners) = &s.joiner.learners
-            && let Some(refusal) = learners.get(id).and_then(|l| l.progress().guard)
+    for &dataset in &status.serving {
+        if let Some(learners) = &s.joiner.learners
+            && let Some(refusal) = learners.get(dataset).and_then(|l| l.progress().guard)
         {
-            guard.insert(dataset.clone(), refusal);
+            guard.insert(dataset, refusal);
         }
     }
     let mut value = serde_json::to_value(status).expect("invariant: Status serialises");
@@ -77,7 +71,7 @@ pub(super) async fn known(
             k.name.to_lowercase().contains(&q)
                 || k.description.to_lowercase().contains(&q)
                 || k.labels.iter().any(|l| l.to_lowercase().contains(&q))
-                || k.id.starts_with(&q)
+                || k.id.to_hex().starts_with(&q)
         });
     }
     Ok(Json(known))

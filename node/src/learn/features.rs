@@ -182,24 +182,14 @@ pub fn from_samples(
         Task::ImageClassification => {
             let extractor = ImageFeatures::new(IMAGE_SIDE, IMAGE_SIDE, Colour::Principal)?;
             check_media(samples, &[MediaType::Png, MediaType::Jpeg], media_error)?;
-            let ids: Vec<String> = samples.iter().map(|(s, _, _)| s.to_string()).collect();
-            let x = extractor.extract_all(
-                ids.iter()
-                    .zip(samples)
-                    .map(|(id, (_, _, b))| (id.as_str(), b.as_slice())),
-            )?;
+            let x = extractor.extract_all(samples.iter().map(|(s, _, b)| (s, b.as_slice())))?;
             let side = IMAGE_SIDE as usize;
             (x, ModelSpec::cnn(1, side, side, classes))
         }
         Task::TextClassification => {
             let extractor = TextFeatures::with_width(TEXT_WIDTH)?;
             check_media(samples, &[MediaType::Text], media_error)?;
-            let ids: Vec<String> = samples.iter().map(|(s, _, _)| s.to_string()).collect();
-            let x = extractor.extract_all(
-                ids.iter()
-                    .zip(samples)
-                    .map(|(id, (_, _, b))| (id.as_str(), b.as_slice())),
-            )?;
+            let x = extractor.extract_all(samples.iter().map(|(s, _, b)| (s, b.as_slice())))?;
             (x, ModelSpec::linear(TEXT_WIDTH, classes))
         }
     };

@@ -2,6 +2,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use swarmlabel_ids::SampleId;
 
 use crate::progress::Progress;
 use crate::store::{BlobId, StoreError};
@@ -27,21 +28,21 @@ pub enum Problem {
         /// Position of the sample in the dataset, from 0.
         position: u64,
         /// The sample id.
-        sample: String,
+        sample: SampleId,
     },
     /// A sample's stored bytes do not hash to its id.
     Corrupt {
         /// Position of the sample in the dataset, from 0.
         position: u64,
         /// The sample id.
-        sample: String,
+        sample: SampleId,
     },
     /// The blob could not be read.
     Unreadable {
         /// Position of the sample in the dataset, from 0.
         position: u64,
         /// The sample id.
-        sample: String,
+        sample: SampleId,
         /// The error.
         reason: String,
     },
@@ -84,7 +85,7 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VerifyReport {
     /// The dataset.
-    pub dataset: String,
+    pub dataset: DatasetId,
     /// Samples the manifest names.
     pub samples: u64,
     /// Samples whose blobs were found intact.
@@ -109,7 +110,7 @@ pub fn verify(
     let listed = catalog.get(id)?;
     let root = listed.root.root();
     let mut report = VerifyReport {
-        dataset: id.to_string(),
+        dataset: *id,
         samples: root.sample_count,
         intact: 0,
         problems: Vec::new(),
@@ -164,7 +165,7 @@ fn check_all(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(id) = ids.get(i) else { break };
                     let position = first_position + i as u64;
-                    let sample = id.to_hex();
+                    let sample = *id;
                     let problem = match catalog.blobs().check(id) {
                         Ok(()) => None,
                         Err(StoreError::Missing(_)) => Some(Problem::Missing { position, sample }),

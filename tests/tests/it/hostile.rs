@@ -114,10 +114,10 @@ async fn malformed_and_oversized_messages_are_rejected_and_the_node_keeps_servin
             }
             let known = owner.node.known_datasets().await.unwrap();
             if !known.is_empty() {
-                let ids: Vec<_> = known.iter().map(|k| k.id.clone()).collect();
+                let ids: Vec<_> = known.iter().map(|k| k.id).collect();
                 assert_eq!(
                     ids,
-                    vec![valid.dataset().to_string()],
+                    vec![valid.dataset()],
                     "only the valid announcement is accepted"
                 );
                 break;

@@ -231,9 +231,7 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
             for n in &net.nodes {
                 let score = n.node.node.gossip_score(hostile.peer_id()).await.unwrap();
                 let peers = n.node.node.peers().await.unwrap();
-                let connected = peers
-                    .iter()
-                    .any(|p| p.peer_id == hostile.peer_id().to_string());
+                let connected = peers.iter().any(|p| p.peer_id == hostile.peer_id());
                 all &= score.is_some_and(|s| s < graylist) && !connected;
             }
             if all {
@@ -263,7 +261,7 @@ async fn forged_annotations_by_gossip_and_by_sync_are_rejected_by_every_node() {
         loop {
             let mut all = true;
             for n in &net.nodes {
-                all &= !connected(n).await.contains(&forger.peer_id().to_string());
+                all &= !connected(n).await.contains(&forger.peer_id());
             }
             if all {
                 break;
@@ -369,7 +367,7 @@ async fn a_peer_that_never_answers_does_not_stall_sync_among_the_others() {
 }
 
 /// The connected peers of `node`, as peer ids.
-async fn connected(node: &swarmlabel_tests::labels::LabelNode) -> Vec<String> {
+async fn connected(node: &swarmlabel_tests::labels::LabelNode) -> Vec<libp2p::PeerId> {
     node.node
         .node
         .peers()
@@ -482,7 +480,7 @@ async fn an_honest_relay_of_an_author_over_its_quota_is_never_banned() {
         "B's score of A: {score:?}"
     );
     assert!(
-        connected(b).await.contains(&a_id.to_string()),
+        connected(b).await.contains(&a_id),
         "B keeps the honest relay A"
     );
     assert_eq!(b.labels.counters().gossip_rejected, 0);
@@ -491,7 +489,7 @@ async fn an_honest_relay_of_an_author_over_its_quota_is_never_banned() {
         b.holdings().await.0.contains(&all[11])
     })
     .await;
-    assert!(connected(b).await.contains(&a_id.to_string()));
+    assert!(connected(b).await.contains(&a_id));
     net.stop().await;
 }
 

@@ -31,7 +31,7 @@ async fn twenty_nodes_find_the_provider_and_fetch_the_whole_dataset() {
     let reports = join_all(fetches).await;
     for (n, report) in nodes.iter().zip(&reports) {
         assert_eq!(report.samples_wanted, DIGITS);
-        assert_eq!(report.providers, vec![owner.node.peer_id().to_string()]);
+        assert_eq!(report.providers, vec![owner.node.peer_id()]);
         assert_eq!(report.rejected, 0);
         assert_eq!(n.verify(id).await, DIGITS);
     }
@@ -78,7 +78,7 @@ async fn a_provider_serving_corrupt_bytes_is_banned_and_the_fetch_completes() {
         report.rejected >= 1,
         "the corrupt provider was asked and caught: {report:?}"
     );
-    assert_eq!(report.banned, vec![liar.node.peer_id().to_string()]);
+    assert_eq!(report.banned, vec![liar.node.peer_id()]);
     assert_eq!(fetcher.verify(id).await, DIGITS);
     assert!(fetcher.node.metrics().blobs_rejected.get() >= 1);
     assert_eq!(fetcher.node.metrics().peers_banned.get(), 1);
@@ -227,7 +227,7 @@ async fn a_restarted_bootstrap_keeps_its_id_and_nodes_reconnect() {
                 .await
                 .unwrap()
                 .iter()
-                .any(|p| p.peer_id == peer.to_string())
+                .any(|p| p.peer_id == peer)
         }
     };
     wait_until("the owner to connect to the bootstrap peer", || {
@@ -294,13 +294,13 @@ async fn a_node_no_one_can_dial_is_reached_through_its_bootstrap_relay() {
     let report = within("the fetch", fetcher.node.fetch(id, Options::default()))
         .await
         .expect("the fetch succeeds");
-    assert_eq!(report.providers, vec![owner.node.peer_id().to_string()]);
+    assert_eq!(report.providers, vec![owner.node.peer_id()]);
     assert!(report.unreachable.is_empty(), "{:?}", report.unreachable);
     // Blobs travelled over a direct connection, and the relayed one was closed.
     let peers = fetcher.node.peers().await.unwrap();
     let to_owner = peers
         .iter()
-        .find(|p| p.peer_id == owner.node.peer_id().to_string())
+        .find(|p| p.peer_id == owner.node.peer_id())
         .expect("connected to the owner");
     assert!(!to_owner.relayed_only, "{to_owner:?}");
     assert_eq!(fetcher.verify(id).await, DIGITS);

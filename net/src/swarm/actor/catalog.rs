@@ -39,7 +39,7 @@ const BYTE_BURST: f64 = 4.0 * 1024.0 * 1024.0;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KnownDataset {
     /// The dataset id.
-    pub id: String,
+    pub id: DatasetId,
     /// Its name.
     pub name: String,
     /// Its description.
@@ -53,7 +53,7 @@ pub struct KnownDataset {
     /// Bytes of all samples.
     pub bytes: u64,
     /// Peers that announced it.
-    pub providers: Vec<String>,
+    pub providers: Vec<PeerId>,
     /// Seconds since the last announcement.
     pub last_seen_s: u64,
 }
@@ -220,14 +220,14 @@ impl Known {
             .map(|e| {
                 let r = e.root.root();
                 KnownDataset {
-                    id: e.root.id().to_string(),
+                    id: e.root.id(),
                     name: r.name.clone(),
                     description: r.description.clone(),
                     labels: r.labels.clone(),
                     task: r.task.kind().to_owned(),
                     samples: r.sample_count,
                     bytes: r.total_bytes,
-                    providers: e.providers.keys().map(ToString::to_string).collect(),
+                    providers: e.providers.keys().copied().collect(),
                     last_seen_s: e.last_seen.elapsed().as_secs(),
                 }
             })

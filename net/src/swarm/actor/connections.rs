@@ -30,7 +30,7 @@ pub(super) const PUNCH_RETRY_MAX: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PeerInfo {
     /// Its peer id.
-    pub peer_id: String,
+    pub peer_id: PeerId,
     /// Remote addresses of its connections.
     pub addresses: Vec<String>,
     /// Whether every connection to it is relayed.
@@ -86,7 +86,7 @@ impl Connections {
                 let relayed_only = conns.values().all(|(_, r)| *r);
                 let now = Instant::now();
                 PeerInfo {
-                    peer_id: peer.to_string(),
+                    peer_id: *peer,
                     addresses: conns.values().map(|(a, _)| a.to_string()).collect(),
                     relayed_only,
                     path: if relayed_only { "relayed" } else { "direct" },

@@ -109,7 +109,7 @@ fn summarise(
 
 #[derive(Debug, Serialize)]
 pub(crate) struct StatsView {
-    dataset: String,
+    dataset: DatasetId,
     #[serde(flatten)]
     stats: Stats,
 }
@@ -123,7 +123,7 @@ async fn stats(
     let method = query.method()?;
     with_snapshot(s, &headers, &id, move |s, id, snapshot| {
         Ok(StatsView {
-            dataset: id.to_string(),
+            dataset: id,
             stats: summarise(s, id, &snapshot, method)?.stats.clone(),
         })
     })
@@ -132,7 +132,7 @@ async fn stats(
 
 #[derive(Debug, Serialize)]
 pub(crate) struct ConsensusView {
-    dataset: String,
+    dataset: DatasetId,
     method: Method,
     note: Option<String>,
     samples: Vec<SampleConsensus>,
@@ -148,7 +148,7 @@ async fn consensus(
     with_snapshot(s, &headers, &id, move |s, id, snapshot| {
         let summary = summarise(s, id, &snapshot, method)?;
         Ok(ConsensusView {
-            dataset: id.to_string(),
+            dataset: id,
             method: summary.stats.method,
             note: summary.stats.note.clone(),
             samples: summary.named(),
@@ -159,7 +159,7 @@ async fn consensus(
 
 #[derive(Debug, Serialize)]
 pub(crate) struct RawView {
-    dataset: String,
+    dataset: DatasetId,
     annotations: Vec<RawAnnotation>,
 }
 
@@ -170,7 +170,7 @@ async fn raw(
 ) -> Result<Json<RawView>, ApiError> {
     with_snapshot(s, &headers, &id, move |_, id, snapshot| {
         Ok(RawView {
-            dataset: id.to_string(),
+            dataset: id,
             annotations: snapshot
                 .read
                 .annotations
