@@ -249,7 +249,7 @@ fn run_network(
                 .context("a CSV pool has a standardisation")?;
             let mut rows = Vec::with_capacity(test_idx.len());
             for &i in test_idx {
-                rows.push(scaler.standardise(&format!("test row {i}"), &values(data, i)?)?);
+                rows.push(scaler.standardise(format_args!("test row {i}"), &values(data, i)?)?);
             }
             Ok(Matrix::from_rows(scaler.width(), &rows)?)
         },

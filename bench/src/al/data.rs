@@ -102,7 +102,7 @@ pub(super) fn read_images(dir: &Path, side: u32, colour: Colour) -> anyhow::Resu
         for file in files {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            rows.push(extractor.extract(&file.display().to_string(), &bytes)?);
+            rows.push(extractor.extract(file.display(), &bytes)?);
             labels.push(class);
         }
     }
