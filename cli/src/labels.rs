@@ -187,6 +187,24 @@ fn file_names(home_path: &Path, id: &str) -> anyhow::Result<HashMap<SampleId, St
         .collect())
 }
 
+/// The consensus of every annotated sample from the node, saying on stderr why the method
+/// differs from the one asked for, when it does.
+fn consensus(
+    client: &Client,
+    id: &str,
+    method: ConsensusMethod,
+    quiet: bool,
+) -> anyhow::Result<ConsensusBody> {
+    let body: ConsensusBody = client.get(&format!(
+        "/api/v1/datasets/{id}/labels/consensus?method={}",
+        method_name(method)
+    ))?;
+    if let Some(note) = body.note.as_deref().filter(|_| !quiet) {
+        eprintln!("note: {note}");
+    }
+    Ok(body)
+}
+
 /// `export --format imagefolder --out DIR`.
 fn export_imagefolder(
     home_path: &Path,
@@ -219,13 +237,7 @@ fn export_imagefolder(
             kinds.insert(entry.id, kind);
         }
     }
-    let body: ConsensusBody = client.get(&format!(
-        "/api/v1/datasets/{id}/labels/consensus?method={}",
-        method_name(args.method)
-    ))?;
-    if let Some(note) = body.note.as_deref().filter(|_| !quiet) {
-        eprintln!("note: {note}");
-    }
+    let body = consensus(client, id, args.method, quiet)?;
     let names = file_names(home_path, id)?;
     let blobs = home.blobs();
     let written = imagefolder::write(out, &body.samples, &kinds, &names, |sample| {
@@ -262,14 +274,7 @@ pub(crate) fn export(home_path: &Path, args: ExportArgs, quiet: bool) -> anyhow:
         let body: RawBody = client.get(&format!("/api/v1/datasets/{id}/labels/raw"))?;
         Rows::Raw(body.annotations)
     } else {
-        let body: ConsensusBody = client.get(&format!(
-            "/api/v1/datasets/{id}/labels/consensus?method={}",
-            method_name(args.method)
-        ))?;
-        if let Some(note) = body.note.as_deref().filter(|_| !quiet) {
-            eprintln!("note: {note}");
-        }
-        Rows::Consensus(body.samples)
+        Rows::Consensus(consensus(&client, &id, args.method, quiet)?.samples)
     };
     let what = match rows {
         Rows::Raw(_) => "annotations",

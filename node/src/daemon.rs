@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 mod body;
 mod console;
+pub mod datasets;
 mod join;
 mod labeling;
 mod labels;
@@ -44,8 +45,9 @@ use swarmlabel_store::dataset::DatasetId;
 use swarmlabel_store::home::Home;
 use swarmlabel_store::identity::Identity;
 
+use datasets::Datasets;
 pub use join::JoinState;
-use join::{Joiner, open_labels, spawn_join};
+use join::{Joiner, spawn_join};
 use start::{Services, listed, lock, serve_api};
 
 /// Where a running daemon's API is, as written to `HOME/api.json`.
@@ -202,13 +204,13 @@ pub enum DaemonError {
     /// The label service failed to start.
     #[error("the label service did not start: {0}")]
     Labels(#[from] crate::labels::LabelsError),
-    /// A listed dataset's labels could not be opened.
-    #[error("cannot open the labels of dataset {dataset}: {reason}")]
-    OpenLabels {
+    /// A listed dataset could not be opened (labels, policy, models).
+    #[error("cannot open dataset {dataset}: {source}")]
+    Open {
         /// The dataset.
         dataset: DatasetId,
         /// Why.
-        reason: String,
+        source: datasets::OpenError,
     },
     /// A start-up task on the blocking pool failed (it panicked or was cancelled).
     #[error("a start-up task failed: {0}")]
@@ -268,7 +270,7 @@ impl Daemon {
         for l in &listed {
             node.serve(l.id).await?;
         }
-        let services = Services::start(&home, &node, &options, &listed).await?;
+        let services = Services::start(&home, &node, &options).await?;
         let identity = home.identity()?;
         let learners = options.learn.clone().map(|config| {
             node.with_registry(|r| config.vitals.register(r));
@@ -280,19 +282,29 @@ impl Daemon {
                 config,
             )
         });
-        if let Some(learners) = &learners {
-            for l in &listed {
-                learners.start(l.id);
-            }
+        let datasets = Datasets {
+            labels: services.labels.clone(),
+            policies: services.policies.clone(),
+            models: services.models.clone(),
+            learners: learners.clone(),
+            opened: Arc::default(),
+        };
+        // Every listed dataset is open from the start, so peers sync it with us whether or not
+        // anyone labels here.
+        for l in &listed {
+            datasets
+                .open(&home, l.id)
+                .await
+                .map_err(|source| DaemonError::Open {
+                    dataset: l.id,
+                    source,
+                })?;
         }
         let joins = Arc::new(Mutex::new(BTreeMap::new()));
         let joiner = Joiner {
             node: node.clone(),
             joins: joins.clone(),
-            labels: services.labels.clone(),
-            policies: services.policies.clone(),
-            models: services.models.clone(),
-            learners: learners.clone(),
+            datasets,
         };
         for id in &options.join {
             spawn_join(joiner.clone(), *id);

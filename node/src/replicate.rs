@@ -187,6 +187,17 @@ pub trait Replicated: Send + 'static {
         let _ = (event, cx);
     }
 
+    /// Takes in what changed beside the kind since its last event: the owner's policy in force,
+    /// which the kind follows through the watch handed to it when the dataset opened. Called
+    /// before every event the service handles, so nothing is judged, answered or read under a
+    /// policy older than the one in force, and no task has to forward policies.
+    fn refresh(&mut self, cx: &mut Context<Self>)
+    where
+        Self: Sized,
+    {
+        let _ = cx;
+    }
+
     /// An anti-entropy round starts (the kind's own upkeep: retrying downloads).
     fn round(&mut self, cx: &mut Context<Self>)
     where

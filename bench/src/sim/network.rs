@@ -95,6 +95,9 @@ struct Volunteer {
     learner: Learner,
     exchange: Arc<dyn ModelExchange>,
     models: Option<Models>,
+    /// The owner's policy this volunteer's labels and models follow (the simulated owner
+    /// changes it here, as the policy kind would on a node).
+    policy: tokio::sync::watch::Sender<swarmlabel_node::policy::InForce>,
 }
 
 /// A simulated answer: `truth`, or with probability `noise` another class at random.
@@ -245,6 +248,11 @@ impl Volunteer {
         let me = identity.public_key();
         let (exchange, models) =
             model_exchange(setup, i, &home, &node, &identity, dataset, local).await?;
+        let (policy, follows) = tokio::sync::watch::channel(None);
+        labels.follow_policy(dataset, follows.clone()).await?;
+        if let Some(models) = &models {
+            models.follow_policy(dataset, follows).await?;
+        }
         let learn_config = learn::Config {
             query: setup.query,
             redundancy: None,
@@ -267,6 +275,7 @@ impl Volunteer {
             learner,
             exchange,
             models,
+            policy,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! The join workflow: fetch a dataset from its providers, verify it, serve it, then open its
-//! labels and start its learning loop. Its state per dataset is what `status` shows.
+//! The join workflow: fetch a dataset from its providers, verify it, serve it, then open it
+//! (labels, policy, models, learning loop: [`Datasets::open`]). Its state per dataset is what
+//! `status` shows.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -7,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use swarmlabel_net::swarm::{Node, fetch};
 use swarmlabel_store::dataset::DatasetId;
-use swarmlabel_store::home::Home;
 
-use super::learning;
+use super::datasets::Datasets;
 
 /// How a joined dataset is doing.
 #[derive(Debug, Clone, Serialize)]
@@ -40,66 +40,13 @@ pub enum JoinState {
     },
 }
 
-/// Opens the labels of listed dataset `id` in the labels service, and its owner's policy in the
-/// policy service, keeping the labels under the policy in force from now on.
-pub(super) async fn open_labels(
-    labels: &crate::labels::Labels,
-    policies: &crate::policy::Policies,
-    models: &crate::models::Models,
-    home: &Home,
-    id: DatasetId,
-) -> Result<(), String> {
-    let catalog = swarmlabel_store::Catalog::of(home);
-    let (listed, samples) = tokio::task::spawn_blocking(move || {
-        let listed = catalog.get(&id)?;
-        let samples = crate::labels::samples_of(&catalog, &listed)?;
-        Ok::<_, swarmlabel_store::dataset::CatalogError>((listed, samples))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    let root = listed.root.root();
-    let dataset =
-        crate::labels::LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
-    labels
-        .open_with(dataset, Some(Arc::new(samples)))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut policy = policies
-        .open(id, root.owner)
-        .await
-        .map_err(|e| e.to_string())?;
-    // The models of the dataset open as its labels do (the models service opens them when the
-    // learning loop starts; until then the policy waits in the watch channel).
-    let in_force = policy.borrow_and_update().clone();
-    labels
-        .set_policy(id, in_force.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = models.set_policy(id, in_force).await;
-    let (labels, models) = (labels.clone(), models.clone());
-    tokio::spawn(async move {
-        while policy.changed().await.is_ok() {
-            let in_force = policy.borrow_and_update().clone();
-            if labels.set_policy(id, in_force.clone()).await.is_err() {
-                break;
-            }
-            let _ = models.set_policy(id, in_force).await;
-        }
-    });
-    Ok(())
-}
-
-/// What joining a dataset needs: the node, where join states go and, with labels, the service
-/// that opens the dataset's labels once the dataset is served.
+/// What joining a dataset needs: the node, where join states go, and the datasets' composition
+/// root, which opens the dataset everywhere once it is served.
 #[derive(Clone)]
 pub(super) struct Joiner {
     pub(super) node: Node,
     pub(super) joins: Arc<Mutex<BTreeMap<DatasetId, JoinState>>>,
-    pub(super) labels: crate::labels::Labels,
-    pub(super) policies: crate::policy::Policies,
-    pub(super) models: crate::models::Models,
-    pub(super) learners: Option<learning::Learners>,
+    pub(super) datasets: Datasets,
 }
 
 pub(super) fn spawn_join(joiner: Joiner, id: DatasetId) {
@@ -135,23 +82,8 @@ pub(super) fn spawn_join(joiner: Joiner, id: DatasetId) {
             Ok(report) => match node.serve(id).await {
                 Ok(()) => {
                     // Its labels sync from now on; a failure here leaves the dataset served.
-                    match open_labels(
-                        &joiner.labels,
-                        &joiner.policies,
-                        &joiner.models,
-                        node.home(),
-                        id,
-                    )
-                    .await
-                    {
-                        Ok(()) => {
-                            if let Some(learners) = &joiner.learners {
-                                learners.start(id);
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(dataset = %id, %error, "cannot open the dataset's labels");
-                        }
+                    if let Err(error) = joiner.datasets.open(node.home(), id).await {
+                        tracing::warn!(dataset = %id, %error, "cannot open the dataset");
                     }
                     JoinState::Done { report }
                 }

@@ -378,6 +378,7 @@ pub(crate) async fn progress(
     let peers_online = s.node.peers().await.map_or(0, |p| p.len());
     let model = s
         .joiner
+        .datasets
         .models
         .merged(id)
         .await

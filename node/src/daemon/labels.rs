@@ -16,7 +16,7 @@ use swarmlabel_crdt::{AnnotatorKey, RecordError, SampleId, SignedAnnotation, Sug
 
 use super::body::parse_json;
 use super::{ApiError, AppState};
-use crate::labels::{LabelStore, LabelStoreError, LabelsError};
+use crate::labels::{LabelStoreError, LabelsError};
 use swarmlabel_store::dataset::DatasetId;
 use swarmlabel_store::dataset::manifest::{MediaType, Task};
 use swarmlabel_store::store::BlobId;
@@ -38,8 +38,6 @@ pub(crate) struct Book {
     pub(crate) media: HashMap<BlobId, MediaType>,
     /// The owner's gold labels, where the manifest has them.
     pub(crate) gold: HashMap<SampleId, u16>,
-    /// The samples of `order`, as the labels service checks annotations against them.
-    pub(crate) samples: Arc<swarmlabel_crdt::Samples>,
 }
 
 /// The books of the datasets in the home, read on first use.
@@ -82,7 +80,7 @@ pub(crate) fn bad(status: StatusCode, message: impl Into<String>) -> ApiError {
 }
 
 /// The book of `id` and its crdt view, read from the catalog on first use (blocking).
-fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiError> {
+fn open_book(s: &AppState, id: DatasetId) -> Result<Arc<Book>, ApiError> {
     let mut books = s
         .books
         .lock()
@@ -96,9 +94,8 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiErro
         )
     })?;
     let root = listed.root.root();
-    let dataset = LabelStore::crdt_dataset(&id, root.labels.len(), root.sample_count);
     if let Some(book) = books.get(&id) {
-        return Ok((book.clone(), (dataset, book.samples.clone())));
+        return Ok(book.clone());
     }
     let mut order = Vec::new();
     let mut media = HashMap::new();
@@ -116,7 +113,6 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiErro
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .into_iter()
         .collect();
-    let samples = Arc::new(order.iter().copied().collect());
     let book = Arc::new(Book {
         name: root.name.clone(),
         description: root.description.clone(),
@@ -126,25 +122,24 @@ fn open_book(s: &AppState, id: DatasetId) -> Result<(Arc<Book>, Opened), ApiErro
         order,
         media,
         gold,
-        samples,
     });
     books.insert(id, book.clone());
-    Ok((book.clone(), (dataset, book.samples.clone())))
+    Ok(book)
 }
-
-/// A dataset's crdt view and the samples its manifest lists.
-type Opened = (swarmlabel_crdt::Dataset, Arc<swarmlabel_crdt::Samples>);
 
 /// The book of `id`, with its labels open in the labels service.
 pub(crate) async fn book(s: &AppState, id: DatasetId) -> Result<Arc<Book>, ApiError> {
     let state = s.clone();
-    let (book, (dataset, samples)) = tokio::task::spawn_blocking(move || open_book(&state, id))
+    let book = tokio::task::spawn_blocking(move || open_book(&state, id))
         .await
         .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    s.labels
-        .open_with(dataset, Some(samples))
+    // A dataset listed while the node runs opens here (labels, policy, models, learning loop),
+    // as a listed one did at the start.
+    s.joiner
+        .datasets
+        .open(s.node.home(), id)
         .await
-        .map_err(labels_error)?;
+        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(book)
 }
 
@@ -216,7 +211,7 @@ pub(crate) async fn record(
             None => None,
         };
         let view = store(&s, id, &book, sample, value, suggestion).await?;
-        if let (Some(ms), Some(learners)) = (body.think_ms, &s.joiner.learners) {
+        if let (Some(ms), Some(learners)) = (body.think_ms, &s.joiner.datasets.learners) {
             // An hour at most: a page left open overnight says nothing about labelling time.
             let seconds = Duration::from_millis(ms.min(3_600_000)).as_secs_f64();
             learners.vitals().answered(&id, seconds);

@@ -8,9 +8,7 @@ use swarmlabel_store::dataset::{DatasetId, Listed};
 use swarmlabel_store::home::{Home, HomeLock};
 use tokio::sync::oneshot;
 
-use super::{
-    ApiInfo, AppState, DaemonError, Options, bind_api, last_api_path, open_labels, router, token,
-};
+use super::{ApiInfo, AppState, DaemonError, Options, bind_api, last_api_path, router, token};
 
 /// The home's locks for one run: the run lock (one `run` per home) and the shared lock (`gc`
 /// waits for it).
@@ -40,9 +38,8 @@ pub(super) async fn listed(home: &Home, serve: &[DatasetId]) -> Result<Vec<Liste
     Ok(listed)
 }
 
-/// The replicated services of a node: policies, models and labels, with the labels of every
-/// listed dataset open from the start (so peers sync them with us whether or not anyone labels
-/// here).
+/// The replicated services of a node: policies, models and labels (the datasets open in them
+/// through [`super::datasets::Datasets`]).
 pub(super) struct Services {
     pub(super) policies: crate::policy::Policies,
     pub(super) models: crate::models::Models,
@@ -54,7 +51,6 @@ impl Services {
         home: &Home,
         node: &Node,
         options: &Options,
-        listed: &[Listed],
     ) -> Result<Self, DaemonError> {
         let policies = crate::policy::Policies::start(
             home.clone(),
@@ -68,14 +64,6 @@ impl Services {
         let labels =
             crate::labels::Labels::start(home.clone(), Some(node.clone()), options.labels.clone())
                 .await?;
-        for l in listed {
-            open_labels(&labels, &policies, &models, home, l.id)
-                .await
-                .map_err(|reason| DaemonError::OpenLabels {
-                    dataset: l.id,
-                    reason,
-                })?;
-        }
         Ok(Self {
             policies,
             models,

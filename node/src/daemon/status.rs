@@ -25,14 +25,14 @@ pub(super) async fn status(
         .clone();
     let mut models = BTreeMap::new();
     for &dataset in &status.serving {
-        if let Ok(Some(merged)) = s.joiner.models.merged(dataset).await {
+        if let Ok(Some(merged)) = s.joiner.datasets.models.merged(dataset).await {
             models.insert(dataset, labeling::ModelView::of(&merged));
         }
     }
     // What the rollout guard keeps out of each dataset's ranking, where it does.
     let mut guard = BTreeMap::new();
     for &dataset in &status.serving {
-        if let Some(learners) = &s.joiner.learners
+        if let Some(learners) = &s.joiner.datasets.learners
             && let Some(refusal) = learners.get(dataset).and_then(|l| l.progress().guard)
         {
             guard.insert(dataset, refusal);

@@ -48,9 +48,9 @@ pub(crate) enum Command {
         dataset: DatasetId,
         reply: oneshot::Sender<Result<watch::Receiver<u64>, super::LabelsError>>,
     },
-    Policy {
+    FollowPolicy {
         dataset: DatasetId,
-        policy: crate::policy::InForce,
+        policy: watch::Receiver<crate::policy::InForce>,
         reply: oneshot::Sender<Result<(), super::LabelsError>>,
     },
 }
@@ -81,6 +81,8 @@ pub(crate) struct Stores {
     /// different paths), taken as soon as it arrives; at most [`MAX_WAITING`], the oldest
     /// dropped first (anti-entropy brings those).
     waiting: HashMap<DatasetId, Waiting>,
+    /// The owner's policy of each open dataset, as the policy kind keeps it in force.
+    policies: HashMap<DatasetId, watch::Receiver<crate::policy::InForce>>,
 }
 
 /// Records waiting for their chain's previous one, per dataset.
@@ -125,6 +127,7 @@ impl Stores {
             changes: HashMap::new(),
             intake: Intake::new(limits),
             waiting: HashMap::new(),
+            policies: HashMap::new(),
         }
     }
 
@@ -403,6 +406,20 @@ impl Replicated for Stores {
         self.stores.keys().copied().collect()
     }
 
+    fn refresh(&mut self, _cx: &mut Context<Self>) {
+        let changed: Vec<(DatasetId, crate::policy::InForce)> = self
+            .policies
+            .iter_mut()
+            .filter(|(_, policy)| policy.has_changed().unwrap_or(false))
+            .map(|(dataset, policy)| (*dataset, policy.borrow_and_update().clone()))
+            .collect();
+        for (dataset, policy) in changed {
+            if let Err(e) = self.set_policy(dataset, policy) {
+                tracing::warn!(%dataset, "cannot put the owner's new policy in force: {e}");
+            }
+        }
+    }
+
     fn command(&mut self, command: Command, cx: &mut Context<Self>) {
         match command {
             Command::Open {
@@ -440,12 +457,17 @@ impl Replicated for Stores {
                     .ok_or(super::LabelsError::NotOpen(dataset));
                 let _ = reply.send(result);
             }
-            Command::Policy {
+            Command::FollowPolicy {
                 dataset,
-                policy,
+                mut policy,
                 reply,
             } => {
-                let _ = reply.send(self.set_policy(dataset, policy));
+                let in_force = policy.borrow_and_update().clone();
+                let result = self.set_policy(dataset, in_force);
+                if result.is_ok() {
+                    self.policies.insert(dataset, policy);
+                }
+                let _ = reply.send(result);
             }
             Command::Watch { dataset, reply } => {
                 let result = self

@@ -201,15 +201,16 @@ impl Labels {
             .await?
     }
 
-    /// Puts the owner's policy of an open dataset in force: annotations of keys it does not
-    /// admit are refused from now on and no longer read (see [`crate::policy`]).
-    pub async fn set_policy(
+    /// Keeps an open dataset under the owner's policy in force, as `policy` (the policy kind's
+    /// watch) says it is now and whenever it changes: annotations of keys it does not admit are
+    /// refused from then on and no longer read (see [`crate::policy`]).
+    pub async fn follow_policy(
         &self,
         dataset: swarmlabel_crdt::DatasetId,
-        policy: crate::policy::InForce,
+        policy: tokio::sync::watch::Receiver<crate::policy::InForce>,
     ) -> Result<(), LabelsError> {
         self.handle
-            .call(|reply| Command::Policy {
+            .call(|reply| Command::FollowPolicy {
                 dataset,
                 policy,
                 reply,

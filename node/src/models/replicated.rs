@@ -73,9 +73,9 @@ pub(crate) enum Command {
         screen: Option<Screen>,
         reply: oneshot::Sender<Result<(), ModelsError>>,
     },
-    SetPolicy {
+    FollowPolicy {
         dataset: DatasetId,
-        policy: crate::policy::InForce,
+        policy: watch::Receiver<crate::policy::InForce>,
         reply: oneshot::Sender<Result<(), ModelsError>>,
     },
 }
@@ -137,8 +137,9 @@ pub(crate) struct Registries {
     rng: ChaCha8Rng,
     stats: Arc<Stats>,
     held: HashMap<DatasetId, Held>,
-    /// The owner's policy of each dataset, also of those not open yet (applied when they open).
-    policies: HashMap<DatasetId, crate::policy::InForce>,
+    /// The owner's policy of each dataset, as the policy kind keeps it in force, also of those
+    /// not open yet (applied when they open).
+    policies: HashMap<DatasetId, watch::Receiver<crate::policy::InForce>>,
     /// Weights in the blob store, verified when stored.
     have: HashSet<WeightsHash>,
     fetching: HashSet<WeightsHash>,
@@ -153,6 +154,19 @@ pub(crate) struct Registries {
 }
 
 impl Registries {
+    /// Puts the owner's policy of `dataset` in force, if its models are open: the merged model
+    /// is computed again without the updates of keys it does not admit.
+    fn put_in_force(
+        &mut self,
+        dataset: DatasetId,
+        policy: crate::policy::InForce,
+        cx: &mut Context<Self>,
+    ) {
+        if self.with_held(dataset, |h| h.policy = policy).is_ok() {
+            self.mark_dirty(dataset, cx);
+        }
+    }
+
     pub(crate) fn new(
         home: Home,
         identity: Identity,
@@ -204,7 +218,7 @@ impl Registries {
                 merged,
                 problem: None,
                 screen: None,
-                policy: self.policies.get(&dataset).cloned().flatten(),
+                policy: self.policies.get(&dataset).and_then(|p| p.borrow().clone()),
                 merging: false,
                 dirty: false,
                 saved_at: None,
@@ -376,6 +390,18 @@ impl Replicated for Registries {
         self.held.keys().copied().collect()
     }
 
+    fn refresh(&mut self, cx: &mut Context<Self>) {
+        let changed: Vec<(DatasetId, crate::policy::InForce)> = self
+            .policies
+            .iter_mut()
+            .filter(|(_, policy)| policy.has_changed().unwrap_or(false))
+            .map(|(dataset, policy)| (*dataset, policy.borrow_and_update().clone()))
+            .collect();
+        for (dataset, policy) in changed {
+            self.put_in_force(dataset, policy, cx);
+        }
+    }
+
     fn command(&mut self, command: Command, cx: &mut Context<Self>) {
         match command {
             Command::Open { dataset, reply } => {
@@ -413,15 +439,14 @@ impl Replicated for Registries {
                 }
                 let _ = reply.send(result);
             }
-            Command::SetPolicy {
+            Command::FollowPolicy {
                 dataset,
-                policy,
+                mut policy,
                 reply,
             } => {
-                self.policies.insert(dataset, policy.clone());
-                if self.with_held(dataset, |h| h.policy = policy).is_ok() {
-                    self.mark_dirty(dataset, cx);
-                }
+                let in_force = policy.borrow_and_update().clone();
+                self.policies.insert(dataset, policy);
+                self.put_in_force(dataset, in_force, cx);
                 let _ = reply.send(Ok(()));
             }
         }

@@ -353,14 +353,16 @@ impl Models {
         .await?
     }
 
-    /// Puts the owner's policy of `dataset` in force: the merged model leaves out the updates of
-    /// keys it does not admit (see [`crate::policy`]).
-    pub async fn set_policy(
+    /// Keeps `dataset`'s merged model under the owner's policy in force, as `policy` (the policy
+    /// kind's watch) says it is now and whenever it changes: the merged model leaves out the
+    /// updates of keys it does not admit (see [`crate::policy`]). The dataset's models need not
+    /// be open yet: the policy applies when they open.
+    pub async fn follow_policy(
         &self,
         dataset: DatasetId,
-        policy: crate::policy::InForce,
+        policy: tokio::sync::watch::Receiver<crate::policy::InForce>,
     ) -> Result<(), ModelsError> {
-        self.call(|reply| Command::SetPolicy {
+        self.call(|reply| Command::FollowPolicy {
             dataset,
             policy,
             reply,

@@ -264,6 +264,7 @@ impl<K: Replicated> Actor<K> {
                 biased;
                 message = self.commands.recv() => match message {
                     Some(Message::Command(command)) => {
+                        self.refresh();
                         let mut cx = Context::new();
                         self.kind.command(command, &mut cx);
                         self.apply(cx);
@@ -276,8 +277,12 @@ impl<K: Replicated> Actor<K> {
                     // Every handle is gone.
                     None => break,
                 },
-                Some(inbound) = self.inbound.recv() => self.on_inbound(inbound),
+                Some(inbound) = self.inbound.recv() => {
+                    self.refresh();
+                    self.on_inbound(inbound);
+                }
                 Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.refresh();
                     match done {
                         Ok((id, task)) => {
                             self.owners.remove(&id);
@@ -291,6 +296,7 @@ impl<K: Replicated> Actor<K> {
                     }
                 }
                 () = timer => {
+                    self.refresh();
                     let now = self.now();
                     self.core.tick(now);
                 }
@@ -302,6 +308,13 @@ impl<K: Replicated> Actor<K> {
 
     fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+
+    /// Lets the kind take in what changed beside it (see [`Replicated::refresh`]).
+    fn refresh(&mut self) {
+        let mut cx = Context::new();
+        self.kind.refresh(&mut cx);
+        self.apply(cx);
     }
 
     /// Tells the core which datasets the kind holds now.

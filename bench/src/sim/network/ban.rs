@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use swarmlabel_active_learning::Matrix;
 use swarmlabel_crdt::AnnotatorKey;
 use swarmlabel_node::policy::{Change, edit};
-use swarmlabel_store::{DatasetId, Identity};
+use swarmlabel_store::Identity;
 
 use super::{Volunteer, within};
 
@@ -23,7 +23,6 @@ pub(super) async fn ban_and_settle(
     volunteers: &[Volunteer],
     banned: &[usize],
     owner: &Identity,
-    dataset: DatasetId,
     crdt: swarmlabel_crdt::DatasetId,
     test_x: &Matrix,
     test_y: &[usize],
@@ -41,10 +40,8 @@ pub(super) async fn ban_and_settle(
     )?;
     let policy = Some(Arc::new(signed.policy().clone()));
     for v in volunteers {
-        v.labels.set_policy(crdt, policy.clone()).await?;
-        if let Some(models) = &v.models {
-            models.set_policy(dataset, policy.clone()).await?;
-        }
+        // Labels and models take it in before their next event (see `Replicated::refresh`).
+        v.policy.send_replace(policy.clone());
     }
     let banned_keys: HashSet<AnnotatorKey> = keys.into_iter().collect();
     let left = volunteers[0]

@@ -136,7 +136,6 @@ impl Observer<'_> {
             self.volunteers,
             &flagged,
             &owner.key,
-            owner.dataset,
             self.crdt,
             self.test_x,
             self.test_y,
