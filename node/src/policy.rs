@@ -23,6 +23,19 @@ use swarmlabel_store::identity::Identity;
 use tokio::sync::watch;
 
 pub use replicated::InForce;
+
+/// The policies among `followed` that changed since they were last taken in, taken in now:
+/// what a kind that follows its datasets' policies (labels, models) puts in force before its
+/// next event (see [`crate::replicate::Replicated::refresh`]).
+pub(crate) fn changed(
+    followed: &mut std::collections::HashMap<DatasetId, tokio::sync::watch::Receiver<InForce>>,
+) -> Vec<(DatasetId, InForce)> {
+    followed
+        .iter_mut()
+        .filter(|(_, policy)| policy.has_changed().unwrap_or(false))
+        .map(|(dataset, policy)| (*dataset, policy.borrow_and_update().clone()))
+        .collect()
+}
 use replicated::{Command, Policies as Kind};
 
 use crate::replicate::{self, Handle, core};

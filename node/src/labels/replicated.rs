@@ -407,13 +407,7 @@ impl Replicated for Stores {
     }
 
     fn refresh(&mut self, _cx: &mut Context<Self>) {
-        let changed: Vec<(DatasetId, crate::policy::InForce)> = self
-            .policies
-            .iter_mut()
-            .filter(|(_, policy)| policy.has_changed().unwrap_or(false))
-            .map(|(dataset, policy)| (*dataset, policy.borrow_and_update().clone()))
-            .collect();
-        for (dataset, policy) in changed {
+        for (dataset, policy) in crate::policy::changed(&mut self.policies) {
             if let Err(e) = self.set_policy(dataset, policy) {
                 tracing::warn!(%dataset, "cannot put the owner's new policy in force: {e}");
             }

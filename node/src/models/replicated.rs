@@ -391,13 +391,7 @@ impl Replicated for Registries {
     }
 
     fn refresh(&mut self, cx: &mut Context<Self>) {
-        let changed: Vec<(DatasetId, crate::policy::InForce)> = self
-            .policies
-            .iter_mut()
-            .filter(|(_, policy)| policy.has_changed().unwrap_or(false))
-            .map(|(dataset, policy)| (*dataset, policy.borrow_and_update().clone()))
-            .collect();
-        for (dataset, policy) in changed {
+        for (dataset, policy) in crate::policy::changed(&mut self.policies) {
             self.put_in_force(dataset, policy, cx);
         }
     }
