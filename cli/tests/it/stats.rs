@@ -408,7 +408,7 @@ fn several_annotators_in_the_store_are_aggregated_by_the_daemon() {
         let dataset = LabelStore::crdt_dataset(&id.parse().unwrap(), 3, 5);
         let (mut store, _) = LabelStore::open(&node_home, dataset).unwrap();
         let (a, b, c) = (Value::Label(0), Value::Label(1), Value::Label(2));
-        // Worked out by hand in node::consensus's tests (cat = a, dog = b, bird = c).
+        // Worked out by hand in swarmlabel-consensus's tests (cat = a, dog = b, bird = c).
         for (annotator, sample, value) in [
             (0, 0, a),
             (1, 0, a),
