@@ -1,5 +1,5 @@
-//! Label gossip messages: new signed annotations pushed on a dataset's label topic
-//! (the labels kind's topic, `wire::KIND`), so that peers hear of a label at once instead of at the next
+//! Label gossip messages: new signed annotations pushed on a dataset's label topic (the labels
+//! kind's topic, `wire::KIND`), so that peers hear of a label at once instead of at the next
 //! anti-entropy round.
 //!
 //! A message is `SWLLAB02` (8 bytes) followed by 1 to [`MAX_RECORDS`] signed annotation records
