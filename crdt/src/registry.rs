@@ -12,9 +12,12 @@
 //!   (weighted mean by labels trained on, trimmed mean, median), with typed exclusions of
 //!   incompatible or non-finite updates.
 //! - [`screen`]: excludes updates that score badly on the node's own held-out labels.
+//! - [`committee`]: who publishes and is merged in an epoch, drawn by signed work (issue 26's
+//!   bounded fan-in; the rule only, not yet used by the models service).
 //!
 //! Like the rest of the crate it does no I/O: weights come in as tensors, scores as numbers.
 
+pub mod committee;
 mod latest;
 #[cfg(test)]
 mod laws;
