@@ -58,12 +58,7 @@ impl RawAnnotation {
     /// validation rules out, is written as `#INDEX`).
     pub fn new(signed: &SignedAnnotation, labels: &[String]) -> Self {
         let a = signed.annotation();
-        let name = |l: u16| {
-            labels
-                .get(usize::from(l))
-                .cloned()
-                .unwrap_or_else(|| format!("#{l}"))
-        };
+        let name = |l: u16| crate::label_name(labels, l);
         let (kind, label) = match a.value {
             Value::Label(l) => ("label", Some(name(l))),
             Value::Skip => ("skip", None),

@@ -95,6 +95,15 @@ impl Summary {
     }
 }
 
+/// The name of class `l` in `labels`; an index outside it, which validation rules out, is written
+/// as `#INDEX`.
+pub fn label_name(labels: &[String], l: u16) -> String {
+    labels
+        .get(usize::from(l))
+        .cloned()
+        .unwrap_or_else(|| format!("#{l}"))
+}
+
 /// The consensus of one annotated sample, classes as indices into the label set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleLabel {
@@ -118,12 +127,7 @@ impl SampleLabel {
     /// The row as the API and the exports show it, naming classes from `labels` (an index
     /// outside it, which validation rules out, is written as `#INDEX`).
     pub fn named(&self, labels: &[String]) -> SampleConsensus {
-        let name = |l: u16| {
-            labels
-                .get(usize::from(l))
-                .cloned()
-                .unwrap_or_else(|| format!("#{l}"))
-        };
+        let name = |l: u16| label_name(labels, l);
         SampleConsensus {
             sample: self.sample,
             label: self.class.map(name),

@@ -286,7 +286,7 @@ impl Report {
     /// Records the providers that delivered, sorted, and which of them came through a relay.
     fn set_providers(&mut self, delivered: &HashSet<PeerId>) {
         let mut providers: Vec<PeerId> = delivered.iter().copied().collect();
-        providers.sort_by_key(|p| p.to_string());
+        providers.sort_by_cached_key(ToString::to_string);
         self.relayed = providers
             .iter()
             .filter(|p| self.unreachable_peers.contains(p))

@@ -43,8 +43,6 @@ pub(super) struct Driver {
     crdt: swarmlabel_crdt::DatasetId,
     me: AnnotatorKey,
     pool: Arc<PoolFeatures>,
-    /// The pool row of each sample.
-    rows: HashMap<SampleId, usize>,
     labels: Labels,
     exchange: Arc<dyn ModelExchange>,
     config: Config,
@@ -83,12 +81,10 @@ impl Driver {
         stopped: mpsc::Receiver<()>,
     ) -> Self {
         config.vitals.start(&dataset);
-        let rows = pool.ids.iter().enumerate().map(|(i, s)| (*s, i)).collect();
         Self {
             crdt: dataset,
             me,
             pool,
-            rows,
             labels,
             exchange,
             plan: Plan::new(config.plan),
@@ -271,7 +267,7 @@ impl Driver {
                     .vitals
                     .flagged(&self.crdt, flagged.count() as i64);
                 for s in summary.samples {
-                    if let (Some(class), Some(&row)) = (s.class, self.rows.get(&s.sample)) {
+                    if let (Some(class), Some(&row)) = (s.class, self.pool.index.get(&s.sample)) {
                         by_row.insert(row, usize::from(class));
                     }
                 }

@@ -576,6 +576,10 @@ impl<K: Replicated> Actor<K> {
             let task = self.tasks.spawn(async move { Task::Event(work.await) });
             self.owners.insert(task.id(), Owner::Event(if_lost));
         }
+        // Called before and after every event: nothing to publish costs no handle clone.
+        if cx.publish.is_empty() {
+            return;
+        }
         let Some(node) = self.node.clone() else {
             return;
         };
